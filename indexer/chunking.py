@@ -1,0 +1,109 @@
+"""Token-aware chunking as pure functions over character offsets.
+
+Chunks are cut at sentence boundaries where possible, measured in the embedder's own tokens, and keep
+character offsets into the source document so citations can point at exact spans. The tokenizer is
+passed in as token spans (start, end) so this module stays free of I/O and model code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+from indexer.types import ChunkSpan
+
+# A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a blank line.
+_SENT_END = re.compile(r"""(?<=[.!?])["')\]]*\s+|\n\s*\n""")
+_MAX_SENTENCE_CHARS = 2000  # longer "sentences" (tables, code, no punctuation) are cut at whitespace
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Split text into sentence spans (start, end), trimmed of surrounding whitespace."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in _SENT_END.finditer(text):
+        _add_trimmed(text, pos, m.start() if m.group(0).startswith("\n") else m.end(), spans)
+        pos = m.end()
+    _add_trimmed(text, pos, len(text), spans)
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        out.extend(_split_long(text, s, e))
+    return out
+
+
+def _add_trimmed(text: str, s: int, e: int, spans: list[tuple[int, int]]) -> None:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    if e > s:
+        spans.append((s, e))
+
+
+def _split_long(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    if e - s <= _MAX_SENTENCE_CHARS:
+        return [(s, e)]
+    out: list[tuple[int, int]] = []
+    while e - s > _MAX_SENTENCE_CHARS:
+        cut = text.rfind(" ", s, s + _MAX_SENTENCE_CHARS)
+        if cut <= s:
+            cut = s + _MAX_SENTENCE_CHARS
+        _add_trimmed(text, s, cut, out)
+        s = cut
+    _add_trimmed(text, s, e, out)
+    return out
+
+
+def chunk_spans(
+    sentences: Sequence[tuple[int, int]],
+    token_starts: Sequence[int],
+    token_ends: Sequence[int],
+    max_tokens: int,
+    overlap: int,
+) -> list[ChunkSpan]:
+    """Pack sentences into chunks of at most `max_tokens` tokens.
+
+    `token_starts`/`token_ends` are the sorted character offsets of the document's tokens. Consecutive
+    chunks share trailing sentences worth at most `overlap` tokens; a sentence longer than `max_tokens`
+    is cut at token boundaries (with `overlap` tokens shared between its pieces).
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    if not 0 <= overlap < max_tokens:
+        raise ValueError("overlap must be in [0, max_tokens)")
+    # Each unit: (first token index, end token index exclusive, char start, char end).
+    units: list[tuple[int, int, int, int]] = []
+    for s, e in sentences:
+        t0 = bisect.bisect_left(token_starts, s)
+        t1 = bisect.bisect_left(token_starts, e)
+        if t1 - t0 <= max_tokens:
+            units.append((t0, t1, s, e))
+            continue
+        step = max_tokens - overlap
+        for a in range(t0, t1, step):
+            b = min(a + max_tokens, t1)
+            cs = s if a == t0 else token_starts[a]
+            ce = e if b == t1 else token_ends[b - 1]
+            units.append((a, b, cs, ce))
+            if b == t1:
+                break
+
+    chunks: list[ChunkSpan] = []
+    i = 0
+    while i < len(units):
+        j = i
+        n = 0
+        while j < len(units) and (j == i or n + units[j][1] - units[j][0] <= max_tokens):
+            n += units[j][1] - units[j][0]
+            j += 1
+        chunks.append(ChunkSpan(ord=len(chunks), start=units[i][2], end=units[j - 1][3], n_tokens=n))
+        if j >= len(units):
+            break
+        # Step back over trailing sentences that fit in the overlap budget, never to the chunk's start.
+        k, shared = j, 0
+        while overlap and k - 1 > i and shared + units[k - 1][1] - units[k - 1][0] <= overlap:
+            k -= 1
+            shared += units[k][1] - units[k][0]
+        i = k
+    return chunks

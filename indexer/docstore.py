@@ -1,0 +1,311 @@
+"""SQLite (WAL) store of documents, chunks, cached embeddings and entities.
+
+The active corpus is the `active` table plus `meta.active_index`; both change in one transaction
+(`commit_generation`), which is the single commit point of an ingest. Rows of new document versions
+are written before it and old ones are garbage-collected after it, so a crash at any moment leaves
+the previous index consistent with the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from indexer.types import Chunk, ChunkSpan, Document, Entity
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, title TEXT NOT NULL, source TEXT NOT NULL,
+    mtime REAL NOT NULL, metadata TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (doc_id, sha256));
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
+    doc_sha256 TEXT NOT NULL, chunker TEXT NOT NULL, ord INTEGER NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT NOT NULL, enriched INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, doc_sha256, chunker);
+CREATE TABLE IF NOT EXISTS embeddings (
+    chunk_id INTEGER NOT NULL, embedder TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (chunk_id, embedder));
+CREATE TABLE IF NOT EXISTS entities (
+    chunk_id INTEGER NOT NULL, label TEXT NOT NULL, text TEXT NOT NULL, norm TEXT NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, doc_start INTEGER NOT NULL, doc_end INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS entities_chunk ON entities (chunk_id);
+CREATE INDEX IF NOT EXISTS entities_label ON entities (label, norm);
+CREATE TABLE IF NOT EXISTS active (
+    doc_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, chunker TEXT NOT NULL);
+"""
+
+_ACTIVE_CHUNKS = (
+    "SELECT c.id, c.key, c.doc_id, c.ord, c.start, c.\"end\", c.text, d.title FROM chunks c "
+    "JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 AND a.chunker = c.chunker "
+    "JOIN documents d ON d.doc_id = c.doc_id AND d.sha256 = c.doc_sha256"
+)
+
+
+class DocStore:
+    """One connection per thread; writers serialise through SQLite's own lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        conn = self._raw()
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._local.conn = conn
+        return _Tx(conn)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._raw().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _raw(self) -> sqlite3.Connection:
+        """The thread's connection in autocommit mode (reads and single statements)."""
+        self._conn()
+        return self._local.conn
+
+    # ---- documents --------------------------------------------------------------------------
+    def active_documents(self) -> dict[str, tuple[str, str]]:
+        """doc_id -> (sha256, chunker) of the active corpus."""
+        rows = self._raw().execute("SELECT doc_id, sha256, chunker FROM active").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def active_sources(self) -> dict[str, str]:
+        rows = self._raw().execute(
+            "SELECT a.doc_id, d.source FROM active a JOIN documents d ON d.doc_id = a.doc_id AND d.sha256 = a.sha256"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def put_documents(self, docs: Iterable[Document]) -> None:
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(d.doc_id, d.sha256, d.title, d.source, d.mtime, json.dumps(d.metadata), d.text) for d in docs],
+            )
+
+    def get_document(self, doc_id: str) -> Document | None:
+        row = self._raw().execute(
+            "SELECT d.doc_id, d.text, d.sha256, d.title, d.source, d.mtime, d.metadata FROM documents d "
+            "JOIN active a ON a.doc_id = d.doc_id AND a.sha256 = d.sha256 WHERE d.doc_id = ?", (doc_id,)
+        ).fetchone()
+        return _doc(row) if row else None
+
+    def get_document_version(self, doc_id: str, sha256: str) -> Document | None:
+        row = self._raw().execute(
+            "SELECT doc_id, text, sha256, title, source, mtime, metadata FROM documents WHERE doc_id = ? AND sha256 = ?",
+            (doc_id, sha256),
+        ).fetchone()
+        return _doc(row) if row else None
+
+    def iter_documents(self) -> Iterator[Document]:
+        cur = self._raw().execute(
+            "SELECT d.doc_id, d.text, d.sha256, d.title, d.source, d.mtime, d.metadata FROM documents d "
+            "JOIN active a ON a.doc_id = d.doc_id AND a.sha256 = d.sha256 ORDER BY d.doc_id"
+        )
+        for row in cur:
+            yield _doc(row)
+
+    def count_documents(self) -> int:
+        return int(self._raw().execute("SELECT COUNT(*) FROM active").fetchone()[0])
+
+    # ---- chunks -----------------------------------------------------------------------------
+    def chunk_ids_for(self, doc_id: str, sha256: str, chunker: str) -> list[int]:
+        rows = self._raw().execute(
+            "SELECT id FROM chunks WHERE doc_id = ? AND doc_sha256 = ? AND chunker = ? ORDER BY ord",
+            (doc_id, sha256, chunker),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def put_chunks(self, doc: Document, chunker: str, spans: Sequence[ChunkSpan]) -> list[int]:
+        """Store a document version's chunks (idempotent by key) and return their ids in order."""
+        with self._conn() as c:
+            for sp in spans:
+                key = f"{doc.doc_id}#{doc.sha256[:12]}:{chunker}:{sp.ord}"
+                c.execute(
+                    "INSERT OR IGNORE INTO chunks (key, doc_id, doc_sha256, chunker, ord, start, \"end\", n_tokens, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, doc.doc_id, doc.sha256, chunker, sp.ord, sp.start, sp.end, sp.n_tokens,
+                     doc.text[sp.start:sp.end]),
+                )
+        return self.chunk_ids_for(doc.doc_id, doc.sha256, chunker)
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        for row in self._raw().execute(_ACTIVE_CHUNKS + " ORDER BY c.id"):
+            yield Chunk(*row)
+
+    def active_chunk_ids(self) -> np.ndarray:
+        rows = self._raw().execute(
+            "SELECT c.id FROM chunks c JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 "
+            "AND a.chunker = c.chunker ORDER BY c.id"
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """Chunks by id, whether active or not (a loaded older index may still ask for them)."""
+        out: dict[int, Chunk] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = (
+                "SELECT c.id, c.key, c.doc_id, c.ord, c.start, c.\"end\", c.text, d.title FROM chunks c "
+                "JOIN documents d ON d.doc_id = c.doc_id AND d.sha256 = c.doc_sha256 "
+                f"WHERE c.id IN ({','.join('?' * len(part))})"
+            )
+            for row in self._raw().execute(q, part):
+                out[row[0]] = Chunk(*row)
+        return out
+
+    def unenriched_chunks(self, ids: Sequence[int]) -> list[Chunk]:
+        chunks = self.get_chunks(ids)
+        rows = set()
+        for i in range(0, len(ids), 500):
+            part = list(ids[i:i + 500])
+            q = f"SELECT id FROM chunks WHERE enriched = 0 AND id IN ({','.join('?' * len(part))})"
+            rows.update(r[0] for r in self._raw().execute(q, part))
+        return [chunks[i] for i in ids if i in rows and i in chunks]
+
+    # ---- embeddings -------------------------------------------------------------------------
+    def get_embeddings(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = f"SELECT chunk_id, vec FROM embeddings WHERE embedder = ? AND chunk_id IN ({','.join('?' * len(part))})"
+            for cid, blob in self._raw().execute(q, [embedder, *part]):
+                v = np.frombuffer(blob, dtype=np.float32)
+                if v.shape[0] == dim:
+                    out[cid] = v
+        return out
+
+    def put_embeddings(self, ids: Sequence[int], embedder: str, vecs: np.ndarray) -> None:
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(int(i), embedder, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vecs)],
+            )
+
+    # ---- entities ---------------------------------------------------------------------------
+    def put_entities(self, items: Iterable[tuple[int, Sequence[Entity]]]) -> None:
+        with self._conn() as c:
+            for chunk_id, ents in items:
+                c.execute("DELETE FROM entities WHERE chunk_id = ?", (chunk_id,))
+                c.executemany(
+                    "INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(chunk_id, e.label, e.text, e.norm, e.start, e.end, e.doc_start, e.doc_end) for e in ents],
+                )
+                c.execute("UPDATE chunks SET enriched = 1 WHERE id = ?", (chunk_id,))
+
+    def entities_for(self, chunk_ids: Sequence[int]) -> dict[int, list[Entity]]:
+        out: dict[int, list[Entity]] = {}
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = (
+                "SELECT chunk_id, text, label, norm, start, \"end\", doc_start, doc_end FROM entities "
+                f"WHERE chunk_id IN ({','.join('?' * len(part))}) ORDER BY chunk_id, start"
+            )
+            for row in self._raw().execute(q, part):
+                out.setdefault(row[0], []).append(Entity(*row[1:]))
+        return out
+
+    def chunk_ids_with_entity(self, label: str, norm: str | None = None) -> set[int]:
+        q = (
+            "SELECT DISTINCT e.chunk_id FROM entities e JOIN chunks c ON c.id = e.chunk_id "
+            "JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 AND a.chunker = c.chunker "
+            "WHERE e.label = ?"
+        )
+        args: list[str] = [label]
+        if norm is not None:
+            q += " AND e.norm = ?"
+            args.append(norm)
+        return {r[0] for r in self._raw().execute(q, args)}
+
+    def entity_counts(self, label: str | None = None, top: int | None = None) -> list[tuple[str, str, int]]:
+        q = (
+            "SELECT e.label, e.norm, COUNT(*) AS n FROM entities e JOIN chunks c ON c.id = e.chunk_id "
+            "JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 AND a.chunker = c.chunker"
+        )
+        args: list[object] = []
+        if label is not None:
+            q += " WHERE e.label = ?"
+            args.append(label)
+        q += " GROUP BY e.label, e.norm ORDER BY n DESC, e.label, e.norm"
+        if top is not None:
+            q += " LIMIT ?"
+            args.append(top)
+        return [(r[0], r[1], int(r[2])) for r in self._raw().execute(q, args)]
+
+    # ---- the commit point -------------------------------------------------------------------
+    def commit_generation(self, active: dict[str, tuple[str, str]], index_name: str) -> None:
+        """Atomically replace the active corpus and the active index directory name."""
+        with self._conn() as c:
+            c.execute("DELETE FROM active")
+            c.executemany("INSERT INTO active VALUES (?, ?, ?)", [(k, s, ch) for k, (s, ch) in active.items()])
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('active_index', ?)", (index_name,))
+
+    def collect_garbage(self) -> int:
+        """Drop document versions, chunks, embeddings and entities no longer active. Returns chunks removed."""
+        with self._conn() as c:
+            dead = (
+                "SELECT c.id FROM chunks c LEFT JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 "
+                "AND a.chunker = c.chunker WHERE a.doc_id IS NULL"
+            )
+            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS dead AS {dead}")
+            c.execute("DELETE FROM dead")
+            c.execute(f"INSERT INTO dead {dead}")
+            n = c.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
+            c.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM dead)")
+            c.execute("DELETE FROM entities WHERE chunk_id IN (SELECT id FROM dead)")
+            c.execute("DELETE FROM chunks WHERE id IN (SELECT id FROM dead)")
+            c.execute(
+                "DELETE FROM documents WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.doc_id = documents.doc_id "
+                "AND a.sha256 = documents.sha256)"
+            )
+            c.execute("DROP TABLE dead")
+        return int(n)
+
+
+class _Tx:
+    """`with store._conn() as c:` runs the block in one IMMEDIATE transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def _doc(row: tuple) -> Document:
+    return Document(doc_id=row[0], text=row[1], sha256=row[2], title=row[3], source=row[4], mtime=row[5],
+                    metadata=json.loads(row[6]))

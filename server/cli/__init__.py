@@ -1,0 +1,1 @@
+"""The `ragkiln` command line: thin adapters over the core (build settings, call, render)."""

@@ -1,0 +1,70 @@
+"""`ingest`, `reindex`, `search`: thin adapters over indexer.service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from common.settings import load_settings
+from indexer import service
+from ner.enrich import open_enricher
+from ner.filters import entity_search
+from server.cli.main import app, overrides_of
+from server.cli.ner_cmds import render_facets
+from server.cli.output import emit, handle_errors
+from server.cli.render import hits_to_dicts, render_hits, render_report
+
+
+@app.command()
+@handle_errors
+def ingest(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf, BEIR corpus.jsonl)."),
+    chunk_tokens: int = typer.Option(None, help="Chunk size in embedder tokens (default 256)."),
+    chunk_overlap: int = typer.Option(None, help="Tokens shared by consecutive chunks."),
+    faiss_factory: str = typer.Option(None, "--index-type", help="FAISS factory string (Flat, HNSW32, IVF1024,SQ8)."),
+    no_ner: bool = typer.Option(False, "--no-ner", help="Skip named-entity extraction."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Ingest documents: re-embeds only what was added or changed, removes what was deleted."""
+    settings = load_settings(overrides_of(ctx, indexer={
+        "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "faiss_factory": faiss_factory},
+        ner={"enabled": False if no_ner else None}))
+    with open_enricher(settings.ner) as enricher:
+        report = service.ingest(settings, paths, enricher=enricher, progress=not as_json)
+    emit(report.to_dict(), as_json, render_report)
+
+
+@app.command()
+@handle_errors
+def reindex(
+    ctx: typer.Context,
+    embedder: str = typer.Option(None, "--embedder", help="Embedder directory or name to re-embed with."),
+    no_ner: bool = typer.Option(False, "--no-ner", help="Skip named-entity extraction of unenriched chunks."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-embed the stored corpus into a new index directory and switch to it atomically."""
+    settings = load_settings(overrides_of(ctx, ner={"enabled": False if no_ner else None}))
+    with open_enricher(settings.ner) as enricher:
+        report = service.reindex(settings, embedder=embedder, enricher=enricher, progress=not as_json)
+    emit(report.to_dict(), as_json, render_report)
+
+
+@app.command()
+@handle_errors
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(10, "--k", "-k", min=1, max=1000, help="Number of hits."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+    embedder: str = typer.Option(None, "--embedder", help="Refused unless it is the index's own embedder."),
+    entity: list[str] = typer.Option(None, "--entity", help="Only chunks with this entity: LABEL or LABEL:value "
+                                     "(repeat to AND them)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search the workspace index (optionally restricted by entities); results carry entity facets."""
+    settings = load_settings(overrides_of(ctx))
+    r = entity_search(settings, query, k=k, mode=mode, entity_specs=entity, embedder=embedder)
+    emit({"query": query, "mode": mode, "filters": r["filters"], "facets": r["facets"],
+          "hits": hits_to_dicts(r["hits"])}, as_json, lambda d: render_hits(d) + "\n" + render_facets(d))

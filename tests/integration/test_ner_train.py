@@ -1,0 +1,80 @@
+"""`ragkiln ner train` on a handful of sentences produces a model `ner.model` can load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from server.cli.main import app
+
+SENTENCES = [
+    ("Alice Smith joined Pfizer in Boston .", [("Alice Smith", "PER"), ("Pfizer", "ORG"), ("Boston", "LOC")]),
+    ("Bob Jones left Moderna for Paris .", [("Bob Jones", "PER"), ("Moderna", "ORG"), ("Paris", "LOC")]),
+    ("Pfizer opened an office in Berlin .", [("Pfizer", "ORG"), ("Berlin", "LOC")]),
+    ("Carol King visited London .", [("Carol King", "PER"), ("London", "LOC")]),
+    ("Moderna hired Dan Brown .", [("Moderna", "ORG"), ("Dan Brown", "PER")]),
+    ("Eve Adams works for Novartis in Basel .", [("Eve Adams", "PER"), ("Novartis", "ORG"), ("Basel", "LOC")]),
+]
+
+
+def write_jsonl(path: Path, rows: list[tuple[str, list[tuple[str, str]]]]) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for text, ents in rows:
+            spans = [[text.index(t), text.index(t) + len(t), lab] for t, lab in ents]
+            f.write(json.dumps({"text": text, "entities": spans}) + "\n")
+    return path
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    return write_jsonl(tmp_path / "train.jsonl", SENTENCES), write_jsonl(tmp_path / "dev.jsonl", SENTENCES[:3])
+
+
+def test_ner_train_writes_a_loadable_model(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    train, dev = data
+    out = tmp_path / "models" / "ner"
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--max-epochs", "20", "--learn-rate", "0.01", "--dropout", "0",
+              "--patience", "20", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["labels"] == ["LOC", "ORG", "PER"]
+    assert len(result["epochs"]) == 20
+    assert all(set(e) >= {"epoch", "loss", "dev_f1"} for e in result["epochs"])
+    assert result["epochs"][-1]["loss"] < result["epochs"][0]["loss"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "ner_model" and manifest["labels"] == ["LOC", "ORG", "PER"]
+    assert (out / "training.jsonl").exists() and (out / "training.png").exists()
+
+    from ner.pipeline import load_pipeline, ner_labels
+
+    nlp = load_pipeline(str(out))
+    assert nlp.pipe_names == ["ner"] and ner_labels(nlp) == ["LOC", "ORG", "PER"]
+    assert result["best_dev"]["dev_f1"] > 0.5  # it learned something from six sentences
+
+    res = runner.invoke(app, ["ner", "eval", "--data", str(dev), "--model", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.stdout)
+    assert set(scores["overall"]) >= {"precision", "recall", "f1"}
+    assert scores["overall"]["f1"] == pytest.approx(result["best_dev"]["dev_f1"], abs=1e-4)
+    assert scores["label_map"] is None
+
+
+def test_misaligned_training_spans_fail_with_one_line(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    train, dev = data
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "Pfizer sells aspirin", "entities": [[0, 4, "ORG"]]}) + "\n")
+    res = CliRunner().invoke(app, ["ner", "train", "--train", str(bad), "--dev", str(dev), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2
+    assert "do not align" in res.stderr and "'Pfiz'" in res.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_model_is_exit_6(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    res = CliRunner().invoke(app, ["ner", "eval", "--data", str(data[1]), "--model", "en_core_web_nope"])
+    assert res.exit_code == 6 and "pip install" in res.stderr

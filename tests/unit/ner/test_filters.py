@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from common.errors import InvalidInput
+from indexer.types import Chunk, Entity, Hit
+from ner.filters import (
+    EntityFilter,
+    allowed_chunk_ids,
+    entity_facets,
+    list_entities,
+    parse_entity_filter,
+    parse_entity_filters,
+    search_with_entities,
+)
+
+
+def ent(label: str, norm: str) -> Entity:
+    return Entity(norm, label, norm, 0, len(norm), 0, len(norm))
+
+
+class FakeStore:
+    """In-memory stand-in for the DocStore's entity table (test-only fake)."""
+
+    def __init__(self, ents: dict[int, list[Entity]]) -> None:
+        self.ents = ents
+
+    def chunk_ids_with_entity(self, label: str, norm: str | None = None) -> set[int]:
+        return {c for c, es in self.ents.items() if any(e.label == label and norm in (None, e.norm) for e in es)}
+
+    def entities_for(self, chunk_ids: Iterable[int]) -> dict[int, list[Entity]]:
+        return {c: self.ents[c] for c in chunk_ids if self.ents.get(c)}
+
+    def entity_counts(self, label: str | None = None, top: int | None = None) -> list[tuple[str, str, int]]:
+        from collections import Counter
+
+        n = Counter((e.label, e.norm) for es in self.ents.values() for e in es if label in (None, e.label))
+        return [(lab, v, c) for (lab, v), c in n.most_common(top)]
+
+
+class FakeSearcher:
+    """Ranks chunk ids in a fixed order, honouring allowed_ids like the real Searcher."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+        self.calls: list[set[int] | None] = []
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", allowed_ids: set[int] | None = None) -> list[Hit]:
+        self.calls.append(allowed_ids)
+        ids = [i for i in self.order if allowed_ids is None or i in allowed_ids][:k]
+        return [Hit(Chunk(i, f"d#{i}", f"d{i}", 0, 0, 1, "t"), 1.0 / (r + 1)) for r, i in enumerate(ids)]
+
+
+STORE = FakeStore(
+    {
+        1: [ent("ORG", "pfizer"), ent("DRUG", "aspirin")],
+        2: [ent("ORG", "moderna")],
+        3: [ent("ORG", "pfizer"), ent("ORG", "pfizer"), ent("GPE", "us")],
+        4: [],
+        5: [ent("DRUG", "aspirin")],
+    }
+)
+
+
+def test_parse_filters() -> None:
+    assert parse_entity_filter("ORG") == EntityFilter("ORG")
+    assert parse_entity_filter(" ORG:The  Pfizer ") == EntityFilter("ORG", "pfizer")
+    assert str(parse_entity_filter("ORG:pfizer")) == "ORG:pfizer"
+    assert parse_entity_filters(None) == []
+    for bad in ["", ":pfizer", "ORG:", "OR G"]:
+        with pytest.raises(InvalidInput):
+            parse_entity_filter(bad)
+
+
+def test_allowed_ids_and_semantics() -> None:
+    assert allowed_chunk_ids(STORE, []) is None
+    assert allowed_chunk_ids(STORE, [EntityFilter("ORG")]) == {1, 2, 3}
+    assert allowed_chunk_ids(STORE, [EntityFilter("ORG", "pfizer")]) == {1, 3}
+    assert allowed_chunk_ids(STORE, [EntityFilter("ORG", "pfizer"), EntityFilter("DRUG")]) == {1}
+    assert allowed_chunk_ids(STORE, [EntityFilter("GPE"), EntityFilter("DRUG")]) == set()
+
+
+def test_filtered_search_returns_k_hits_where_post_filter_would_not() -> None:
+    searcher = FakeSearcher([4, 2, 5, 1, 3])
+    r = search_with_entities(searcher, STORE, "q", k=2, filters=[EntityFilter("ORG", "pfizer")])
+    assert [h.chunk.id for h in r["hits"]] == [1, 3]
+    post = [h for h in searcher.search("q", k=2) if h.chunk.id in {1, 3}]
+    assert post == []  # a post-filter of the unfiltered top 2 finds nothing
+    assert r["allowed_chunks"] == 2 and r["filters"] == ["ORG:pfizer"]
+    assert [e.norm for e in r["hits"][0].entities] == ["pfizer", "aspirin"]
+
+
+def test_no_match_means_no_search() -> None:
+    searcher = FakeSearcher([1, 2])
+    r = search_with_entities(searcher, STORE, "q", k=3, filters=[EntityFilter("PERSON")])
+    assert r["hits"] == [] and searcher.calls == []
+
+
+def test_facets_count_hits_not_mentions() -> None:
+    searcher = FakeSearcher([1, 2, 3, 4, 5])
+    r = search_with_entities(searcher, STORE, "q", k=5)
+    assert r["facets"]["ORG"] == {
+        "count": 3,
+        "values": [{"value": "pfizer", "count": 2}, {"value": "moderna", "count": 1}],
+    }
+    assert r["facets"]["DRUG"]["count"] == 2
+    assert list(r["facets"]) == ["ORG", "DRUG", "GPE"]  # most frequent label first
+    assert entity_facets(r["hits"], top=1)["ORG"]["values"] == [{"value": "pfizer", "count": 2}]
+
+
+def test_list_entities() -> None:
+    out = list_entities(STORE, label="ORG", top=1)
+    assert out["entities"] == [{"label": "ORG", "value": "pfizer", "count": 3}]
+    with pytest.raises(InvalidInput):
+        list_entities(STORE, top=0)

@@ -1,0 +1,97 @@
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from common.errors import InvalidInput
+from trainer.lm.data import DataSpec, LmDataset, build_dataset, heldout_doc_ids, searcher_neighbours
+from trainer.lm.tokenizer import BOS_ID
+
+
+def test_heldout_split_is_by_document_and_stable():
+    ids = [f"d{i}" for i in range(50)]
+    a = heldout_doc_ids(ids, 0.2, seed=1)
+    assert a == heldout_doc_ids(reversed(ids), 0.2, seed=1) and len(a) == 10
+    assert a != heldout_doc_ids(ids, 0.2, seed=2)
+    assert len(heldout_doc_ids(["x", "y"], 0.01, 0)) == 1
+    with pytest.raises(InvalidInput):
+        heldout_doc_ids(["only"], 0.5, 0)
+
+
+def _other_doc_neighbours(chunks):
+    def neighbours(chunk):
+        return [c.text for c in chunks if c.doc_id != chunk.doc_id][:3]
+    return neighbours
+
+
+def test_rows_keep_targets_and_mask_only_targets(corpus_chunks, tokenizer, tmp_path):
+    spec = DataSpec(target_len=16, n_neighbours=2, neighbour_len=8)
+    meta = build_dataset(corpus_chunks, tokenizer, tmp_path, spec, _other_doc_neighbours(corpus_chunks))
+    ds = LmDataset(tmp_path)
+    assert meta["target_tokens"] == sum(len(tokenizer.encode(c.text)) for c in corpus_chunks)
+    assert ds.has_context and len(ds) == meta["rows"]
+    rows = list(range(len(ds)))
+    xc, yc, mc = ds.batch(rows, True)
+    xp, yp, mp = ds.batch(rows, False)
+    assert int(mc.sum()) == int(mp.sum()) == meta["target_tokens"]
+    for b in rows:  # the same target tokens with and without context
+        assert yc[b][mc[b]].tolist() == yp[b][mp[b]].tolist()
+    assert (xc[:, 0] == BOS_ID).all() and (yc[mc] >= 0).all()
+    assert (xc == tokenizer.ctx_open).any() and not (xp == tokenizer.ctx_open).any()
+    assert xc.shape[1] <= spec.max_row
+
+
+def test_plain_dataset_has_no_prefix(corpus_chunks, tokenizer, tmp_path):
+    build_dataset(corpus_chunks, tokenizer, tmp_path, DataSpec(target_len=16), None)
+    ds = LmDataset(tmp_path)
+    assert not ds.has_context and ds.prefix.shape[1] == 0
+    x, _, _ = ds.batch([0, 1], True)  # asking for context on a plain set is harmless
+    assert not (x == tokenizer.ctx_open).any()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Hit:
+    chunk: _Chunk
+
+
+class _LeakySearcher:
+    """A searcher that ignores exclude_doc_ids: the data builder must still drop the own document."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.calls = []
+
+    def search(self, query, k=10, mode="hybrid", allowed_ids=None, exclude_doc_ids=None):
+        self.calls.append(exclude_doc_ids)
+        return [_Hit(_Chunk(c.doc_id, c.text)) for c in self.chunks][: k + 2]
+
+
+def test_retrieval_prefix_never_includes_own_document(corpus_chunks, tokenizer, tmp_path):
+    searcher = _LeakySearcher(corpus_chunks)
+    neighbours = searcher_neighbours(searcher, k=2, mode="bm25")
+    for chunk in corpus_chunks:
+        got = neighbours(chunk)
+        own = {c.text for c in corpus_chunks if c.doc_id == chunk.doc_id}
+        assert got and not own & set(got)
+    assert all(call == {c.doc_id} for call, c in zip(searcher.calls, corpus_chunks))
+    # and through the stored prefixes: no own-document token run appears in a row's context
+    build_dataset(corpus_chunks, tokenizer, tmp_path, DataSpec(16, 2, 64), neighbours)
+    ds = LmDataset(tmp_path)
+    texts = []
+    for i in range(len(ds)):
+        p_len = int(ds.lens[i, 1])
+        texts.append(tokenizer.decode(np.asarray(ds.prefix[i, :p_len]).tolist()))
+    row = 0
+    for chunk in corpus_chunks:
+        n = -(-len(tokenizer.encode(chunk.text)) // 16)
+        for _ in range(n):
+            for other in corpus_chunks:
+                if other.doc_id == chunk.doc_id:
+                    assert other.text[:30] not in texts[row]
+            row += 1

@@ -1,0 +1,204 @@
+"""Training data: corpus chunks cut into target windows, optional retrieved-neighbour prefixes, memmapped.
+
+Each example is one target window of at most `target_len` tokens from a chunk, plus (retrieval mode)
+a prefix of `<ctx> neighbour </ctx>` blocks from *other* documents. Both are stored in fixed-width
+int32 memory-mapped .npy arrays so training reads batches without holding the corpus in RAM:
+
+    targets.npy  (N, target_len)   target tokens, right-padded with -1
+    prefix.npy   (N, prefix_len)   neighbour prefix tokens, right-padded with -1 (prefix_len may be 0)
+    lens.npy     (N, 2)            [target length, prefix length] per row
+    meta.json                      shapes, counts and how the data was made
+
+The held-out split is by document (a document's chunks are all train or all held-out), chosen by a
+seeded hash of the document id so it is stable across runs and machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from common.errors import ArtifactCorrupt, InvalidInput, NotFound
+from trainer.lm.tokenizer import BOS_ID, Tokenizer
+
+
+class ChunkLike(Protocol):
+    doc_id: str
+    text: str
+
+
+Neighbours = Callable[[ChunkLike], list[str]]
+
+
+def heldout_doc_ids(doc_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
+    """Documents put aside for held-out evaluation: a seeded hash decides, at least one each side."""
+    if not 0.0 < fraction < 1.0:
+        raise InvalidInput(f"held-out fraction must be in (0, 1), got {fraction}")
+    ids = sorted(set(doc_ids))
+    if len(ids) < 2:
+        raise InvalidInput(f"need at least 2 documents for a held-out split by document, got {len(ids)}")
+
+    def u(d: str) -> float:
+        h = hashlib.sha256(f"{seed}:{d}".encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2**64
+
+    scored = sorted(ids, key=u)
+    n = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    return set(scored[:n])
+
+
+def context_prefix(tokenizer: Tokenizer, passages: Sequence[str], passage_len: int) -> list[int]:
+    """`<ctx> passage </ctx>` blocks, each passage cut to `passage_len` tokens."""
+    out: list[int] = []
+    for p in passages:
+        out += [tokenizer.ctx_open, *tokenizer.encode(p)[:passage_len], tokenizer.ctx_close]
+    return out
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    target_len: int = 128
+    n_neighbours: int = 2
+    neighbour_len: int = 96
+
+    @property
+    def prefix_len(self) -> int:
+        return self.n_neighbours * (self.neighbour_len + 2)
+
+    @property
+    def max_row(self) -> int:
+        """Model inputs per row: BOS + prefix + target, minus the last token (it is only a target)."""
+        return self.prefix_len + self.target_len
+
+
+def build_dataset(
+    chunks: Iterable[ChunkLike],
+    tokenizer: Tokenizer,
+    out_dir: Path,
+    spec: DataSpec,
+    neighbours: Neighbours | None,
+) -> dict[str, int]:
+    """Tokenise chunks into target windows (with neighbour prefixes when `neighbours` is given).
+
+    `neighbours(chunk)` returns passage texts for the chunk; the caller guarantees they come from
+    other documents (see `searcher_neighbours`). Returns counts written to meta.json.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    P = spec.prefix_len if neighbours is not None else 0
+    targets: list[np.ndarray] = []
+    prefixes: list[np.ndarray] = []
+    lens: list[tuple[int, int]] = []
+    n_chunks = 0
+    for chunk in chunks:
+        ids = tokenizer.encode(chunk.text)
+        if not ids:
+            continue
+        n_chunks += 1
+        prefix: list[int] = []
+        if neighbours is not None:
+            prefix = context_prefix(tokenizer, neighbours(chunk)[: spec.n_neighbours], spec.neighbour_len)[:P]
+        for s in range(0, len(ids), spec.target_len):
+            window = ids[s : s + spec.target_len]
+            row_t = np.full(spec.target_len, -1, dtype=np.int32)
+            row_t[: len(window)] = window
+            row_p = np.full(P, -1, dtype=np.int32)
+            row_p[: len(prefix)] = prefix
+            targets.append(row_t)
+            prefixes.append(row_p)
+            lens.append((len(window), len(prefix)))
+    if not targets:
+        raise InvalidInput("no text to train on: every chunk was empty")
+    _write(out_dir / "targets.npy", np.stack(targets))
+    _write(out_dir / "prefix.npy", np.stack(prefixes) if P else np.zeros((len(targets), 0), np.int32))
+    _write(out_dir / "lens.npy", np.asarray(lens, dtype=np.int32))
+    meta = {
+        "rows": len(targets),
+        "chunks": n_chunks,
+        "target_tokens": int(sum(t for t, _ in lens)),
+        "target_len": spec.target_len,
+        "prefix_len": P,
+        "n_neighbours": spec.n_neighbours if neighbours is not None else 0,
+        "neighbour_len": spec.neighbour_len,
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+def _write(path: Path, arr: np.ndarray) -> None:
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=arr.shape)
+    mm[:] = arr
+    mm.flush()
+    del mm
+
+
+class LmDataset:
+    """Memory-mapped examples; `batch` assembles model rows with or without the context prefix."""
+
+    def __init__(self, directory: Path) -> None:
+        d = Path(directory)
+        if not (d / "meta.json").exists():
+            raise NotFound(f"no LM dataset in {d}")
+        try:
+            self.meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+            self.targets = np.load(d / "targets.npy", mmap_mode="r")  # (N, Tt)
+            self.prefix = np.load(d / "prefix.npy", mmap_mode="r")  # (N, P)
+            self.lens = np.load(d / "lens.npy", mmap_mode="r")  # (N, 2)
+        except (OSError, ValueError, json.JSONDecodeError) as e:
+            raise ArtifactCorrupt(f"LM dataset {d} is unreadable: {e}") from e
+        if not (len(self.targets) == len(self.prefix) == len(self.lens) == self.meta["rows"]):
+            raise ArtifactCorrupt(f"LM dataset {d} has inconsistent array lengths")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @property
+    def has_context(self) -> bool:
+        return self.prefix.shape[1] > 0
+
+    def batch(
+        self, indices: Sequence[int], with_context: bool | Sequence[bool]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, y, mask), each (B, T): inputs, next-token targets (-1 = pad) and the target-only loss mask.
+
+        Rows are `<s> [prefix] target`, right-padded, so padding never influences earlier positions.
+        """
+        ctx = [with_context] * len(indices) if isinstance(with_context, bool) else list(with_context)
+        rows: list[tuple[list[int], int]] = []
+        for i, c in zip(indices, ctx):
+            t_len, p_len = (int(v) for v in self.lens[i])
+            pre = self.prefix[i, :p_len].tolist() if (c and self.has_context) else []
+            rows.append(([BOS_ID, *pre, *self.targets[i, :t_len].tolist()], 1 + len(pre)))
+        T = max(len(r) for r, _ in rows) - 1
+        x = torch.zeros(len(rows), T, dtype=torch.long)  # (B, T) pad id 0 (<unk>), masked out anyway
+        y = torch.full((len(rows), T), -1, dtype=torch.long)  # (B, T)
+        mask = torch.zeros(len(rows), T, dtype=torch.bool)  # (B, T)
+        for b, (row, start) in enumerate(rows):
+            n = len(row) - 1
+            x[b, :n] = torch.tensor(row[:-1])
+            y[b, :n] = torch.tensor(row[1:])
+            mask[b, start - 1 : n] = True  # positions whose next token is a target token
+        return x, y, mask
+
+
+def searcher_neighbours(searcher: object, k: int, mode: str = "hybrid", query_chars: int = 1000) -> Neighbours:
+    """Neighbours from the workspace index, never from the chunk's own document.
+
+    The Searcher is asked to exclude the document; hits from it are dropped again here so a searcher
+    that ignores the exclusion cannot leak the target into its own context.
+    """
+
+    def neighbours(chunk: ChunkLike) -> list[str]:
+        hits = searcher.search(  # type: ignore[attr-defined]
+            chunk.text[:query_chars], k=k, mode=mode, exclude_doc_ids={chunk.doc_id}
+        )
+        return [h.chunk.text for h in hits if h.chunk.doc_id != chunk.doc_id][:k]
+
+    return neighbours

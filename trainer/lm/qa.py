@@ -1,0 +1,181 @@
+"""Answering from context: the fixed QA prompt, QA JSONL loading, synthetic cloze questions, EM/F1.
+
+Prompt (also `tokenizer.PROMPT_FORMAT`, recorded in the manifest):
+    <s><ctx> passage </ctx>...<q> question <a> answer</s>
+QA examples are stored in the same memmap layout as LM data (trainer/lm/data.py): the prefix holds
+context + question + `<a>`, the target holds answer + `</s>`, so the loss is on the answer only.
+
+Synthetic questions: a named entity (from the docstore's NER) or, failing that, a capitalised phrase
+or number is removed from a sentence and replaced by a wh-word chosen by its label; the removed span
+is the answer and the chunk the sentence came from is the context. The model learns to find and copy
+a span, which is what extractive answering needs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import InvalidInput, NotFound
+from trainer.lm.data import ChunkLike, _write
+from trainer.lm.tokenizer import BOS_ID, Tokenizer
+
+
+@dataclass(frozen=True)
+class QaExample:
+    question: str
+    answer: str
+    context: tuple[str, ...] = ()
+    doc_id: str = ""
+
+
+def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int) -> list[int]:
+    """`<s><ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer."""
+    ids = [BOS_ID]
+    for c in contexts:
+        ids += [tokenizer.ctx_open, *tokenizer.encode(c)[:passage_len], tokenizer.ctx_close]
+    return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
+
+
+def load_qa_jsonl(path: Path) -> list[QaExample]:
+    """Read `{"question", "answer"[, "context"]}` lines; any bad line is an InvalidInput naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"QA file {path} does not exist")
+    out: list[QaExample] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InvalidInput(f"{path}:{n}: not JSON: {e.msg}") from e
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+                raise InvalidInput(f"{path}:{n}: needs string fields 'question' and 'answer'")
+            ctx = row.get("context")
+            if ctx is not None and not isinstance(ctx, (str, list)):
+                raise InvalidInput(f"{path}:{n}: 'context' must be a string or a list of strings")
+            contexts = (ctx,) if isinstance(ctx, str) else tuple(str(c) for c in (ctx or ()))
+            out.append(QaExample(row["question"].strip(), row["answer"].strip(), contexts))
+    if not out:
+        raise InvalidInput(f"{path} holds no QA examples")
+    return out
+
+
+_WH = {"PERSON": "who", "ORG": "what organisation", "GPE": "where", "LOC": "where", "DATE": "when",
+       "TIME": "when", "CARDINAL": "how many", "QUANTITY": "how much", "PERCENT": "what percentage",
+       "MONEY": "how much", "NORP": "which group", "EVENT": "what event", "WORK_OF_ART": "what"}
+_SENT = re.compile(r"[^.!?]{20,300}[.!?]")
+_PHRASE = re.compile(r"\b(?:[A-Z][\w-]+(?:\s+(?:of|the|de|and)?\s*[A-Z][\w-]+)*|\d[\d,.]*%?)")
+
+Spans = Callable[[ChunkLike], list[tuple[int, int, str]]]  # (start, end, label) chunk-relative
+
+
+def regex_spans(chunk: ChunkLike) -> list[tuple[int, int, str]]:
+    """Fallback answer candidates without NER: capitalised phrases (not sentence-initial) and numbers."""
+    out = []
+    for m in _PHRASE.finditer(chunk.text):
+        before = chunk.text[max(0, m.start() - 2) : m.start()]
+        if m.start() == 0 or before.rstrip().endswith((".", "!", "?")):
+            continue
+        label = "CARDINAL" if m.group()[0].isdigit() else "PHRASE"
+        out.append((m.start(), m.end(), label))
+    return out
+
+
+def cloze_questions(
+    chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0
+) -> list[QaExample]:
+    """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer."""
+    rng = random.Random(seed)
+    out: list[QaExample] = []
+    for chunk in chunks:
+        sentences = [(m.start(), m.end()) for m in _SENT.finditer(chunk.text)]
+        cands = []
+        for s, e, label in spans(chunk):
+            sent = next(((a, b) for a, b in sentences if a <= s and e <= b), None)
+            if sent is None or e - s > 60 or e - s < 2:
+                continue
+            cands.append((s, e, label, sent))
+        rng.shuffle(cands)
+        used: set[tuple[int, int]] = set()  # one question per sentence
+        for s, e, label, sent in cands:
+            if sent in used:
+                continue
+            used.add(sent)
+            a, b = sent
+            question = (chunk.text[a:s] + _WH.get(label, "what") + chunk.text[e:b]).strip().rstrip(".!?") + "?"
+            out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
+            if len(used) >= per_chunk:
+                break
+    return out
+
+
+def build_qa_dataset(
+    examples: Sequence[QaExample],
+    tokenizer: Tokenizer,
+    out_dir: Path,
+    passage_len: int,
+    retrieve: Callable[[str], list[str]] | None = None,
+    max_answer: int = 32,
+) -> dict[str, int]:
+    """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + </s>."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefixes, targets = [], []
+    for ex in examples:
+        contexts = ex.context if ex.context else tuple(retrieve(ex.question) if retrieve else ())
+        prefix = qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:]  # BOS is added per row
+        target = [*tokenizer.encode(" " + ex.answer)[:max_answer], tokenizer.eos_id]
+        prefixes.append(prefix)
+        targets.append(target)
+    if not targets:
+        raise InvalidInput("no QA examples to train on")
+    P, T = max(map(len, prefixes)), max(map(len, targets))
+    pre = np.full((len(targets), P), -1, np.int32)
+    tgt = np.full((len(targets), T), -1, np.int32)
+    lens = np.zeros((len(targets), 2), np.int32)
+    for i, (p, t) in enumerate(zip(prefixes, targets)):
+        pre[i, : len(p)], tgt[i, : len(t)], lens[i] = p, t, (len(t), len(p))
+    _write(out_dir / "targets.npy", tgt)
+    _write(out_dir / "prefix.npy", pre)
+    _write(out_dir / "lens.npy", lens)
+    meta = {"rows": len(targets), "target_tokens": int(lens[:, 0].sum()), "target_len": T, "prefix_len": P, "qa": True}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD's official normalisation: lower case, no punctuation, no articles, single spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(pred: str, golds: Sequence[str]) -> float:
+    return float(any(normalize_answer(pred) == normalize_answer(g) for g in golds))
+
+
+def token_f1(pred: str, golds: Sequence[str]) -> float:
+    """Best SQuAD token F1 of a prediction against any gold answer (0..1)."""
+    best = 0.0
+    p = normalize_answer(pred).split()
+    for g in golds:
+        gt = normalize_answer(g).split()
+        common = Counter(p) & Counter(gt)
+        same = sum(common.values())
+        if same == 0:
+            continue
+        prec, rec = same / len(p), same / len(gt)
+        best = max(best, 2 * prec * rec / (prec + rec))
+    return best

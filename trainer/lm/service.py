@@ -1,0 +1,188 @@
+"""The LM stage's core entry points, called by the CLI (and the bench) with settings in hand.
+
+`prepare_lm_run` and `prepare_qa_run` are pure of the workspace (chunks and a `neighbours` /
+`retrieve` callable come in), so tests drive them with fakes; `train_lm`, `eval_lm` and
+`generate_text` wire them to the workspace index.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common.errors import InvalidInput, NotFound
+from common.settings import LmConfig, Settings
+from trainer.lm.checkpoint import load_model
+from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
+from trainer.lm.model import preset_args
+from trainer.lm.qa import QaExample, build_qa_dataset, cloze_questions, load_qa_jsonl
+from trainer.lm.run import launch_ddp, run_training, write_run
+from trainer.lm.sampling import Generation, SamplingParams, generate
+from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer, train_tokenizer
+from trainer.lm.train import TrainConfig, heldout_loss
+
+log = logging.getLogger(__name__)
+
+
+def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
+    return TrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
+        warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
+        eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed, bf16=cfg.bf16,
+        **over,
+    ).validate()
+
+
+def data_spec(cfg: LmConfig) -> DataSpec:
+    return DataSpec(target_len=cfg.target_len, n_neighbours=cfg.n_neighbours, neighbour_len=cfg.neighbour_len)
+
+
+def prepare_lm_run(
+    run_dir: Path, out: Path, chunks: Sequence[ChunkLike], cfg: LmConfig, neighbours: Neighbours | None,
+    tokenizer: Tokenizer | None = None, source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tokenizer (trained on the training documents only), held-out split by document, memmaps, run.json."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    (run_dir / "data").mkdir(parents=True)
+    if not chunks:
+        raise InvalidInput("the workspace has no chunks; run `ragkiln ingest PATH` first")
+    held = heldout_doc_ids((c.doc_id for c in chunks), cfg.heldout_fraction, cfg.seed)
+    train_chunks = [c for c in chunks if c.doc_id not in held]
+    held_chunks = [c for c in chunks if c.doc_id in held]
+    tok = tokenizer or train_tokenizer((c.text for c in train_chunks), cfg.vocab_size)
+    tok.save(run_dir / "tokenizer.model")
+    spec = data_spec(cfg)
+    if neighbours is not None and cfg.n_neighbours == 0:
+        raise InvalidInput("retrieval training needs n_neighbours >= 1")
+    train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, neighbours)
+    held_meta = build_dataset(held_chunks, tok, run_dir / "data" / "heldout", spec, neighbours)
+    args = preset_args(cfg.preset, tok.vocab_size, max_seq_len=_seq_len(spec.max_row))
+    meta = {
+        "kind": "lm",
+        "preset": cfg.preset,
+        "retrieval": neighbours is not None,
+        "retrieval_mode": cfg.retrieval_mode if neighbours is not None else None,
+        "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours, "neighbour_len": spec.neighbour_len},
+        "train_rows": train_meta["rows"], "train_target_tokens": train_meta["target_tokens"],
+        "heldout_rows": held_meta["rows"], "heldout_target_tokens": held_meta["target_tokens"],
+        "heldout_doc_ids": sorted(held), "heldout_fraction": cfg.heldout_fraction,
+        "prompt_format": PROMPT_FORMAT, "source": source or {},
+    }
+    write_run(run_dir, out=out, model_args=args, cfg=train_config(cfg), meta=meta)
+    return meta
+
+
+def _seq_len(rows: int) -> int:
+    """Context window: the longest training row rounded up to a multiple of 64, at least 256."""
+    return max(256, -(-rows // 64) * 64)
+
+
+def prepare_qa_run(
+    run_dir: Path, out: Path, init: Path, examples: Sequence[QaExample], cfg: LmConfig,
+    retrieve: Callable[[str], list[str]] | None, heldout_fraction: float = 0.1,
+) -> dict[str, Any]:
+    """QA fine-tuning run from an existing LM checkpoint; held-out split by source document/question."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    (run_dir / "data").mkdir(parents=True)
+    model, tok, manifest = load_model(init)
+    tok.save(run_dir / "tokenizer.model")
+    keys = [e.doc_id or e.question for e in examples]
+    held = heldout_doc_ids(keys, heldout_fraction, cfg.seed) if len(set(keys)) >= 2 else set()
+    train_ex = [e for e, k in zip(examples, keys) if k not in held]
+    held_ex = [e for e, k in zip(examples, keys) if k in held]
+    plen = min(cfg.qa_passage_len, model.args.max_seq_len // 2)
+    tm = build_qa_dataset(train_ex, tok, run_dir / "data" / "train", plen, retrieve)
+    if held_ex:
+        build_qa_dataset(held_ex, tok, run_dir / "data" / "heldout", plen, retrieve)
+    longest = tm["prefix_len"] + tm["target_len"]
+    if longest > model.args.max_seq_len:
+        raise InvalidInput(f"QA rows of {longest} tokens exceed the model context {model.args.max_seq_len}")
+    meta = {**manifest.get("training", {}), "qa": {"examples": len(train_ex), "heldout": len(held_ex),
+            "passage_len": plen, "init": str(init)}, "prompt_format": PROMPT_FORMAT}
+    write_run(run_dir, out=out, model_args=model.args, cfg=train_config(cfg, context_mix=1.0), meta=meta, init=init)
+    return meta
+
+
+def _workspace(settings: Settings) -> Any:
+    from indexer.workspace import Workspace
+
+    return Workspace.open(settings)
+
+
+def train_lm(
+    settings: Settings, *, retrieval: bool = True, out: Path | None = None, qa: Path | None = None,
+    init: Path | None = None, resume: bool = False,
+) -> dict[str, Any]:
+    """`ragkiln train lm`: train on the workspace corpus (or fine-tune for QA with `qa`)."""
+    cfg = settings.lm
+    ws = _workspace(settings)
+    name = f"lm-{cfg.preset}-{'qa' if qa else ('rag' if retrieval else 'plain')}"
+    out = Path(out) if out else ws.models / name
+    run_dir = ws.home / "runs" / name
+    if resume and (run_dir / "run.json").exists():
+        log.info("resuming run %s", run_dir)
+    elif qa is not None:
+        base = Path(init) if init else ws.models / f"lm-{cfg.preset}-rag"
+        if not (base / "manifest.json").exists():
+            raise NotFound(f"no LM checkpoint at {base} to fine-tune; train one with `ragkiln train lm` or pass --init")
+        searcher = ws.searcher() if cfg.qa_passages else None
+        retrieve = (lambda q: [h.chunk.text for h in searcher.search(q, k=cfg.qa_passages, mode=cfg.retrieval_mode)]) \
+            if searcher else None
+        examples = load_qa_jsonl(qa)
+        if cfg.synthetic_per_chunk:
+            examples += cloze_questions(list(ws.store.iter_chunks()), per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed)
+        prepare_qa_run(run_dir, out, base, examples, cfg, retrieve)
+    else:
+        chunks = list(ws.store.iter_chunks())
+        neighbours = searcher_neighbours(ws.searcher(), cfg.n_neighbours, cfg.retrieval_mode) if retrieval else None
+        prepare_lm_run(run_dir, out, chunks, cfg, neighbours, source={"workspace": str(ws.home)})
+    if cfg.nproc > 1:
+        return launch_ddp(run_dir, cfg.nproc, resume=resume)
+    return run_training(run_dir, resume=resume)
+
+
+def perplexities(model: Any, ds: LmDataset, rows: int | None = None) -> dict[str, Any]:
+    """Held-out perplexity of the same target tokens without and (when stored) with context."""
+    no_ctx = heldout_loss(model, ds, with_context=False, rows=rows)
+    out: dict[str, Any] = {"ppl_no_context": no_ctx["ppl"], "tokens": no_ctx["tokens"]}
+    out["ppl_with_context"] = heldout_loss(model, ds, with_context=True, rows=rows)["ppl"] if ds.has_context else None
+    return out
+
+
+def eval_lm(settings: Settings, model_dir: Path, rows: int | None = None) -> dict[str, Any]:
+    """`ragkiln eval lm --heldout`: perplexity on the model's held-out documents, without and with context."""
+    model, tok, manifest = load_model(model_dir)
+    training = manifest.get("training", {})
+    held_ids = set(training.get("heldout_doc_ids") or [])
+    if not held_ids:
+        raise InvalidInput(f"{model_dir} records no held-out documents (was it trained by `ragkiln train lm`?)")
+    ws = _workspace(settings)
+    chunks = [c for c in ws.store.iter_chunks() if c.doc_id in held_ids]
+    if not chunks:
+        raise NotFound("none of the model's held-out documents is in this workspace")
+    ds_spec = DataSpec(**training.get("data_spec", {}))
+    if ds_spec.max_row > model.args.max_seq_len:
+        ds_spec = replace(ds_spec, n_neighbours=0)
+    mode = training.get("retrieval_mode") or settings.lm.retrieval_mode
+    neighbours = searcher_neighbours(ws.searcher(), ds_spec.n_neighbours, mode) if ds_spec.n_neighbours else None
+    tmp = ws.home / "runs" / f"eval-{Path(model_dir).name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    build_dataset(chunks, tok, tmp, ds_spec, neighbours)
+    result = perplexities(model, LmDataset(tmp), rows)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {**result, "model": str(model_dir), "documents": len(held_ids)}
+
+
+def generate_text(model_dir: Path, prompt: str, params: SamplingParams) -> Generation:
+    """`ragkiln generate`: sample from a checkpoint (plain text prompt, prefixed with <s>)."""
+    model, tok, _ = load_model(model_dir)
+    return generate(model, tok, prompt, params)
