@@ -75,14 +75,32 @@ class NerConfig(Section):
 
 class EmbedderTrainConfig(Section):
     epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(64, ge=2, le=65536)
+    batch_size: int = Field(64, ge=2, le=65536, description="Pairs per optimizer step (in-batch negatives).")
     mini_batch_size: int = Field(16, ge=1, le=4096, description="CachedMNRL mini-batch (memory bound).")
+    loss: Literal["cached_mnrl", "mnrl"] = Field(
+        "cached_mnrl", description="CachedMultipleNegativesRankingLoss (GradCache) or the plain MNRL.")
     lr: float = Field(2e-5, gt=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
-    max_seq_length: int = Field(256, ge=16, le=8192)
-    hard_negatives: int = Field(1, ge=0, le=32)
-    max_pairs: int = Field(20000, ge=1)
-    dev_fraction: float = Field(0.1, gt=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0, le=10)
+    max_seq_length: int = Field(160, ge=16, le=8192, description="Tokens per text while training (the saved "
+                                "model keeps the base model's length).")
+    hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
+    negative_depth: int = Field(30, ge=1, le=1000, description="Hybrid (BM25 + dense) candidates searched per query.")
+    negative_max_sim: float = Field(0.95, ge=-1, le=1, description="Candidates closer to the positive than this "
+                                    "cosine are near-duplicates, never negatives.")
+    negative_skip_top: int = Field(0, ge=0, le=100, description="Filtered candidates skipped at the top "
+                                   "(likeliest unlabelled positives).")
+    sources: str = Field("title,ict,entity", description="Comma-separated mined pair sources: title, ict, entity.")
+    ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
+    mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")
+    max_pairs: int = Field(20000, ge=1, description="Training pairs kept after the split (sampled across sources).")
+    dev_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out for the dev pairs.")
+    max_dev_pairs: int = Field(300, ge=1, le=100000, description="Most dev pairs (evaluation cost).")
+    dev_distractors: int = Field(700, ge=0, le=1000000, description="Chunks of other documents added to the dev corpus.")
+    logging_steps: int = Field(5, ge=1, le=100000, description="Training loss logged every N steps (the curve).")
+    eval_steps: int = Field(0, ge=0, le=1000000, description="Dev evaluation every N steps; 0: once per epoch.")
+    save_steps: int = Field(50, ge=1, le=1000000, description="Resumable checkpoint every N steps.")
+    nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo on CPU).")
     seed: int = 42
 
 
@@ -134,7 +152,24 @@ class ServerConfig(Section):
     api_keys: str = Field("", description="'key:scope,key2:scope' with scope read or admin; empty: loopback only.")
     max_body_mb: float = Field(16.0, gt=0)
     queue_size: int = Field(8, ge=1, le=10000, description="Pending generations before 429.")
-    request_timeout_s: float = Field(60.0, gt=0)
+    request_timeout_s: float = Field(60.0, gt=0, description="Longest wait for a response to start (504 after).")
+    generator: str = Field(
+        "auto",
+        description="GGUF file answering /v1/answer and chat; 'auto' = the newest workspace gguf/*/model-q8_0.gguf "
+        "(else another type); 'none' = no generator (answers are 503).",
+    )
+    batch_max: int = Field(64, ge=1, le=1024, description="Most queries embedded in one micro-batch.")
+    batch_wait_ms: float = Field(
+        0.0, ge=0, le=100, description="Extra wait for more queries before a batch runs (0: batch what queued meanwhile)."
+    )
+    answer_min_similarity: float = Field(
+        0.3, ge=-1, le=1, description="Dense cosine a passage needs to count as relevant for an answer."
+    )
+    answer_min_bm25: float = Field(
+        3.0, ge=0, description="BM25 score a passage without a dense score needs to count as relevant."
+    )
+    answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
+    max_batch_inputs: int = Field(256, ge=1, le=100000, description="Most inputs in one /v1/embeddings call.")
 
 
 class Settings(BaseSettings):

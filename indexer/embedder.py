@@ -95,6 +95,10 @@ class SentenceTransformerEmbedder:
         if threads:
             torch.set_num_threads(threads)
         path = resolve_embedder_path(name_or_path)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would break one-line CLI errors
+        hf_logging.set_verbosity_error()
         try:
             self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         except Exception as e:  # corrupt or incompatible model directory

@@ -20,6 +20,7 @@ from indexer.embedder import SentenceTransformerEmbedder, load_embedder
 from indexer.generation import chunk_ids_of, index_text, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
+from indexer.search import MODES
 from indexer.types import Chunk, ChunkSpan, Document, Entity, IngestReport, Skipped
 from indexer.workspace import Workspace
 
@@ -148,6 +149,11 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     embedder = _resolve_embedder(ws, embedder_override)
     chunker = chunker_id(embedder, cfg.chunk_tokens, cfg.chunk_overlap)
     indexed = store.active_documents()
+    # Documents outside this scan's scope stay as they are (ingesting folder B keeps folder A).
+    scanned_ids = {d.doc_id for d in docs}
+    kept = [store.get_document_version(i, sha) for i, (sha, _) in indexed.items()
+            if i not in scanned_ids and not removable(i)]
+    docs = list(docs) + [d for d in kept if d is not None]
     plan = plan_reindex(indexed, {d.doc_id: d.sha256 for d in docs}, chunker, removable)
     report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
                           unchanged=len(plan.unchanged))
@@ -247,6 +253,8 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
 def search(settings: Settings, query: str, k: int = 10, mode: str = "hybrid",
            allowed_ids: set[int] | None = None, embedder: str | None = None,
            with_entities: bool = False) -> list:
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     ws = Workspace.open(settings)
     return ws.searcher(embedder).search(query, k=k, mode=mode, allowed_ids=allowed_ids,  # type: ignore[arg-type]
                                         with_entities=with_entities)

@@ -183,6 +183,12 @@ def _copy_weights(ner: Any, base_ner: Any) -> list[str]:
     return copied
 
 
+def _resolved(base: str | None) -> str | None:
+    from ner.pipeline import resolve_model_name
+
+    return resolve_model_name(base) if base else None
+
+
 def _restrict(examples: list[NerExample], labels: Sequence[str], dropped: dict[str, int]) -> list[NerExample]:
     keep = set(labels)
     out = []
@@ -269,7 +275,7 @@ def train_ner(
     n_words = sum(len(d) for d in gold_docs)
     manifest = make_manifest(
         MODEL_KIND, FORMAT_VERSION, options=asdict(opts), labels=labels, train=str(train_path), dev=str(dev_path),
-        copied_from_base=copied,
+        base_model=_resolved(opts.base), copied_from_base=copied,
     )
     with atomic_artifact_dir(Path(out), manifest) as tmp, JsonlLog(tmp / "training.jsonl") as jlog:
         jlog.write("start", options=asdict(opts), labels=labels, train_texts=len(examples), dev_texts=len(dev_ex))

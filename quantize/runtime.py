@@ -14,7 +14,6 @@ Prompts may be text (`<s>` is prepended, as in training) or token ids that alrea
 from __future__ import annotations
 
 import codecs
-import logging
 import queue
 import threading
 import time
@@ -27,7 +26,6 @@ import numpy as np
 
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

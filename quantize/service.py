@@ -9,7 +9,6 @@ workspace (recorded in its manifest at training time) or from a file given expli
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -24,7 +23,6 @@ from quantize.metrics import token_nll
 from quantize.runtime import Generation, LlamaCppGenerator, SamplingParams
 from quantize.types import QUANT_TYPES, QuantType, parse_types
 
-log = logging.getLogger(__name__)
 
 
 def default_gguf_dir(settings: Settings, model_dir: Path) -> Path:

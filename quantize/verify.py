@@ -15,7 +15,6 @@ Measured (see `verify_export`):
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 import time
@@ -31,7 +30,6 @@ from quantize.metadata import render_prompt
 from quantize.metrics import Agreement, ppl_delta_pct
 from quantize.runtime import LlamaCppGenerator, SamplingParams
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

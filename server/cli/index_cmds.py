@@ -13,7 +13,8 @@ from ner.filters import entity_search
 from server.cli.main import app, overrides_of
 from server.cli.ner_cmds import render_facets
 from server.cli.output import emit, handle_errors
-from server.cli.render import hits_to_dicts, render_hits, render_report
+from server.cli.groups import eval_app
+from server.cli.render import hits_to_dicts, render_hits, render_metrics, render_report
 
 
 @app.command()
@@ -68,3 +69,21 @@ def search(
     r = entity_search(settings, query, k=k, mode=mode, entity_specs=entity, embedder=embedder)
     emit({"query": query, "mode": mode, "filters": r["filters"], "facets": r["facets"],
           "hits": hits_to_dicts(r["hits"])}, as_json, lambda d: render_hits(d) + "\n" + render_facets(d))
+
+
+@eval_app.command("retrieval")
+@handle_errors
+def eval_retrieval(
+    ctx: typer.Context,
+    beir: Path = typer.Option(..., "--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv."),
+    split: str = typer.Option("test", "--split"),
+    mode: str = typer.Option("all", "--mode", help="dense, bm25, hybrid or all."),
+    embedder: str = typer.Option(None, "--embedder", help="Evaluate with this embedder (re-embeds the corpus)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """nDCG@10, Recall@100 and MRR@10 per retrieval mode on a BEIR split."""
+    from indexer.beir_eval import eval_retrieval as run_eval
+
+    settings = load_settings(overrides_of(ctx))
+    result = run_eval(settings, beir, split=split, mode=mode, embedder=embedder, progress=not as_json)
+    emit(result, as_json, render_metrics)

@@ -47,3 +47,10 @@ def render_report(r: dict[str, Any]) -> str:
         lines.append(f"skipped {len(r['skipped'])} file(s):")
         lines += [f"  {s['path']}: {s['reason']}" for s in r["skipped"][:50]]
     return "\n".join(lines)
+
+
+def render_metrics(result: dict[str, Any]) -> str:
+    lines = [f"{'mode':<8} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8}"]
+    for mode, m in result.items():
+        lines.append(f"{mode:<8} {m['ndcg@10']:>8.4f} {m['recall@100']:>8.4f} {m['mrr@10']:>8.4f}")
+    return "\n".join(lines)

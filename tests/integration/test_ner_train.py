@@ -78,3 +78,25 @@ def test_misaligned_training_spans_fail_with_one_line(tmp_path: Path, data: tupl
 def test_missing_model_is_exit_6(tmp_path: Path, data: tuple[Path, Path]) -> None:
     res = CliRunner().invoke(app, ["ner", "eval", "--data", str(data[1]), "--model", "en_core_web_nope"])
     assert res.exit_code == 6 and "pip install" in res.stderr
+
+
+def test_ner_train_from_a_pretrained_base(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    from ner.pipeline import load_pipeline, ner_labels, resolve_model_name
+
+    try:
+        base = resolve_model_name("auto")
+    except Exception:  # noqa: BLE001
+        pytest.skip("no pretrained English pipeline installed")
+    train, dev = data
+    out = tmp_path / "from_base"
+    res = CliRunner().invoke(
+        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--base", "auto",
+              "--max-epochs", "3", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["base_model"] == base and manifest["copied_from_base"] == ["tok2vec", "lower"]
+    nlp = load_pipeline(str(out))
+    assert ner_labels(nlp) == ["LOC", "ORG", "PER"]  # only the new labels, none of OntoNotes'
+    # Transfer: the base's NER knowledge makes even 3 epochs on six sentences useful.
+    assert json.loads(res.stdout)["best_dev"]["dev_f1"] >= 0.5

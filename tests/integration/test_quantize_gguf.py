@@ -259,3 +259,30 @@ def test_waiting_past_the_timeout_is_busy_and_frees_its_slot(export):
             assert gen.generate("The", SamplingParams(max_tokens=2, temperature=0.0)).tokens
     finally:
         gen.close()
+
+
+def test_gguf_eval_matches_torch_perplexities_on_the_same_dataset(ckpt, f32, tmp_path):
+    from quantize.service import GgufTokenizer, gguf_perplexities
+    from trainer.lm.data import DataSpec, LmDataset, build_dataset
+    from trainer.lm.service import perplexities
+
+    model, tok, _ = load_model(ckpt)
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class C:
+        doc_id: str
+        text: str
+
+    chunks = [C(str(i), s) for i, s in enumerate(SENTENCES)]
+    spec = DataSpec(target_len=24, n_neighbours=1, neighbour_len=12)
+    other = {c.doc_id: SENTENCES[(i + 1) % len(SENTENCES)] for i, c in enumerate(chunks)}
+    build_dataset(chunks, tok, tmp_path / "sp", spec, lambda c: [other[c.doc_id]])
+    build_dataset(chunks, GgufTokenizer(f32), tmp_path / "ll", spec, lambda c: [other[c.doc_id]])
+    sp, ll = LmDataset(tmp_path / "sp"), LmDataset(tmp_path / "ll")
+    assert np.array_equal(sp.targets, ll.targets) and np.array_equal(sp.prefix, ll.prefix)
+    want = perplexities(model, sp)
+    got = gguf_perplexities(f32, ll)
+    assert got["tokens"] == want["tokens"]
+    assert got["ppl_no_context"] == pytest.approx(want["ppl_no_context"], rel=1e-4)
+    assert got["ppl_with_context"] == pytest.approx(want["ppl_with_context"], rel=1e-4)

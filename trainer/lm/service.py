@@ -19,7 +19,7 @@ from common.settings import LmConfig, Settings
 from trainer.lm.checkpoint import load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
-from trainer.lm.qa import QaExample, build_qa_dataset, cloze_questions, load_qa_jsonl
+from trainer.lm.qa import QaExample, build_qa_dataset, cloze_questions, load_qa_jsonl, regex_spans
 from trainer.lm.run import launch_ddp, run_training, write_run
 from trainer.lm.sampling import Generation, SamplingParams, generate
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer, train_tokenizer
@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
-    return TrainConfig(
+    fields = dict(
         steps=cfg.steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
         eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed, bf16=cfg.bf16,
-        **over,
-    ).validate()
+    )
+    return TrainConfig(**{**fields, **over}).validate()
 
 
 def data_spec(cfg: LmConfig) -> DataSpec:
@@ -111,6 +111,16 @@ def prepare_qa_run(
     return meta
 
 
+def stored_entity_spans(store: Any) -> Callable[[Any], list[tuple[int, int, str]]]:
+    """Answer candidates from the docstore's NER entities, falling back to phrases when a chunk has none."""
+
+    def spans(chunk: Any) -> list[tuple[int, int, str]]:
+        ents = store.entities_for([chunk.id]).get(chunk.id, [])
+        return [(e.start, e.end, e.label) for e in ents] or regex_spans(chunk)
+
+    return spans
+
+
 def _workspace(settings: Settings) -> Any:
     from indexer.workspace import Workspace
 
@@ -138,7 +148,8 @@ def train_lm(
             if searcher else None
         examples = load_qa_jsonl(qa)
         if cfg.synthetic_per_chunk:
-            examples += cloze_questions(list(ws.store.iter_chunks()), per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed)
+            examples += cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
+                                        per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed)
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve)
     else:
         chunks = list(ws.store.iter_chunks())

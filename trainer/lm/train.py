@@ -242,6 +242,7 @@ def _summary(
         peak = measure_matmul_peak(seconds=1.0) * world  # each rank measured on its own threads
         out.update(
             tokens_per_s=round(tps, 1),
+            avg_row_tokens=round(avg_len, 1),
             train_seconds=round(seconds, 2),
             matmul_peak_gflops=round(peak / 1e9, 1),
             mfu=round(mfu(tps, model.flops_per_token(int(avg_len)), peak), 4),

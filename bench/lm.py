@@ -1,0 +1,363 @@
+"""Benchmark the compact Llama LM: throughput/MFU per preset, the perplexity 2x2, SQuAD answering.
+
+    HF_HUB_OFFLINE=1 flock /tmp/ragkiln-heavy.lock nice -n 5 .venv/bin/python bench/lm.py \
+        [--sections throughput,ppl,squad] [--ppl-steps 400] [--squad-preset small] ...
+
+1. throughput: every preset trains a few steps on SciFact retrieval rows in a fresh subprocess
+   (fp32 and bf16 autocast): tokens/s, MFU against this machine's fp32 matmul peak measured with
+   torch in the same run, wall time, peak RSS.
+2. ppl: SciFact (../shared/datasets/scifact), one chunk per abstract, 10% of documents held out.
+   A plain model and a retrieval-trained model (BM25 neighbours from other documents, through the
+   project's BM25 index) train with the same steps, batch and target rows (same target-token
+   budget); each is scored on the same held-out target tokens without and with retrieved context.
+3. squad: SQuAD v1.1 dev paragraphs are the corpus; an LM is pre-trained on them (retrieval rows),
+   then fine-tuned on synthetic cloze questions generated from them (spaCy NER spans -> wh-word;
+   SQuAD's own questions are never trained on). SQuAD questions are answered greedily with the gold
+   paragraph as context and with the top BM25 paragraph: exact match and token F1.
+
+Writes bench/results/lm.json and bench/results/lm.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common.settings import LmConfig  # noqa: E402
+from indexer.bm25 import BM25Index  # noqa: E402
+from trainer.lm.checkpoint import load_model  # noqa: E402
+from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
+from trainer.lm.flops import measure_matmul_peak  # noqa: E402
+from trainer.lm.model import Transformer, preset_args  # noqa: E402
+from trainer.lm.qa import QaExample, cloze_questions, exact_match, qa_prompt_ids, token_f1  # noqa: E402
+from trainer.lm.run import read_run, run_training  # noqa: E402
+from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
+from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
+from trainer.lm.tokenizer import Tokenizer  # noqa: E402
+from trainer.lm.train import TrainConfig, train  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets"
+WORK = ROOT / "bench" / "work" / "lm"
+OUT = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    doc_id: str
+    text: str
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class _Hit:
+    chunk: Chunk
+    score: float
+
+
+class Bm25Searcher:
+    """The project's BM25 index over bench chunks, with the Searcher.search signature the LM uses."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self.chunks = chunks
+        self.index = BM25Index.build([c.text for c in chunks], np.arange(len(chunks), dtype=np.int64), 1.5, 0.75,
+                                     "english")
+
+    def search(self, query: str, k: int = 10, mode: str = "bm25", allowed_ids: Any = None,
+               exclude_doc_ids: set[str] | None = None) -> list[_Hit]:
+        scores, ids = self.index.search(query, k + 8)
+        hits = [_Hit(self.chunks[int(i)], float(s)) for i, s in zip(ids, scores)
+                if self.chunks[int(i)].doc_id not in (exclude_doc_ids or set())]
+        return hits[:k]
+
+
+def scifact_chunks(limit: int | None = None) -> list[Chunk]:
+    rows = [json.loads(line) for line in (DATA / "scifact" / "corpus.jsonl").open(encoding="utf-8") if line.strip()]
+    rows = rows[:limit] if limit else rows
+    return [Chunk(r["_id"], f"{r.get('title', '')}\n{r['text']}".strip(), i) for i, r in enumerate(rows) if r.get("text")]
+
+
+def lm_cfg(**kw: Any) -> LmConfig:
+    return LmConfig(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- 1
+
+
+def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: float) -> dict[str, Any]:
+    """Runs in a fresh process: trains `steps` steps of `preset` on the prepared rows."""
+    spec = read_run(run_dir)
+    tok = Tokenizer.load(run_dir / "tokenizer.model")
+    args = preset_args(preset, tok.vocab_size, spec["model_args"]["max_seq_len"])
+    torch.manual_seed(0)
+    model = Transformer(args)
+    cfg = TrainConfig(steps=steps, batch_size=16, warmup=2, eval_every=10**9, ckpt_every=10**9, bf16=bf16,
+                      progress=False)
+    tmp = WORK / f"tp-{preset}-{int(bf16)}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "train.jsonl").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    s = train(model, tok, LmDataset(run_dir / "data" / "train"), None, cfg, tmp)
+    wall = time.perf_counter() - t0
+    rows = [json.loads(x) for x in (tmp / "train.jsonl").read_text().splitlines()]
+    tps = s["tokens_per_s"]
+    return {
+        "preset": preset, "bf16": bf16, "n_params": model.num_params(), "steps": steps,
+        "tokens_per_s": tps, "mfu": round(tps * model.flops_per_token(int(s["avg_row_tokens"])) / peak, 4),
+        "wall_s": round(wall, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "final_loss": rows[-2]["loss"] if len(rows) > 1 else None,
+    }
+
+
+def section_throughput(run_dir: Path, presets: list[str], steps: int, peak: float) -> list[dict[str, Any]]:
+    out = []
+    for preset in presets:
+        for bf16 in (False, True):
+            cmd = [sys.executable, __file__, "--_child", str(run_dir), preset, str(steps), str(int(bf16)), str(peak)]
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"throughput {row}", file=sys.stderr)
+            out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 2
+
+
+def section_ppl(chunks: list[Chunk], searcher: Bm25Searcher, preset: str, steps: int, variants: list[str],
+                base_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Plain vs retrieval-trained, each without and with context, on the same held-out target tokens."""
+    cfg = lm_cfg(preset=preset, steps=steps, eval_every=max(50, steps // 4), ckpt_every=steps, **base_cfg)
+    neighbours = searcher_neighbours(searcher, cfg.n_neighbours, "bm25")
+    rag_run = WORK / f"ppl-{preset}-rag"
+    t0 = time.perf_counter()
+    meta = prepare_lm_run(rag_run, WORK / f"model-{preset}-rag", chunks, cfg, neighbours)
+    prep_s = time.perf_counter() - t0
+    tok = Tokenizer.load(rag_run / "tokenizer.model")
+    heldout = LmDataset(rag_run / "data" / "heldout")
+    results: dict[str, Any] = {"preset": preset, "steps": steps, "batch_size": cfg.batch_size,
+                               "train_target_tokens": meta["train_target_tokens"],
+                               "heldout_target_tokens": meta["heldout_target_tokens"],
+                               "data_spec": meta["data_spec"], "prepare_s": round(prep_s, 1), "models": {}}
+    runs = {"plain": (rag_run.with_name(f"ppl-{preset}-plain"), None, cfg), "rag": (rag_run, neighbours, cfg)}
+    for v in variants:  # e.g. "mix0.5": retrieval rows, half of them trained without their context
+        if v.startswith("mix"):
+            runs[v] = (rag_run.with_name(f"ppl-{preset}-{v}"), neighbours, cfg.model_copy(update={"context_mix": float(v[3:])}))
+    for name, (run, nb, c) in runs.items():
+        if run != rag_run:
+            prepare_lm_run(run, WORK / f"model-{preset}-{name}", chunks, c, nb, tokenizer=tok)
+        t0 = time.perf_counter()
+        summary = run_training(run)
+        model, _, _ = load_model(Path(read_run(run)["out"]))
+        ppl = perplexities(model, heldout)
+        results["models"][name] = {**ppl, "train_s": round(time.perf_counter() - t0, 1),
+                                   "tokens_per_s": summary.get("tokens_per_s"), "mfu": summary.get("mfu")}
+        print(f"ppl {name}: {results['models'][name]}", file=sys.stderr)
+    plain = results["models"]["plain"]["ppl_no_context"]
+    for name, r in results["models"].items():
+        if name != "plain":
+            r["ratio_with_context_vs_plain_no_context"] = round(r["ppl_with_context"] / plain, 4)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- 3
+
+
+def squad_data() -> tuple[list[Chunk], list[dict[str, Any]]]:
+    d = json.loads((DATA / "squad-v1.1" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    chunks, questions = [], []
+    for art in d["data"]:
+        for j, p in enumerate(art["paragraphs"]):
+            c = Chunk(f"{art['title']}#{j}", p["context"], len(chunks))
+            chunks.append(c)
+            for qa in p["qas"]:
+                questions.append({"question": qa["question"], "answers": [a["text"] for a in qa["answers"]],
+                                  "doc_id": c.doc_id, "context": p["context"]})
+    return chunks, questions
+
+
+def ner_spans(chunks: list[Chunk]) -> dict[str, list[tuple[int, int, str]]]:
+    """Entity spans from the project's spaCy enricher (en_core_web_sm); empty when it is unavailable."""
+    try:
+        from common.settings import NerConfig
+        from ner.enrich import make_enricher
+
+        enricher = make_enricher(NerConfig())
+    except Exception as e:  # the bench still runs with regex spans
+        print(f"NER unavailable ({e}); using regex spans", file=sys.stderr)
+        return {}
+    if enricher is None:
+        return {}
+    ents = enricher([c.text for c in chunks])
+    return {c.doc_id: [(e.start, e.end, e.label) for e in es] for c, es in zip(chunks, ents)}
+
+
+def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int,
+                  base_cfg: dict[str, Any]) -> dict[str, Any]:
+    from trainer.lm.qa import regex_spans
+
+    chunks, questions = squad_data()
+    searcher = Bm25Searcher(chunks)
+    cfg = lm_cfg(preset=preset, steps=lm_steps, eval_every=max(50, lm_steps // 4), ckpt_every=lm_steps, **base_cfg)
+    lm_run, lm_out = WORK / f"squad-{preset}-lm", WORK / f"squad-model-{preset}-lm"
+    t0 = time.perf_counter()
+    prepare_lm_run(lm_run, lm_out, chunks, cfg, searcher_neighbours(searcher, cfg.n_neighbours, "bm25"))
+    lm_summary = run_training(lm_run)
+    lm_s = time.perf_counter() - t0
+    spans = ner_spans(chunks)
+    synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0)
+    qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
+                                    "ckpt_every": qa_steps, "context_mix": 1.0})
+    qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
+    t0 = time.perf_counter()
+    prepare_qa_run(qa_run, qa_out, lm_out, synth, qa_cfg, retrieve=None)
+    qa_summary = run_training(qa_run)
+    qa_s = time.perf_counter() - t0
+    model, tok, _ = load_model(qa_out)
+    rng = random.Random(0)
+    sample = rng.sample(questions, min(n_questions, len(questions)))
+    plen = read_run(qa_run)["meta"]["qa"]["passage_len"]
+    scores: dict[str, dict[str, float]] = {}
+    examples = []
+    t0 = time.perf_counter()
+    for setting in ("gold", "retrieved"):
+        em = f1 = 0.0
+        hit = 0
+        for q in sample:
+            if setting == "gold":
+                ctx = [q["context"]]
+            else:
+                top = searcher.search(q["question"], k=1)
+                ctx = [top[0].chunk.text] if top else []
+                hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
+            ids = qa_prompt_ids(tok, ctx, q["question"], plen)
+            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)))
+            em += exact_match(g.text, q["answers"])
+            f1 += token_f1(g.text, q["answers"])
+            if setting == "gold" and len(examples) < 8:
+                examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
+        n = max(1, len(sample))
+        scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2)}
+        if setting == "retrieved":
+            scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
+    return {
+        "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
+        "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
+        "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
+        "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
+        "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
+        "scores": scores, "examples": examples,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def render_md(r: dict[str, Any]) -> str:
+    lines = ["# LM benchmark", "", f"Command: `{r['command']}`", "",
+             f"Machine: {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}, fp32 matmul peak "
+             f"{r['machine']['fp32_peak_gflops']} GFLOP/s, bf16 {r['machine']['bf16_peak_gflops']} GFLOP/s "
+             "(1024^3 matmuls, measured in this run; the machine is shared, so figures vary run to run).", ""]
+    if r.get("throughput"):
+        lines += ["## Training throughput (SciFact retrieval rows, batch 16)", "",
+                  "| preset | params | autocast | tokens/s | MFU (fp32 peak) | wall s | peak RSS MB |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
+        for t in r["throughput"]:
+            lines.append(f"| {t['preset']} | {t['n_params']:,} | {'bf16' if t['bf16'] else 'fp32'} | "
+                         f"{t['tokens_per_s']:.0f} | {100 * t['mfu']:.1f}% | {t['wall_s']} | {t['peak_rss_mb']} |")
+        lines.append("")
+    if r.get("ppl"):
+        p = r["ppl"]
+        lines += [f"## Held-out perplexity, SciFact ({p['preset']}, {p['steps']} steps x {p['batch_size']} rows, "
+                  f"{p['heldout_target_tokens']:,} held-out target tokens)", "",
+                  "| model | no context | with retrieved context | with-context / plain-no-context |", "|---|---:|---:|---:|"]
+        for name, m in p["models"].items():
+            lines.append(f"| {name} | {m['ppl_no_context']:.2f} | {m['ppl_with_context']:.2f} | "
+                         f"{m.get('ratio_with_context_vs_plain_no_context', '')} |")
+        lines.append("")
+    if r.get("squad"):
+        s = r["squad"]
+        lines += [f"## SQuAD v1.1 dev ({s['preset']}, {s['questions_evaluated']} questions)", "",
+                  "| context | EM | F1 |", "|---|---:|---:|"]
+        for k, v in s["scores"].items():
+            lines.append(f"| {k} | {v['exact_match']} | {v['f1']} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_child":
+        run_dir, preset, steps, bf16, peak = sys.argv[2:7]
+        print(json.dumps(throughput_child(Path(run_dir), preset, int(steps), bf16 == "1", float(peak))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", default="throughput,ppl,squad")
+    ap.add_argument("--presets", default="tiny,small,base")
+    ap.add_argument("--throughput-steps", type=int, default=6)
+    ap.add_argument("--ppl-preset", default="tiny")
+    ap.add_argument("--ppl-steps", type=int, default=400)
+    ap.add_argument("--ppl-variants", default="", help="comma list, e.g. mix0.5")
+    ap.add_argument("--n-neighbours", type=int, default=2)
+    ap.add_argument("--neighbour-len", type=int, default=96)
+    ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--squad-preset", default="tiny")
+    ap.add_argument("--squad-lm-steps", type=int, default=300)
+    ap.add_argument("--squad-qa-steps", type=int, default=300)
+    ap.add_argument("--squad-questions", type=int, default=200)
+    ap.add_argument("--synthetic-per-chunk", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=OUT / "lm.json")
+    a = ap.parse_args()
+    sections = set(a.sections.split(","))
+    WORK.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(a.out.read_text()) if a.out.exists() else {}
+    peak = measure_matmul_peak(1024, 3.0)
+    result: dict[str, Any] = {
+        **prev,
+        "command": "HF_HUB_OFFLINE=1 flock /tmp/ragkiln-heavy.lock nice -n 5 .venv/bin/python bench/lm.py "
+                   + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "fp32_peak_gflops": round(peak / 1e9, 1),
+                    "bf16_peak_gflops": round(measure_matmul_peak(1024, 2.0, torch.bfloat16) / 1e9, 1)},
+        "targets": {"squad_gold_f1_small": ">= 30", "squad_retrieved_f1_small": ">= 20",
+                    "rag_with_context_vs_plain_no_context": "<= 0.90", "mfu": ">= 0.30", "tiny_sample_corpus_s": "<= 180"},
+    }
+    base_cfg = {"vocab_size": a.vocab, "n_neighbours": a.n_neighbours, "neighbour_len": a.neighbour_len,
+                "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 256}
+    chunks = scifact_chunks() if sections & {"throughput", "ppl"} else []
+    searcher = Bm25Searcher(chunks) if chunks else None
+    if "throughput" in sections:
+        run = WORK / "throughput-run"
+        cfg = lm_cfg(preset="tiny", steps=10, **base_cfg)
+        prepare_lm_run(run, WORK / "throughput-model", chunks[:600], cfg, searcher_neighbours(searcher, cfg.n_neighbours, "bm25"))
+        result["throughput"] = section_throughput(run, a.presets.split(","), a.throughput_steps, peak)
+    if "ppl" in sections:
+        result["ppl"] = section_ppl(chunks, searcher, a.ppl_preset, a.ppl_steps,
+                                    [v for v in a.ppl_variants.split(",") if v], base_cfg)
+    if "squad" in sections:
+        sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300}
+        result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
+                                        a.synthetic_per_chunk, sq_cfg)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    a.out.with_suffix(".md").write_text(render_md(result))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

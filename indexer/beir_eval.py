@@ -1,0 +1,120 @@
+"""Retrieval evaluation on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+
+Chunk hits are turned into document rankings by first occurrence (max-pooling over a document's
+chunks), then scored with nDCG@10, Recall@100 and MRR@10.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from common.errors import InvalidInput, NotFound
+from common.settings import Settings
+from indexer import service
+from indexer.metrics import evaluate_run
+from indexer.search import MODES, Searcher
+from indexer.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DOC_DEPTH = 100  # documents ranked per query (Recall@100 needs 100)
+
+
+def load_queries(beir_dir: Path) -> dict[str, str]:
+    path = beir_dir / "queries.jsonl"
+    if not path.exists():
+        raise NotFound(f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                    out[str(obj["_id"])] = str(obj["text"])
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise InvalidInput(f"{path}:{n}: not a BEIR query line ({e})") from e
+    return out
+
+
+def load_qrels(beir_dir: Path, split: str) -> dict[str, dict[str, int]]:
+    path = beir_dir / "qrels" / f"{split}.tsv"
+    if not path.exists():
+        raise NotFound(f"{path} not found (splits present: "
+                       f"{', '.join(p.stem for p in (beir_dir / 'qrels').glob('*.tsv')) or 'none'})")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        for n, row in enumerate(reader, 1):
+            if n == 1 and row and row[0] == "query-id":
+                continue
+            if len(row) < 3:
+                continue
+            try:
+                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            except ValueError as e:
+                raise InvalidInput(f"{path}:{n}: score must be an integer") from e
+    return qrels
+
+
+def doc_ranking(searcher: Searcher, query: str, mode: str, query_vec=None, depth: int = DOC_DEPTH) -> list[str]:  # type: ignore[no-untyped-def]
+    """Document ids best first, widening the chunk candidate list until `depth` documents are found."""
+    n = depth * 3
+    while True:
+        ranked, _ = searcher.ranked_ids(query, mode, n, query_vec=query_vec)  # type: ignore[arg-type]
+        chunks = searcher.store.get_chunks(ranked)
+        docs: list[str] = []
+        seen: set[str] = set()
+        for cid in ranked:
+            c = chunks.get(cid)
+            if c is not None and c.doc_id not in seen:
+                seen.add(c.doc_id)
+                docs.append(c.doc_id)
+        if len(docs) >= depth or n >= searcher.size or len(ranked) < n:
+            return docs[:depth]
+        n *= 2
+
+
+def evaluate_searcher(searcher: Searcher, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+                      modes: list[str]) -> dict[str, dict[str, float]]:
+    qids = [q for q in qrels if q in queries]
+    if not qids:
+        raise InvalidInput("no query in the qrels split has a text in queries.jsonl")
+    vecs = searcher.embedder.encode([queries[q] for q in qids], batch_size=128) if (
+        set(modes) & {"dense", "hybrid"}) else None
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        run = {}
+        for i, q in enumerate(qids):
+            qv = vecs[i:i + 1] if vecs is not None and mode != "bm25" else None
+            run[q] = doc_ranking(searcher, queries[q], mode, qv)
+        results[mode] = {k: round(v, 4) if isinstance(v, float) else v
+                         for k, v in evaluate_run(run, {q: qrels[q] for q in qids}).items()}
+    return results
+
+
+def eval_retrieval(settings: Settings, beir_dir: Path, split: str = "test", mode: str = "all",
+                   embedder: str | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Index the BEIR corpus in the workspace (reused when unchanged) and score each mode."""
+    beir_dir = Path(beir_dir)
+    if mode != "all" and mode not in MODES:
+        raise InvalidInput(f"mode must be all, {', '.join(MODES)}; got {mode!r}")
+    corpus = beir_dir / "corpus.jsonl"
+    if not corpus.exists():
+        raise NotFound(f"{corpus} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
+    queries = load_queries(beir_dir)
+    qrels = load_qrels(beir_dir, split)
+    service.ingest(settings, [corpus], progress=progress)
+    ws = Workspace.open(settings)
+    if embedder is not None:
+        current = ws.searcher().embedder
+        from indexer.embedder import load_embedder
+
+        if load_embedder(embedder, settings.indexer.threads).id != current.id:
+            log.info("re-embedding the corpus with %s", embedder)
+            service.reindex(settings, embedder=embedder, progress=progress)
+    searcher = ws.searcher(embedder)
+    modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
+    return evaluate_searcher(searcher, queries, qrels, modes)

@@ -1,0 +1,145 @@
+"""Grounded answers: retrieval -> relevant passages -> QA prompt -> GGUF generation -> citations.
+
+`start_answer` does everything that can fail with a clean HTTP status (no generator, queue full,
+prompt too long) before the first byte, so a streamed response only ever fails mid-way on a real
+generation error. `AnswerRun.pieces()` is a sync iterator (run it on a worker thread).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from indexer.types import Hit
+from server.rag import NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
+from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
+from server.state import ServerState
+
+
+@dataclass(frozen=True)
+class GenOptions:
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class AnswerRun:
+    question: str
+    hits: list[Hit]
+    relevant: list[Hit]
+    in_prompt: list[Hit]
+    retrieval_s: float
+    model: str | None
+    stream: Any = None  # quantize.runtime._Stream; None when nothing relevant was found
+    prompt_tokens: int = 0
+    text: str = ""
+    finish_reason: str = "stop"
+    completion_tokens: int = 0
+    first_token_s: float | None = None
+    generation_s: float | None = None
+    tokens_per_s: float | None = None
+    citations: list[Citation] = field(default_factory=list)
+    _t_ready: float = 0.0
+
+    @property
+    def grounded(self) -> bool:
+        return bool(self.relevant)
+
+    def pieces(self) -> Iterator[str]:
+        """The answer text piece by piece; afterwards the fields hold the result and citations."""
+        if self.stream is None:
+            self.text = NO_ANSWER
+            self.citations = []
+            yield NO_ANSWER
+            return
+        parts: list[str] = []
+        try:
+            for piece in self.stream:
+                if self.first_token_s is None:
+                    self.first_token_s = time.perf_counter() - self._t_ready
+                parts.append(piece)
+                yield piece
+        finally:
+            self.stream.close()
+        self.text = "".join(parts)
+        res = self.stream.result
+        if res is not None:
+            self.finish_reason = res.finish_reason
+            self.completion_tokens = len(res.tokens)
+            self.generation_s = res.prompt_s + res.gen_s
+            self.tokens_per_s = res.gen_tok_s or None
+            if self.first_token_s is None:  # nothing emitted (e.g. EOS first): time to the decision
+                self.first_token_s = res.prompt_s
+        self.citations = select_citations(self.text, self.in_prompt, self.question)
+
+    def finish(self) -> None:
+        for _ in self.pieces():
+            pass
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+
+def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
+                 rag: bool = True) -> AnswerRun:
+    """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow."""
+    cfg = state.settings.server
+    relevant = relevant_hits(hits, cfg.answer_min_similarity, cfg.answer_min_bm25) if rag else []
+    run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None)
+    if rag and not relevant:
+        return run
+    from quantize.runtime import SamplingParams
+
+    gen = state.require_generator()
+    passages = relevant[: gen.passages]
+    plan = plan_prompt(gen.tokenizer, [h.chunk.text for h in passages], question, gen.runtime.n_ctx,
+                       opts.max_tokens, gen.passage_len)
+    params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
+                            stop=opts.stop, seed=opts.seed)
+    run.stream = gen.runtime.stream(plan.ids, params)
+    run.in_prompt = passages[: plan.passages]
+    run.prompt_tokens = len(plan.ids)
+    run.model = gen.model_id
+    run._t_ready = time.perf_counter()
+    return run
+
+
+def citation_outs(run: AnswerRun) -> list[CitationOut]:
+    return [CitationOut(**asdict(c)) for c in run.citations]
+
+
+def passage_outs(run: AnswerRun) -> list[PassageOut]:
+    rel = {h.chunk.id for h in run.relevant}
+    used = {h.chunk.id for h in run.in_prompt}
+    return [PassageOut(doc_id=h.chunk.doc_id, chunk_id=h.chunk.id, title=h.chunk.title, start=h.chunk.start,
+                       end=h.chunk.end, score=round(h.score, 6), scores={k: round(v, 6) for k, v in h.scores.items()},
+                       relevant=h.chunk.id in rel, in_prompt=h.chunk.id in used) for h in run.hits]
+
+
+def usage_of(run: AnswerRun) -> Usage:
+    return Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                 total_tokens=run.prompt_tokens + run.completion_tokens)
+
+
+def timings_of(run: AnswerRun) -> AnswerTimings:
+    ms = lambda s: None if s is None else round(s * 1000, 3)  # noqa: E731
+    return AnswerTimings(retrieval_ms=round(run.retrieval_s * 1000, 3), first_token_ms=ms(run.first_token_s),
+                         generation_ms=ms(run.generation_s),
+                         tokens_per_s=None if run.tokens_per_s is None else round(run.tokens_per_s, 2))
+
+
+def answer_response(run: AnswerRun) -> AnswerResponse:
+    return AnswerResponse(answer=run.text, grounded=run.grounded, citations=citation_outs(run),
+                          passages=passage_outs(run), model=run.model, finish_reason=run.finish_reason,
+                          usage=usage_of(run), timings=timings_of(run))
+
+
+def record(state: ServerState, run: AnswerRun) -> None:
+    if run.stream is not None:
+        state.metrics.observe_generation(run.completion_tokens, run.tokens_per_s or 0.0, run.first_token_s)

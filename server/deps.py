@@ -1,0 +1,29 @@
+"""FastAPI dependencies: the loaded state and the API-key scope checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+
+from server.state import ServerState
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.ragkiln
+
+
+def require(scope: str) -> Callable[..., ServerState]:
+    """A dependency that checks the Bearer key has `scope` and returns the state."""
+
+    def check(request: Request) -> ServerState:
+        state: ServerState = request.app.state.ragkiln
+        state.keys.check(request.headers.get("authorization"), scope)
+        return state
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+READ = Depends(require("read"))
+ADMIN = Depends(require("admin"))

@@ -1,0 +1,111 @@
+"""Retrieval as the server runs it: query vectors from the micro-batcher, entity and metadata
+filters applied inside the retrievers, hits with entities and facets.
+
+`VectorSearcher` is `Searcher.search` with the query vector given (computed in a batch with other
+requests' queries); `ner.filters.search_with_entities` drives it exactly as it drives a Searcher.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from common.errors import InvalidInput
+from indexer.search import MODES, Searcher
+from indexer.types import Hit
+from ner.filters import parse_entity_filters, search_with_entities
+from server.schemas import Filters, HitOut, SearchResponse
+from server.state import ServerState
+
+
+class VectorSearcher:
+    """A Searcher whose query embedding is already known; also ANDs a metadata filter in."""
+
+    def __init__(self, searcher: Searcher, query_vec: np.ndarray | None, restrict: set[int] | None) -> None:
+        self.s, self.vec, self.restrict = searcher, query_vec, restrict
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", allowed_ids: set[int] | None = None,
+               exclude_doc_ids: set[str] | None = None, with_entities: bool = False) -> list[Hit]:
+        if self.restrict is not None:
+            allowed_ids = set(self.restrict) if allowed_ids is None else allowed_ids & self.restrict
+            if not allowed_ids:
+                return []
+        allowed = np.fromiter(allowed_ids, dtype=np.int64) if allowed_ids is not None else None
+        n = max(k, self.s.cfg.candidates)
+        while True:  # the loop of Searcher.search, with the precomputed vector
+            ranked, detail = self.s.ranked_ids(query, mode, n, allowed, query_vec=self.vec)  # type: ignore[arg-type]
+            hits = self.s._hits(ranked, detail, k, exclude_doc_ids or set(), mode)  # type: ignore[arg-type]
+            if len(hits) >= k or n >= self.s.size or not exclude_doc_ids:
+                return hits
+            n *= 4
+
+
+class MetadataIndex:
+    """doc metadata and chunk ids of one index generation, built on first use of a metadata filter."""
+
+    def __init__(self) -> None:
+        self._name: str | None = None
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._chunks: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def allowed(self, searcher: Searcher, wanted: Mapping[str, Any]) -> set[int]:
+        with self._lock:
+            if self._name != searcher.name:
+                store = searcher.store
+                self._meta = {d.doc_id: d.metadata for d in store.iter_documents()}
+                chunks: dict[str, list[int]] = {}
+                for c in store.iter_chunks():
+                    chunks.setdefault(c.doc_id, []).append(c.id)
+                self._chunks, self._name = chunks, searcher.name
+            meta, by_doc = self._meta, self._chunks
+        out: set[int] = set()
+        for doc_id, m in meta.items():
+            if all(k in m and m[k] == v for k, v in wanted.items()):
+                out.update(by_doc.get(doc_id, ()))
+        return out
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    hits: list[Hit]
+    facets: dict[str, Any]
+    seconds: float
+
+
+async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str, k: int, mode: str,
+                   filters: Filters | None) -> Retrieved:
+    """Hits (with entities) and facets for a query; dense queries are embedded in a shared batch."""
+    t0 = time.perf_counter()
+    if not query.strip():
+        raise InvalidInput("query must not be empty")
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
+    specs = filters.entities if filters else []
+    entity_filters = parse_entity_filters(specs)
+    searcher = state.searcher()
+    vec = await state.batcher.embed(searcher.embedder, query) if mode in ("dense", "hybrid") else None
+    restrict = metadata_index.allowed(searcher, filters.metadata) if filters and filters.metadata else None
+    r = search_with_entities(VectorSearcher(searcher, vec, restrict), searcher.store, query, k=k, mode=mode,
+                             filters=entity_filters)
+    return Retrieved(r["hits"], r["facets"], time.perf_counter() - t0)
+
+
+def hit_out(h: Hit) -> HitOut:
+    c = h.chunk
+    return HitOut(
+        chunk_id=c.id, chunk_key=c.key, doc_id=c.doc_id, title=c.title, start=c.start, end=c.end,
+        score=round(h.score, 6), ranks=h.ranks, scores={k: round(v, 6) for k, v in h.scores.items()}, text=c.text,
+        entities=[{"text": e.text, "label": e.label, "norm": e.norm, "start": e.start, "end": e.end,  # type: ignore[misc]
+                   "doc_start": e.doc_start, "doc_end": e.doc_end} for e in h.entities],
+    )
+
+
+def search_response(query: str, mode: str, r: Retrieved) -> SearchResponse:
+    return SearchResponse(query=query, mode=mode, hits=[hit_out(h) for h in r.hits],  # type: ignore[arg-type]
+                          facets=r.facets, took_ms=round(r.seconds * 1000, 3))

@@ -1,0 +1,147 @@
+"""Retrieval-augmented answering, the pure part: which passages count, the prompt, the citations.
+
+The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`):
+`<s><ctx> passage </ctx>...<q> question <a>`, built by `trainer.lm.qa.qa_prompt_ids`. Passages are
+dropped (lowest-ranked first), then shortened, until the prompt leaves room for new tokens.
+When no passage is relevant the answer says so and the model is never asked to invent one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.errors import ContextOverflow
+from indexer.chunking import sentence_spans
+from indexer.types import Hit
+from trainer.lm.qa import qa_prompt_ids
+
+NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
+MIN_NEW_TOKENS = 8
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    "a an and are as at be by can do does for from has have how i in is it its of on or that the this to was "
+    "were what when where which who why will with you your".split()
+)
+
+
+class PromptTokenizer(Protocol):
+    ctx_open: int
+    ctx_close: int
+    q_id: int
+    a_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+
+def is_relevant(hit: Hit, min_similarity: float, min_bm25: float) -> bool:
+    """A passage counts when its dense cosine reaches `min_similarity`; without a dense score
+    (a BM25-only hit) its BM25 score must reach `min_bm25`."""
+    if "dense" in hit.scores:
+        return hit.scores["dense"] >= min_similarity
+    return hit.scores.get("bm25", 0.0) >= min_bm25
+
+
+def relevant_hits(hits: Sequence[Hit], min_similarity: float, min_bm25: float) -> list[Hit]:
+    return [h for h in hits if is_relevant(h, min_similarity, min_bm25)]
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    ids: list[int]
+    passages: int  # how many of the given passages made it into the prompt
+    passage_len: int  # tokens kept of each
+    max_new: int  # new tokens that still fit the context
+
+
+def plan_prompt(tok: PromptTokenizer, passages: Sequence[str], question: str, n_ctx: int, max_tokens: int,
+                passage_len: int) -> PromptPlan:
+    """The QA prompt that fits `n_ctx` with room for min(max_tokens, 8) new tokens, or ContextOverflow."""
+    keep = list(passages)
+    plen = max(1, passage_len)
+    want_room = min(max_tokens, MIN_NEW_TOKENS)
+    while True:
+        ids = qa_prompt_ids(tok, keep, question, plen)  # type: ignore[arg-type]
+        if len(ids) + want_room <= n_ctx:
+            return PromptPlan(ids, len(keep), plen, min(max_tokens, n_ctx - len(ids)))
+        if len(keep) > 1:
+            keep.pop()
+        elif keep and plen > 8:
+            plen //= 2
+        elif keep:
+            keep = []
+        else:
+            raise ContextOverflow(
+                f"the question alone needs {len(ids)} tokens; the model's context holds {n_ctx} "
+                f"including {want_room} new ones"
+            )
+
+
+@dataclass(frozen=True)
+class Citation:
+    doc_id: str
+    title: str
+    chunk_id: int
+    rank: int  # 1-based rank of the passage in retrieval
+    start: int  # document offsets of the quoted span
+    end: int
+    quote: str
+    score: float
+    match: str  # "answer": the span supports the answer text; "context": best span for the question
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _STOP}
+
+
+def _sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
+    for s, e in sentence_spans(text):
+        if s <= start < e:
+            return s, max(e, min(end, len(text)))
+    return start, end
+
+
+def _best_sentence(text: str, words: set[str]) -> tuple[int, int, int]:
+    """(start, end, overlap) of the sentence sharing most words with `words`."""
+    best = (0, len(text), 0)
+    for s, e in sentence_spans(text):
+        n = len(words & _words(text[s:e]))
+        if n > best[2]:
+            best = (s, e, n)
+    return best
+
+
+def select_citations(answer: str, passages: Sequence[Hit], question: str, max_citations: int = 3) -> list[Citation]:
+    """Spans of the prompt's passages that support the answer (the answer text itself, else the sentence
+    sharing most of its words); when none does, the first passage's sentence closest to the question."""
+    out: list[Citation] = []
+    needle = " ".join(answer.split()).lower()
+    ans_words = _words(answer)
+    for rank, hit in enumerate(passages, 1):
+        text = hit.chunk.text
+        span: tuple[int, int] | None = None
+        flat = text.lower()
+        at = flat.find(needle) if len(needle) >= 2 and ans_words else -1
+        if at >= 0:
+            span = _sentence_around(text, at, at + len(needle))
+        elif ans_words:
+            s, e, n = _best_sentence(text, ans_words)
+            if n >= max(1, (len(ans_words) + 1) // 2):
+                span = (s, e)
+        if span is not None:
+            out.append(_citation(hit, rank, span, "answer"))
+        if len(out) >= max_citations:
+            break
+    if not out and passages:
+        s, e, _ = _best_sentence(passages[0].chunk.text, _words(question))
+        out.append(_citation(passages[0], 1, (s, e), "context"))
+    return out
+
+
+def _citation(hit: Hit, rank: int, span: tuple[int, int], match: str) -> Citation:
+    c = hit.chunk
+    s, e = span
+    return Citation(c.doc_id, c.title, c.id, rank, c.start + s, c.start + e, c.text[s:e], float(hit.score), match)

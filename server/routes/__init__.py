@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters (parse, call one function, return a response model)."""

@@ -1,0 +1,59 @@
+"""POST /v1/answer: a grounded answer with citations, as JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.answering import (AnswerRun, GenOptions, answer_response, citation_outs, passage_outs, record,
+                              start_answer)
+from server.deps import READ
+from server.errors import sse_error
+from server.querying import retrieve
+from server.schemas import AnswerRequest, AnswerResponse, ErrorResponse
+from server.sse import SSE_HEADERS, sse_event
+from server.state import ServerState
+
+router = APIRouter(tags=["answer"])
+
+_STREAM_DOC = {"text/event-stream": {"schema": {"type": "string"}, "description":
+               "`event: token` {text} ..., then `event: citations` {citations, passages}, then `event: done` "
+               "{answer, grounded, model, finish_reason, usage, timings}; `event: error` if generation fails."}}
+
+
+@router.post("/v1/answer", response_model=AnswerResponse,
+             responses={200: {"content": _STREAM_DOC}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                        404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse},
+                        503: {"model": ErrorResponse}})
+async def answer(req: AnswerRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
+    """Retrieve, answer from the relevant passages with the GGUF model, cite the supporting spans.
+    When nothing relevant is found the answer says so (grounded: false) instead of inventing one."""
+    r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
+    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature)
+    run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts)
+    if req.stream:
+        return StreamingResponse(_events(state, run), media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        await run_in_threadpool(run.finish)
+    finally:
+        run.close()
+    record(state, run)
+    return answer_response(run)
+
+
+def _events(state: ServerState, run: AnswerRun) -> Iterator[str]:
+    try:
+        for piece in run.pieces():
+            yield sse_event("token", {"text": piece})
+        record(state, run)
+        yield sse_event("citations", {"citations": [c.model_dump() for c in citation_outs(run)],
+                                      "passages": [p.model_dump() for p in passage_outs(run)]})
+        done = answer_response(run).model_dump(exclude={"citations", "passages"})
+        yield sse_event("done", done)
+    except Exception as e:  # noqa: BLE001 - the status line is sent; report in-band
+        yield sse_error(e)
+    finally:
+        run.close()

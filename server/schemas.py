@@ -1,0 +1,330 @@
+"""Request and response models of the HTTP API (separate ones; requests refuse unknown fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Mode = Literal["dense", "bm25", "hybrid"]
+Scalar = str | int | float | bool
+DocId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+FilterSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+class ErrorDetail(Response):
+    code: str
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(Response):
+    error: ErrorDetail
+
+
+# ---- search -------------------------------------------------------------------------------------
+class Filters(Request):
+    entities: list[FilterSpec] = Field(default_factory=list, max_length=16,
+                                       description="LABEL or LABEL:value; all must match (AND).")
+    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Scalar] = Field(
+        default_factory=dict, max_length=16, description="Document metadata key: value; all must match.")
+
+
+class SearchRequest(Request):
+    query: str = Field(..., min_length=1, max_length=2000)
+    k: int = Field(10, ge=1, le=100)
+    mode: Mode = "hybrid"
+    filters: Filters | None = None
+
+
+class EntityOut(Response):
+    text: str
+    label: str
+    norm: str
+    start: int
+    end: int
+    doc_start: int
+    doc_end: int
+
+
+class HitOut(Response):
+    chunk_id: int
+    chunk_key: str
+    doc_id: str
+    title: str
+    start: int = Field(description="Character offset of the chunk in its document.")
+    end: int
+    score: float
+    ranks: dict[str, int] = Field(description="1-based rank per retriever (dense, bm25).")
+    scores: dict[str, float]
+    text: str
+    entities: list[EntityOut]
+
+
+class FacetValue(Response):
+    value: str
+    count: int
+
+
+class Facet(Response):
+    count: int
+    values: list[FacetValue]
+
+
+class SearchResponse(Response):
+    query: str
+    mode: Mode
+    hits: list[HitOut]
+    facets: dict[str, Facet]
+    took_ms: float
+
+
+# ---- answer -------------------------------------------------------------------------------------
+class AnswerRequest(Request):
+    question: str = Field(..., min_length=1, max_length=2000)
+    k: int = Field(5, ge=1, le=50, description="Passages retrieved; the relevant ones go into the prompt.")
+    mode: Mode = "hybrid"
+    filters: Filters | None = None
+    max_tokens: int = Field(64, ge=1, le=2048)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stream: bool = False
+
+
+class CitationOut(Response):
+    doc_id: str
+    title: str
+    chunk_id: int
+    rank: int
+    start: int = Field(description="Document offset of the quoted span.")
+    end: int
+    quote: str
+    score: float
+    match: Literal["answer", "context"]
+
+
+class PassageOut(Response):
+    doc_id: str
+    chunk_id: int
+    title: str
+    start: int
+    end: int
+    score: float
+    scores: dict[str, float]
+    relevant: bool
+    in_prompt: bool
+
+
+class Usage(Response):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerTimings(Response):
+    retrieval_ms: float
+    first_token_ms: float | None = Field(None, description="From the end of retrieval to the first token.")
+    generation_ms: float | None = None
+    tokens_per_s: float | None = None
+
+
+class AnswerResponse(Response):
+    answer: str
+    grounded: bool = Field(description="False when retrieval found nothing relevant and the answer says so.")
+    citations: list[CitationOut]
+    passages: list[PassageOut]
+    model: str | None
+    finish_reason: str
+    usage: Usage
+    timings: AnswerTimings
+
+
+# ---- documents ----------------------------------------------------------------------------------
+class DocumentIn(Request):
+    id: DocId
+    text: str = Field(..., min_length=1, max_length=10_000_000)
+    title: str = Field("", max_length=1000)
+    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Scalar] = Field(
+        default_factory=dict, max_length=64)
+
+
+class UpsertRequest(Request):
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=1000)
+
+
+class IngestOut(Response):
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks_embedded: int
+    chunks_total: int
+    documents_total: int
+    seconds: float
+
+
+class UpsertResponse(Response):
+    ids: list[str]
+    report: IngestOut
+
+
+class DeleteResponse(Response):
+    deleted: str
+    report: IngestOut
+
+
+class ChunkRef(Response):
+    chunk_id: int
+    start: int
+    end: int
+
+
+class DocumentOut(Response):
+    id: str
+    title: str
+    text: str
+    sha256: str
+    source: str
+    metadata: dict[str, Any]
+    chunks: list[ChunkRef]
+
+
+# ---- jobs ---------------------------------------------------------------------------------------
+class ReindexRequest(Request):
+    embedder: str | None = Field(None, max_length=1000, description="Embedder name or directory to re-embed with.")
+    ner: bool = Field(True, description="Extract entities of chunks not yet enriched.")
+
+
+class JobOut(Response):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(ge=0, le=1)
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    counts: dict[str, Any] | None
+    error: ErrorDetail | None
+
+
+# ---- entities -----------------------------------------------------------------------------------
+class EntityCount(Response):
+    label: str
+    value: str
+    count: int
+
+
+class EntitiesResponse(Response):
+    label: str | None
+    entities: list[EntityCount]
+
+
+# ---- health -------------------------------------------------------------------------------------
+class Health(Response):
+    status: Literal["ok"]
+
+
+class Readiness(Response):
+    ready: bool
+    index: dict[str, Any] | None
+    generator: dict[str, Any] | None
+    ner: str | None
+    problems: list[str]
+
+
+# ---- OpenAI-compatible --------------------------------------------------------------------------
+class ChatMessage(Request):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str = Field(..., max_length=100_000)
+    name: str | None = Field(None, max_length=100)
+
+
+class StreamOptions(Request):
+    include_usage: bool = False
+
+
+class ChatRequest(Request):
+    model: str = Field(..., min_length=1, max_length=300)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=100)
+    max_tokens: int | None = Field(None, ge=1, le=2048)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2048)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None = Field(None, max_length=4)
+    n: int = Field(1, ge=1, le=1, description="Only one choice is generated.")
+    seed: int | None = None
+    user: str | None = Field(None, max_length=300)
+    rag: bool = Field(True, description="ragkiln: answer over the index (retrieved passages in the prompt).")
+    k: int = Field(5, ge=1, le=50, description="ragkiln: passages retrieved when rag is on.")
+    filters: Filters | None = None
+
+
+class ChatChoiceMessage(Response):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(Response):
+    index: int
+    message: ChatChoiceMessage
+    finish_reason: str
+
+
+class ChatResponse(Response):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    citations: list[CitationOut] = Field(default_factory=list, description="ragkiln: spans supporting the answer.")
+
+
+class EmbeddingsRequest(Request):
+    input: str | list[Annotated[str, StringConstraints(max_length=100_000)]] = Field(..., max_length=100_000)
+    model: str = Field(..., min_length=1, max_length=300)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, le=100_000)
+    user: str | None = Field(None, max_length=300)
+
+
+class EmbeddingItem(Response):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(Response):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(Response):
+    object: Literal["list"]
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingUsage
+
+
+class ModelCard(Response):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    kind: Literal["generator", "embedder"]
+
+
+class ModelList(Response):
+    object: Literal["list"]
+    data: list[ModelCard]

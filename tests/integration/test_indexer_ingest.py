@@ -1,0 +1,155 @@
+"""Folder -> index -> search -> change and delete files -> reingest -> search, on the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import InvalidInput, ManifestMismatch, NotFound
+from indexer import service
+from indexer.generation import chunk_ids_of
+from indexer.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def top_doc(settings, query, mode="hybrid"):
+    return service.search(settings, query, k=1, mode=mode)[0].chunk.doc_id
+
+
+def test_ingest_search_change_delete(corpus_dir, settings_for):
+    s = settings_for()
+    r = service.ingest(s, [corpus_dir], progress=False)
+    assert (r.added, r.changed, r.removed) == (5, 0, 0) and r.chunks_embedded == r.chunks_total > 0
+    for mode in ("dense", "bm25", "hybrid"):
+        assert top_doc(s, "which planet is red because of iron oxide", mode) == "space/mars.txt"
+    hit = service.search(s, "Neil Armstrong walked on the Moon", k=1)[0]
+    doc = Workspace.open(s).store.get_document(hit.chunk.doc_id)
+    assert doc.text[hit.chunk.start:hit.chunk.end] == hit.chunk.text  # offsets point into the source
+    assert doc.title == "The Moon"
+
+    # Unchanged corpus: nothing re-embedded, same index kept.
+    again = service.ingest(s, [corpus_dir], progress=False)
+    assert (again.added, again.changed, again.removed, again.chunks_embedded) == (0, 0, 0, 0)
+    assert again.index_dir == r.index_dir
+
+    # Change one file, delete another, add a third.
+    (corpus_dir / "cooking/bread.txt").write_text("Sourdough bread uses a wild yeast starter instead of baker's yeast.")
+    (corpus_dir / "pets/dogs.md").unlink()
+    (corpus_dir / "space/venus.txt").write_text("Venus is the hottest planet, with thick clouds of sulfuric acid.")
+    r2 = service.ingest(s, [corpus_dir], progress=False)
+    assert (r2.added, r2.changed, r2.removed, r2.unchanged) == (1, 1, 1, 3)
+    new_chunks = [c for c in Workspace.open(s).store.iter_chunks() if c.doc_id in ("cooking/bread.txt", "space/venus.txt")]
+    assert r2.chunks_embedded == len(new_chunks)  # only the added and changed documents were embedded
+    assert top_doc(s, "wild yeast starter") == "cooking/bread.txt"
+    assert top_doc(s, "hottest planet sulfuric acid clouds") == "space/venus.txt"
+    ws = Workspace.open(s)
+    assert ws.store.get_document("pets/dogs.md") is None
+    assert all(h.chunk.doc_id != "pets/dogs.md" for h in service.search(s, "loyal dog barks", k=10))
+    # Exactly one generation directory remains, and its ids all resolve in the store.
+    assert [p.name for p in ws.indexes.iterdir()] == [Path(r2.index_dir).name]
+    ids = chunk_ids_of(ws.searcher().gen.dense)
+    assert set(ids.tolist()) == set(ws.store.active_chunk_ids().tolist())
+
+
+def test_reload_from_disk_gives_identical_results(built_workspace, settings_for):
+    s = settings_for(home=built_workspace)
+    first = [(h.chunk.id, round(h.score, 6)) for h in service.search(s, "cats sleeping", k=5)]
+    fresh = Workspace.open(s).searcher()  # a new process would load the same files
+    assert [(h.chunk.id, round(h.score, 6)) for h in fresh.search("cats sleeping", k=5)] == first
+
+
+def test_ingesting_another_folder_keeps_the_first(corpus_dir, tmp_path, settings_for):
+    s = settings_for()
+    service.ingest(s, [corpus_dir / "pets"], progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tea.txt").write_text("Green tea is made from unoxidised leaves.")
+    r = service.ingest(s, [other], progress=False)
+    assert (r.added, r.removed, r.documents_total) == (1, 0, 3)
+
+
+def test_embedder_mismatch_refused(built_workspace, settings_for, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from indexer.embedder import resolve_embedder_path
+
+    other = tmp_path / "other-embedder"
+    model = SentenceTransformer(str(resolve_embedder_path("all-MiniLM-L6-v2")), device="cpu")
+    with __import__("torch").no_grad():
+        for p in list(model.parameters())[:1]:
+            p.add_(0.01)
+    model.save(str(other))
+    s = settings_for(home=built_workspace)
+    with pytest.raises(ManifestMismatch, match="refusing"):
+        service.search(s, "cats", embedder=str(other))
+
+
+def test_bad_inputs(settings_for, tmp_path):
+    s = settings_for()
+    with pytest.raises(NotFound):
+        service.ingest(s, [tmp_path / "missing"], progress=False)
+    with pytest.raises(NotFound, match="ingest"):
+        service.search(s, "anything")
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("A perfectly good document about gardening and tomatoes.")
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    (folder / "latin1.txt").write_bytes("d\xe9j\xe0 vu".encode("latin-1"))
+    with open(folder / "huge.txt", "wb") as f:  # 50 MB, over the configured limit
+        f.write(b"word " * (10 * 2**20))
+    r = service.ingest(settings_for(indexer={"max_file_mb": 20}), [folder], progress=False)
+    assert r.documents_total == 1
+    reasons = {Path(x.path).name: x.reason for x in r.skipped}
+    assert set(reasons) == {"empty.txt", "binary.txt", "latin1.txt", "huge.txt"}
+    assert "MB" in reasons["huge.txt"]
+    with pytest.raises(InvalidInput):
+        service.search(s, "   ")
+
+
+def test_large_text_file_is_chunked(settings_for, tmp_path):
+    """A 2 MB text file goes through chunking in bounded time and keeps exact offsets."""
+    from indexer.embedder import load_embedder
+    from indexer.loaders import load_file
+
+    path = tmp_path / "big.txt"
+    path.write_text(" ".join(f"Sentence {i} talks about topic {i % 97}." for i in range(60000)))
+    doc = load_file(path, "big.txt", 64 * 2**20).documents[0]
+    spans = service.chunk_document(doc, load_embedder("all-MiniLM-L6-v2"), 256, 32)
+    assert len(spans) > 100 and all(sp.n_tokens <= 254 for sp in spans)
+    assert spans[-1].end == len(doc.text.rstrip())
+
+
+def test_cli_json_and_errors(built_workspace, tmp_path):
+    env_cmd = [sys.executable, "-m", "server.cli", "--workspace", str(built_workspace), "--log-level", "ERROR"]
+    out = subprocess.run(env_cmd + ["search", "red planet", "--json", "-k", "2"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)  # exactly one JSON object on stdout
+    assert len(result["hits"]) == 2 and result["hits"][0]["doc_id"] == "space/mars.txt"
+    bad = subprocess.run(env_cmd + ["search", "x", "--mode", "nope"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("ragkiln: error:")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    missing = subprocess.run([sys.executable, "-m", "server.cli", "--workspace", str(tmp_path / "none"), "search",
+                              "x"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert missing.returncode == 3 and "ingest" in missing.stderr
+
+
+def test_flat_and_hnsw_agree_on_top_hit(corpus_dir, settings_for, tmp_path):
+    s = settings_for(home=tmp_path / "hnsw", indexer={"faiss_factory": "HNSW32"})
+    service.ingest(s, [corpus_dir], progress=False)
+    assert top_doc(s, "red planet iron oxide", "dense") == "space/mars.txt"
+    (corpus_dir / "space/mars.txt").unlink()
+    service.ingest(s, [corpus_dir], progress=False)  # HNSW cannot remove ids: rebuilt from the cache
+    assert top_doc(s, "red planet iron oxide", "dense") != "space/mars.txt"
+    with pytest.raises(InvalidInput, match="FAISS"):
+        service.ingest(settings_for(home=tmp_path / "bad", indexer={"faiss_factory": "Bogus99"}), [corpus_dir],
+                       progress=False)
+    assert np.array([1]).size == 1

@@ -1,0 +1,70 @@
+import re
+
+import pytest
+
+from indexer.chunking import chunk_spans, sentence_spans
+
+
+def words(text):
+    """Whitespace tokens as (starts, ends): a stand-in tokenizer with known counts."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    return [s for s, _ in spans], [e for _, e in spans]
+
+
+def test_sentence_spans_split_and_trim():
+    text = "  First one. Second one!  Third?\n\nNew para without end"
+    spans = sentence_spans(text)
+    assert [text[s:e] for s, e in spans] == ["First one.", "Second one!", "Third?", "New para without end"]
+
+
+def test_chunks_respect_budget_and_sentence_boundaries():
+    text = " ".join(f"Sentence number {i} has five." for i in range(20))  # 5 tokens each
+    starts, ends = words(text)
+    chunks = chunk_spans(sentence_spans(text), starts, ends, max_tokens=12, overlap=0)
+    assert all(c.n_tokens <= 12 for c in chunks)
+    for c in chunks:
+        piece = text[c.start:c.end]
+        assert piece.startswith("Sentence") and piece.endswith("five.")
+    # Without overlap the chunks tile the text in order.
+    assert [c.ord for c in chunks] == list(range(len(chunks)))
+    assert all(a.end < b.start for a, b in zip(chunks, chunks[1:]))
+    assert sum(c.n_tokens for c in chunks) == len(starts)
+
+
+def test_overlap_repeats_trailing_sentences():
+    text = " ".join(f"S{i} a b c d." for i in range(10))  # 5 tokens per sentence
+    starts, ends = words(text)
+    chunks = chunk_spans(sentence_spans(text), starts, ends, max_tokens=15, overlap=5)
+    assert len(chunks) > 1
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.start < a.end  # shared text
+        assert text[b.start:a.end].strip().endswith("d.")
+    assert chunks[-1].end == len(text)
+
+
+def test_long_sentence_is_cut_at_token_boundaries_with_offsets():
+    text = " ".join(f"w{i}" for i in range(50))  # one 50-token sentence, no punctuation
+    starts, ends = words(text)
+    chunks = chunk_spans(sentence_spans(text), starts, ends, max_tokens=20, overlap=4)
+    assert all(c.n_tokens <= 20 for c in chunks)
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+    for c in chunks:
+        assert not text[c.start].isspace() and not text[c.end - 1].isspace()
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(i in covered for i in range(len(text)) if not text[i].isspace())
+
+
+def test_offsets_point_into_source():
+    text = "Alpha beta.\n\nGamma delta epsilon. Zeta."
+    starts, ends = words(text)
+    for c in chunk_spans(sentence_spans(text), starts, ends, max_tokens=3, overlap=0):
+        assert text[c.start:c.end] == text[c.start:c.end].strip()
+        assert c.end <= len(text)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        chunk_spans([(0, 1)], [0], [1], max_tokens=4, overlap=4)
+    assert chunk_spans([], [], [], max_tokens=4, overlap=0) == []

@@ -1,0 +1,81 @@
+import json
+
+from indexer.loaders import load_file
+
+MB = 2**20
+
+
+def test_text_markdown_html(tmp_path):
+    (tmp_path / "a.md").write_text("# Title here\n\nBody text.")
+    (tmp_path / "b.html").write_text("<html><head><title>T</title><style>x{}</style></head>"
+                                     "<body><p>Hello <b>world</b></p><script>evil()</script></body></html>")
+    md = load_file(tmp_path / "a.md", "a.md", MB).documents[0]
+    assert md.title == "Title here" and "Body text." in md.text and len(md.sha256) == 64
+    html = load_file(tmp_path / "b.html", "b.html", MB).documents[0]
+    assert html.title == "T" and "Hello" in html.text and "evil" not in html.text and "x{}" not in html.text
+
+
+def test_bad_files_are_skipped_with_reasons(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02")
+    (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n")
+    (tmp_path / "big.txt").write_text("x" * 2048)
+    (tmp_path / "blank.txt").write_text("   \n\n  ")
+    reasons = {}
+    for name in ["empty.txt", "bin.txt", "latin.txt", "img.png", "blank.txt"]:
+        res = load_file(tmp_path / name, name, MB)
+        assert res.documents == [] and len(res.skipped) == 1
+        reasons[name] = res.skipped[0].reason
+    assert "empty" in reasons["empty.txt"]
+    assert "binary" in reasons["bin.txt"]
+    assert "UTF-8" in reasons["latin.txt"]
+    assert "unsupported" in reasons["img.png"]
+    assert "no text" in reasons["blank.txt"]
+    big = load_file(tmp_path / "big.txt", "big.txt", 1024)
+    assert "limit" in big.skipped[0].reason
+
+
+def test_beir_jsonl_keeps_good_lines(tmp_path):
+    lines = [json.dumps({"_id": "d1", "title": "T1", "text": "one"}), "{not json",
+             json.dumps({"_id": "d2", "text": "two"}), json.dumps({"title": "no id"}),
+             json.dumps({"_id": "d1", "text": "dup"})]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines))
+    res = load_file(tmp_path / "corpus.jsonl", "corpus.jsonl", MB)
+    assert [d.doc_id for d in res.documents] == ["d1", "d2"]
+    assert res.documents[0].title == "T1"
+    assert len(res.skipped) == 3
+
+
+def test_pdf_text_extracted(tmp_path):
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(minimal_pdf("Hello from a PDF page"))
+    res = load_file(pdf, "doc.pdf", MB)
+    assert res.skipped == []
+    assert "Hello from a PDF page" in res.documents[0].text
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    assert load_file(tmp_path / "broken.pdf", "broken.pdf", MB).skipped
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF with a Helvetica text line, built by hand (no PDF writer dependency)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)

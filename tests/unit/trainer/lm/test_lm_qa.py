@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from common.errors import InvalidInput, NotFound
+from trainer.lm.data import LmDataset
+from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
+                           token_f1)
+
+
+def test_cloze_question_removes_the_answer_span(corpus_chunks):
+    qs = cloze_questions(corpus_chunks, per_chunk=1, seed=0)
+    assert qs
+    for q in qs:
+        assert q.answer and q.answer not in q.question and q.question.endswith("?")
+        assert q.answer in q.context[0]
+    by_label = cloze_questions(corpus_chunks, spans=lambda c: [(c.text.find("Italy"), c.text.find("Italy") + 5, "GPE")]
+                               if "Italy" in c.text else [], per_chunk=1)
+    assert [(q.question, q.answer) for q in by_label] == [
+        ("The piano was invented in where by Bartolomeo Cristofori around 1700?", "Italy")]
+
+
+def test_qa_rows_put_the_loss_on_the_answer_only(tokenizer, tmp_path):
+    ex = [QaExample("Where was the piano invented?", "Italy", ("The piano was invented in Italy.",)),
+          QaExample("What is Rust?", "a language", ())]
+    build_qa_dataset(ex, tokenizer, tmp_path, passage_len=64, retrieve=lambda q: ["Rust is a language."])
+    ds = LmDataset(tmp_path)
+    x, y, mask = ds.batch([0, 1], True)
+    answer = tokenizer.encode(" Italy") + [tokenizer.eos_id]
+    assert y[0][mask[0]].tolist() == answer
+    prompt = qa_prompt_ids(tokenizer, ex[0].context, ex[0].question, 64)
+    assert x[0, : len(prompt)].tolist() == prompt and prompt[-1] == tokenizer.a_id
+    assert tokenizer.decode(x[1].tolist()).count("Rust is a language.") == 1  # retrieved when absent
+
+
+def test_load_qa_jsonl_validates(tmp_path):
+    good = tmp_path / "qa.jsonl"
+    good.write_text(json.dumps({"question": "q?", "answer": "a", "context": ["c1", "c2"]}) + "\n\n")
+    assert load_qa_jsonl(good) == [QaExample("q?", "a", ("c1", "c2"))]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    with pytest.raises(InvalidInput, match="bad.jsonl:1"):
+        load_qa_jsonl(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(InvalidInput):
+        load_qa_jsonl(bad)
+    with pytest.raises(NotFound):
+        load_qa_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_squad_metrics():
+    assert exact_match("The Italy!", ["italy"]) == 1.0
+    assert token_f1("in northern Italy", ["Italy"]) == pytest.approx(0.5)
+    assert token_f1("", ["Italy"]) == 0.0 and token_f1("Rome", ["Italy", "Rome"]) == 1.0

@@ -1,0 +1,352 @@
+"""Contrastive fine-tuning of the workspace's embedder with the sentence-transformers trainer.
+
+Three steps, each restartable: `prepare_run` mines pairs and hard negatives into a run folder (the
+data is frozen there so a resumed or distributed run sees exactly the same examples), `run_training`
+trains from it (single process or one torchrun rank, gloo on CPU), and `finalize_run` evaluates and
+writes the model as a sentence-transformers directory with a manifest, a JSON report and a PNG.
+
+Loss: MultipleNegativesRankingLoss (in-batch + hard negatives; Henderson et al. 2017), by default
+its cached variant (GradCache; Gao et al. 2021) so large effective batches fit in CPU memory, with
+no-duplicates batching so a text never appears twice in a batch as a false negative.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
+from common.errors import InvalidInput, NotFound
+from common.settings import EmbedderTrainConfig, Settings
+from indexer.generation import index_text
+from indexer.workspace import Workspace
+from trainer.embedder import pairs as P
+from trainer.embedder.negatives import mine_hard_negatives
+
+log = logging.getLogger(__name__)
+
+KIND = "embedder"
+FORMAT_VERSION = 1
+
+
+# ---- 1. data -------------------------------------------------------------------------------------
+def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None, beir_train: Path | None
+                ) -> tuple[list[P.Pair], list[str]]:
+    """Labelled pairs when given, mined pairs when not (or also, with mine_with_labels)."""
+    labelled: list[P.Pair] = []
+    used: list[str] = []
+    if pairs_file is not None:
+        labelled += P.read_pairs_jsonl(Path(pairs_file))
+        used.append(f"pairs:{pairs_file}")
+    if beir_train is not None:
+        labelled += P.read_beir_train(Path(beir_train), "train")
+        used.append(f"beir-train:{beir_train}")
+    mined: list[P.Pair] = []
+    if not labelled or cfg.mine_with_labels:
+        sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
+        bad = [s for s in sources if s not in P.SOURCES]
+        if bad or not sources:
+            raise InvalidInput(f"unknown pair source {bad[0] if bad else '(none)'}; choose from {', '.join(P.SOURCES)}")
+        chunks = list(ws.store.iter_chunks())
+        rng = random.Random(cfg.seed)
+        if "title" in sources:
+            mined += P.title_pairs(chunks)
+        if "ict" in sources:
+            mined += P.ict_pairs(chunks, rng, per_chunk=cfg.ict_per_chunk)
+        if "entity" in sources:
+            ents = ws.store.entities_for([c.id for c in chunks])
+            if any(ents.values()):
+                mined += P.entity_pairs(chunks, ents, rng, P.entity_doc_freq(ents))
+        used.append("mined:" + ",".join(sources))
+    pairs = P.dedup(labelled + mined)
+    if len({p.doc_id for p in pairs}) < 2:
+        raise InvalidInput("need pairs from at least two documents to hold out a dev split; ingest more documents "
+                           "or give labelled pairs")
+    return pairs, used
+
+
+def _dev_set(dev: list[P.Pair], ws: Workspace, cfg: EmbedderTrainConfig) -> dict[str, Any]:
+    """Dev queries against their positives plus distractor chunks from other documents."""
+    queries: dict[str, str] = {}
+    corpus: dict[str, str] = {}
+    relevant: dict[str, list[str]] = {}
+    qid_of: dict[str, str] = {}
+    pid_of: dict[str, str] = {}
+    for p in dev:
+        q = qid_of.setdefault(P._norm(p.query), f"q{len(qid_of)}")
+        d = pid_of.setdefault(P._norm(p.positive), f"p{len(pid_of)}")
+        queries[q], corpus[d] = p.query, p.positive
+        relevant.setdefault(q, [])
+        if d not in relevant[q]:
+            relevant[q].append(d)
+    dev_docs = {p.doc_id for p in dev}
+    ids = [int(i) for i in ws.store.active_chunk_ids()]
+    random.Random(cfg.seed + 1).shuffle(ids)
+    chunks = ws.store.get_chunks(ids[: cfg.dev_distractors * 2])
+    n = 0
+    for cid in ids[: cfg.dev_distractors * 2]:
+        c = chunks.get(cid)
+        if c is None or c.doc_id in dev_docs or n >= cfg.dev_distractors:
+            continue
+        corpus[f"c{cid}"] = index_text(c.title, c.text)
+        n += 1
+    return {"queries": queries, "corpus": corpus, "relevant": relevant}
+
+
+def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path | None = None,
+                beir_train: Path | None = None, eval_beir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Mine pairs and hard negatives from the workspace index into `run_dir` (train/dev data + spec)."""
+    cfg = settings.embedder_train
+    ws = Workspace.open(settings)
+    searcher = ws.searcher()  # NotFound when nothing is ingested
+    if eval_beir is not None and not (Path(eval_beir) / "corpus.jsonl").is_file():
+        raise NotFound(f"--eval-beir {eval_beir} has no corpus.jsonl")
+    t0 = time.perf_counter()
+    pairs, used = build_pairs(ws, cfg, pairs_file, beir_train)
+    train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
+    if not train or not dev:
+        raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
+    train = P.cap_pairs(train, cfg.max_pairs, random.Random(cfg.seed))
+    train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
+                                max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
+                                progress=progress)
+    if not train:
+        raise InvalidInput("no training pair kept after mining negatives")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "train.jsonl", P.pairs_to_jsonl(train))
+    atomic_write_text(run_dir / "dev.json", json.dumps(_dev_set(dev, ws, cfg)))
+    emb = searcher.embedder
+    spec = {
+        "base": {"name": emb.name, "id": emb.id, "path": emb.path, "max_seq_length": emb.max_tokens},
+        "config": cfg.model_dump(),
+        "out": str(out),
+        "eval_beir": str(eval_beir) if eval_beir else None,
+        "data": {"sources": used, "pairs_total": len(pairs), "train_pairs": len(train), "dev_pairs": len(dev),
+                 "train_by_source": P.source_counts(train), "dev_by_source": P.source_counts(dev),
+                 "dev_documents": len({p.doc_id for p in dev}), "hard_negatives_per_pair": cfg.hard_negatives,
+                 "index": searcher.name},
+        "prepare_seconds": round(time.perf_counter() - t0, 2),
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(spec, indent=2))
+    return spec
+
+
+# ---- 2. training (one process or one torchrun rank) ----------------------------------------------
+def _evaluator(dev: dict[str, Any], batch_size: int):  # type: ignore[no-untyped-def]
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(
+        dev["queries"], dev["corpus"], {q: set(v) for q, v in dev["relevant"].items()}, name="dev",
+        ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1, 10], precision_recall_at_k=[10, 100], map_at_k=[100],
+        batch_size=batch_size, write_csv=False, show_progress_bar=False, score_functions=None,
+    )
+
+
+def _dev_metrics(scores: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for k, v in scores.items():
+        for key in ("ndcg@10", "recall@100", "mrr@10", "accuracy@1"):
+            if k.endswith("cosine_" + key):
+                out[key] = round(float(v), 4)
+    return out
+
+
+def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train from a prepared run folder; rank 0 writes the trained model to run_dir/final."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   MultipleNegativesRankingLoss)
+    from transformers.trainer_utils import get_last_checkpoint
+
+    spec = json.loads((run_dir / "run.json").read_text())
+    cfg = EmbedderTrainConfig.model_validate(spec["config"])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    rows = P.pairs_from_jsonl((run_dir / "train.jsonl").read_text())
+    columns: dict[str, list[str]] = {"anchor": [p.query for p in rows], "positive": [p.positive for p in rows]}
+    for j in range(cfg.hard_negatives):
+        columns[f"negative_{j + 1}"] = [p.negatives[j] for p in rows]
+    train_ds = Dataset.from_dict(columns)
+    dev = json.loads((run_dir / "dev.json").read_text())
+
+    model = SentenceTransformer(spec["base"]["path"], device="cpu", local_files_only=True)
+    model.max_seq_length = cfg.max_seq_length
+    if cfg.loss == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
+                                                  gather_across_devices=world > 1)
+    else:
+        loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
+    evaluator = _evaluator(dev, batch_size=64)
+    per_device = max(1, cfg.batch_size // world)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=64,
+        learning_rate=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if cfg.eval_steps else "epoch",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=True,
+        ddp_backend="gloo" if world > 1 else None,
+        dataloader_drop_last=world > 1,
+        disable_tqdm=not progress or rank != 0,
+        save_only_model=False,
+    )
+    before = _dev_metrics(evaluator(model)) if rank == 0 else {}
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator)
+    last = get_last_checkpoint(str(run_dir / "checkpoints")) if resume and (run_dir / "checkpoints").is_dir() else None
+    if resume and last is None:
+        log.warning("no checkpoint in %s; training from the start", run_dir / "checkpoints")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    summary: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        after = _dev_metrics(evaluator(model))
+        model.max_seq_length = spec["base"]["max_seq_length"]  # the index chunks to the base model's length
+        final = run_dir / "final"
+        if final.exists():
+            shutil.rmtree(final)
+        model.save(str(final))
+        done_steps = result.global_step
+        summary = {
+            "dev_before": before, "dev_after": after, "train_seconds": round(seconds, 2),
+            "steps": done_steps, "world_size": world, "resumed_from": last,
+            "train_loss": round(float(result.training_loss), 5),
+            "pairs_per_second": round(len(rows) * cfg.epochs / seconds, 2) if not last and seconds > 0 else None,
+            "history": trainer.state.log_history,
+        }
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any]:
+    """Run `run_training` under torchrun with `nproc` gloo ranks; returns rank 0's summary."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "trainer.embedder.train", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2])
+    if proc.returncode != 0 or not (run_dir / "summary.json").exists():
+        raise InvalidInput(f"distributed embedder training failed (exit {proc.returncode}); see the log above")
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+# ---- 3. evaluation, report and the model artifact ------------------------------------------------
+def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Write the model directory atomically (with its manifest), report.json and curves.png."""
+    spec = json.loads((run_dir / "run.json").read_text())
+    out = Path(spec["out"])
+    cfg = spec["config"]
+    metrics: dict[str, Any] = {"dev_before": summary["dev_before"], "dev_after": summary["dev_after"]}
+    if spec.get("eval_beir") and eval_beir_fn is not None:
+        metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
+        metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))
+    history = summary.get("history", [])
+    report = {
+        "out": str(out), "base": spec["base"], "data": spec["data"], "metrics": metrics,
+        "training": {k: summary[k] for k in ("train_seconds", "steps", "world_size", "train_loss", "pairs_per_second",
+                                             "resumed_from")},
+        "prepare_seconds": spec["prepare_seconds"],
+        "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+        "dev_curve": [{"step": h["step"], "ndcg@10": h["eval_dev_cosine_ndcg@10"]} for h in history
+                      if "eval_dev_cosine_ndcg@10" in h],
+    }
+    manifest = make_manifest(
+        KIND, FORMAT_VERSION, name=out.name, base=spec["base"], data=spec["data"],
+        loss={"name": "CachedMultipleNegativesRankingLoss" if cfg["loss"] == "cached_mnrl"
+              else "MultipleNegativesRankingLoss", "scale": 20.0, "similarity": "cosine",
+              "mini_batch_size": cfg["mini_batch_size"], "batch_sampler": "no_duplicates"},
+        hyperparameters=cfg, metrics=metrics, training=report["training"],
+    )
+    with atomic_artifact_dir(out, manifest) as tmp:
+        for p in (run_dir / "final").iterdir():
+            (shutil.copytree if p.is_dir() else shutil.copy2)(p, tmp / p.name)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        plot_curves(report, tmp / "curves.png")
+    shutil.copy2(out / "report.json", run_dir / "report.json")
+    return report
+
+
+def plot_curves(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    lc = report["loss_curve"]
+    ax[0].plot([r["step"] for r in lc], [r["loss"] for r in lc], marker=".")
+    ax[0].set(title="training loss", xlabel="step", ylabel="MNRL loss")
+    dc = [{"step": 0, "ndcg@10": report["metrics"]["dev_before"].get("ndcg@10", 0.0)}] + report["dev_curve"]
+    ax[1].plot([r["step"] for r in dc], [r["ndcg@10"] for r in dc], marker="o")
+    ax[1].set(title="dev nDCG@10", xlabel="step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path | None = None,
+                   beir_train: Path | None = None, eval_beir: Path | None = None, resume: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    """The whole `ragkiln train embedder`: prepare (or resume), train, evaluate, save."""
+    ws = Workspace.open(settings)
+    out = Path(out) if out is not None else ws.models / f"embedder-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = ws.home / "runs" / f"embedder-{out.name}"
+    if resume and (run_dir / "run.json").exists():
+        log.info("resuming %s", run_dir)
+    else:
+        prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress)
+    nproc = settings.embedder_train.nproc
+    summary = launch_ddp(run_dir, nproc, resume) if nproc > 1 else run_training(run_dir, resume, progress)
+    from trainer.embedder.evaluate import beir_metrics
+
+    return finalize_run(run_dir, summary, functools.partial(beir_metrics, settings))
+
+
+def main() -> None:
+    import argparse
+
+    from common.jsonlog import setup_logging
+
+    ap = argparse.ArgumentParser(description="Train a prepared embedder run (the torchrun entry).")
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--resume", action="store_true")
+    a = ap.parse_args()
+    setup_logging("INFO")
+    run_training(a.run_dir, resume=a.resume)
+
+
+if __name__ == "__main__":
+    main()
