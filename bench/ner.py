@@ -250,6 +250,7 @@ def main() -> None:
     ap.add_argument("--model", help="model directory (output of the train part, input of the trained part)")
     ap.add_argument("--command", help="the command that trained --model, recorded in the results")
     ap.add_argument("--train-args", default="--base auto --max-epochs 15 --patience 3 --max-minutes 38")
+    ap.add_argument("--tag", help="store results under PART_TAG (e.g. train_chars) instead of PART")
     ap.add_argument("--workspace", default=str(Path(tempfile.gettempdir()) / "ragkiln-bench-ner-ws"))
     ap.add_argument("--filter-docs", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=100)
@@ -264,7 +265,7 @@ def main() -> None:
         section = PARTS[part](args)
         section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         section["cpu_count"] = os.cpu_count()
-        results[part] = section
+        results[f"{part}_{args.tag}" if args.tag else part] = section
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

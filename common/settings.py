@@ -170,6 +170,11 @@ class ServerConfig(Section):
     )
     answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
     max_batch_inputs: int = Field(256, ge=1, le=100000, description="Most inputs in one /v1/embeddings call.")
+    torch_threads: int = Field(
+        1, ge=0, le=256,
+        description="torch threads of the server process (query embedding); 1 leaves the other cores to HTTP "
+        "handling and avoids OpenMP spinning when cores are shared; 0 keeps torch's default.",
+    )
 
 
 class Settings(BaseSettings):

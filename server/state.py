@@ -119,6 +119,10 @@ class ServerState:
 def load_state(settings: Settings, load_models: bool = True) -> ServerState:
     """Open the workspace, warm the index, load NER and the generator (each optional, reasons kept)."""
     keys = KeyRing.parse(settings.server.api_keys)
+    if settings.server.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.server.torch_threads)
     ws = Workspace.open(settings)
     state = ServerState(settings, ws, keys, QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms),
                         Metrics(), JobRegistry())

@@ -47,6 +47,8 @@ def _register() -> None:
     from server.cli import ner_cmds  # noqa: F401
     from server.cli import quantize_cmds  # noqa: F401
     from server.cli import lm_cmds  # noqa: F401
+    from server.cli import serve_cmds  # noqa: F401
+    from server.cli import embedder_cmds  # noqa: F401
 
 
 _register()
