@@ -94,6 +94,9 @@ class EmbedderTrainConfig(Section):
     ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
     mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")
     max_pairs: int = Field(20000, ge=1, description="Training pairs kept after the split (sampled across sources).")
+    hard_share: float = Field(0.0, ge=0, le=1, description="Share of max_pairs chosen as the pairs the dense model "
+                              "ranks worst while BM25 finds them (the rest at random); 0: all at random.")
+    max_candidates: int = Field(50000, ge=1, description="Candidate pairs ranked when hard_share > 0.")
     dev_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out for the dev pairs.")
     max_dev_pairs: int = Field(300, ge=1, le=100000, description="Most dev pairs (evaluation cost).")
     dev_distractors: int = Field(700, ge=0, le=1000000, description="Chunks of other documents added to the dev corpus.")

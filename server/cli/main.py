@@ -49,6 +49,7 @@ def _register() -> None:
     from server.cli import lm_cmds  # noqa: F401
     from server.cli import serve_cmds  # noqa: F401
     from server.cli import embedder_cmds  # noqa: F401
+    from server.cli import build_cmds  # noqa: F401
 
 
 _register()

@@ -38,6 +38,7 @@ def select_negatives(ranked: Sequence[int], positive_docs: set[str], doc_of: Map
             continue
         if skipped < skip_top:
             skipped += 1
+            seen_docs.add(doc)  # a likely unlabelled positive: none of its chunks either
             continue
         out.append(cid)
         seen_docs.add(doc)  # one negative per document: more variety per batch
@@ -46,15 +47,54 @@ def select_negatives(ranked: Sequence[int], positive_docs: set[str], doc_of: Map
     return out
 
 
+def doc_rank(ranked: Sequence[int], doc_of: Mapping[int, str], doc_id: str) -> int | None:
+    """1-based rank of a document's first chunk in a chunk ranking (None when absent)."""
+    seen: list[str] = []
+    for cid in ranked:
+        d = doc_of.get(cid)
+        if d is not None and d not in seen:
+            seen.append(d)
+            if d == doc_id:
+                return len(seen)
+    return None
+
+
+def select_hardest(pairs: Sequence[Pair], dense_ranks: Sequence[int | None], bm25_ranks: Sequence[int | None],
+                   max_pairs: int, hard_share: float, rng: random.Random, teacher_k: int = 10) -> list[Pair]:
+    """Keep max_pairs: the share `hard_share` where the dense retriever ranks the positive worst, the rest at random.
+
+    BM25 is the teacher (it beats the base embedder on technical corpora): a pair counts as hard when
+    BM25 ranks its positive within `teacher_k` but the dense model ranks it low. A pair the dense model
+    already solves carries little gradient; one neither retriever finds is likely noise.
+    """
+    if len(pairs) <= max_pairs:
+        return list(pairs)
+
+    def hardness(i: int) -> int:
+        if bm25_ranks[i] is None or bm25_ranks[i] > teacher_k:  # type: ignore[operator]
+            return -1
+        return dense_ranks[i] or 10**6
+
+    order = sorted(range(len(pairs)), key=lambda i: (-hardness(i), rng.random()))
+    n_hard = int(max_pairs * hard_share)
+    chosen = order[:n_hard]
+    rest = order[n_hard:]
+    chosen += rng.sample(rest, max_pairs - n_hard)
+    rng.shuffle(chosen)
+    return [pairs[i] for i in chosen]
+
+
 def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30, max_sim: float = 0.95,
-                        skip_top: int = 0, mode: str = "hybrid", seed: int = 0, progress: bool = True) -> list[Pair]:
+                        skip_top: int = 0, mode: str = "hybrid", seed: int = 0, progress: bool = True,
+                        max_pairs: int | None = None, hard_share: float = 0.0) -> list[Pair]:
     """Give every pair exactly n negatives: hard ones from the index, topped up with random chunks.
 
     `searcher` is an indexer Searcher (its embedder encodes queries and positives; its store holds
     the chunks and their cached embeddings). Labelled negatives already on a pair are kept first.
+    With max_pairs, the pairs kept favour those the dense retriever gets wrong (`select_hardest`).
     """
-    if n == 0 or not pairs:
-        return [with_negatives(p, p.negatives[:n]) for p in pairs]
+    if not pairs:
+        return []
     store, emb = searcher.store, searcher.embedder
     all_ids = [int(i) for i in store.active_chunk_ids()]
     rng = random.Random(seed)
@@ -65,10 +105,16 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
     qvecs = emb.encode([p.query for p in pairs], is_query=True, batch_size=64, show_progress=False)
     pos_vecs = _positive_vectors(pairs, store, emb)
     ranked_all: list[list[int]] = []
+    ranked_dense: list[list[int]] = []
+    ranked_bm25: list[list[int]] = []
     for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair")):
-        ids, _ = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
+        ids, detail = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
         ranked_all.append(ids)
-    cand = sorted({c for r in ranked_all for c in r})
+        dense = detail.get("dense", {})
+        ranked_dense.append(sorted(dense, key=lambda c: dense[c][0]))
+        bm25 = detail.get("bm25", {})
+        ranked_bm25.append(sorted(bm25, key=lambda c: bm25[c][0]))
+    cand = sorted({c for r in ranked_all + ranked_dense + ranked_bm25 for c in r})
     chunks = store.get_chunks(cand)
     cvecs = store.get_embeddings(cand, emb.id, emb.dim)
     missing = [c for c in cand if c not in cvecs]
@@ -76,11 +122,19 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
         vecs = emb.encode([index_text(chunks[c].title, chunks[c].text) for c in missing], batch_size=64)
         cvecs.update(zip(missing, vecs))
     doc_of = {c: ch.doc_id for c, ch in chunks.items()}
+    if max_pairs is not None and len(pairs) > max_pairs:
+        d_ranks = [doc_rank(ranked_dense[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
+        b_ranks = [doc_rank(ranked_bm25[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
+        keep = {id(p) for p in select_hardest(pairs, d_ranks, b_ranks, max_pairs, hard_share, rng)}
+        idx = [i for i, p in enumerate(pairs) if id(p) in keep]
+        pairs, ranked_all, pos_vecs = [pairs[i] for i in idx], [ranked_all[i] for i in idx], pos_vecs[idx]
     out: list[Pair] = []
     n_hard = n_random = 0
     for i, p in enumerate(pairs):
         ranked = ranked_all[i]
         sims = {c: float(cvecs[c] @ pos_vecs[i]) for c in ranked if c in cvecs}
+        if n == 0:
+            break
         chosen = select_negatives(ranked, positives_of[_norm(p.query)], doc_of, sims, n - len(p.negatives[:n]),
                                   max_sim, skip_top)
         negs = list(p.negatives[:n]) + [index_text(chunks[c].title, chunks[c].text) for c in chosen]
@@ -98,6 +152,8 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
                 n_random += 1
         if len(negs) == n:
             out.append(with_negatives(p, negs))
+    if n == 0:
+        out = [with_negatives(p, ()) for p in pairs]
     log.info("hard negatives: %d from the index, %d random, %d pairs dropped", n_hard, n_random, len(pairs) - len(out))
     return out
 

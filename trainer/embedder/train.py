@@ -113,10 +113,13 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
     if not train or not dev:
         raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
-    train = P.cap_pairs(train, cfg.max_pairs, random.Random(cfg.seed))
+    if cfg.hard_share == 0:
+        train = P.cap_pairs(train, cfg.max_pairs, random.Random(cfg.seed))
+    else:  # rank every candidate first, then keep the hardest (costs one search per candidate)
+        train = P.cap_pairs(train, cfg.max_candidates, random.Random(cfg.seed))
     train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
                                 max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
-                                progress=progress)
+                                progress=progress, max_pairs=cfg.max_pairs, hard_share=cfg.hard_share)
     if not train:
         raise InvalidInput("no training pair kept after mining negatives")
     if run_dir.exists():

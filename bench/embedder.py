@@ -1,0 +1,174 @@
+"""Embedder training benchmark on SciFact: base vs unsupervised-adapted vs supervised.
+
+Everything runs through the product path: the SciFact corpus is ingested into a bench workspace,
+`train_embedder` fine-tunes the workspace's embedder (pairs mined from the index, hard negatives from
+it), `eval_retrieval` re-embeds the corpus with the new model (atomic reindex) and scores the test
+split. The base model's vectors are cached in the docstore, so they are computed once.
+
+  unsupervised: corpus text only (inverse cloze + title pairs, hard pairs chosen by the BM25 teacher)
+  supervised:   qrels/train.tsv (continues from the adapted model); qrels/test.tsv is never trained on
+  squad:        base vs adapted on SQuAD v1.1 dev paragraphs (questions as queries), a corpus not trained on
+
+Run (heavy; takes the team lock):
+  HF_HUB_OFFLINE=1 flock /tmp/ragkiln-heavy.lock nice -n 5 .venv/bin/python bench/embedder.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common.jsonlog import setup_logging  # noqa: E402
+from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
+from indexer.beir_eval import eval_retrieval  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets"
+
+
+def squad_as_beir(squad_json: Path, out: Path, max_paragraphs: int) -> Path:
+    """SQuAD dev as a BEIR folder: paragraphs are documents, each paragraph's first question a query."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = json.loads(squad_json.read_text())["data"]
+    corpus, queries, qrels = [], [], []
+    for art in data:
+        for j, para in enumerate(art["paragraphs"]):
+            if len(corpus) >= max_paragraphs:
+                break
+            pid = f"{art['title']}-{j}"
+            corpus.append({"_id": pid, "title": art["title"].replace("_", " "), "text": para["context"]})
+            if para["qas"]:
+                qid = para["qas"][0]["id"]
+                queries.append({"_id": qid, "text": para["qas"][0]["question"]})
+                qrels.append(f"{qid}\t{pid}\t1")
+    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (out / "qrels").mkdir(exist_ok=True)
+    (out / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--beir", type=Path, default=DATA / "scifact")
+    ap.add_argument("--squad", type=Path, default=DATA / "squad-v1.1" / "dev-v1.1.json")
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "embedder")
+    ap.add_argument("--seed-workspace", type=Path, default=None,
+                    help="Copy this workspace (SciFact already ingested with the base model) to skip re-embedding.")
+    ap.add_argument("--phases", default="base,unsup,sup,squad")
+    ap.add_argument("--unsup", default="{}", help="JSON overrides of embedder_train for the unsupervised run.")
+    ap.add_argument("--sup", default="{}", help="JSON overrides of embedder_train for the supervised run.")
+    ap.add_argument("--squad-paragraphs", type=int, default=800)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder.json")
+    a = ap.parse_args()
+    setup_logging("INFO")
+    phases = set(a.phases.split(","))
+    ws = a.work / "scifact"
+    if a.seed_workspace and not ws.exists():
+        shutil.copytree(a.seed_workspace, ws, ignore=shutil.ignore_patterns(".writer.lock"))
+    results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
+    results.update({"command": " ".join(["python"] + sys.argv), "machine": {"cpus": os.cpu_count(),
+                    "python": platform.python_version()}, "dataset": str(a.beir)})
+    sci = results.setdefault("scifact", {})
+
+    def save() -> None:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(results, indent=2, default=str))
+
+    def settings(train: dict[str, Any] | None = None, home: Path = ws):  # type: ignore[no-untyped-def]
+        return load_settings({"home": home, "ner": {"enabled": False}, "embedder_train": train or {}})
+
+    def evaluate(model: str, home: Path = ws, beir: Path = a.beir) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        r = eval_retrieval(settings(home=home), beir, split="test", mode="all", embedder=model, progress=False)
+        return {**r, "eval_seconds": round(time.perf_counter() - t0, 1)}
+
+    from trainer.embedder.train import train_embedder
+
+    def activate(model: str) -> None:
+        """Make `model` the active index's embedder (cheap when its vectors are cached)."""
+        from indexer import service
+        from indexer.embedder import load_embedder
+        from indexer.workspace import Workspace
+
+        if Workspace.open(settings()).searcher().embedder.id != load_embedder(model).id:
+            service.reindex(settings(), embedder=model, progress=False)
+
+    def train(name: str, overrides: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        out = a.work / "models" / name
+        t0 = time.perf_counter()
+        rep = train_embedder(settings(overrides), out=out, progress=False, **kw)
+        wall = time.perf_counter() - t0
+        t = rep["training"]
+        return {"model": str(out), "config": overrides, "data": rep["data"], "dev": rep["metrics"],
+                "prepare_seconds": rep["prepare_seconds"], "train_seconds": t["train_seconds"],
+                "total_seconds": round(wall, 1), "pairs_per_second": t["pairs_per_second"], "steps": t["steps"]}
+
+    if "base" in phases:
+        sci["base"] = {"model": DEFAULT_EMBEDDER, **evaluate(DEFAULT_EMBEDDER)}
+        save()
+    if "unsup" in phases:
+        ov = {"sources": "title,ict", "hard_negatives": 1, "hard_share": 0.5, "max_pairs": 2000, "epochs": 1,
+              "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5, "max_seq_length": 160, "logging_steps": 5,
+              "save_steps": 25, **json.loads(a.unsup)}
+        activate(DEFAULT_EMBEDDER)  # train from the base model (the active index's embedder)
+        run = train("scifact-unsup", ov)
+        sci["unsupervised"] = {**run, **evaluate(run["model"])}
+        save()
+    if "sup" in phases:
+        ov = {"hard_negatives": 1, "epochs": 3, "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5,
+              "max_seq_length": 160, "dev_fraction": 0.1, "logging_steps": 5, "save_steps": 25, **json.loads(a.sup)}
+        start = sci.get("unsupervised", {}).get("model", DEFAULT_EMBEDDER)
+        activate(start)  # the supervised run continues from the adapted model
+        run = train("scifact-sup", ov, beir_train=a.beir)
+        sci["supervised"] = {**run, "started_from": start, **evaluate(run["model"])}
+        save()
+    if "squad" in phases and a.squad.exists():
+        sq_dir = squad_as_beir(a.squad, a.work / "squad-beir", a.squad_paragraphs)
+        home = a.work / "squad"
+        sq = results.setdefault("squad", {"paragraphs": a.squad_paragraphs})
+        sq["base"] = evaluate(DEFAULT_EMBEDDER, home, sq_dir)
+        for key in ("unsupervised", "supervised"):
+            if key in sci:
+                sq[key] = evaluate(sci[key]["model"], home, sq_dir)
+        save()
+    results["targets"] = targets(results)
+    save()
+    print(json.dumps(results["targets"], indent=2))
+
+
+def targets(r: dict[str, Any]) -> dict[str, Any]:
+    sci, sq = r.get("scifact", {}), r.get("squad", {})
+    out: dict[str, Any] = {}
+
+    def nd(d: dict[str, Any], mode: str) -> float | None:
+        return d.get(mode, {}).get("ndcg@10") if d else None
+
+    u, s = sci.get("unsupervised"), sci.get("supervised")
+    if u:
+        out["unsup_dense>=0.67"] = {"value": nd(u, "dense"), "pass": (nd(u, "dense") or 0) >= 0.67}
+        out["unsup_hybrid>=0.73"] = {"value": nd(u, "hybrid"), "pass": (nd(u, "hybrid") or 0) >= 0.73}
+        mins = (u["prepare_seconds"] + u["train_seconds"]) / 60
+        out["unsup_train_minutes<=30"] = {"value": round(mins, 1), "pass": mins <= 30}
+    if s:
+        out["sup_dense>=0.70"] = {"value": nd(s, "dense"), "pass": (nd(s, "dense") or 0) >= 0.70}
+        out["sup_hybrid>=0.74"] = {"value": nd(s, "hybrid"), "pass": (nd(s, "hybrid") or 0) >= 0.74}
+    if sq.get("base") and sq.get("unsupervised"):
+        d = nd(sq["unsupervised"], "dense") - nd(sq["base"], "dense")  # type: ignore[operator]
+        out["squad_unsup_drop<=0.01"] = {"value": round(d, 4), "pass": d >= -0.01}
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The stages of `ragkiln build`, each a thin call into a package's core. A stage returns its
+outputs (JSON-able, shown in the report) and the paths that must still exist for it to count as done."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    settings: Settings
+    home: Path
+    corpus: list[Path]
+    preset: str
+    qa_steps: int
+    state: Any  # BuildState
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def embedder_dir(self) -> Path:
+        return self.models / "embedder"
+
+    @property
+    def lm_base_dir(self) -> Path:
+        return self.models / "lm-base"
+
+    @property
+    def lm_dir(self) -> Path:
+        return self.models / "lm"
+
+    @property
+    def gguf_dir(self) -> Path:
+        return self.home / "gguf"
+
+
+def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from indexer import service
+    from ner.enrich import open_enricher
+
+    with open_enricher(ctx.settings.ner) as enricher:
+        report = service.ingest(ctx.settings, ctx.corpus, enricher=enricher, progress=True)
+    return report.to_dict(), [report.index_dir]
+
+
+def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from trainer.embedder.train import train_embedder
+
+    report = train_embedder(ctx.settings, out=ctx.embedder_dir, progress=True)
+    keep = {k: report[k] for k in ("metrics", "training", "data", "loss_curve", "dev_curve") if k in report}
+    return keep, [str(ctx.embedder_dir)]
+
+
+def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from indexer import service
+
+    report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), progress=True)
+    return report.to_dict(), [report.index_dir]
+
+
+def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from trainer.lm.service import train_lm
+
+    summary = train_lm(ctx.settings, retrieval=True, out=ctx.lm_base_dir)
+    return _jsonable(summary), [str(ctx.lm_base_dir)]
+
+
+def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    """Fine-tune the retrieval-trained LM to answer from context on synthetic cloze questions."""
+    from indexer.workspace import Workspace
+    from trainer.lm.qa import cloze_questions
+    from trainer.lm.service import stored_entity_spans, train_lm
+
+    ws = Workspace.open(ctx.settings)
+    examples = cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
+                               per_chunk=max(1, ctx.settings.lm.synthetic_per_chunk), seed=ctx.settings.lm.seed)
+    qa_file = ctx.home / "build" / "qa_synthetic.jsonl"
+    qa_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(qa_file, "w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps({"question": ex.question, "answer": ex.answer, "context": list(ex.contexts)}) + "\n")
+    lm = ctx.settings.lm.model_copy(update={"steps": ctx.qa_steps, "synthetic_per_chunk": 0,
+                                            "warmup": min(ctx.settings.lm.warmup, ctx.qa_steps // 10)})
+    settings = ctx.settings.model_copy(update={"lm": lm})
+    summary = train_lm(settings, qa=qa_file, init=ctx.lm_base_dir, out=ctx.lm_dir)
+    return {**_jsonable(summary), "synthetic_questions": len(examples)}, [str(ctx.lm_dir)]
+
+
+def stage_quantize(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from quantize.service import quantize_model
+
+    report = quantize_model(ctx.settings, ctx.lm_dir, out=ctx.gguf_dir)
+    return _jsonable(report.to_dict() if hasattr(report, "to_dict") else report.__dict__), [str(ctx.gguf_dir)]
+
+
+def stage_verify(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from quantize.service import verify_model
+
+    result = verify_model(ctx.settings, ctx.lm_dir, types=ctx.settings.quantize.types, gguf_dir=ctx.gguf_dir)
+    return _jsonable(result), [str(ctx.gguf_dir)]
+
+
+def stage_evaluate(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    """Held-out perplexity, search latency per mode on pseudo-queries, entity label counts."""
+    from indexer.workspace import Workspace
+    from trainer.lm.service import eval_lm
+
+    ws = Workspace.open(ctx.settings)
+    searcher = ws.searcher()
+    queries = _pseudo_queries(ws, 200)
+    latency: dict[str, Any] = {}
+    for mode in ("bm25", "dense", "hybrid"):
+        for q in queries[:10]:
+            searcher.search(q, k=10, mode=mode)
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            searcher.search(q, k=10, mode=mode)
+            times.append((time.perf_counter() - t) * 1000)
+        a = np.array(times)
+        latency[mode] = {"p50_ms": round(float(np.percentile(a, 50)), 2),
+                         "p99_ms": round(float(np.percentile(a, 99)), 2), "samples_ms": [round(x, 3) for x in times]}
+    labels: dict[str, int] = {}
+    for label, _norm, n in ws.store.entity_counts():
+        labels[label] = labels.get(label, 0) + n
+    ppl = {"retrieval_lm": eval_lm(ctx.settings, ctx.lm_base_dir), "qa_lm": eval_lm(ctx.settings, ctx.lm_dir)}
+    return {"latency": latency, "entity_labels": labels, "perplexity": _jsonable(ppl),
+            "queries": len(queries)}, []
+
+
+def _pseudo_queries(ws: Any, n: int) -> list[str]:
+    """Search-latency probes: the first sentence of evenly spaced chunks (no labels needed)."""
+    chunks = list(ws.store.iter_chunks())
+    step = max(1, len(chunks) // n)
+    out = []
+    for c in chunks[::step][:n]:
+        first = c.text.strip().split(". ")[0][:200]
+        if len(first.split()) >= 3:
+            out.append(first)
+    return out or ["example"]
+
+
+def stage_report(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    from server.report import write_report
+
+    path = write_report(ctx.home, ctx.state, ctx.preset, [str(p) for p in ctx.corpus])
+    return {"html": str(path), "markdown": str(path.with_suffix(".md"))}, [str(path)]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+STAGE_FUNCS = {
+    "ingest": (stage_ingest, ("indexer", "ner")),
+    "embedder": (stage_embedder, ("embedder_train",)),
+    "reindex": (stage_reindex, ("indexer",)),
+    "lm": (stage_lm, ("lm",)),
+    "qa": (stage_qa, ("lm",)),
+    "quantize": (stage_quantize, ("quantize",)),
+    "verify": (stage_verify, ("quantize",)),
+    "evaluate": (stage_evaluate, ()),
+    "report": (stage_report, ()),
+}

@@ -1,0 +1,40 @@
+"""`ragkiln build`: the whole pipeline on a corpus, resumable stage by stage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from common.settings import load_settings
+from server.cli.main import app, overrides_of
+from server.cli.output import emit, handle_errors
+
+
+@app.command()
+@handle_errors
+def build(
+    ctx: typer.Context,
+    corpus: list[Path] = typer.Argument(..., help="Folders or files of documents."),
+    preset: str = typer.Option("demo", "--preset", help="tiny (tests), demo (sample corpus) or standard."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """ingest → NER → embedder training → reindex → LM → QA tuning → GGUF → verify → evaluate → report."""
+    from server.build import run_build
+
+    settings = load_settings(overrides_of(ctx))
+
+    def progress(stage: str, i: int, n: int) -> None:
+        print(f"ragkiln build: [{i + 1}/{n}] {stage}", file=sys.stderr, flush=True)
+
+    result = run_build(settings, corpus, preset=preset, on_stage=progress)
+    emit(result, as_json, _render)
+
+
+def _render(r: dict) -> str:
+    lines = []
+    for s in r["stages"]:
+        lines.append(f"{s['stage']:<9} " + ("skipped (up to date)" if s["skipped"] else f"{s['seconds']:.1f}s"))
+    lines.append(f"report: {r['report']}")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Hard-negative selection: never the positive's documents, never near-duplicates; hardest-pair choice."""
+
+from __future__ import annotations
+
+import random
+
+from trainer.embedder.negatives import doc_rank, select_hardest, select_negatives
+from trainer.embedder.pairs import Pair
+
+
+def test_select_skips_positive_docs_near_duplicates_and_repeats():
+    ranked = [1, 2, 3, 4, 5, 6, 7]
+    doc_of = {1: "pos", 2: "other-pos", 3: "dup", 4: "a", 5: "a", 6: "b", 7: "c"}
+    sims = {3: 0.99, 4: 0.5, 5: 0.4, 6: 0.3, 7: 0.2}
+    got = select_negatives(ranked, {"pos", "other-pos"}, doc_of, sims, n=3, max_sim=0.95)
+    assert got == [4, 6, 7]  # 1, 2: positive documents; 3: near-duplicate; 5: same document as 4
+    assert select_negatives(ranked, {"pos", "other-pos"}, doc_of, sims, n=1, max_sim=0.95, skip_top=1) == [6]
+    assert select_negatives(ranked, {"pos", "other-pos"}, doc_of, sims, n=5, max_sim=0.95) == [4, 6, 7]
+    # unknown chunk ids (not in the store) are never returned
+    assert select_negatives([99, 6], set(), doc_of, {}, n=2, max_sim=0.9) == [6]
+
+
+def test_doc_rank_counts_documents_not_chunks():
+    doc_of = {1: "a", 2: "a", 3: "b", 4: "c"}
+    assert doc_rank([1, 2, 3, 4], doc_of, "c") == 3
+    assert doc_rank([1, 2], doc_of, "c") is None
+
+
+def test_select_hardest_prefers_bm25_found_dense_missed():
+    pairs = [Pair(f"q{i}", "p", f"d{i}", "ict") for i in range(6)]
+    dense = [1, 50, None, 2, 30, 1]
+    bm25 = [1, 1, 2, 1, 40, None]  # q4 and q5: the teacher does not find them -> treated as noise
+    got = select_hardest(pairs, dense, bm25, max_pairs=2, hard_share=1.0, rng=random.Random(0))
+    assert {p.query for p in got} == {"q2", "q1"}
+    mixed = select_hardest(pairs, dense, bm25, max_pairs=4, hard_share=0.5, rng=random.Random(0))
+    assert len(mixed) == 4 and {"q1", "q2"} <= {p.query for p in mixed}
+    assert select_hardest(pairs, dense, bm25, max_pairs=10, hard_share=0.5, rng=random.Random(0)) == pairs
