@@ -107,3 +107,10 @@ def chunk_spans(
             shared += units[k][1] - units[k][0]
         i = k
     return chunks
+
+
+def index_text(title: str, text: str) -> str:
+    """What the retrievers see for a chunk: its document title then its text."""
+    if title and not text.startswith(title):
+        return f"{title}\n{text}"
+    return text

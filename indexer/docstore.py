@@ -1,5 +1,8 @@
 """SQLite (WAL) store of documents, chunks, cached embeddings and entities.
 
+Embeddings are cached by the hash of the text the embedder saw (title + chunk) and the embedder id, so
+re-chunking, renaming a document or switching back to an earlier embedder re-embeds nothing already seen.
+
 The active corpus is the `active` table plus `meta.active_index`; both change in one transaction
 (`commit_generation`), which is the single commit point of an ingest. Rows of new document versions
 are written before it and old ones are garbage-collected after it, so a crash at any moment leaves
@@ -16,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import ManifestMismatch
+from common.hashing import sha256_text
+from indexer.chunking import index_text
 from indexer.types import Chunk, ChunkSpan, Document, Entity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,10 +34,12 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
     doc_sha256 TEXT NOT NULL, chunker TEXT NOT NULL, ord INTEGER NOT NULL, start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT NOT NULL, enriched INTEGER NOT NULL DEFAULT 0);
+    "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT NOT NULL, text_sha TEXT NOT NULL,
+    enriched INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, doc_sha256, chunker);
+CREATE INDEX IF NOT EXISTS chunks_text_sha ON chunks (text_sha);
 CREATE TABLE IF NOT EXISTS embeddings (
-    chunk_id INTEGER NOT NULL, embedder TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (chunk_id, embedder));
+    text_sha TEXT NOT NULL, embedder TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (text_sha, embedder));
 CREATE TABLE IF NOT EXISTS entities (
     chunk_id INTEGER NOT NULL, label TEXT NOT NULL, text TEXT NOT NULL, norm TEXT NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, doc_start INTEGER NOT NULL, doc_end INTEGER NOT NULL);
@@ -56,8 +64,14 @@ class DocStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         conn = self._raw()
-        conn.executescript(_SCHEMA)
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        found = self.get_meta("schema_version")
+        if found != str(SCHEMA_VERSION):
+            raise ManifestMismatch(
+                f"{self.path} has docstore schema v{found}; this ragkiln reads v{SCHEMA_VERSION}: "
+                "ingest into a new workspace")
+        conn.executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -142,11 +156,12 @@ class DocStore:
         with self._conn() as c:
             for sp in spans:
                 key = f"{doc.doc_id}#{doc.sha256[:12]}:{chunker}:{sp.ord}"
+                text = doc.text[sp.start:sp.end]
                 c.execute(
-                    "INSERT OR IGNORE INTO chunks (key, doc_id, doc_sha256, chunker, ord, start, \"end\", n_tokens, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, doc.doc_id, doc.sha256, chunker, sp.ord, sp.start, sp.end, sp.n_tokens,
-                     doc.text[sp.start:sp.end]),
+                    "INSERT OR IGNORE INTO chunks (key, doc_id, doc_sha256, chunker, ord, start, \"end\", n_tokens, "
+                    "text, text_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, doc.doc_id, doc.sha256, chunker, sp.ord, sp.start, sp.end, sp.n_tokens, text,
+                     sha256_text(index_text(doc.title, text))),
                 )
         return self.chunk_ids_for(doc.doc_id, doc.sha256, chunker)
 
@@ -187,11 +202,13 @@ class DocStore:
 
     # ---- embeddings -------------------------------------------------------------------------
     def get_embeddings(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
+        """Cached vectors of these chunks for this embedder, by chunk id (missing ones are absent)."""
         out: dict[int, np.ndarray] = {}
         ids = list(ids)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            q = f"SELECT chunk_id, vec FROM embeddings WHERE embedder = ? AND chunk_id IN ({','.join('?' * len(part))})"
+            q = ("SELECT c.id, e.vec FROM chunks c JOIN embeddings e ON e.text_sha = c.text_sha AND e.embedder = ? "
+                 f"WHERE c.id IN ({','.join('?' * len(part))})")
             for cid, blob in self._raw().execute(q, [embedder, *part]):
                 v = np.frombuffer(blob, dtype=np.float32)
                 if v.shape[0] == dim:
@@ -199,11 +216,22 @@ class DocStore:
         return out
 
     def put_embeddings(self, ids: Sequence[int], embedder: str, vecs: np.ndarray) -> None:
+        shas = self._text_shas(ids)
         with self._conn() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                [(int(i), embedder, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vecs)],
+                [(shas[int(i)], embedder, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                 for i, v in zip(ids, vecs)],
             )
+
+    def _text_shas(self, ids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = f"SELECT id, text_sha FROM chunks WHERE id IN ({','.join('?' * len(part))})"
+            out.update(self._raw().execute(q, part).fetchall())
+        return out
 
     # ---- entities ---------------------------------------------------------------------------
     def put_entities(self, items: Iterable[tuple[int, Sequence[Entity]]]) -> None:
@@ -275,9 +303,10 @@ class DocStore:
             c.execute("DELETE FROM dead")
             c.execute(f"INSERT INTO dead {dead}")
             n = c.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
-            c.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM dead)")
             c.execute("DELETE FROM entities WHERE chunk_id IN (SELECT id FROM dead)")
             c.execute("DELETE FROM chunks WHERE id IN (SELECT id FROM dead)")
+            # Vectors of texts no chunk holds any more; those of other embedders stay for a switch back.
+            c.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.text_sha = embeddings.text_sha)")
             c.execute(
                 "DELETE FROM documents WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.doc_id = documents.doc_id "
                 "AND a.sha256 = documents.sha256)"

@@ -14,6 +14,7 @@ import numpy as np
 from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest
 from indexer import dense
 from indexer.bm25 import BM25Index
+from indexer.chunking import index_text  # noqa: F401  (re-exported)
 
 KIND = "index"
 FORMAT_VERSION = 1
@@ -47,13 +48,6 @@ def load_generation(path: Path) -> Generation:
     index = dense.load(path)
     bm25 = BM25Index.load(path, manifest["config"]["stemmer_language"])
     return Generation(path, manifest, index, bm25)
-
-
-def index_text(title: str, text: str) -> str:
-    """What the retrievers see for a chunk: its document title then its text."""
-    if title and not text.startswith(title):
-        return f"{title}\n{text}"
-    return text
 
 
 def chunk_ids_of(index: faiss.Index) -> np.ndarray:

@@ -11,13 +11,14 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import InvalidInput, NotFound
-from common.hashing import sha256_file, sha256_text
+from common.hashing import sha256_text
 from common.settings import Settings
 from indexer import dense
 from indexer.bm25 import BM25Index
 from indexer.chunking import chunk_spans, sentence_spans
 from indexer.embedder import SentenceTransformerEmbedder, load_embedder
-from indexer.generation import chunk_ids_of, index_text, load_generation, new_name, write_generation
+from indexer.chunking import index_text
+from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
@@ -31,10 +32,12 @@ Enricher = Callable[[Sequence[str]], list[list[Entity]]]
 
 
 def chunker_id(embedder: SentenceTransformerEmbedder, chunk_tokens: int, overlap: int) -> str:
-    """Chunks depend on the tokenizer and the sizes; a change of either re-chunks every document."""
-    tok_dir = Path(embedder.path)
-    tok_files = [p for p in ("tokenizer.json", "vocab.txt") if (tok_dir / p).exists()]
-    tok_hash = sha256_file(tok_dir / tok_files[0])[:12] if tok_files else embedder.id
+    """Chunks depend on the tokenizer's vocabulary and the sizes; a change of either re-chunks every document.
+
+    Hashing the vocabulary (not the tokenizer files) keeps a fine-tuned copy of the same tokenizer, saved
+    by another library version, on the same chunks."""
+    vocab = embedder.tokenizer.get_vocab()
+    tok_hash = sha256_text("\n".join(f"{t}\t{i}" for t, i in sorted(vocab.items(), key=lambda kv: kv[1])))[:12]
     return sha256_text(f"{tok_hash}:{chunk_tokens}:{overlap}:v{CHUNKER_VERSION}")[:10]
 
 

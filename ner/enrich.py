@@ -1,8 +1,9 @@
 """The Enricher the indexer calls during ingest: texts in, entities with chunk-relative offsets out.
 
 The indexer never imports spaCy; it receives `SpacyEnricher(...)` as a plain callable and fills
-the document offsets itself. Texts go through `nlp.pipe` in batches; with `n_process > 1` spaCy
-forks workers, which only pays off for large inputs, so small calls stay in-process.
+the document offsets itself. Texts go through `nlp.pipe` in batches; with `n_process > 1` a pool
+of worker processes, started once per enricher, shares the calls that are large enough to pay for
+the hand-over (small calls, e.g. one uploaded document, stay in-process).
 """
 
 from __future__ import annotations

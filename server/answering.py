@@ -119,7 +119,7 @@ def passage_outs(run: AnswerRun) -> list[PassageOut]:
     used = {h.chunk.id for h in run.in_prompt}
     return [PassageOut(doc_id=h.chunk.doc_id, chunk_id=h.chunk.id, title=h.chunk.title, start=h.chunk.start,
                        end=h.chunk.end, score=round(h.score, 6), scores={k: round(v, 6) for k, v in h.scores.items()},
-                       relevant=h.chunk.id in rel, in_prompt=h.chunk.id in used) for h in run.hits]
+                       relevant=h.chunk.id in rel, in_prompt=h.chunk.id in used, text=h.chunk.text) for h in run.hits]
 
 
 def usage_of(run: AnswerRun) -> Usage:

@@ -53,7 +53,7 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 
     with open_enricher(ctx.settings.ner) as enricher:
         report = service.ingest(ctx.settings, ctx.corpus, enricher=enricher, progress=True)
-    return report.to_dict(), [report.index_dir]
+    return report.to_dict(), [str(ctx.home / "docstore.sqlite")]
 
 
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
@@ -66,9 +66,11 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from indexer import service
+    from ner.enrich import open_enricher
 
-    report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), progress=True)
-    return report.to_dict(), [report.index_dir]
+    with open_enricher(ctx.settings.ner) as enricher:  # documents re-chunked by the switch get entities too
+        report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), enricher=enricher, progress=True)
+    return report.to_dict(), [str(ctx.embedder_dir)]
 
 
 def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
@@ -91,7 +93,7 @@ def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     qa_file.parent.mkdir(parents=True, exist_ok=True)
     with open(qa_file, "w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps({"question": ex.question, "answer": ex.answer, "context": list(ex.contexts)}) + "\n")
+            f.write(json.dumps({"question": ex.question, "answer": ex.answer, "context": list(ex.context)}) + "\n")
     lm = ctx.settings.lm.model_copy(update={"steps": ctx.qa_steps, "synthetic_per_chunk": 0,
                                             "warmup": min(ctx.settings.lm.warmup, ctx.qa_steps // 10)})
     settings = ctx.settings.model_copy(update={"lm": lm})

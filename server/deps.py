@@ -27,3 +27,21 @@ def require(scope: str) -> Callable[..., ServerState]:
 
 READ = Depends(require("read"))
 ADMIN = Depends(require("admin"))
+
+
+def only_query(*allowed: str) -> Callable[[Request], None]:
+    """Unknown or repeated query parameters are errors (422 naming the parameter), like unknown body fields."""
+    allowed_set = set(allowed)
+
+    def check(request: Request) -> None:
+        from fastapi.exceptions import RequestValidationError
+
+        for name in request.query_params.keys():
+            if name not in allowed_set:
+                raise RequestValidationError([{"loc": ("query", name), "msg": "unknown field",
+                                               "type": "extra_forbidden"}])
+            if len(request.query_params.getlist(name)) > 1:
+                raise RequestValidationError([{"loc": ("query", name), "msg": "given more than once",
+                                               "type": "value_error"}])
+
+    return check

@@ -76,6 +76,7 @@ class Retrieved:
     hits: list[Hit]
     facets: dict[str, Any]
     seconds: float
+    index: str
 
 
 async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str, k: int, mode: str,
@@ -88,12 +89,17 @@ async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
     specs = filters.entities if filters else []
     entity_filters = parse_entity_filters(specs)
-    searcher = state.searcher()
-    vec = await state.batcher.embed(searcher.embedder, query) if mode in ("dense", "hybrid") else None
-    restrict = metadata_index.allowed(searcher, filters.metadata) if filters and filters.metadata else None
-    r = search_with_entities(VectorSearcher(searcher, vec, restrict), searcher.store, query, k=k, mode=mode,
-                             filters=entity_filters)
-    return Retrieved(r["hits"], r["facets"], time.perf_counter() - t0)
+    for _attempt in range(3):
+        searcher = state.searcher()
+        vec = await state.batcher.embed(searcher.embedder, query) if mode in ("dense", "hybrid") else None
+        restrict = metadata_index.allowed(searcher, filters.metadata) if filters and filters.metadata else None
+        r = search_with_entities(VectorSearcher(searcher, vec, restrict), searcher.store, query, k=k, mode=mode,
+                                 filters=entity_filters)
+        # A reindex that switched generations meanwhile may have garbage-collected chunks the old
+        # index still points at: answer from the new generation instead of returning holes.
+        if state.workspace.active_index_name() == searcher.name:
+            break
+    return Retrieved(r["hits"], r["facets"], time.perf_counter() - t0, searcher.name)
 
 
 def hit_out(h: Hit) -> HitOut:
@@ -107,5 +113,5 @@ def hit_out(h: Hit) -> HitOut:
 
 
 def search_response(query: str, mode: str, r: Retrieved) -> SearchResponse:
-    return SearchResponse(query=query, mode=mode, hits=[hit_out(h) for h in r.hits],  # type: ignore[arg-type]
+    return SearchResponse(query=query, mode=mode, index=r.index, hits=[hit_out(h) for h in r.hits],  # type: ignore[arg-type]
                           facets=r.facets, took_ms=round(r.seconds * 1000, 3))

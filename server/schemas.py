@@ -84,6 +84,7 @@ class Facet(Response):
 class SearchResponse(Response):
     query: str
     mode: Mode
+    index: str = Field(description="The index generation that answered (changes when a reindex switches).")
     hits: list[HitOut]
     facets: dict[str, Facet]
     took_ms: float
@@ -122,6 +123,7 @@ class PassageOut(Response):
     scores: dict[str, float]
     relevant: bool
     in_prompt: bool
+    text: str
 
 
 class Usage(Response):

@@ -106,10 +106,9 @@ def delete_document(doc_id: str, state: ServerState = ADMIN) -> DeleteResponse:
 
 
 @router.post("/v1/reindex", response_model=JobOut, status_code=202, responses={422: {"model": ErrorResponse}})
-def reindex(response: Response, req: ReindexRequest | None = None, state: ServerState = ADMIN) -> JobOut:
-    """Rebuild the index from the stored documents in the background (optionally with another embedder);
-    searches keep using the old index until the new one is switched in."""
-    req = req or ReindexRequest()
+def reindex(req: ReindexRequest, response: Response, state: ServerState = ADMIN) -> JobOut:
+    """Rebuild the index from the stored documents in the background (body `{}` for the defaults, or
+    another embedder); searches keep using the old index until the new one is switched in."""
     enricher = state.enricher if req.ner else None
     job = state.jobs.submit("reindex", lambda: service.reindex(state.settings, embedder=req.embedder,
                                                                enricher=enricher, progress=False).to_dict())

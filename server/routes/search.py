@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from ner.filters import list_entities
-from server.deps import READ
+from server.deps import READ, only_query
 from server.querying import retrieve, search_response
 from server.schemas import EntitiesResponse, ErrorResponse, SearchRequest, SearchResponse
 from server.state import ServerState
@@ -22,7 +22,8 @@ async def search(req: SearchRequest, request: Request, state: ServerState = READ
     return search_response(req.query, req.mode, r)
 
 
-@router.get("/v1/entities", response_model=EntitiesResponse, responses={422: {"model": ErrorResponse}})
+@router.get("/v1/entities", response_model=EntitiesResponse, responses={422: {"model": ErrorResponse}},
+            dependencies=[Depends(only_query("label", "top"))])
 def entities(label: str | None = Query(None, min_length=1, max_length=100),
              top: int = Query(50, ge=1, le=1000), state: ServerState = READ) -> EntitiesResponse:
     """Entity labels and values of the active corpus with their chunk counts, most frequent first."""

@@ -78,6 +78,11 @@ def test_train_eval_generate_and_qa(ws: Path, tmp_path: Path) -> None:
 def test_errors_are_one_line_with_exit_codes(ws: Path, tmp_path: Path) -> None:
     assert "does not exist" in cli("generate", "--model", str(tmp_path / "nope"), "hi", code=3)["stderr"]
     assert cli("-w", str(ws), "train", "lm", "--preset", "huge", code=2)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert "not an LM checkpoint" in cli("-w", str(ws), "train", "lm", "--out", str(precious), code=9)["stderr"]
+    assert (precious / "notes.txt").read_text() == "keep me"
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\n")
     assert cli("-w", str(ws), "train", "lm", "--qa", str(bad), "--init", str(tmp_path / "nope"), code=3)

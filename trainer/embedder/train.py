@@ -12,12 +12,14 @@ no-duplicates batching so a text never appears twice in a batch as a false negat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,17 +99,27 @@ def _dev_set(dev: list[P.Pair], ws: Workspace, cfg: EmbedderTrainConfig) -> dict
             continue
         corpus[f"c{cid}"] = index_text(c.title, c.text)
         n += 1
-    return {"queries": queries, "corpus": corpus, "relevant": relevant}
+    return {"queries": queries, "corpus": corpus, "relevant": relevant, "doc_ids": sorted(dev_docs)}
+
+
+def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Path | None) -> None:
+    """Fail on a missing input before any model is loaded."""
+    if pairs_file is not None and not Path(pairs_file).is_file():
+        raise NotFound(f"pairs file {pairs_file} does not exist")
+    for flag, d, need in (("--beir-train", beir_train, ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv")),
+                          ("--eval-beir", eval_beir, ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"))):
+        for f in need if d is not None else ():
+            if not (Path(d) / f).is_file():
+                raise NotFound(f"{flag} {d} has no {f}")
 
 
 def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path | None = None,
                 beir_train: Path | None = None, eval_beir: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Mine pairs and hard negatives from the workspace index into `run_dir` (train/dev data + spec)."""
     cfg = settings.embedder_train
+    check_inputs(pairs_file, beir_train, eval_beir)
     ws = Workspace.open(settings)
     searcher = ws.searcher()  # NotFound when nothing is ingested
-    if eval_beir is not None and not (Path(eval_beir) / "corpus.jsonl").is_file():
-        raise NotFound(f"--eval-beir {eval_beir} has no corpus.jsonl")
     t0 = time.perf_counter()
     pairs, used = build_pairs(ws, cfg, pairs_file, beir_train)
     train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
@@ -235,6 +247,11 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         if final.exists():
             shutil.rmtree(final)
         model.save(str(final))
+        # The tokenizer is not trained: keep the base's files byte-identical, so the index's chunker id
+        # (a hash of them) stays the same and a reindex reuses the stored chunks.
+        for name in ("tokenizer.json", "vocab.txt"):
+            if (Path(spec["base"]["path"]) / name).is_file() and (final / name).is_file():
+                shutil.copy2(Path(spec["base"]["path"]) / name, final / name)
         done_steps = result.global_step
         summary = {
             "dev_before": before, "dev_after": after, "train_seconds": round(seconds, 2),
@@ -251,7 +268,6 @@ def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any
     """Run `run_training` under torchrun with `nproc` gloo ranks; returns rank 0's summary."""
     import socket
     import subprocess
-    import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,7 +276,7 @@ def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any
            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "trainer.embedder.train", str(run_dir)]
     if resume:
         cmd.append("--resume")
-    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], stdout=sys.stderr)
     if proc.returncode != 0 or not (run_dir / "summary.json").exists():
         raise InvalidInput(f"distributed embedder training failed (exit {proc.returncode}); see the log above")
     return json.loads((run_dir / "summary.json").read_text())
@@ -324,18 +340,23 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
                    beir_train: Path | None = None, eval_beir: Path | None = None, resume: bool = False,
                    progress: bool = True) -> dict[str, Any]:
     """The whole `ragkiln train embedder`: prepare (or resume), train, evaluate, save."""
+    if resume and out is None:
+        raise InvalidInput("--resume needs the --out of the run to continue")
+    check_inputs(pairs_file, beir_train, eval_beir)
     ws = Workspace.open(settings)
     out = Path(out) if out is not None else ws.models / f"embedder-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = ws.home / "runs" / f"embedder-{out.name}"
-    if resume and (run_dir / "run.json").exists():
-        log.info("resuming %s", run_dir)
-    else:
-        prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress)
-    nproc = settings.embedder_train.nproc
-    summary = launch_ddp(run_dir, nproc, resume) if nproc > 1 else run_training(run_dir, resume, progress)
-    from trainer.embedder.evaluate import beir_metrics
+    # The HF trainer prints its logs on stdout; stdout belongs to the front end (one JSON object).
+    with contextlib.redirect_stdout(sys.stderr):
+        if resume and (run_dir / "run.json").exists():
+            log.info("resuming %s", run_dir)
+        else:
+            prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress)
+        nproc = settings.embedder_train.nproc
+        summary = launch_ddp(run_dir, nproc, resume) if nproc > 1 else run_training(run_dir, resume, progress)
+        from trainer.embedder.evaluate import beir_metrics
 
-    return finalize_run(run_dir, summary, functools.partial(beir_metrics, settings))
+        return finalize_run(run_dir, summary, functools.partial(beir_metrics, settings))
 
 
 def main() -> None:

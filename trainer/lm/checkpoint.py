@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest, verify_files
-from common.errors import ArtifactCorrupt
+from common.errors import ArtifactCorrupt, Conflict, ManifestMismatch
 from trainer.lm.model import ModelArgs, Transformer
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer
 
@@ -41,7 +41,11 @@ def save_checkpoint(
     extra_files: list[Path] | None = None,
     prompt_format: str = PROMPT_FORMAT,
 ) -> Path:
-    """Write (atomically replace) a checkpoint directory; returns its path."""
+    """Write (atomically replace) a checkpoint directory; returns its path.
+
+    Only an empty/missing directory or an earlier LM checkpoint is replaced, never anything else.
+    """
+    check_replaceable(Path(out_dir))
     if tokenizer.vocab_size != model.args.vocab_size:
         raise ArtifactCorrupt(
             f"tokenizer has {tokenizer.vocab_size} pieces but the model was built for {model.args.vocab_size}"
@@ -68,6 +72,20 @@ def save_checkpoint(
             if Path(f).exists():
                 shutil.copyfile(f, tmp / Path(f).name)
     return Path(out_dir)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to overwrite a directory that holds something other than an LM checkpoint."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise Conflict(f"{out_dir} exists and is not a directory")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        read_manifest(out_dir, KIND)
+    except (ArtifactCorrupt, ManifestMismatch) as e:
+        raise Conflict(f"{out_dir} is not an LM checkpoint; refusing to replace it ({e})") from e
 
 
 def load_model(directory: Path, verify: bool = True) -> tuple[Transformer, Tokenizer, dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from common.errors import InvalidInput, NotFound
 from common.settings import LmConfig, Settings
-from trainer.lm.checkpoint import load_model
+from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
 from trainer.lm.qa import QaExample, build_qa_dataset, cloze_questions, load_qa_jsonl, regex_spans
@@ -47,6 +47,7 @@ def prepare_lm_run(
 ) -> dict[str, Any]:
     """Tokenizer (trained on the training documents only), held-out split by document, memmaps, run.json."""
     run_dir = Path(run_dir)
+    check_replaceable(Path(out))
     if run_dir.exists():
         shutil.rmtree(run_dir)
     (run_dir / "data").mkdir(parents=True)
@@ -89,10 +90,11 @@ def prepare_qa_run(
 ) -> dict[str, Any]:
     """QA fine-tuning run from an existing LM checkpoint; held-out split by source document/question."""
     run_dir = Path(run_dir)
+    check_replaceable(Path(out))
+    model, tok, manifest = load_model(init)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     (run_dir / "data").mkdir(parents=True)
-    model, tok, manifest = load_model(init)
     tok.save(run_dir / "tokenizer.model")
     keys = [e.doc_id or e.question for e in examples]
     held = heldout_doc_ids(keys, heldout_fraction, cfg.seed) if len(set(keys)) >= 2 else set()

@@ -1,0 +1,172 @@
+// ragkiln web page: search with entity facets, and "ask" with a streamed, cited answer. No build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { filters: [] };
+
+function apiKey() { return $("key").value.trim(); }
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  if (apiKey()) h["Authorization"] = "Bearer " + apiKey();
+  return h;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+// Text with [start, end) spans wrapped in `tag` (spans relative to the text, non-overlapping kept).
+function highlighted(text, spans, tag, cls) {
+  const frag = document.createDocumentFragment();
+  let at = 0;
+  for (const s of [...spans].sort((a, b) => a.start - b.start)) {
+    if (s.start < at || s.end > text.length || s.end <= s.start) continue;
+    frag.append(text.slice(at, s.start));
+    frag.append(el(tag, cls ? { class: cls, title: s.title || "" } : {}, text.slice(s.start, s.end)));
+    at = s.end;
+  }
+  frag.append(text.slice(at));
+  return frag;
+}
+
+function setStatus(msg, isError) {
+  $("status").textContent = msg;
+  $("status").className = isError ? "error" : "";
+}
+
+async function errorText(resp) {
+  try { const j = await resp.json(); return `${resp.status}: ${j.error.message}`; } catch (e) { return `HTTP ${resp.status}`; }
+}
+
+function body(extra) {
+  const filters = state.filters.length ? { entities: state.filters } : undefined;
+  return JSON.stringify({ k: 10, mode: $("mode").value, filters, ...extra });
+}
+
+function renderFilters() {
+  const box = $("filters");
+  box.replaceChildren(...state.filters.map((f) =>
+    el("span", { class: "chip", title: "remove filter", onclick: () => { state.filters = state.filters.filter((x) => x !== f); run(lastAction); } }, f + " \u00d7")));
+}
+
+function renderFacets(facets) {
+  const box = $("facets");
+  box.replaceChildren();
+  for (const [label, facet] of Object.entries(facets || {})) {
+    box.append(el("h3", {}, `${label} (${facet.count})`));
+    for (const v of facet.values) {
+      const spec = `${label}:${v.value}`;
+      box.append(el("button", { class: "facet", "data-filter": spec, onclick: () => {
+        if (!state.filters.includes(spec)) state.filters.push(spec);
+        run("search");
+      } }, `${v.value} (${v.count})`));
+    }
+  }
+}
+
+function renderHits(hits) {
+  const list = $("results");
+  list.replaceChildren();
+  for (const h of hits) {
+    const ents = h.entities.map((e) => ({ start: e.start, end: e.end, title: e.label }));
+    list.append(el("li", { class: "hit", "data-doc": h.doc_id },
+      el("div", {}, el("strong", {}, h.title || h.doc_id)),
+      el("div", { class: "meta" }, `${h.doc_id} [${h.start}:${h.end}] score ${h.score.toFixed(4)} ` +
+        Object.entries(h.ranks).map(([k, v]) => `${k}#${v}`).join(" ")),
+      el("p", {}, highlighted(h.text, ents, "span", "ent"))));
+  }
+}
+
+async function search(q) {
+  setStatus("searching\u2026");
+  $("answer-box").hidden = true;
+  const resp = await fetch("/v1/search", { method: "POST", headers: headers(), body: body({ query: q }) });
+  if (!resp.ok) { setStatus(await errorText(resp), true); return; }
+  const data = await resp.json();
+  renderHits(data.hits);
+  renderFacets(data.facets);
+  setStatus(`${data.hits.length} hits in ${data.took_ms.toFixed(1)} ms`);
+}
+
+function renderCitations(data) {
+  const list = $("citations");
+  list.replaceChildren();
+  const passages = new Map(data.passages.map((p) => [p.chunk_id, p]));
+  for (const c of data.citations) {
+    const p = passages.get(c.chunk_id);
+    const text = p ? p.text : c.quote;
+    const offset = p ? p.start : c.start;
+    list.append(el("li", { class: "citation", "data-doc": c.doc_id },
+      el("div", { class: "meta" }, `[${c.rank}] ${c.title || c.doc_id} \u2014 ${c.doc_id} [${c.start}:${c.end}]`),
+      el("p", {}, highlighted(text, [{ start: c.start - offset, end: c.end - offset }], "mark"))));
+  }
+}
+
+// POST /v1/answer with stream: true and read its Server-Sent Events as they arrive.
+async function ask(q) {
+  setStatus("retrieving and generating\u2026");
+  $("answer-box").hidden = false;
+  $("answer").textContent = "";
+  $("citations").replaceChildren();
+  const resp = await fetch("/v1/answer", { method: "POST", headers: headers(), body: body({ question: q, k: 5, stream: true, max_tokens: 96 }) });
+  if (!resp.ok) { setStatus(await errorText(resp), true); return; }
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const ev = {};
+      for (const line of block.split("\n")) { const i = line.indexOf(": "); if (i > 0) ev[line.slice(0, i)] = line.slice(i + 2); }
+      const data = JSON.parse(ev.data || "{}");
+      if (ev.event === "token") $("answer").textContent += data.text;
+      else if (ev.event === "citations") { renderCitations(data); renderHits([]); }
+      else if (ev.event === "done") {
+        const t = data.timings;
+        setStatus(data.grounded ? `answered by ${data.model}: first token ${t.first_token_ms} ms after retrieval (${t.retrieval_ms} ms)` : "nothing relevant in the documents");
+        $("answer-box").dataset.done = "1";
+      } else if (ev.event === "error") setStatus(data.error.message, true);
+    }
+  }
+}
+
+let lastAction = "search";
+async function run(action) {
+  lastAction = action;
+  renderFilters();
+  const q = $("q").value.trim();
+  if (!q) return;
+  try { await (action === "ask" ? ask(q) : search(q)); } catch (e) { setStatus(String(e), true); }
+}
+
+$("form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  run(ev.submitter && ev.submitter.dataset.action === "ask" ? "ask" : "search");
+});
+$("key").addEventListener("change", () => localStorage.setItem("ragkiln-key", apiKey()));
+
+// Start-up: key from localStorage or the URL fragment (#key=...), never sent in a URL to the server;
+// ?q=...&action=ask|search&filter=LABEL:value fills the form and submits it (links and tests use this).
+(function init() {
+  const frag = new URLSearchParams(location.hash.slice(1));
+  $("key").value = frag.get("key") || localStorage.getItem("ragkiln-key") || "";
+  const params = new URLSearchParams(location.search);
+  state.filters = params.getAll("filter");
+  if (params.get("mode")) $("mode").value = params.get("mode");
+  if (params.get("q")) {
+    $("q").value = params.get("q");
+    const button = params.get("action") === "ask" ? $("ask-btn") : $("search-btn");
+    $("form").requestSubmit(button);
+  }
+})();

@@ -1,0 +1,165 @@
+"""Embedder training end to end on a tiny random BERT built in the fixture: mine, train, save, reindex."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.errors import InvalidInput, ManifestMismatch, ModelUnavailable
+from common.settings import load_settings
+from indexer import service
+from indexer.embedder import load_embedder
+from indexer.workspace import Workspace
+from tests.unit.trainer.embedder.tiny_model import build_tiny_model, write_beir
+from trainer.embedder.pairs import pairs_from_jsonl
+from trainer.embedder.train import train_embedder
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = {"batch_size": 8, "mini_batch_size": 4, "epochs": 4, "max_seq_length": 64, "dev_fraction": 0.2,
+         "dev_distractors": 10, "lr": 1e-3, "logging_steps": 1, "save_steps": 3, "hard_negatives": 1}
+
+
+def make_settings(home: Path, model: Path, **train) -> object:
+    return load_settings({"home": home, "ner": {"enabled": False},
+                          "indexer": {"embedder": str(model), "chunk_tokens": 64, "chunk_overlap": 8},
+                          "embedder_train": {**TRAIN, **train}})
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emb")
+    model = build_tiny_model(root / "base")
+    beir = write_beir(root / "beir")
+    home = root / "ws"
+    service.ingest(make_settings(home, model), [beir / "corpus.jsonl"], progress=False)
+    return {"model": model, "beir": beir, "home": home}
+
+
+@pytest.fixture
+def ws(tiny, tmp_path):
+    home = tmp_path / "ws"
+    shutil.copytree(tiny["home"], home)
+    return home
+
+
+def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"])
+    out = tmp_path / "tuned"
+    rep = train_embedder(s, out=out, progress=False)
+    losses = [r["loss"] for r in rep["loss_curve"]]
+    assert len(losses) >= 6
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # a few steps lower the loss
+    assert rep["metrics"]["dev_after"]["ndcg@10"] >= 0 and "ndcg@10" in rep["metrics"]["dev_before"]
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "embedder" and manifest["name"] == "tuned"
+    assert manifest["base"]["id"] == load_embedder(str(tiny["model"])).id
+    assert manifest["loss"]["name"] == "CachedMultipleNegativesRankingLoss"
+    assert manifest["hyperparameters"]["lr"] == 1e-3 and manifest["data"]["train_pairs"] > 0
+    assert set(manifest["data"]["train_by_source"]) == {"title", "ict"}
+    assert (out / "curves.png").stat().st_size > 1000 and (out / "report.json").exists()
+    emb = load_embedder(str(out))
+    assert emb.name == "tuned" and emb.id != manifest["base"]["id"]
+    assert emb.max_tokens == 128  # the saved model keeps the base length, not the training length
+    from indexer.service import chunker_id
+
+    base = load_embedder(str(tiny["model"]))
+    assert chunker_id(emb, 64, 8) == chunker_id(base, 64, 8)  # same tokenizer: reindex reuses the chunks
+
+    # What was trained on: no dev document, no self-negative.
+    run = ws / "runs" / "embedder-tuned"
+    train = pairs_from_jsonl((run / "train.jsonl").read_text())
+    dev = json.loads((run / "dev.json").read_text())
+    store = Workspace.open(s).store
+    docs = {d.doc_id: d for d in store.iter_documents()}
+    dev_docs = set(dev["doc_ids"])
+    assert dev_docs and not dev_docs & {p.doc_id for p in train}
+    assert not set(dev["queries"].values()) & {p.query for p in train}
+    for key, text in dev["corpus"].items():  # distractors never come from a dev document
+        if key.startswith("c"):
+            assert store.get_chunks([int(key[1:])])[int(key[1:])].doc_id not in dev_docs
+    from indexer.generation import index_text
+
+    own = {}
+    for c in store.iter_chunks():
+        own.setdefault(c.doc_id, set()).add(index_text(c.title, c.text))
+    for p in train:
+        assert len(p.negatives) == 1
+        assert p.negatives[0] not in own[p.doc_id]  # never a chunk of the positive's own document
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=2)
+    out = tmp_path / "tuned"
+    first = train_embedder(s, out=out, progress=False)
+    steps = first["training"]["steps"]
+    again = train_embedder(s, out=out, resume=True, progress=False)
+    assert again["training"]["resumed_from"].endswith(f"checkpoint-{steps}")
+    assert again["training"]["steps"] == steps
+    with pytest.raises(InvalidInput, match="--out"):
+        train_embedder(s, resume=True, progress=False)
+
+
+def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=1)
+    out = tmp_path / "tuned"
+    train_embedder(s, out=out, progress=False)
+    w = Workspace.open(s)
+    old_gen = w.active_index_name()
+    old_ids = set(w.store.active_chunk_ids().tolist())
+    base_id = w.searcher().embedder.id
+    # A failing reindex (not a model directory) leaves the old index active and searchable.
+    with pytest.raises(ModelUnavailable):
+        service.reindex(s, embedder=str(tmp_path), progress=False)
+    assert Workspace.open(s).active_index_name() == old_gen
+
+    rep = service.reindex(s, embedder=str(out), progress=False)
+    w = Workspace.open(s)
+    assert w.active_index_name() != old_gen and Path(rep.index_dir).name == w.active_index_name()
+    assert w.searcher().embedder.id == load_embedder(str(out)).id != base_id
+    assert set(w.store.active_chunk_ids().tolist()) == old_ids  # chunks reused, only re-embedded
+    assert service.search(s, "owls hunt at night", k=3, mode="dense")
+    with pytest.raises(ManifestMismatch):  # querying with another embedder than the index's
+        w.searcher(str(tiny["model"]))
+    # The model directory changes under the index: refused, never silently served.
+    shutil.copy2(tiny["model"] / "model.safetensors", out / "model.safetensors")
+    import indexer.embedder as E
+
+    E._CACHE.clear()
+    with pytest.raises(ManifestMismatch):
+        Workspace.open(s).searcher()
+
+
+def test_labelled_beir_train_and_eval_beir(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=1)
+    rep = train_embedder(s, out=tmp_path / "sup", beir_train=tiny["beir"], eval_beir=tiny["beir"], progress=False)
+    assert rep["data"]["train_by_source"] == {"beir-train": rep["data"]["train_pairs"]}
+    assert set(rep["metrics"]["beir_after"]) == {"bm25", "dense", "hybrid"}
+    assert rep["metrics"]["beir_before"]["bm25"] == rep["metrics"]["beir_after"]["bm25"]
+
+
+def test_cli_train_embedder_json_and_errors(tiny, ws, tmp_path):
+    env_cfg = ["-w", str(ws)]
+    import os
+
+    env = {**os.environ, "RAGKILN_INDEXER__EMBEDDER": str(tiny["model"]), "RAGKILN_EMBEDDER_TRAIN__BATCH_SIZE": "8",
+           "RAGKILN_EMBEDDER_TRAIN__MINI_BATCH_SIZE": "4", "RAGKILN_EMBEDDER_TRAIN__MAX_SEQ_LENGTH": "64",
+           "RAGKILN_EMBEDDER_TRAIN__DEV_DISTRACTORS": "10", "RAGKILN_EMBEDDER_TRAIN__DEV_FRACTION": "0.2"}
+    cmd = [sys.executable, "-m", "server.cli", *env_cfg, "train", "embedder", "--epochs", "1",
+           "--out", str(tmp_path / "cli-model"), "--json"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)
+    assert obj["out"] == str(tmp_path / "cli-model") and (tmp_path / "cli-model" / "manifest.json").exists()
+    bad = subprocess.run(cmd[:-1] + ["--beir-train", str(tmp_path / "nope"), "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 3 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines()[-1].startswith("ragkiln: error: --beir-train")
+    bad = subprocess.run(cmd[:-1] + ["--beir-train", str(tiny["beir"]), "--sources", "ict", "--hard-negatives", "99"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "hard_negatives" in bad.stderr

@@ -1,0 +1,76 @@
+"""Generated bad inputs for every operation of the OpenAPI schema (schemathesis, negative mode)
+against a live server: each answer is a JSON 4xx error, and nothing stored changes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.generation.modes import GenerationMode  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from server_support import ADMIN, LiveServer, base_workspace, copy_workspace  # noqa: E402,F401
+
+from indexer.docstore import DocStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+EXAMPLES = 25
+
+
+@pytest.fixture(scope="module")
+def live(base_workspace, tmp_path_factory):  # noqa: F811
+    home = copy_workspace(base_workspace, tmp_path_factory.mktemp("walk") / "ws")
+    server = LiveServer(home)
+    server.home = home
+    yield server
+    server.stop()
+
+
+def _stored(home: Path) -> tuple:
+    store = DocStore(home / "docstore.sqlite")
+    try:
+        docs = sorted(store.active_documents().items())
+        return docs, store.get_meta("active_index"), sorted(p.name for p in home.iterdir())
+    finally:
+        store.close()
+
+
+def test_generated_bad_inputs_get_json_4xx_and_change_nothing(live):
+    schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
+    before = _stored(live.home)
+    walked: list[str] = []
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        op = result.ok()
+        has_input = bool(op.body) or any(True for _ in op.iter_parameters())
+        if not has_input:
+            continue
+        walked.append(f"{op.method.upper()} {op.path}")
+
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+        def walk(case) -> None:  # noqa: ANN001
+            r = case.call(base_url=live.url, headers=ADMIN, timeout=60)
+            ctype = (r.headers.get("content-type") or [""])[0]  # schemathesis keeps header values as lists
+            ok = 400 <= r.status_code < 500 and ctype.startswith("application/json")
+            if ok:
+                err = r.json().get("error", {})
+                ok = bool(err.get("code")) and bool(err.get("message")) and "Traceback" not in r.text
+            if not ok:
+                failures.append(f"{case.method} {case.formatted_path} body={str(case.body)[:120]!r} "
+                                f"query={case.query} -> {r.status_code} {r.text[:200]}")
+
+        try:
+            walk()
+        except Unsatisfiable:  # every value of its inputs is valid (e.g. a free-form path id)
+            walked.remove(f"{op.method.upper()} {op.path}")
+    assert {"POST /v1/search", "POST /v1/answer", "POST /v1/documents", "POST /v1/chat/completions",
+            "POST /v1/embeddings", "GET /v1/entities", "POST /v1/reindex"} <= set(walked), walked
+    assert failures == [], "\n".join(failures[:20])
+    assert _stored(live.home) == before
