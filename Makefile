@@ -24,13 +24,19 @@ $(STAMP):
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ragkiln --workspace $(WORKSPACE) ingest samples/python-docs
-	@for q in "how do I parse command line arguments" "read and write CSV files" "temporary files and directories"; do \
-		echo; echo "== $$q"; $(BIN)/ragkiln --workspace $(WORKSPACE) --log-level WARNING search "$$q" -k 3; done
+	$(BIN)/ragkiln --workspace $(WORKSPACE) build samples/python-docs --preset demo
+	@echo
+	@echo "ragkiln is serving the sample corpus on http://127.0.0.1:$(PORT)/  (web page; API docs at /docs, report at /report)"
+	@echo "Try:"
+	@echo "  curl -s localhost:$(PORT)/v1/search -H 'content-type: application/json' -d '{\"query\": \"parse command line arguments\", \"k\": 3}'"
+	@echo "  curl -s localhost:$(PORT)/v1/answer -H 'content-type: application/json' -d '{\"question\": \"Which module reads CSV files?\"}'"
+	@echo "  curl -s localhost:$(PORT)/v1/chat/completions -H 'content-type: application/json' -d '{\"model\": \"ragkiln\", \"messages\": [{\"role\": \"user\", \"content\": \"What does shutil do?\"}]}'"
+	@echo
+	$(BIN)/ragkiln --workspace $(WORKSPACE) serve --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	@# the web page test drives Debian's chromium; it skips (saying why) if the install is impossible
-	command -v chromium >/dev/null || (apt-get install -y chromium >/dev/null 2>&1 || sudo -n apt-get install -y chromium >/dev/null 2>&1) || echo "chromium unavailable: the browser test will be skipped"
+	command -v chromium >/dev/null || (apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq chromium >/dev/null 2>&1) || echo "chromium unavailable: the browser test will be skipped"
 	$(BIN)/python -m pytest -q -m "not slow or slow" tests
 
 test-fast: $(STAMP)

@@ -44,7 +44,7 @@ class StageContext:
 
     @property
     def gguf_dir(self) -> Path:
-        return self.home / "gguf"
+        return self.home / "gguf" / self.lm_dir.name  # where `ragkiln quantize` and the server look
 
 
 def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
