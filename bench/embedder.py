@@ -69,7 +69,8 @@ def main() -> None:
     ap.add_argument("--phases", default="base,unsup,sup,squad")
     ap.add_argument("--unsup", default="{}", help="JSON overrides of embedder_train for the unsupervised run.")
     ap.add_argument("--sup", default="{}", help="JSON overrides of embedder_train for the supervised run.")
-    ap.add_argument("--squad-paragraphs", type=int, default=800)
+    ap.add_argument("--squad-paragraphs", type=int, default=500)
+    ap.add_argument("--squad-models", default="unsupervised", help="Trained models also scored on SQuAD.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder.json")
     a = ap.parse_args()
     setup_logging("INFO")
@@ -119,16 +120,16 @@ def main() -> None:
         sci["base"] = {"model": DEFAULT_EMBEDDER, **evaluate(DEFAULT_EMBEDDER)}
         save()
     if "unsup" in phases:
-        ov = {"sources": "title,ict", "hard_negatives": 1, "hard_share": 0.5, "max_pairs": 2000, "epochs": 1,
-              "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5, "max_seq_length": 160, "logging_steps": 5,
+        ov = {"sources": "title,ict", "hard_negatives": 1, "hard_share": 0.5, "max_pairs": 1600, "epochs": 1,
+              "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5, "max_seq_length": 128, "logging_steps": 5,
               "save_steps": 25, **json.loads(a.unsup)}
         activate(DEFAULT_EMBEDDER)  # train from the base model (the active index's embedder)
         run = train("scifact-unsup", ov)
         sci["unsupervised"] = {**run, **evaluate(run["model"])}
         save()
     if "sup" in phases:
-        ov = {"hard_negatives": 1, "epochs": 3, "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5,
-              "max_seq_length": 160, "dev_fraction": 0.1, "logging_steps": 5, "save_steps": 25, **json.loads(a.sup)}
+        ov = {"hard_negatives": 1, "epochs": 2, "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5,
+              "max_seq_length": 128, "dev_fraction": 0.1, "logging_steps": 5, "save_steps": 25, **json.loads(a.sup)}
         start = sci.get("unsupervised", {}).get("model", DEFAULT_EMBEDDER)
         activate(start)  # the supervised run continues from the adapted model
         run = train("scifact-sup", ov, beir_train=a.beir)
@@ -139,7 +140,7 @@ def main() -> None:
         home = a.work / "squad"
         sq = results.setdefault("squad", {"paragraphs": a.squad_paragraphs})
         sq["base"] = evaluate(DEFAULT_EMBEDDER, home, sq_dir)
-        for key in ("unsupervised", "supervised"):
+        for key in a.squad_models.split(","):
             if key in sci:
                 sq[key] = evaluate(sci[key]["model"], home, sq_dir)
         save()

@@ -45,7 +45,7 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import QaExample, cloze_questions, exact_match, qa_prompt_ids, token_f1  # noqa: E402
+from trainer.lm.qa import cloze_questions, exact_match, qa_prompt_ids, token_f1  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -140,7 +140,7 @@ def section_throughput(run_dir: Path, presets: list[str], steps: int, peak: floa
 
 
 def section_ppl(chunks: list[Chunk], searcher: Bm25Searcher, preset: str, steps: int, variants: list[str],
-                base_cfg: dict[str, Any]) -> dict[str, Any]:
+                base_cfg: dict[str, Any], eval_rows: int) -> dict[str, Any]:
     """Plain vs retrieval-trained, each without and with context, on the same held-out target tokens."""
     cfg = lm_cfg(preset=preset, steps=steps, eval_every=max(50, steps // 4), ckpt_every=steps, **base_cfg)
     neighbours = searcher_neighbours(searcher, cfg.n_neighbours, "bm25")
@@ -164,7 +164,7 @@ def section_ppl(chunks: list[Chunk], searcher: Bm25Searcher, preset: str, steps:
         t0 = time.perf_counter()
         summary = run_training(run)
         model, _, _ = load_model(Path(read_run(run)["out"]))
-        ppl = perplexities(model, heldout)
+        ppl = perplexities(model, heldout, rows=eval_rows)
         results["models"][name] = {**ppl, "train_s": round(time.perf_counter() - t0, 1),
                                    "tokens_per_s": summary.get("tokens_per_s"), "mfu": summary.get("mfu")}
         print(f"ppl {name}: {results['models'][name]}", file=sys.stderr)
@@ -235,18 +235,20 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     scores: dict[str, dict[str, float]] = {}
     examples = []
     t0 = time.perf_counter()
-    for setting in ("gold", "retrieved"):
+    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive"):
         em = f1 = 0.0
         hit = 0
         for q in sample:
-            if setting == "gold":
+            if setting.startswith("gold"):
                 ctx = [q["context"]]
             else:
                 top = searcher.search(q["question"], k=1)
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
             ids = qa_prompt_ids(tok, ctx, q["question"], plen)
-            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)))
+            source = tuple(t for c in ctx for t in tok.encode(c)[:plen]) if setting.endswith("extractive") else None
+            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
+                                                         extract_from=source))
             em += exact_match(g.text, q["answers"])
             f1 += token_f1(g.text, q["answers"])
             if setting == "gold" and len(examples) < 8:
@@ -263,6 +265,23 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
         "scores": scores, "examples": examples,
     }
+
+
+# ---------------------------------------------------------------------------------------------- 4
+
+
+def section_sample(workspace: Path) -> dict[str, Any]:
+    """`train lm --preset tiny` (default steps) on a workspace holding the ingested samples/ corpus."""
+    from common.settings import load_settings
+    from indexer.workspace import Workspace
+    from trainer.lm.service import train_lm
+
+    settings = load_settings({"home": str(workspace), "lm": {"preset": "tiny"}})
+    chunks = sum(1 for _ in Workspace.open(settings).store.iter_chunks())
+    t0 = time.perf_counter()
+    r = train_lm(settings, retrieval=True, out=WORK / "sample-tiny")
+    return {"chunks": chunks, "wall_s": round(time.perf_counter() - t0, 1), "steps": r["steps"],
+            "heldout_ppl": r.get("heldout_ppl"), "tokens_per_s": r.get("tokens_per_s"), "mfu": r.get("mfu")}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -284,7 +303,7 @@ def render_md(r: dict[str, Any]) -> str:
     if r.get("ppl"):
         p = r["ppl"]
         lines += [f"## Held-out perplexity, SciFact ({p['preset']}, {p['steps']} steps x {p['batch_size']} rows, "
-                  f"{p['heldout_target_tokens']:,} held-out target tokens)", "",
+                  f"{next(iter(p['models'].values()))['tokens']:,} held-out target tokens scored)", "",
                   "| model | no context | with retrieved context | with-context / plain-no-context |", "|---|---:|---:|---:|"]
         for name, m in p["models"].items():
             lines.append(f"| {name} | {m['ppl_no_context']:.2f} | {m['ppl_with_context']:.2f} | "
@@ -297,6 +316,11 @@ def render_md(r: dict[str, Any]) -> str:
         for k, v in s["scores"].items():
             lines.append(f"| {k} | {v['exact_match']} | {v['f1']} |")
         lines.append("")
+    if r.get("sample_tiny"):
+        t = r["sample_tiny"]
+        lines += [f"## tiny preset on the bundled samples/ corpus ({t['chunks']} chunks)", "",
+                  f"`train lm --preset tiny`: {t['steps']} steps in {t['wall_s']} s (tokenizer, retrieval, data, "
+                  f"training, checkpoint), held-out ppl {t['heldout_ppl']:.1f}, {t['tokens_per_s']:.0f} tokens/s.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +335,7 @@ def main() -> None:
     ap.add_argument("--throughput-steps", type=int, default=6)
     ap.add_argument("--ppl-preset", default="tiny")
     ap.add_argument("--ppl-steps", type=int, default=400)
+    ap.add_argument("--ppl-eval-rows", type=int, default=400, help="held-out rows scored (same rows for all models)")
     ap.add_argument("--ppl-variants", default="", help="comma list, e.g. mix0.5")
     ap.add_argument("--n-neighbours", type=int, default=2)
     ap.add_argument("--neighbour-len", type=int, default=96)
@@ -321,6 +346,8 @@ def main() -> None:
     ap.add_argument("--squad-qa-steps", type=int, default=300)
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=4)
+    ap.add_argument("--sample-workspace", type=Path, default=None,
+                    help="workspace with the ingested samples/ corpus: times `train lm --preset tiny` end to end")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
     a = ap.parse_args()
     sections = set(a.sections.split(","))
@@ -338,9 +365,12 @@ def main() -> None:
                     "rag_with_context_vs_plain_no_context": "<= 0.90", "mfu": ">= 0.30", "tiny_sample_corpus_s": "<= 180"},
     }
     base_cfg = {"vocab_size": a.vocab, "n_neighbours": a.n_neighbours, "neighbour_len": a.neighbour_len,
-                "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 256}
+                "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 128}
     chunks = scifact_chunks() if sections & {"throughput", "ppl"} else []
     searcher = Bm25Searcher(chunks) if chunks else None
+    if "sample" in sections and a.sample_workspace:
+        result["sample_tiny"] = section_sample(a.sample_workspace)
+        print(f"sample {result['sample_tiny']}", file=sys.stderr)
     if "throughput" in sections:
         run = WORK / "throughput-run"
         cfg = lm_cfg(preset="tiny", steps=10, **base_cfg)
@@ -348,7 +378,7 @@ def main() -> None:
         result["throughput"] = section_throughput(run, a.presets.split(","), a.throughput_steps, peak)
     if "ppl" in sections:
         result["ppl"] = section_ppl(chunks, searcher, a.ppl_preset, a.ppl_steps,
-                                    [v for v in a.ppl_variants.split(",") if v], base_cfg)
+                                    [v for v in a.ppl_variants.split(",") if v], base_cfg, a.ppl_eval_rows)
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -183,9 +185,9 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit(f"server on port {port} not up after {timeout}s")
 
 
-def start_ragkiln(workspace: Path, generator: str, port: int) -> subprocess.Popen:
+def start_ragkiln(workspace: Path, generator: str, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "RAGKILN_SERVER__GENERATOR": generator, "RAGKILN_SERVER__API_KEYS": "",
-           "RAGKILN_NER__ENABLED": "false"}
+           "RAGKILN_NER__ENABLED": "false", **extra_env}
     return subprocess.Popen([sys.executable, "-m", "server.cli", "--workspace", str(workspace), "--log-level", "WARNING",
                              "serve", "--port", str(port)], cwd=ROOT, env=env)
 
@@ -193,29 +195,27 @@ def start_ragkiln(workspace: Path, generator: str, port: int) -> subprocess.Pope
 def baseline_app():  # noqa: ANN201
     """The framework floor: a FastAPI POST endpoint parsing the same JSON body and returning a small model."""
     from fastapi import FastAPI
-    from pydantic import BaseModel, ConfigDict
-
-    class Q(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        query: str
-        k: int = 10
-        mode: str = "hybrid"
-
-    class R(BaseModel):
-        query: str
-        hits: list[int]
 
     app = FastAPI()
-
-    @app.post("/v1/search")
-    async def search(q: Q) -> R:
-        return R(query=q.query, hits=list(range(q.k)))
-
-    @app.get("/healthz")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.post("/v1/search", response_model=_BaselineResponse)(_baseline_search)
+    app.get("/healthz")(lambda: {"status": "ok"})
     return app
+
+
+class _BaselineQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    k: int = 10
+    mode: str = "hybrid"
+
+
+class _BaselineResponse(BaseModel):
+    query: str
+    hits: list[int]
+
+
+async def _baseline_search(q: _BaselineQuery) -> _BaselineResponse:
+    return _BaselineResponse(query=q.query, hits=list(range(q.k)))
 
 
 def start_baseline(port: int) -> subprocess.Popen:
@@ -223,25 +223,44 @@ def start_baseline(port: int) -> subprocess.Popen:
 
 
 # ---- workspace -------------------------------------------------------------------------------------
-def pick_workspace(arg: Path | None) -> tuple[Path, str, list[str]]:
+def _usable(home: Path) -> bool:
+    from common.errors import RagkilnError
     from common.settings import load_settings
     from indexer.workspace import Workspace
 
-    scifact = ROOT / "bench/work/scifact"
-    queries_file = ROOT.parent / "shared/datasets/scifact/queries.jsonl"
-    cand = arg or scifact
-    if cand.exists() and Workspace.open(load_settings({"home": cand})).active_index_name():
-        queries = SAMPLE_QUERIES
-        if queries_file.exists():
-            queries = [json.loads(line)["text"] for line in queries_file.read_text().splitlines() if line.strip()]
-        return cand, "scifact" if cand.resolve() == scifact.resolve() else str(cand), queries
-    if arg is not None:
-        raise SystemExit(f"{arg} holds no index")
+    if not (home / "docstore.sqlite").exists():
+        return False
+    try:
+        return Workspace.open(load_settings({"home": home})).active_index_name() is not None
+    except RagkilnError as e:
+        print(f"bench: {home} not usable: {e}", file=sys.stderr)
+        return False
+
+
+def pick_workspace(arg: Path | None) -> tuple[Path, str, list[str]]:
+    """The SciFact index (bench/work/scifact, else built into bench/work/server-scifact from the shared
+    dataset), or the sample corpus when the dataset is absent."""
+    from common.settings import load_settings
     from indexer.service import ingest
 
+    if arg is not None:
+        if not _usable(arg):
+            raise SystemExit(f"{arg} holds no usable index")
+        return arg, str(arg), SAMPLE_QUERIES
+    data = ROOT.parent / "shared/datasets/scifact"
+    if (data / "corpus.jsonl").exists():
+        queries = [json.loads(line)["text"] for line in (data / "queries.jsonl").read_text().splitlines() if line.strip()]
+        for home in (ROOT / "bench/work/scifact", ROOT / "bench/work/server-scifact"):
+            if _usable(home):
+                return home, "scifact", queries
+        home = ROOT / "bench/work/server-scifact"
+        print(f"bench: ingesting SciFact into {home} (no NER; several minutes)", file=sys.stderr)
+        ingest(load_settings({"home": home}), [data / "corpus.jsonl"], progress=True)
+        return home, "scifact", queries
     home = ROOT / "bench/work/server-python-docs"
-    ingest(load_settings({"home": home}), [ROOT / "samples/python-docs"], progress=False)
-    return home, "samples/python-docs (no SciFact workspace at bench/work/scifact)", SAMPLE_QUERIES
+    if not _usable(home):
+        ingest(load_settings({"home": home}), [ROOT / "samples/python-docs"], progress=False)
+    return home, "samples/python-docs (no SciFact dataset at ../shared/datasets/scifact)", SAMPLE_QUERIES
 
 
 def main() -> None:
@@ -254,6 +273,8 @@ def main() -> None:
     ap.add_argument("--answer-requests", type=int, default=60, help="Most answer requests per level.")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/server.json")
+    ap.add_argument("--set", action="append", default=[], metavar="RAGKILN_X=V",
+                    help="Extra server environment (e.g. RAGKILN_SERVER__QUERY_PRECISION=fp32); repeatable.")
     ap.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_baseline:
@@ -278,7 +299,9 @@ def main() -> None:
                    "seconds": args.seconds}}
     port_b, port_r = free_port(), free_port()
     base = start_baseline(port_b)
-    rag = start_ragkiln(workspace, args.generator, port_r)
+    extra_env = dict(kv.split("=", 1) for kv in args.set)
+    result["server_env"] = extra_env
+    rag = start_ragkiln(workspace, args.generator, port_r, extra_env)
     try:
         wait_ready(port_b, base)
         wait_ready(port_r, rag)

@@ -9,7 +9,8 @@ Measured (see `verify_export`):
 - per type: held-out perplexity, its change against torch fp32 in percent, KL(torch || gguf) and
   top-1 agreement per token, file size, and tokens/s for generation (end to end, greedy, same
   prompts) and prompt processing, each with its speedup over torch eager
-  (trainer.lm.sampling.generate / a forward pass) on the same number of threads.
+  (trainer.lm.sampling.generate / a forward pass) on the same number of threads; torch and every
+  type are timed interleaved, item by item, so a busy shared machine slows all of them alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -106,23 +107,50 @@ def _torch_logits(model: torch.nn.Module, ids: list[int]) -> np.ndarray:
     return logits[0].float().numpy()
 
 
-def _torch_generate(model: Any, tokenizer: Any, prompts: list[list[int]], limits: list[int]) -> tuple[list[list[int]], float]:
+@dataclass
+class _Speed:
+    pp_s: float = 0.0
+    pp_tokens: int = 0
+    gen_s: float = 0.0
+    outs: list[list[int]] = field(default_factory=list)
+
+    @property
+    def gen_tokens(self) -> int:
+        return sum(len(o) for o in self.outs)
+
+
+def measure_speed(model: Any, tokenizer: Any, runners: dict[str, LlamaCppGenerator], data: VerifyData,
+                  limits: list[int], threads: int, pp_rows: int = 16) -> tuple[_Speed, dict[str, _Speed]]:
+    """Prompt processing and greedy generation, torch and every GGUF type interleaved item by item so
+    that load from other processes on a shared machine hits all of them alike."""
     from trainer.lm.sampling import SamplingParams as TorchParams
     from trainer.lm.sampling import generate
 
-    generate(model, tokenizer, prompts[0], TorchParams(max_tokens=2, temperature=0.0))  # warm-up
-    outs, t0 = [], time.perf_counter()
-    for p, n in zip(prompts, limits):
-        outs.append(generate(model, tokenizer, p, TorchParams(max_tokens=n, temperature=0.0)).tokens)
-    return outs, time.perf_counter() - t0
-
-
-def _gguf_generate(gen: LlamaCppGenerator, prompts: list[list[int]], limits: list[int]) -> tuple[list[list[int]], float]:
-    gen.generate(prompts[0], SamplingParams(max_tokens=2, temperature=0.0))  # warm-up
-    outs, t0 = [], time.perf_counter()
-    for p, n in zip(prompts, limits):
-        outs.append(gen.generate(p, SamplingParams(max_tokens=n, temperature=0.0)).tokens)
-    return outs, time.perf_counter() - t0
+    rows = data.rows[:pp_rows]
+    ref, per = _Speed(), {t: _Speed() for t in runners}
+    with torch_threads(threads):
+        generate(model, tokenizer, data.prompts[0], TorchParams(max_tokens=2, temperature=0.0))  # warm-ups
+        _torch_logits(model, rows[0][:-1])
+        for r in runners.values():
+            r.generate(data.prompts[0], SamplingParams(max_tokens=2, temperature=0.0))
+        for row in rows:
+            x = row[:-1]
+            t0 = time.perf_counter()
+            _torch_logits(model, x)
+            ref.pp_s += time.perf_counter() - t0
+            ref.pp_tokens += len(x)
+            for t, r in runners.items():
+                per[t].pp_s += r.prompt_seconds(x)
+                per[t].pp_tokens += len(x)
+        for p, n in zip(data.prompts, limits):
+            t0 = time.perf_counter()
+            ref.outs.append(generate(model, tokenizer, p, TorchParams(max_tokens=n, temperature=0.0)).tokens)
+            ref.gen_s += time.perf_counter() - t0
+            for t, r in runners.items():
+                t0 = time.perf_counter()
+                per[t].outs.append(r.generate(p, SamplingParams(max_tokens=n, temperature=0.0)).tokens)
+                per[t].gen_s += time.perf_counter() - t0
+    return ref, per
 
 
 def _rate(tokens: int, seconds: float) -> float:
@@ -153,14 +181,11 @@ def verify_export(
         ref = Agreement()
         agree = {t: Agreement() for t in types}
         f32_all_diff = 0.0
-        torch_pp_s = 0.0
         with torch_threads(threads):
             _torch_logits(model, data.rows[0][:-1])  # warm-up
             for row in data.rows:
                 x, y = row[:-1], np.asarray(row[1:])
-                t0 = time.perf_counter()
                 ref_logits = _torch_logits(model, x)  # (T, V)
-                torch_pp_s += time.perf_counter() - t0
                 ref.add(ref_logits, ref_logits, y)
                 for t in types:
                     cand = scorers[t].logits(x)
@@ -170,37 +195,31 @@ def verify_export(
         for t in types:
             scorers[t].close()
         scorers = {}
-        pp_tokens = sum(len(r) - 1 for r in data.rows)
-        with torch_threads(threads):
-            torch_outs, torch_gen_s = _torch_generate(model, tokenizer, data.prompts, limits)
-        torch_gen_tok = sum(len(o) for o in torch_outs)
-        torch_gen_rate, torch_pp_rate = _rate(torch_gen_tok, torch_gen_s), _rate(pp_tokens, torch_pp_s)
+        runners = {t: LlamaCppGenerator(export.path_of(t), threads=threads) for t in types}
+        try:
+            tspeed, speeds = measure_speed(model, tokenizer, runners, data, limits, threads)
+        finally:
+            for r in runners.values():
+                r.close()
+        torch_gen_rate, torch_pp_rate = _rate(tspeed.gen_tokens, tspeed.gen_s), _rate(tspeed.pp_tokens, tspeed.pp_s)
         result["torch"] = {"ppl": ref.ppl, "gen_tok_s": torch_gen_rate, "pp_tok_s": torch_pp_rate,
-                           "gen_tokens_total": torch_gen_tok,
+                           "gen_tokens_total": tspeed.gen_tokens,
                            "size_bytes": int(sum(p.numel() * 4 for p in model.state_dict().values()))}
         result["scored_tokens"] = ref.tokens
         if "f32" in types:
             result["f32_max_abs_diff"] = f32_all_diff
         per_type: dict[str, Any] = {}
         for t in types:
-            runner = LlamaCppGenerator(export.path_of(t), threads=threads)
-            try:
-                pp_s = sum(runner.prompt_seconds(r[:-1]) for r in data.rows[: min(16, len(data.rows))])
-                pp_tok = sum(len(r) - 1 for r in data.rows[: min(16, len(data.rows))])
-                outs, gen_s = _gguf_generate(runner, data.prompts, limits)
-            finally:
-                runner.close()
-            n_gen = sum(len(o) for o in outs)
-            same = sum(a == b for a, b in zip(outs, torch_outs))
-            a = agree[t]
-            gen_rate, pp_rate = _rate(n_gen, gen_s), _rate(pp_tok, pp_s)
+            sp, a = speeds[t], agree[t]
+            same = sum(x == y for x, y in zip(sp.outs, tspeed.outs))
+            gen_rate, pp_rate = _rate(sp.gen_tokens, sp.gen_s), _rate(sp.pp_tokens, sp.pp_s)
             per_type[t] = {
                 "ppl": a.ppl, "ppl_delta_pct": ppl_delta_pct(a.ppl, ref.ppl), "kl": a.kl, "kl_p99": a.kl_p99,
                 "top1": a.top1, "max_abs_diff": a.max_abs_diff, "size_bytes": sizes.get(t),
                 "size_vs_f32": (sizes[t] / sizes["f32"]) if "f32" in sizes and t in sizes else None,
                 "gen_tok_s": gen_rate, "gen_speedup_vs_torch": gen_rate / torch_gen_rate if torch_gen_rate else None,
                 "pp_tok_s": pp_rate, "pp_speedup_vs_torch": pp_rate / torch_pp_rate if torch_pp_rate else None,
-                "greedy_match": same / len(data.prompts), "gen_tokens_total": n_gen,
+                "greedy_match": same / len(data.prompts), "gen_tokens_total": sp.gen_tokens,
                 "fallbacks": next((len(f.fallbacks) for f in export.files if f.type == t), 0),
             }
         result["types"] = per_type

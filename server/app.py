@@ -22,7 +22,7 @@ from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import ServerMiddleware
 from server.querying import MetadataIndex
-from server.routes import answer, documents, health, openai, search
+from server.routes import answer, documents, health, openai, report, search
 from server.state import load_state
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def create_app(settings: Settings, load_models: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(ServerMiddleware, metrics=_MetricsProxy(app), max_body=int(settings.server.max_body_mb * 2**20),
                        timeout_s=settings.server.request_timeout_s)
-    for r in (search.router, answer.router, documents.router, openai.router, health.router):
+    for r in (search.router, answer.router, documents.router, openai.router, health.router, report.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

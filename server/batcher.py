@@ -53,9 +53,11 @@ class _Item:
 class QueryBatcher:
     """`await batcher.embed(encoder, text)` -> (dim,) float32; thread-safe, one worker thread."""
 
-    def __init__(self, max_batch: int = 64, wait_ms: float = 0.0) -> None:
+    def __init__(self, max_batch: int = 64, wait_ms: float = 0.0, thread_init: Any = None) -> None:
+        """`thread_init` runs first on the worker thread (per-thread settings such as torch/OpenMP threads)."""
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        self._thread_init = thread_init
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000.0
         self.stats = BatchStats()
@@ -115,6 +117,8 @@ class QueryBatcher:
             return [self._queue.popleft() for _ in range(n)]
 
     def _run(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         while (batch := self._take()) is not None:
             t0 = time.perf_counter()
             groups: dict[int, list[_Item]] = {}

@@ -91,7 +91,7 @@ async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str
     entity_filters = parse_entity_filters(specs)
     for _attempt in range(3):
         searcher = state.searcher()
-        vec = await state.batcher.embed(searcher.embedder, query) if mode in ("dense", "hybrid") else None
+        vec = await state.batcher.embed(state.query_encoder(searcher), query) if mode in ("dense", "hybrid") else None
         restrict = metadata_index.allowed(searcher, filters.metadata) if filters and filters.metadata else None
         r = search_with_entities(VectorSearcher(searcher, vec, restrict), searcher.store, query, k=k, mode=mode,
                                  filters=entity_filters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import shutil
@@ -138,7 +139,8 @@ def write_report(home: Path, state: Any, preset: str, corpus: list[str]) -> Path
         body.append("</table>")
     body.append("<h2>Figures</h2>")
     for title, name, cmd in figs:
-        body.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(title)}'><figcaption>"
+        data = base64.b64encode((out / name).read_bytes()).decode()  # self-contained page: works served or opened
+        body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(title)}'><figcaption>"
                     f"{html.escape(title)}: <code>{html.escape(cmd)}</code></figcaption></figure>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>ragkiln report</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"

@@ -9,7 +9,6 @@ why in /readyz, and the endpoints that need them answer 503 with the reason.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from indexer.search import Searcher
 from indexer.workspace import Workspace
 from server.auth import KeyRing
 from server.batcher import QueryBatcher
+from server.encoding import QueryEncoder, resolve_precision
 from server.jobs import JobRegistry
 from server.metrics import Metrics
 
@@ -95,12 +95,21 @@ class ServerState:
     generator_problem: str | None = None
     enricher: Any = None
     ner_problem: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    query_precision: str = "fp32"
+    _encoders: dict[str, QueryEncoder] = field(default_factory=dict)
 
     def searcher(self) -> Searcher:
         s = self.workspace.searcher()
         self.metrics.observe_index(s)
         return s
+
+    def query_encoder(self, searcher: Searcher) -> QueryEncoder:
+        """The batcher's encoder for this searcher's embedder (one per embedder, so batches group)."""
+        enc = self._encoders.get(searcher.embedder.id)
+        if enc is None or enc.embedder is not searcher.embedder:
+            enc = QueryEncoder(searcher.embedder, self.query_precision)
+            self._encoders[searcher.embedder.id] = enc
+        return enc
 
     def require_generator(self) -> Generator:
         if self.generator is None:
@@ -116,16 +125,27 @@ class ServerState:
             self.enricher.close()
 
 
+def limit_threads(n: int) -> None:
+    """torch and FAISS (OpenMP) threads of the calling thread: OpenMP keeps the count per thread, so the
+    event loop and the batcher thread each set it; otherwise idle OpenMP workers spin on the shared cores."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+
+
 def load_state(settings: Settings, load_models: bool = True) -> ServerState:
     """Open the workspace, warm the index, load NER and the generator (each optional, reasons kept)."""
     keys = KeyRing.parse(settings.server.api_keys)
-    if settings.server.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.server.torch_threads)
+    threads = settings.server.torch_threads
+    if threads:
+        limit_threads(threads)
     ws = Workspace.open(settings)
-    state = ServerState(settings, ws, keys, QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms),
-                        Metrics(), JobRegistry())
+    batcher = QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms,
+                           thread_init=(lambda: limit_threads(threads)) if threads else None)
+    state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry(),
+                        query_precision=resolve_precision(settings.server.query_precision))
     state.metrics.bind(state)
     try:
         state.searcher()  # load the index and the embedder now, not on the first request

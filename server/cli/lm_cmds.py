@@ -88,6 +88,7 @@ def generate_cmd(
     top_p: float = typer.Option(1.0, "--top-p"),
     stop: list[str] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     seed: int = typer.Option(None, "--seed"),
+    extractive: bool = typer.Option(False, "--extractive", help="Only copy a span from the <ctx> passages."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Sample a continuation of PROMPT."""
@@ -107,6 +108,6 @@ def generate_cmd(
     from trainer.lm.sampling import SamplingParams
     from trainer.lm.service import generate_text
 
-    g = generate_text(model, prompt, SamplingParams(**knobs))
+    g = generate_text(model, prompt, SamplingParams(**knobs), extractive=extractive)
     emit({"text": g.text, "tokens": len(g.tokens), "prompt_tokens": g.prompt_tokens,
           "finish_reason": g.finish_reason, "model": str(model)}, as_json, lambda d: d["text"])

@@ -64,6 +64,10 @@ def test_train_eval_generate_and_qa(ws: Path, tmp_path: Path) -> None:
               "--stop", "never-there", "--stop", stop)
     assert cut["finish_reason"] == "stop" and cut["text"] == text[: text.find(stop)]
 
+    ctx_prompt = f"<ctx> {TOPICS['piano']} </ctx><q> Where was the first piano built? <a>"
+    ext = cli("generate", "--model", str(out), ctx_prompt, "--temperature", "0", "--max-tokens", "8", "--extractive")
+    assert ext["text"].strip() and ext["text"].strip() in TOPICS["piano"]  # a copied span, whatever the model
+
     qa = tmp_path / "qa.jsonl"
     qa.write_text("\n".join(json.dumps(r) for r in [
         {"question": "Where was the first piano built?", "answer": "Italy"},

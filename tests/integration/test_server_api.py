@@ -331,3 +331,15 @@ def test_chat_completion_answers_over_the_index(client):
     _error(client.post("/v1/chat/completions", json={**body, "model": "gpt-4o"}, headers=READ), 404)
     _error(client.post("/v1/chat/completions", json={**body, "n": 2}, headers=READ), 422)
     _error(client.post("/v1/chat/completions", json={**body, "logit_bias": {}}, headers=READ), 422)
+
+
+def test_bf16_query_vectors_stay_within_fp32_rounding(client):
+    from server.encoding import QueryEncoder, bf16_supported
+
+    if not bf16_supported():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): queries stay fp32")
+    embedder = client.app.state.ragkiln.searcher().embedder
+    texts = ["how many volunteers enrolled", "solar power in Spain", "a much longer question about coffee growers"]
+    a, b = QueryEncoder(embedder, "fp32").encode(texts), QueryEncoder(embedder, "bf16").encode(texts)
+    assert a.shape == b.shape == (3, 384)
+    assert (a * b).sum(1).min() > 0.999

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from server_support import (ADMIN, ADMIN_KEY, READ, READ_KEY, ROOT, LiveServer, base_workspace,  # noqa: E402,F401
                             copy_workspace, free_port)
 
+pytestmark = pytest.mark.slow
 QUESTION = "How many volunteers did the vaccine trial enroll?"
 
 

@@ -213,7 +213,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         per_device_train_batch_size=per_device,
         per_device_eval_batch_size=64,
         learning_rate=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=float(cfg.warmup_ratio),  # a float < 1 is a ratio of the total steps (transformers v5)
         weight_decay=cfg.weight_decay,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -241,7 +241,11 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     seconds = time.perf_counter() - t0
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        after = _dev_metrics(evaluator(model))
+        last_eval = [h for h in trainer.state.log_history if "eval_dev_cosine_ndcg@10" in h]
+        if last_eval and last_eval[-1]["step"] == result.global_step:  # the epoch-end evaluation is the final one
+            after = _dev_metrics({k[len("eval_"):]: v for k, v in last_eval[-1].items() if k.startswith("eval_dev")})
+        else:
+            after = _dev_metrics(evaluator(model))
         model.max_seq_length = spec["base"]["max_seq_length"]  # the index chunks to the base model's length
         final = run_dir / "final"
         if final.exists():

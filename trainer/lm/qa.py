@@ -45,6 +45,20 @@ def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, 
     return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
 
 
+def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ...]:
+    """The ids inside `<ctx> ... </ctx>` blocks of a prompt: what extractive decoding may copy."""
+    out: list[int] = []
+    inside = False
+    for i in ids:
+        if i == tokenizer.ctx_open:
+            inside = True
+        elif i == tokenizer.ctx_close:
+            inside = False
+        elif inside:
+            out.append(int(i))
+    return tuple(out)
+
+
 def load_qa_jsonl(path: Path) -> list[QaExample]:
     """Read `{"question", "answer"[, "context"]}` lines; any bad line is an InvalidInput naming it."""
     path = Path(path)
@@ -135,7 +149,7 @@ def build_qa_dataset(
     for ex in examples:
         contexts = ex.context if ex.context else tuple(retrieve(ex.question) if retrieve else ())
         prefix = qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:]  # BOS is added per row
-        target = [*tokenizer.encode(" " + ex.answer)[:max_answer], tokenizer.eos_id]
+        target = [*tokenizer.encode(ex.answer)[:max_answer], tokenizer.eos_id]  # "▁Answer": the dummy-prefix space
         prefixes.append(prefix)
         targets.append(target)
     if not targets:

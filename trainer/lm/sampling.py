@@ -24,6 +24,7 @@ class SamplingParams:
     top_p: float = 1.0  # 1 = off
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    extract_from: tuple[int, ...] | None = None  # extractive decoding: output must be a span of these ids
 
     def validate(self) -> "SamplingParams":
         if self.max_tokens < 1:
@@ -35,6 +36,19 @@ class SamplingParams:
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInput("top_p must be in (0, 1]")
         return self
+
+
+def span_continuations(source: tuple[int, ...] | list[int], generated: list[int], eos_id: int) -> set[int]:
+    """Tokens that keep `generated` a contiguous span of `source` (+ EOS once something was copied).
+
+    Extractive decoding for answering from context: the model still picks which span (by its
+    logits), but can only copy, never invent. Pure; O(len(source) * len(generated)).
+    """
+    n = len(generated)
+    allowed = {source[i + n] for i in range(len(source) - n) if list(source[i : i + n]) == generated}
+    if n:
+        allowed.add(eos_id)
+    return allowed
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
@@ -80,6 +94,14 @@ def generate(
         window = (ids + out)[-limit:]
         logits, _ = model(torch.tensor([window]))  # (1, T, V)
         last = logits[0, -1]  # (V,)
+        if params.extract_from is not None:
+            allowed = span_continuations(params.extract_from, out, tokenizer.eos_id)
+            if not allowed:  # nothing to copy from
+                finish = "stop"
+                break
+            keep = torch.zeros_like(last, dtype=torch.bool)  # (V,)
+            keep[list(allowed)] = True
+            last = last.masked_fill(~keep, float("-inf"))  # (V,)
         if params.temperature == 0:
             nxt = int(torch.argmax(last))
         else:

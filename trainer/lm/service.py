@@ -19,7 +19,8 @@ from common.settings import LmConfig, Settings
 from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
-from trainer.lm.qa import QaExample, build_qa_dataset, cloze_questions, load_qa_jsonl, regex_spans
+from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, context_token_ids, load_qa_jsonl,
+                           regex_spans)
 from trainer.lm.run import launch_ddp, run_training, write_run
 from trainer.lm.sampling import Generation, SamplingParams, generate
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer, train_tokenizer
@@ -28,9 +29,12 @@ from trainer.lm.train import TrainConfig, heldout_loss
 log = logging.getLogger(__name__)
 
 
+PRESET_STEPS = {"tiny": 200, "small": 600, "base": 1000}  # tiny: about 3 minutes on 2 cores (bench/lm.py)
+
+
 def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
     fields = dict(
-        steps=cfg.steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
+        steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
         eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed, bf16=cfg.bf16,
     )
@@ -195,7 +199,16 @@ def eval_lm(settings: Settings, model_dir: Path, rows: int | None = None) -> dic
     return {**result, "model": str(model_dir), "documents": len(held_ids)}
 
 
-def generate_text(model_dir: Path, prompt: str, params: SamplingParams) -> Generation:
-    """`ragkiln generate`: sample from a checkpoint (plain text prompt, prefixed with <s>)."""
+def generate_text(model_dir: Path, prompt: str, params: SamplingParams, extractive: bool = False) -> Generation:
+    """`ragkiln generate`: sample from a checkpoint (plain text prompt, prefixed with <s>).
+
+    `extractive` restricts the output to a span copied from the prompt's `<ctx> ... </ctx>` passages.
+    """
     model, tok, _ = load_model(model_dir)
-    return generate(model, tok, prompt, params)
+    ids = [tok.bos_id, *tok.encode(prompt)]
+    if extractive:
+        source = context_token_ids(ids, tok)
+        if not source:
+            raise InvalidInput("extractive decoding needs a prompt with <ctx> ... </ctx> passages")
+        params = replace(params, extract_from=source)
+    return generate(model, tok, ids, params)

@@ -18,8 +18,12 @@ No padding token: batches are right-padded with target -1, which the loss ignore
 
 Prompt format (recorded in every LM manifest as `prompt_format`; see `PROMPT_FORMAT`):
     <s><ctx> passage 1 </ctx><ctx> passage 2 </ctx><q> question <a> answer</s>
+Exact ids (trainer.lm.qa.qa_prompt_ids; every text segment is encoded on its own, so each starts
+with SentencePiece's dummy-prefix space, and no space piece sits before a closing symbol):
+    [1] + ([3] + sp(passage)[:passage_len] + [4]) * n_passages + [5] + sp(question)[:64] + [6]
+and the answer target is sp(answer) + [2].
 Plain language-model training uses `<s>` + text; retrieval-augmented training uses
-`<s>` + `<ctx> neighbour </ctx>`... + text.  The special symbols are user-defined pieces, so the
+`<s>` + `<ctx> neighbour </ctx>`... + text (same per-segment encoding).  The special symbols are user-defined pieces, so the
 literal strings "<ctx>" etc. in raw text also encode to them (and decode back to the same text).
 """
 

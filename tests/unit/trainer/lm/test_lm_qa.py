@@ -26,7 +26,7 @@ def test_qa_rows_put_the_loss_on_the_answer_only(tokenizer, tmp_path):
     build_qa_dataset(ex, tokenizer, tmp_path, passage_len=64, retrieve=lambda q: ["Rust is a language."])
     ds = LmDataset(tmp_path)
     x, y, mask = ds.batch([0, 1], True)
-    answer = tokenizer.encode(" Italy") + [tokenizer.eos_id]
+    answer = tokenizer.encode("Italy") + [tokenizer.eos_id]
     assert y[0][mask[0]].tolist() == answer
     prompt = qa_prompt_ids(tokenizer, ex[0].context, ex[0].question, 64)
     assert x[0, : len(prompt)].tolist() == prompt and prompt[-1] == tokenizer.a_id
@@ -52,3 +52,11 @@ def test_squad_metrics():
     assert exact_match("The Italy!", ["italy"]) == 1.0
     assert token_f1("in northern Italy", ["Italy"]) == pytest.approx(0.5)
     assert token_f1("", ["Italy"]) == 0.0 and token_f1("Rome", ["Italy", "Rome"]) == 1.0
+
+
+def test_context_token_ids_are_the_passages(tokenizer):
+    from trainer.lm.qa import context_token_ids
+
+    ids = qa_prompt_ids(tokenizer, ["Tea is brewed.", "Bees dance."], "What?", 64)
+    assert context_token_ids(ids, tokenizer) == tuple(tokenizer.encode("Tea is brewed.") + tokenizer.encode("Bees dance."))
+    assert context_token_ids([1, 5, 9, 6], tokenizer) == ()

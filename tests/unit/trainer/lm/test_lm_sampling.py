@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from common.errors import InvalidInput
-from trainer.lm.sampling import SamplingParams, _stop_at, filter_logits
+from trainer.lm.sampling import SamplingParams, _stop_at, filter_logits, span_continuations
 
 
 def test_top_k_keeps_k_best():
@@ -33,3 +33,11 @@ def test_params_validation():
     for bad in (dict(max_tokens=0), dict(temperature=-1), dict(top_p=0.0), dict(top_k=-1)):
         with pytest.raises(InvalidInput):
             SamplingParams(**bad).validate()
+
+
+def test_span_continuations_only_copy():
+    src = [10, 11, 12, 10, 13]
+    assert span_continuations(src, [], eos_id=2) == {10, 11, 12, 13}
+    assert span_continuations(src, [10], eos_id=2) == {11, 13, 2}
+    assert span_continuations(src, [10, 11], eos_id=2) == {12, 2}
+    assert span_continuations(src, [12, 10, 13], eos_id=2) == {2}
