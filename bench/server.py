@@ -263,6 +263,45 @@ def pick_workspace(arg: Path | None) -> tuple[Path, str, list[str]]:
     return home, "samples/python-docs (no SciFact dataset at ../shared/datasets/scifact)", SAMPLE_QUERIES
 
 
+def precision_agreement(workspace: Path, queries: list[str], n: int = 300) -> dict[str, Any]:
+    """bf16 vs fp32 query vectors on the served index: top-10 agreement, and nDCG@10 on SciFact test qrels."""
+    from common.settings import load_settings
+    from indexer.metrics import ndcg_at_k
+    from indexer.workspace import Workspace
+    from server.encoding import QueryEncoder, bf16_supported
+    from server.querying import VectorSearcher
+
+    if not bf16_supported():
+        return {"bf16": "not supported on this CPU (queries are fp32)"}
+    searcher = Workspace.open(load_settings({"home": workspace})).searcher()
+    encoders = {p: QueryEncoder(searcher.embedder, p) for p in ("fp32", "bf16")}
+    qrels_file = ROOT.parent / "shared/datasets/scifact/qrels/test.tsv"
+    qrels: dict[str, dict[str, int]] = {}
+    texts: dict[str, str] = {}
+    if qrels_file.exists():
+        for line in qrels_file.read_text().splitlines()[1:]:
+            qid, did, score = line.split("\t")
+            qrels.setdefault(qid, {})[did] = int(score)
+        for line in (ROOT.parent / "shared/datasets/scifact/queries.jsonl").read_text().splitlines():
+            q = json.loads(line)
+            if q["_id"] in qrels:
+                texts[q["_id"]] = q["text"]
+    items = list(texts.items())[:n] if texts else [(str(i), q) for i, q in enumerate(queries[:n])]
+    same, ndcg = 0, {"fp32": 0.0, "bf16": 0.0}
+    for qid, q in items:
+        ranked = {}
+        for p, enc in encoders.items():
+            hits = VectorSearcher(searcher, enc.encode([q])[0], None).search(q, k=10, mode="hybrid")
+            ranked[p] = [h.chunk.doc_id for h in hits]
+            if qid in qrels:
+                ndcg[p] += ndcg_at_k(list(dict.fromkeys(ranked[p])), qrels[qid], 10)
+        same += ranked["fp32"] == ranked["bf16"]
+    out: dict[str, Any] = {"queries": len(items), "identical_top10_hybrid": round(same / len(items), 4)}
+    if qrels:
+        out["ndcg@10_hybrid"] = {p: round(v / len(items), 4) for p, v in ndcg.items()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", type=Path, default=None)
@@ -296,7 +335,8 @@ def main() -> None:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "levels": levels,
         "bounds": {"search_requests": args.requests, "answer_requests": args.answer_requests,
-                   "seconds": args.seconds}}
+                   "seconds": args.seconds},
+        "load_average_at_start": os.getloadavg()}
     port_b, port_r = free_port(), free_port()
     base = start_baseline(port_b)
     extra_env = dict(kv.split("=", 1) for kv in args.set)
@@ -330,6 +370,8 @@ def main() -> None:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+    result["query_precision"] = {"served": (result["ready"].get("index") or {}).get("query_precision"),
+                                 **precision_agreement(workspace, queries)}
     s8 = next((s for s in result["search"] if s["clients"] == 8), None)
     if s8:
         result["targets"] = {"search_8_clients_rps>=150": s8["rps"] >= 150,
@@ -340,6 +382,7 @@ def main() -> None:
         ft = a1.get("server_first_token_after_retrieval_p50_ms")
         result.setdefault("targets", {})["answer_first_token_after_retrieval<=300ms (1 client, p50)"] = (
             ft is not None and ft <= 300)
+    result["load_average_at_end"] = os.getloadavg()  # other work on the machine skews every figure
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("corpus", "search", "baseline", "answer", "targets") if k in result},

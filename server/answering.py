@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from indexer.types import Hit
-from server.rag import NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
+from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.state import ServerState
 
@@ -87,8 +87,10 @@ class AnswerRun:
 
 
 def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
-                 rag: bool = True) -> AnswerRun:
-    """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow."""
+                 rag: bool = True, retrieved_at: float | None = None) -> AnswerRun:
+    """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow.
+
+    `retrieved_at` (perf_counter) is when retrieval ended: first-token latency counts from there."""
     cfg = state.settings.server
     relevant = relevant_hits(hits, cfg.answer_min_similarity, cfg.answer_min_bm25) if rag else []
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None)
@@ -101,12 +103,12 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     plan = plan_prompt(gen.tokenizer, [h.chunk.text for h in passages], question, gen.runtime.n_ctx,
                        opts.max_tokens, gen.passage_len)
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
-                            stop=opts.stop, seed=opts.seed)
+                            stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)
     run.model = gen.model_id
-    run._t_ready = time.perf_counter()
+    run._t_ready = retrieved_at if retrieved_at is not None else time.perf_counter()
     return run
 
 

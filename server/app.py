@@ -23,7 +23,8 @@ from server.metrics import Metrics
 from server.middleware import ServerMiddleware
 from server.querying import MetadataIndex
 from server.routes import answer, documents, health, openai, report, search
-from server.state import load_state
+from server.auth import KeyRing
+from server.state import load_state, without_keys
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -43,9 +44,12 @@ class _MetricsProxy(Metrics):
 
 
 def create_app(settings: Settings, load_models: bool = True) -> FastAPI:
+    keys = KeyRing.parse(settings.server.api_keys)  # a bad key spec fails here, before serving
+    settings = without_keys(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = load_state(settings, load_models=load_models)
+        state = load_state(settings, keys, load_models=load_models)
         if not state.keys.enabled:
             log.warning("no API keys configured: every request is allowed; serve on loopback only")
         app.state.ragkiln = state

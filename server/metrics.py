@@ -73,6 +73,8 @@ def _generation_depth(state: ServerState) -> float:
     if state.generator is None:
         return 0.0
     h = state.generator.runtime.health()
-    slots = state.generator.runtime._slots  # admitted = running + waiting
-    waiting = h["contexts"] + h["queue_size"] - slots._value
-    return float(max(waiting, h["busy"]))
+    slots = getattr(state.generator.runtime, "_slots", None)  # admitted = running + waiting (runtime internals)
+    free = getattr(slots, "_value", None)
+    if free is None:
+        return float(h["busy"])
+    return float(max(h["contexts"] + h["queue_size"] - free, h["busy"]))

@@ -77,6 +77,7 @@ class Retrieved:
     facets: dict[str, Any]
     seconds: float
     index: str
+    ended: float  # perf_counter() when retrieval finished (first-token latency is measured from here)
 
 
 async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str, k: int, mode: str,
@@ -99,7 +100,8 @@ async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str
         # index still points at: answer from the new generation instead of returning holes.
         if state.workspace.active_index_name() == searcher.name:
             break
-    return Retrieved(r["hits"], r["facets"], time.perf_counter() - t0, searcher.name)
+    t1 = time.perf_counter()
+    return Retrieved(r["hits"], r["facets"], t1 - t0, searcher.name, t1)
 
 
 def hit_out(h: Hit) -> HitOut:

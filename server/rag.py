@@ -20,6 +20,8 @@ from trainer.lm.qa import qa_prompt_ids
 
 NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
 MIN_NEW_TOKENS = 8
+# An answer never opens a new passage or question: the model doing so has finished answering.
+ANSWER_STOPS = ("<ctx>", "<q>")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(

@@ -80,7 +80,18 @@ def load_generator(settings: Settings) -> Generator:
     passages = settings.server.answer_passages or settings.lm.qa_passages or 1
     passage_len = int(qa.get("passage_len") or settings.lm.qa_passage_len)
     model_id = f"{path.parent.name}-{path.stem.removeprefix('model-')}"
-    return Generator(runtime, GgufTokenizer(runtime), model_id, passages, passage_len)
+    tokenizer = GgufTokenizer(runtime)
+    _warm_up(runtime, tokenizer)
+    return Generator(runtime, tokenizer, model_id, passages, passage_len)
+
+
+def _warm_up(runtime: Any, tokenizer: Any) -> None:
+    """One token through every context now: the first use of a context allocates its buffers, which
+    would otherwise land on the first user's time to first token."""
+    from quantize.runtime import SamplingParams
+
+    for _ in range(runtime.pool_size):
+        runtime.generate([runtime.bos_id, tokenizer.q_id, tokenizer.a_id], SamplingParams(max_tokens=1, temperature=0))
 
 
 @dataclass
@@ -135,9 +146,16 @@ def limit_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
 
 
-def load_state(settings: Settings, load_models: bool = True) -> ServerState:
+def without_keys(settings: Settings) -> Settings:
+    """Settings with the raw API keys removed: only their hashes (the KeyRing) stay in memory."""
+    return settings.model_copy(update={"server": settings.server.model_copy(update={"api_keys": ""})})
+
+
+def load_state(settings: Settings, keys: KeyRing | None = None, load_models: bool = True) -> ServerState:
     """Open the workspace, warm the index, load NER and the generator (each optional, reasons kept)."""
-    keys = KeyRing.parse(settings.server.api_keys)
+    if keys is None:
+        keys = KeyRing.parse(settings.server.api_keys)
+    settings = without_keys(settings)
     threads = settings.server.torch_threads
     if threads:
         limit_threads(threads)

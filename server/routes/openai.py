@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from common.errors import InvalidInput, RagkilnError
 from server import openai_compat as oai
 from server.answering import AnswerRun, GenOptions, citation_outs, record, start_answer, usage_of
 from server.deps import READ
@@ -42,7 +43,7 @@ def models(state: ServerState = READ) -> ModelList:
     try:
         e = state.searcher().embedder
         cards.append(ModelCard(id=e.name, object="model", created=oai.now(), owned_by="ragkiln", kind="embedder"))
-    except Exception:  # noqa: BLE001 - no index yet: no embedder to list
+    except RagkilnError:  # no index yet: no embedder to list
         pass
     return ModelList(object="list", data=cards)
 
@@ -55,15 +56,15 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
     gen = state.require_generator()
     oai.check_model(req.model, _generator_ids(state), "generator")
     question = oai.chat_question(req.messages)
-    hits, took = [], 0.0
+    hits, took, ended = [], 0.0, None
     if req.rag:
         r = await retrieve(state, request.app.state.metadata_index, question, req.k, "hybrid", req.filters)
-        hits, took = r.hits, r.seconds
+        hits, took, ended = r.hits, r.seconds, r.ended
     opts = GenOptions(max_tokens=req.max_completion_tokens or req.max_tokens or 128,
                       temperature=req.temperature if req.temperature is not None else 0.0,
                       top_p=req.top_p if req.top_p is not None else 1.0, stop=oai.stop_strings(req.stop),
                       seed=req.seed)
-    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag)
+    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended)
     cid, created = oai.completion_id(), oai.now()
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -103,8 +104,6 @@ async def embeddings(req: EmbeddingsRequest, state: ServerState = READ) -> Embed
     oai.check_model(req.model, _embedder_ids(state), "embedding")
     texts = oai.embedding_inputs(req.input, state.settings.server.max_batch_inputs)
     if req.dimensions is not None and req.dimensions != embedder.dim:
-        from common.errors import InvalidInput
-
         raise InvalidInput(f"dimensions: {embedder.name} has {embedder.dim} dimensions, not {req.dimensions}")
     vecs = await run_in_threadpool(embedder.encode, texts, False)
     tokens = await run_in_threadpool(lambda: sum(len(ids) for ids in embedder.tokenizer(texts)["input_ids"]))

@@ -102,3 +102,34 @@ def test_no_ner_stores_no_entities(corpus: dict[str, Path]) -> None:
     assert run("--workspace", ws, "entities")["entities"] == []
     res = CliRunner().invoke(app, ["--workspace", ws, "ingest", str(corpus["docs"])], env=env)
     assert res.exit_code == 6 and "--no-ner" in res.stderr
+
+
+def test_reingest_enriches_only_changed_documents(tmp_path: Path) -> None:
+    from common.settings import load_settings
+    from indexer import service
+    from ner.enrich import SpacyEnricher
+
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text("\n".join(json.dumps(p) for p in PATTERNS) + "\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"d{i}.txt").write_text(f"Document {i} says Pfizer sells aspirin.\n")
+    settings = load_settings({"home": tmp_path / "ws", "ner": {"model": "blank:en", "patterns": str(patterns)}})
+    seen: list[str] = []
+    inner = SpacyEnricher.from_config(settings.ner)
+
+    def enricher(texts):  # type: ignore[no-untyped-def]
+        seen.extend(texts)
+        return inner(texts)
+
+    service.ingest(settings, [docs], enricher=enricher, progress=False)
+    assert len(seen) == 3
+    seen.clear()
+    (docs / "d1.txt").write_text("Document 1 now names Moderna instead.\n")
+    service.ingest(settings, [docs], enricher=enricher, progress=False)
+    assert seen == ["Document 1 now names Moderna instead."]
+    from indexer.workspace import Workspace
+
+    counts = {(lab, v): c for lab, v, c in Workspace.open(settings).store.entity_counts()}
+    assert counts == {("ORG", "pfizer"): 2, ("DRUG", "aspirin"): 2, ("ORG", "moderna"): 1}

@@ -126,6 +126,14 @@ def test_bad_json_and_huge_bodies(client, home):
         _error(small.post("/v1/search", json={"query": "x" * 5000}, headers=READ), 413, "payload_too_large")
 
 
+def test_raw_keys_are_not_kept_in_the_app_state(client):
+    from server_support import ADMIN_KEY, READ_KEY
+
+    state = client.app.state.ragkiln
+    assert state.settings.server.api_keys == "" and state.keys.enabled
+    assert ADMIN_KEY not in repr(state.keys) and READ_KEY not in repr(state.settings)
+
+
 def test_keys_are_required_and_scoped(client):
     _error(client.post("/v1/search", json={"query": "x"}), 401, "unauthorized")
     r = client.post("/v1/search", json={"query": "x"}, headers={"Authorization": "Bearer not-a-key-at-all"})
