@@ -6,7 +6,8 @@ it), `eval_retrieval` re-embeds the corpus with the new model (atomic reindex) a
 split. The base model's vectors are cached in the docstore, so they are computed once.
 
   unsupervised: corpus text only (inverse cloze + title pairs, hard pairs chosen by the BM25 teacher)
-  supervised:   qrels/train.tsv (continues from the adapted model); qrels/test.tsv is never trained on
+  supervised:   qrels/train.tsv (from the base model, or the adapted one with --sup-from unsupervised);
+                qrels/test.tsv is never trained on
   squad:        base vs adapted on SQuAD v1.1 dev paragraphs (questions as queries), a corpus not trained on
 
 Run (heavy; takes the team lock):
@@ -69,6 +70,8 @@ def main() -> None:
     ap.add_argument("--phases", default="base,unsup,sup,squad")
     ap.add_argument("--unsup", default="{}", help="JSON overrides of embedder_train for the unsupervised run.")
     ap.add_argument("--sup", default="{}", help="JSON overrides of embedder_train for the supervised run.")
+    ap.add_argument("--sup-from", choices=("base", "unsupervised"), default="base",
+                    help="Model the supervised run starts from.")
     ap.add_argument("--squad-paragraphs", type=int, default=500)
     ap.add_argument("--squad-models", default="unsupervised", help="Trained models also scored on SQuAD.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder.json")
@@ -130,8 +133,8 @@ def main() -> None:
     if "sup" in phases:
         ov = {"hard_negatives": 1, "epochs": 2, "batch_size": 32, "mini_batch_size": 32, "lr": 3e-5,
               "max_seq_length": 128, "dev_fraction": 0.1, "logging_steps": 5, "save_steps": 25, **json.loads(a.sup)}
-        start = sci.get("unsupervised", {}).get("model", DEFAULT_EMBEDDER)
-        activate(start)  # the supervised run continues from the adapted model
+        start = sci["unsupervised"]["model"] if a.sup_from == "unsupervised" else DEFAULT_EMBEDDER
+        activate(start)  # the supervised run starts from this model
         run = train("scifact-sup", ov, beir_train=a.beir)
         sci["supervised"] = {**run, "started_from": start, **evaluate(run["model"])}
         save()

@@ -108,7 +108,7 @@ def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: f
     model = Transformer(args)
     cfg = TrainConfig(steps=steps, batch_size=16, warmup=2, eval_every=10**9, ckpt_every=10**9, bf16=bf16,
                       progress=False)
-    tmp = WORK / f"tp-{preset}-{int(bf16)}"
+    tmp = run_dir.parent / f"tp-{preset}-{int(bf16)}"
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "train.jsonl").unlink(missing_ok=True)
     t0 = time.perf_counter()
@@ -356,6 +356,8 @@ def main() -> None:
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
     a = ap.parse_args()
+    global WORK
+    WORK = ROOT / "bench" / "work" / f"lm-{a.out.stem}"  # concurrent runs with other --out never collide
     sections = set(a.sections.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
     prev = json.loads(a.out.read_text()) if a.out.exists() else {}

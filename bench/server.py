@@ -311,11 +311,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="Longest time per level.")
     ap.add_argument("--answer-requests", type=int, default=60, help="Most answer requests per level.")
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--agreement-queries", type=int, default=300,
+                    help="Queries for the bf16-vs-fp32 agreement check (0 skips it).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/server.json")
     ap.add_argument("--set", action="append", default=[], metavar="RAGKILN_X=V",
                     help="Extra server environment (e.g. RAGKILN_SERVER__QUERY_PRECISION=fp32); repeatable.")
     ap.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` that stops the servers
     if args.serve_baseline:
         import uvicorn
 
@@ -370,8 +375,9 @@ def main() -> None:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    result["query_precision"] = {"served": (result["ready"].get("index") or {}).get("query_precision"),
-                                 **precision_agreement(workspace, queries)}
+    result["query_precision"] = {"served": (result["ready"].get("index") or {}).get("query_precision")}
+    if args.agreement_queries:
+        result["query_precision"].update(precision_agreement(workspace, queries, args.agreement_queries))
     s8 = next((s for s in result["search"] if s["clients"] == 8), None)
     if s8:
         result["targets"] = {"search_8_clients_rps>=150": s8["rps"] >= 150,

@@ -40,11 +40,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "qa_steps": 20,
     },
     "demo": {  # the bundled sample corpus in about 10 minutes on 2 cores
-        "embedder_train": {"epochs": 1, "max_pairs": 1200, "batch_size": 32, "mini_batch_size": 16,
-                           "max_seq_length": 128, "hard_negatives": 1},
-        "lm": {"preset": "tiny", "steps": 500, "batch_size": 16, "eval_every": 100, "ckpt_every": 100},
+        "embedder_train": {"epochs": 1, "max_pairs": 128, "batch_size": 32, "mini_batch_size": 32,
+                           "max_seq_length": 96, "hard_negatives": 1},
+        "lm": {"preset": "tiny", "steps": 300, "batch_size": 16, "eval_every": 100, "ckpt_every": 100},
         "quantize": {"types": "f32,f16,q8_0,q4_0,q4_k_m", "verify_rows": 32, "verify_prompts": 20},
-        "qa_steps": 200,
+        "qa_steps": 150,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
         "embedder_train": {"epochs": 1, "max_pairs": 20000, "batch_size": 64, "mini_batch_size": 16,

@@ -297,7 +297,13 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
         metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))
     history = summary.get("history", [])
+    before, after = summary["dev_before"].get("ndcg@10"), summary["dev_after"].get("ndcg@10")
+    improved = before is not None and after is not None and after > before
+    if not improved:
+        log.warning("dev nDCG@10 did not improve (%s -> %s): keep the current index unless a BEIR check says "
+                    "otherwise", before, after)
     report = {
+        "improved_on_dev": improved,
         "out": str(out), "base": spec["base"], "data": spec["data"], "metrics": metrics,
         "training": {k: summary[k] for k in ("train_seconds", "steps", "world_size", "train_loss", "pairs_per_second",
                                              "resumed_from")},
