@@ -114,7 +114,8 @@ def main() -> None:
                   "index_dir_bytes": dir_size(Path(searcher.gen.path)),
                   "docstore_bytes": (ws.home / "docstore.sqlite").stat().st_size},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py",
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python " + " ".join(sys.argv),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -42,9 +42,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {  # the bundled sample corpus in about 10 minutes on 2 cores
         "embedder_train": {"epochs": 1, "max_pairs": 128, "batch_size": 32, "mini_batch_size": 32,
                            "max_seq_length": 96, "hard_negatives": 1},
-        "lm": {"preset": "tiny", "steps": 300, "batch_size": 16, "eval_every": 100, "ckpt_every": 100},
+        "lm": {"preset": "tiny", "steps": 80, "batch_size": 16, "eval_every": 40, "ckpt_every": 40},
         "quantize": {"types": "f32,f16,q8_0,q4_0,q4_k_m", "verify_rows": 32, "verify_prompts": 20},
-        "qa_steps": 150,
+        "qa_steps": 40,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
         "embedder_train": {"epochs": 1, "max_pairs": 20000, "batch_size": 64, "mini_batch_size": 16,
