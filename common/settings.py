@@ -34,6 +34,7 @@ class IndexerConfig(Section):
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, le=4096, description="Tokens shared by consecutive chunks.")
     faiss_factory: str = Field("Flat", description="FAISS index factory string: Flat, HNSW32, IVF1024,SQ8, ...")
+    faiss_query_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads at query time.")
     faiss_nprobe: int = Field(16, ge=1, le=65536, description="IVF probes at query time.")
     hnsw_ef_search: int = Field(64, ge=1, le=65536, description="HNSW efSearch at query time.")
     embed_batch_size: int = Field(64, ge=1, le=4096)

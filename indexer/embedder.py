@@ -114,6 +114,7 @@ class SentenceTransformerEmbedder:
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
         self._lock = threading.Lock()
+        self._mean_pooled = _plain_mean_pooling(self.model)
 
     def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         """Character (starts, ends) of each text's tokens, special tokens excluded, no truncation."""
@@ -137,12 +138,38 @@ class SentenceTransformerEmbedder:
     def _encode_lean(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        if self._mean_pooled is not None:
+            auto_model, max_len = self._mean_pooled
+            with self._lock, torch.inference_mode():
+                f = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+                hidden = auto_model(**f).last_hidden_state  # (n, T, dim)
+                mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (n, T, 1)
+                emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (n, dim) mean pooling
+                emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+                return emb.numpy().astype(np.float32, copy=False)
         with self._lock, torch.inference_mode():
             features = self.model.preprocess(list(texts)) if hasattr(self.model, "preprocess") else self.model.tokenize(list(texts))
             out = self.model.forward(features)
             emb = out["sentence_embedding"]  # (n, dim)
             emb = torch.nn.functional.normalize(emb, p=2, dim=1)
             return emb.numpy().astype(np.float32, copy=False)
+
+
+def _plain_mean_pooling(model) -> tuple | None:  # type: ignore[no-untyped-def]
+    """(transformer, max length) when the model is Transformer + mean Pooling (+ Normalize): then queries
+    skip the sentence-transformers module chain, about 2 ms of a 10 ms query on 2 cores."""
+    mods = list(model)
+    names = [type(m).__name__ for m in mods]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return None
+    pooling = mods[1]
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 6: one string
+    if mode is None:  # older releases: one flag per mode
+        flags = {m: getattr(pooling, f"pooling_mode_{m}", False) for m in ("mean_tokens", "cls_token", "max_tokens")}
+        mode = "mean" if flags["mean_tokens"] and not (flags["cls_token"] or flags["max_tokens"]) else None
+    if mode != "mean" or not hasattr(mods[0], "auto_model"):
+        return None
+    return mods[0].auto_model, int(model.max_seq_length)
 
 
 _CACHE: dict[tuple[str, int], SentenceTransformerEmbedder] = {}

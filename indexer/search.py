@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Literal
 
+import faiss
 import numpy as np
 
 from common.errors import InvalidInput
@@ -34,6 +35,9 @@ class Searcher:
         self.manifest = gen.manifest
         self._faiss_lock = threading.Lock()
         dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
+        # One query at a time needs no FAISS parallelism, and FAISS's OpenMP workers spinning next to
+        # torch's double the query-embedding time (measured: hybrid p50 21.7 ms -> 11.3 ms on 2 cores).
+        faiss.omp_set_num_threads(cfg.faiss_query_threads)
 
     @property
     def size(self) -> int:
