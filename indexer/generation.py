@@ -14,7 +14,6 @@ import numpy as np
 from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest
 from indexer import dense
 from indexer.bm25 import BM25Index
-from indexer.chunking import index_text  # noqa: F401  (re-exported)
 
 KIND = "index"
 FORMAT_VERSION = 1

@@ -68,7 +68,9 @@ class Searcher:
         return [cid for cid, _ in fused], detail
 
     def search(self, query: str, k: int = 10, mode: Mode = "hybrid", allowed_ids: set[int] | None = None,
-               exclude_doc_ids: set[str] | None = None, with_entities: bool = False) -> list[Hit]:
+               exclude_doc_ids: set[str] | None = None, with_entities: bool = False,
+               query_vec: np.ndarray | None = None) -> list[Hit]:
+        """`query_vec`, when given, is the query's embedding computed by the caller (e.g. a micro-batcher)."""
         if not query or not query.strip():
             raise InvalidInput("query must not be empty")
         if k < 1:
@@ -77,7 +79,7 @@ class Searcher:
         n = max(k, self.cfg.candidates)
         hits: list[Hit] = []
         while True:
-            ranked, detail = self.ranked_ids(query, mode, n, allowed)
+            ranked, detail = self.ranked_ids(query, mode, n, allowed, query_vec=query_vec)
             hits = self._hits(ranked, detail, k, exclude_doc_ids or set(), mode)
             if len(hits) >= k or n >= self.size or not exclude_doc_ids:
                 break

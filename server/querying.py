@@ -35,15 +35,8 @@ class VectorSearcher:
             allowed_ids = set(self.restrict) if allowed_ids is None else allowed_ids & self.restrict
             if not allowed_ids:
                 return []
-        allowed = np.fromiter(allowed_ids, dtype=np.int64) if allowed_ids is not None else None
-        n = max(k, self.s.cfg.candidates)
-        while True:  # the loop of Searcher.search, with the precomputed vector
-            ranked, detail = self.s.ranked_ids(query, mode, n, allowed, query_vec=self.vec)  # type: ignore[arg-type]
-            hits = self.s._hits(ranked, detail, k, exclude_doc_ids or set(), mode)  # type: ignore[arg-type]
-            if len(hits) >= k or n >= self.s.size or not exclude_doc_ids:
-                return hits
-            n *= 4
-
+        return self.s.search(query, k=k, mode=mode, allowed_ids=allowed_ids,  # type: ignore[arg-type]
+                             exclude_doc_ids=exclude_doc_ids, query_vec=self.vec)
 
 class MetadataIndex:
     """doc metadata and chunk ids of one index generation, built on first use of a metadata filter."""

@@ -83,7 +83,7 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
     for key, text in dev["corpus"].items():  # distractors never come from a dev document
         if key.startswith("c"):
             assert store.get_chunks([int(key[1:])])[int(key[1:])].doc_id not in dev_docs
-    from indexer.generation import index_text
+    from indexer.chunking import index_text
 
     own = {}
     for c in store.iter_chunks():

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from indexer.generation import index_text
+from indexer.chunking import index_text
 from trainer.embedder.pairs import Pair, _norm, with_negatives
 
 log = logging.getLogger(__name__)

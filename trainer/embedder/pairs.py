@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common.errors import InvalidInput, NotFound
 from indexer.chunking import sentence_spans
-from indexer.generation import index_text
+from indexer.chunking import index_text
 from indexer.types import Chunk, Entity
 
 SOURCES = ("title", "ict", "entity")

@@ -27,7 +27,7 @@ from typing import Any
 from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
 from common.errors import InvalidInput, NotFound
 from common.settings import EmbedderTrainConfig, Settings
-from indexer.generation import index_text
+from indexer.chunking import index_text
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives
