@@ -86,8 +86,7 @@ def main() -> None:
 
     # 3. Latency per mode: one query at a time, query embedding, retrieval, fusion and chunk texts included.
     qtexts = [queries[q] for q in list(qrels)[: args.latency_queries]]
-    latency = {}
-    for mode in ("bm25", "dense", "hybrid"):
+    def timed(mode: str) -> dict[str, float]:
         for q in qtexts[:20]:
             searcher.search(q, k=10, mode=mode)  # warm-up
         times = []
@@ -97,9 +96,20 @@ def main() -> None:
             _ = [h.chunk.text for h in hits]
             times.append((time.perf_counter() - t) * 1000)
         a = np.array(times)
-        latency[mode] = {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
-                         "mean_ms": round(float(a.mean()), 2), "queries": len(a)}
+        return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
+                "mean_ms": round(float(a.mean()), 2), "queries": len(a)}
+
+    latency = {mode: timed(mode) for mode in ("bm25", "dense", "hybrid")}
     print("latency", latency, file=sys.stderr)
+    # The same path with fp32 query vectors, as the baseline for the query precision in use.
+    served_precision = searcher.query_precision
+    fp32 = None
+    if served_precision != "fp32":
+        searcher.query_precision = "fp32"
+        fp32 = {"latency_hybrid": timed("hybrid"),
+                "quality": evaluate_searcher(searcher, queries, qrels, ["dense", "hybrid"])}
+        searcher.query_precision = served_precision
+        print("fp32 queries", fp32, file=sys.stderr)
 
     result = {
         "dataset": str(args.beir.name), "split": args.split,
@@ -109,7 +119,7 @@ def main() -> None:
         "quality": quality, "indexing": throughput,
         "full_ingest_s": round(ingest_s, 2), "full_ingest_chunks_embedded": full.chunks_embedded,
         "reingest_unchanged_s": round(reingest_s, 2), "reingest_chunks_embedded": again.chunks_embedded,
-        "latency": latency,
+        "query_precision": served_precision, "latency": latency, "fp32_queries": fp32,
         "index": {"documents": full.documents_total, "chunks": full.chunks_total,
                   "index_dir_bytes": dir_size(Path(searcher.gen.path)),
                   "docstore_bytes": (ws.home / "docstore.sqlite").stat().st_size},

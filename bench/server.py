@@ -268,7 +268,8 @@ def precision_agreement(workspace: Path, queries: list[str], n: int = 300) -> di
     from common.settings import load_settings
     from indexer.metrics import ndcg_at_k
     from indexer.workspace import Workspace
-    from server.encoding import QueryEncoder, bf16_supported
+    from indexer.embedder import bf16_supported
+    from server.encoding import QueryEncoder
     from server.querying import VectorSearcher
 
     if not bf16_supported():

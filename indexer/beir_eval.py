@@ -82,7 +82,7 @@ def evaluate_searcher(searcher: Searcher, queries: dict[str, str], qrels: dict[s
     qids = [q for q in qrels if q in queries]
     if not qids:
         raise InvalidInput("no query in the qrels split has a text in queries.jsonl")
-    vecs = searcher.embedder.encode([queries[q] for q in qids], batch_size=128) if (
+    vecs = searcher.encode_queries([queries[q] for q in qids]) if (
         set(modes) & {"dense", "hybrid"}) else None
     results: dict[str, dict[str, float]] = {}
     for mode in modes:

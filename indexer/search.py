@@ -13,7 +13,7 @@ from common.errors import InvalidInput
 from common.settings import IndexerConfig
 from indexer import dense
 from indexer.docstore import DocStore
-from indexer.embedder import SentenceTransformerEmbedder
+from indexer.embedder import SentenceTransformerEmbedder, resolve_precision
 from indexer.fusion import rrf_fuse, weighted_fuse
 from indexer.generation import Generation
 from indexer.types import Hit
@@ -34,10 +34,15 @@ class Searcher:
         self.name = gen.path.name
         self.manifest = gen.manifest
         self._faiss_lock = threading.Lock()
+        self.query_precision = resolve_precision(cfg.query_precision)
         dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
         # One query at a time needs no FAISS parallelism, and FAISS's OpenMP workers spinning next to
         # torch's double the query-embedding time (measured: hybrid p50 21.7 ms -> 11.3 ms on 2 cores).
         faiss.omp_set_num_threads(cfg.faiss_query_threads)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) query vectors exactly as `search` computes them (evaluation must measure what is served)."""
+        return self.embedder.encode(list(texts), is_query=True, precision=self.query_precision)
 
     @property
     def size(self) -> int:
@@ -50,7 +55,7 @@ class Searcher:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         per: dict[str, tuple[list[int], list[float]]] = {}
         if mode in ("dense", "hybrid"):
-            qv = query_vec if query_vec is not None else self.embedder.encode([query], is_query=True)
+            qv = query_vec if query_vec is not None else self.encode_queries([query])
             with self._faiss_lock:
                 scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)
             keep = ids[0] >= 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,11 @@ from tqdm import tqdm
 
 from common.errors import InvalidInput, NotFound
 from common.hashing import sha256_text
-from common.settings import Settings
+from common.settings import IndexerConfig, Settings
 from indexer import dense
 from indexer.bm25 import BM25Index
-from indexer.chunking import chunk_spans, sentence_spans
+from indexer.chunking import bm25_texts, chunk_spans, index_text, sentence_spans
 from indexer.embedder import SentenceTransformerEmbedder, load_embedder
-from indexer.chunking import index_text
 from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
@@ -142,6 +142,12 @@ def _resolve_embedder(ws: Workspace, override: str | None) -> SentenceTransforme
     return load_embedder(ws.settings.indexer.embedder, ws.settings.indexer.threads)
 
 
+def _bm25_config(cfg: IndexerConfig) -> dict[str, Any]:
+    """BM25 settings recorded in the manifest; changing any of them rebuilds the index on the next ingest."""
+    return {"bm25_k1": cfg.bm25_k1, "bm25_b": cfg.bm25_b, "bm25_context_chunks": cfg.bm25_context_chunks,
+            "stemmer_language": cfg.stemmer_language}
+
+
 def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], bool],
            enricher: Enricher | None, embedder_override: str | None, progress: bool,
            force: bool = False) -> IngestReport:
@@ -164,7 +170,8 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     old = load_generation(old_path) if old_path is not None else None
     same_setup = (old is not None and old.embedder["id"] == embedder.id
                   and old.manifest["config"]["faiss_factory"] == cfg.faiss_factory
-                  and old.manifest["chunker"] == chunker)
+                  and old.manifest["chunker"] == chunker
+                  and all(old.manifest["config"].get(k) == v for k, v in _bm25_config(cfg).items()))
     if plan.is_noop and same_setup and not force:
         report.chunks_total = int(old.dense.ntotal)  # type: ignore[union-attr]
         report.documents_total = len(indexed)
@@ -224,8 +231,8 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
         index = dense.update_index(old.dense, cfg.faiss_factory, remove, add, vec_of(add))  # type: ignore[union-attr]
     else:
         index = dense.build_index(embedder.dim, cfg.faiss_factory, ids, vec_of(ids))
-    bm25 = BM25Index.build([index_text(chunks[int(i)].title, chunks[int(i)].text) for i in ids], ids,
-                           cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
+    bm25_text = bm25_texts([chunks[int(i)] for i in ids], cfg.bm25_context_chunks)
+    bm25 = BM25Index.build([bm25_text[int(i)] for i in ids], ids, cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
     name = new_name()
     corpus_hash = sha256_text("\n".join(f"{k}:{v[0]}" for k, v in sorted(new_active.items())))
     write_generation(
@@ -235,8 +242,7 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
             "chunker": chunker,
             "config": {
                 "faiss_factory": cfg.faiss_factory, "chunk_tokens": cfg.chunk_tokens,
-                "chunk_overlap": cfg.chunk_overlap, "bm25_k1": cfg.bm25_k1, "bm25_b": cfg.bm25_b,
-                "stemmer_language": cfg.stemmer_language,
+                "chunk_overlap": cfg.chunk_overlap, **_bm25_config(cfg),
             },
             "counts": {"documents": len(new_active), "chunks": int(len(ids))},
             "corpus_sha256": corpus_hash,

@@ -15,11 +15,12 @@ from typing import Any
 
 from common.errors import ModelUnavailable, NotFound, RagkilnError
 from common.settings import Settings
+from indexer.embedder import resolve_precision
 from indexer.search import Searcher
 from indexer.workspace import Workspace
 from server.auth import KeyRing
 from server.batcher import QueryBatcher
-from server.encoding import QueryEncoder, resolve_precision
+from server.encoding import QueryEncoder
 from server.jobs import JobRegistry
 from server.metrics import Metrics
 
@@ -163,7 +164,7 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
     batcher = QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms,
                            thread_init=(lambda: limit_threads(threads)) if threads else None)
     state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry(),
-                        query_precision=resolve_precision(settings.server.query_precision))
+                        query_precision=resolve_precision(settings.indexer.query_precision))
     state.metrics.bind(state)
     try:
         state.searcher()  # load the index and the embedder now, not on the first request

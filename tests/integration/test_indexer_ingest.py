@@ -151,3 +151,24 @@ def test_flat_and_hnsw_agree_on_top_hit(corpus_dir, settings_for, tmp_path):
     with pytest.raises(InvalidInput, match="FAISS"):
         service.ingest(settings_for(home=tmp_path / "bad", indexer={"faiss_factory": "Bogus99"}), [corpus_dir],
                        progress=False)
+
+
+def test_bm25_scores_chunks_with_their_neighbours_and_rebuilds_when_that_changes(settings_for, tmp_path):
+    # Three chunks of 16 tokens: "zebra" appears only in the first, far from the last.
+    sents = ["A zebra grazed on the open plain near the river today.",
+             "The herd moved slowly north across the dry grass all afternoon.",
+             "At dusk the animals finally reached the water hole and drank."]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "safari.txt").write_text(" ".join(sents))
+    (tmp_path / "c" / "other.txt").write_text("Accounting ledgers record debits and credits in columns.")
+    idx = {"chunk_tokens": 16, "chunk_overlap": 0}
+    alone = settings_for(indexer={**idx, "bm25_context_chunks": 0})
+    r0 = service.ingest(alone, [tmp_path / "c"], progress=False)
+    hits0 = service.search(alone, "zebra", k=10, mode="bm25")
+    assert [h.chunk.ord for h in hits0] == [0]
+    wide = settings_for(indexer={**idx, "bm25_context_chunks": 1})
+    r1 = service.ingest(wide, [tmp_path / "c"], progress=False)
+    assert r1.index_dir != r0.index_dir and r1.chunks_embedded == 0  # BM25 rebuilt, embeddings reused
+    hits1 = service.search(wide, "zebra", k=10, mode="bm25")
+    assert [h.chunk.ord for h in hits1][0] == 0 and {h.chunk.ord for h in hits1} == {0, 1}
+    assert all(h.chunk.doc_id == "safari.txt" for h in hits1)

@@ -342,7 +342,8 @@ def test_chat_completion_answers_over_the_index(client):
 
 
 def test_bf16_query_vectors_stay_within_fp32_rounding(client):
-    from server.encoding import QueryEncoder, bf16_supported
+    from indexer.embedder import bf16_supported
+    from server.encoding import QueryEncoder
 
     if not bf16_supported():
         pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): queries stay fp32")

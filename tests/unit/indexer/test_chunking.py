@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from indexer.chunking import chunk_spans, sentence_spans
+from indexer.chunking import bm25_texts, chunk_spans, sentence_spans
+from indexer.types import Chunk
 
 
 def words(text):
@@ -68,3 +69,28 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         chunk_spans([(0, 1)], [0], [1], max_tokens=4, overlap=4)
     assert chunk_spans([], [], [], max_tokens=4, overlap=0) == []
+
+
+def _chunk(cid, doc, ord_, text, start, title="T"):
+    return Chunk(id=cid, key=f"{doc}:{ord_}", doc_id=doc, ord=ord_, start=start, end=start + len(text),
+                 text=text, title=title)
+
+
+def test_bm25_texts_add_neighbours_once_and_stay_inside_the_document():
+    doc = "alpha beta. gamma delta. epsilon zeta."
+    a = _chunk(1, "d", 0, doc[0:17], 0)    # "alpha beta. gamma"
+    b = _chunk(2, "d", 1, doc[12:30], 12)  # overlaps a by "gamma"
+    c = _chunk(3, "d", 2, doc[25:], 25)
+    other = _chunk(9, "e", 0, "unrelated words", 0, title="")
+    out = bm25_texts([c, other, a, b], context=1)  # order of input does not matter
+    assert out[2] == "T\n" + doc  # both neighbours, the shared "gamma" counted once
+    assert out[1] == "T\n" + doc[:30]
+    assert out[3] == "T\n" + doc[12:]
+    assert out[9] == "unrelated words"  # never words from another document
+    assert bm25_texts([a, b, c], context=0) == {1: "T\n" + a.text, 2: "T\n" + b.text, 3: "T\n" + c.text}
+
+
+def test_bm25_texts_bridge_gaps_with_a_space():
+    a = _chunk(1, "d", 0, "one two", 0, title="")
+    b = _chunk(2, "d", 1, "three", 10, title="")
+    assert bm25_texts([a, b], context=1)[1] == "one two three"
