@@ -49,19 +49,6 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
                show_progress: bool = False, precision: str = "fp32") -> np.ndarray: ...
 
-    def _bf16_model(self, auto_model):  # type: ignore[no-untyped-def]
-        """A bf16 copy of the transformer, made on first use (MiniLM: 45 MB); faster than autocast,
-        which converts the fp32 weights on every call."""
-        if self._bf16 is None:
-            import copy
-
-            import torch
-
-            with self._lock:
-                if self._bf16 is None:
-                    self._bf16 = copy.deepcopy(auto_model).to(torch.bfloat16).eval()
-        return self._bf16
-
     def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]: ...
 
 
