@@ -7,12 +7,12 @@ chunks), then scored with nDCG@10, Recall@100 and MRR@10.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
 from common.errors import InvalidInput, NotFound
 from common.settings import Settings
+from common.jsonl import iter_jsonl
 from indexer import service
 from indexer.metrics import evaluate_run
 from indexer.search import MODES, Searcher
@@ -28,14 +28,10 @@ def load_queries(beir_dir: Path) -> dict[str, str]:
     if not path.exists():
         raise NotFound(f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                    out[str(obj["_id"])] = str(obj["text"])
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise InvalidInput(f"{path}:{n}: not a BEIR query line ({e})") from e
+    for where, obj in iter_jsonl(path, "queries file"):
+        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
+            raise InvalidInput(f"{where}: a BEIR query line needs an '_id' and a string 'text'")
+        out[str(obj["_id"])] = obj["text"]
     return out
 
 

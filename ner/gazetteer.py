@@ -7,11 +7,11 @@ Entities the ruler sets are kept by the statistical `ner`, which only labels the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput
+from common.jsonl import iter_jsonl
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -19,27 +19,16 @@ if TYPE_CHECKING:
 
 def read_patterns(path: Path) -> list[dict[str, Any]]:
     """Parse and check a patterns file; errors name the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"gazetteer patterns file {path} does not exist")
     patterns: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path.name}:{lineno}"
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{where}: invalid JSON: {e.msg}") from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("label"), str) or not obj["label"]:
-                raise InvalidInput(f"{where}: a pattern needs a non-empty string 'label'")
-            pat = obj.get("pattern")
-            ok_phrase = isinstance(pat, str) and pat.strip()
-            ok_tokens = isinstance(pat, list) and pat and all(isinstance(t, dict) for t in pat)
-            if not (ok_phrase or ok_tokens):
-                raise InvalidInput(f"{where}: 'pattern' must be a non-empty string or a list of token objects")
-            patterns.append(obj)
+    for where, obj in iter_jsonl(path, "gazetteer patterns file"):
+        if not isinstance(obj, dict) or not isinstance(obj.get("label"), str) or not obj["label"]:
+            raise InvalidInput(f"{where}: a pattern needs a non-empty string 'label'")
+        pat = obj.get("pattern")
+        ok_phrase = isinstance(pat, str) and pat.strip()
+        ok_tokens = isinstance(pat, list) and pat and all(isinstance(t, dict) for t in pat)
+        if not (ok_phrase or ok_tokens):
+            raise InvalidInput(f"{where}: 'pattern' must be a non-empty string or a list of token objects")
+        patterns.append(obj)
     if not patterns:
         raise InvalidInput(f"gazetteer patterns file {path} holds no patterns")
     return patterns

@@ -8,13 +8,13 @@ silently.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from common.errors import InvalidInput, NotFound
+from common.jsonl import iter_jsonl
 
 MisalignedPolicy = Literal["error", "expand", "skip"]
 
@@ -133,45 +133,36 @@ def read_conll(path: Path) -> list[NerExample]:
 def read_jsonl(path: Path) -> list[NerExample]:
     """Lines `{"text": str, "entities": [[start, end, label], ...]}`; offsets are checked here
     (inside the text, non-empty, not overlapping), token alignment later by `to_docs`."""
-    path = _existing(path)
     out: list[NerExample] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path.name}:{lineno}"
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{where}: invalid JSON: {e.msg}") from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise InvalidInput(f"{where}: expected an object with a string 'text'")
-            text = obj["text"]
-            ents = obj.get("entities", obj.get("spans", []))
-            if not isinstance(ents, list):
-                raise InvalidInput(f"{where}: 'entities' must be a list of [start, end, label]")
-            spans = []
-            for ent in ents:
-                if isinstance(ent, dict):
-                    ent = [ent.get("start"), ent.get("end"), ent.get("label")]
-                if (
-                    not isinstance(ent, list | tuple)
-                    or len(ent) != 3
-                    or not isinstance(ent[0], int)
-                    or not isinstance(ent[1], int)
-                    or not isinstance(ent[2], str)
-                    or not ent[2]
-                ):
-                    raise InvalidInput(f"{where}: entity {ent!r} is not [start, end, label]")
-                s, e, lab = ent
-                if not 0 <= s < e <= len(text):
-                    raise InvalidInput(f"{where}: entity [{s}, {e}, {lab!r}] is outside the text (length {len(text)})")
-                spans.append((s, e, lab))
-            spans.sort()
-            for (s1, e1, l1), (s2, e2, l2) in zip(spans, spans[1:], strict=False):
-                if s2 < e1:
-                    raise InvalidInput(f"{where}: entities [{s1}, {e1}, {l1!r}] and [{s2}, {e2}, {l2!r}] overlap")
-            out.append(NerExample(text=text, spans=tuple(spans), source=where))
+    for where, obj in iter_jsonl(path, "annotation file"):
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise InvalidInput(f"{where}: expected an object with a string 'text'")
+        text = obj["text"]
+        ents = obj.get("entities", obj.get("spans", []))
+        if not isinstance(ents, list):
+            raise InvalidInput(f"{where}: 'entities' must be a list of [start, end, label]")
+        spans = []
+        for ent in ents:
+            if isinstance(ent, dict):
+                ent = [ent.get("start"), ent.get("end"), ent.get("label")]
+            if (
+                not isinstance(ent, list | tuple)
+                or len(ent) != 3
+                or not isinstance(ent[0], int)
+                or not isinstance(ent[1], int)
+                or not isinstance(ent[2], str)
+                or not ent[2]
+            ):
+                raise InvalidInput(f"{where}: entity {ent!r} is not [start, end, label]")
+            s, e, lab = ent
+            if not 0 <= s < e <= len(text):
+                raise InvalidInput(f"{where}: entity [{s}, {e}, {lab!r}] is outside the text (length {len(text)})")
+            spans.append((s, e, lab))
+        spans.sort()
+        for (s1, e1, l1), (s2, e2, l2) in zip(spans, spans[1:], strict=False):
+            if s2 < e1:
+                raise InvalidInput(f"{where}: entities [{s1}, {e1}, {l1!r}] and [{s2}, {e2}, {l2!r}] overlap")
+        out.append(NerExample(text=text, spans=tuple(spans), source=where))
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from common.errors import ArtifactCorrupt, InvalidInput, NotFound
 from common.settings import QuantizeConfig, Settings
+from common.jsonl import iter_jsonl
 from quantize.export import ExportReport, LmSource, export_source, load_source, read_export, source_from_model
 from quantize.metrics import token_nll
 from quantize.runtime import Generation, LlamaCppGenerator, SamplingParams
@@ -55,21 +56,15 @@ def read_texts(path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"text file {path} does not exist")
-    raw = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".jsonl":
         out = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{path}:{n}: not JSON: {e.msg}") from e
+        for where, row in iter_jsonl(path, "text file"):
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise InvalidInput(f"{path}:{n}: needs a string field 'text'")
+                raise InvalidInput(f"{where}: needs a string field 'text'")
             title = row.get("title") if isinstance(row.get("title"), str) else ""
             out.append(f"{title}\n{row['text']}" if title else row["text"])
         return out
+    raw = path.read_text(encoding="utf-8", errors="replace")
     return [p.strip() for p in raw.split("\n\n") if p.strip()]
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.errors import InvalidInput, NotFound
+from common.jsonl import iter_jsonl
 from indexer.chunking import sentence_spans
 from indexer.chunking import index_text
 from indexer.types import Chunk, Entity
@@ -105,22 +106,14 @@ def entity_doc_freq(entities: Mapping[int, Sequence[Entity]]) -> dict[str, int]:
 
 def read_pairs_jsonl(path: Path) -> list[Pair]:
     """Labelled pairs: one JSON object a line with "query", "positive" and optionally "negative"."""
-    if not path.is_file():
-        raise NotFound(f"pairs file {path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInput(f"{path}:{n}: invalid JSON: {e.msg}") from e
+    for where, obj in iter_jsonl(path, "pairs file"):
         if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) and obj[k].strip()
                                                 for k in ("query", "positive")):
-            raise InvalidInput(f"{path}:{n}: each line needs non-empty string fields 'query' and 'positive'")
+            raise InvalidInput(f"{where}: each line needs non-empty string fields 'query' and 'positive'")
         neg = obj.get("negative")
         if neg is not None and not (isinstance(neg, str) and neg.strip()):
-            raise InvalidInput(f"{path}:{n}: 'negative' must be a non-empty string when given")
+            raise InvalidInput(f"{where}: 'negative' must be a non-empty string when given")
         doc = str(obj.get("doc_id") or "sha:" + hashlib.sha256(_norm(obj["positive"]).encode()).hexdigest()[:16])
         out.append(Pair(obj["query"].strip(), obj["positive"].strip(), doc, "labelled",
                         (neg.strip(),) if neg else ()))
@@ -156,13 +149,7 @@ def read_beir_train(beir_dir: Path, split: str = "train") -> list[Pair]:
 
 
 def _jsonl(path: Path) -> Iterable[dict]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InvalidInput(f"{path}:{n}: invalid JSON: {e.msg}") from e
+    return (obj for _, obj in iter_jsonl(path))
 
 
 def dedup(pairs: Iterable[Pair]) -> list[Pair]:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput
+from common.jsonl import iter_jsonl
 from trainer.lm.data import ChunkLike, _write
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
 
@@ -61,25 +62,15 @@ def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ..
 
 def load_qa_jsonl(path: Path) -> list[QaExample]:
     """Read `{"question", "answer"[, "context"]}` lines; any bad line is an InvalidInput naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise NotFound(f"QA file {path} does not exist")
     out: list[QaExample] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{path}:{n}: not JSON: {e.msg}") from e
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
-                raise InvalidInput(f"{path}:{n}: needs string fields 'question' and 'answer'")
-            ctx = row.get("context")
-            if ctx is not None and not isinstance(ctx, (str, list)):
-                raise InvalidInput(f"{path}:{n}: 'context' must be a string or a list of strings")
-            contexts = (ctx,) if isinstance(ctx, str) else tuple(str(c) for c in (ctx or ()))
-            out.append(QaExample(row["question"].strip(), row["answer"].strip(), contexts))
+    for where, row in iter_jsonl(path, "QA file"):
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+            raise InvalidInput(f"{where}: needs string fields 'question' and 'answer'")
+        ctx = row.get("context")
+        if ctx is not None and not isinstance(ctx, (str, list)):
+            raise InvalidInput(f"{where}: 'context' must be a string or a list of strings")
+        contexts = (ctx,) if isinstance(ctx, str) else tuple(str(c) for c in (ctx or ()))
+        out.append(QaExample(row["question"].strip(), row["answer"].strip(), contexts))
     if not out:
         raise InvalidInput(f"{path} holds no QA examples")
     return out
