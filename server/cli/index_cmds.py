@@ -78,7 +78,8 @@ def eval_retrieval(
     beir: Path = typer.Option(..., "--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv."),
     split: str = typer.Option("test", "--split"),
     mode: str = typer.Option("all", "--mode", help="dense, bm25, hybrid or all."),
-    embedder: str = typer.Option(None, "--embedder", help="Evaluate with this embedder (re-embeds the corpus)."),
+    embedder: str = typer.Option(None, "--embedder", help="Reindex the workspace with this embedder, then "
+                                 "evaluate (the switch stays; cached embeddings are reused)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 per retrieval mode on a BEIR split."""
