@@ -6,7 +6,9 @@ re-chunking, renaming a document or switching back to an earlier embedder re-emb
 The active corpus is the `active` table plus `meta.active_index`; both change in one transaction
 (`commit_generation`), which is the single commit point of an ingest. Rows of new document versions
 are written before it and old ones are garbage-collected after it, so a crash at any moment leaves
-the previous index consistent with the store.
+the previous index consistent with the store. The corpus of the generation before the active one
+(`previous`) is kept one switch longer: a search that started on it in another process (a server
+worker) can still fetch its chunks after the switch.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS entities (
 CREATE INDEX IF NOT EXISTS entities_chunk ON entities (chunk_id);
 CREATE INDEX IF NOT EXISTS entities_label ON entities (label, norm);
 CREATE TABLE IF NOT EXISTS active (
+    doc_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, chunker TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS previous (
     doc_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, chunker TEXT NOT NULL);
 """
 
@@ -288,16 +292,20 @@ class DocStore:
     def commit_generation(self, active: dict[str, tuple[str, str]], index_name: str) -> None:
         """Atomically replace the active corpus and the active index directory name."""
         with self._conn() as c:
+            c.execute("DELETE FROM previous")
+            c.execute("INSERT INTO previous SELECT doc_id, sha256, chunker FROM active")
             c.execute("DELETE FROM active")
             c.executemany("INSERT INTO active VALUES (?, ?, ?)", [(k, s, ch) for k, (s, ch) in active.items()])
             c.execute("INSERT OR REPLACE INTO meta VALUES ('active_index', ?)", (index_name,))
 
     def collect_garbage(self) -> int:
-        """Drop document versions, chunks, embeddings and entities no longer active. Returns chunks removed."""
+        """Drop document versions, chunks, embeddings and entities neither active nor of the previous
+        generation. Returns chunks removed."""
         with self._conn() as c:
             dead = (
-                "SELECT c.id FROM chunks c LEFT JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 "
-                "AND a.chunker = c.chunker WHERE a.doc_id IS NULL"
+                "SELECT c.id FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.doc_id = c.doc_id "
+                "AND a.sha256 = c.doc_sha256 AND a.chunker = c.chunker) AND NOT EXISTS (SELECT 1 FROM previous p "
+                "WHERE p.doc_id = c.doc_id AND p.sha256 = c.doc_sha256 AND p.chunker = c.chunker)"
             )
             c.execute(f"CREATE TEMP TABLE IF NOT EXISTS dead AS {dead}")
             c.execute("DELETE FROM dead")
@@ -309,7 +317,8 @@ class DocStore:
             c.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.text_sha = embeddings.text_sha)")
             c.execute(
                 "DELETE FROM documents WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.doc_id = documents.doc_id "
-                "AND a.sha256 = documents.sha256)"
+                "AND a.sha256 = documents.sha256) AND NOT EXISTS (SELECT 1 FROM previous p "
+                "WHERE p.doc_id = documents.doc_id AND p.sha256 = documents.sha256)"
             )
             c.execute("DROP TABLE dead")
         return int(n)

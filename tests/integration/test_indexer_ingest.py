@@ -172,3 +172,19 @@ def test_bm25_scores_chunks_with_their_neighbours_and_rebuilds_when_that_changes
     hits1 = service.search(wide, "zebra", k=10, mode="bm25")
     assert [h.chunk.ord for h in hits1][0] == 0 and {h.chunk.ord for h in hits1} == {0, 1}
     assert all(h.chunk.doc_id == "safari.txt" for h in hits1)
+
+
+def test_previous_generation_chunks_outlive_one_switch(corpus_dir, settings_for):
+    """A search running on the old index in another process can still fetch its chunks after a switch."""
+    s = settings_for()
+    service.ingest(s, [corpus_dir], progress=False)
+    store = Workspace.open(s).store
+    old_ids = [c.id for c in store.iter_chunks() if c.doc_id == "cooking/bread.txt"]
+    (corpus_dir / "cooking/bread.txt").write_text("Rye bread is dense and sour.")
+    service.ingest(s, [corpus_dir], progress=False)
+    assert set(store.get_chunks(old_ids)) == set(old_ids)  # still there, though no longer active
+    assert store.get_document("cooking/bread.txt").text == "Rye bread is dense and sour."
+    assert not set(old_ids) & set(store.active_chunk_ids().tolist())
+    (corpus_dir / "cooking/bread.txt").write_text("Flatbread needs no oven.")
+    service.ingest(s, [corpus_dir], progress=False)
+    assert store.get_chunks(old_ids) == {}  # two switches later they are collected
