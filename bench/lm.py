@@ -130,7 +130,7 @@ def section_throughput(run_dir: Path, presets: list[str], steps: int, peak: floa
         for bf16 in (False, True):
             cmd = [sys.executable, __file__, "--_child", str(run_dir), preset, str(steps), str(int(bf16)), str(peak)]
             res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
-            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row = {**json.loads(res.stdout.strip().splitlines()[-1]), "fp32_peak_gflops": round(peak / 1e9, 1)}
             print(f"throughput {row}", file=sys.stderr)
             out.append(row)
     return out
@@ -294,10 +294,10 @@ def section_sample(workspace: Path) -> dict[str, Any]:
 
 
 def render_md(r: dict[str, Any]) -> str:
-    lines = ["# LM benchmark", "", f"Command: `{r['command']}`", "",
-             f"Machine: {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}, fp32 matmul peak "
+    cmds = r.get("commands") or {}
+    lines = ["# LM benchmark", "", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in cmds.items()] + ["", f"Machine: {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}, fp32 matmul peak "
              f"{r['machine']['fp32_peak_gflops']} GFLOP/s, bf16 {r['machine']['bf16_peak_gflops']} GFLOP/s "
-             "(1024^3 matmuls, measured in this run; the machine is shared, so figures vary run to run).", ""]
+             "(1024^3 matmuls, measured by the latest run; MFU rows use the peak measured in their own run).", ""]
     if r.get("throughput"):
         lines += ["## Training throughput (SciFact retrieval rows, batch 16)", "",
                   "| preset | params | autocast | tokens/s | MFU (fp32 peak) | wall s | peak RSS MB |",
@@ -364,7 +364,7 @@ def main() -> None:
     peak = measure_matmul_peak(1024, 3.0)
     result: dict[str, Any] = {
         **prev,
-        "command": "HF_HUB_OFFLINE=1 flock /tmp/ragkiln-heavy.lock nice -n 5 .venv/bin/python bench/lm.py "
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm.py "
                    + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "fp32_peak_gflops": round(peak / 1e9, 1),
@@ -375,6 +375,11 @@ def main() -> None:
     base_cfg = {"vocab_size": a.vocab, "n_neighbours": a.n_neighbours, "neighbour_len": a.neighbour_len,
                 "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 128}
     a.out.parent.mkdir(parents=True, exist_ok=True)
+
+    # Sections from earlier runs are kept in the file, each with the command that produced it.
+    commands = result.setdefault("commands", {})
+    for sec in sections:
+        commands["sample_tiny" if sec == "sample" else sec] = result["command"]
 
     def save() -> None:  # after every section, so a cut-short run still leaves its figures
         a.out.write_text(json.dumps(result, indent=2) + "\n")
