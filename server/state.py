@@ -15,7 +15,6 @@ from typing import Any
 
 from common.errors import ModelUnavailable, NotFound, RagkilnError
 from common.settings import Settings
-from indexer.embedder import resolve_precision
 from indexer.search import Searcher
 from indexer.workspace import Workspace
 from server.auth import KeyRing
@@ -107,7 +106,6 @@ class ServerState:
     generator_problem: str | None = None
     enricher: Any = None
     ner_problem: str | None = None
-    query_precision: str = "fp32"
     _encoders: dict[str, QueryEncoder] = field(default_factory=dict)
 
     def searcher(self) -> Searcher:
@@ -119,7 +117,7 @@ class ServerState:
         """The batcher's encoder for this searcher's embedder (one per embedder, so batches group)."""
         enc = self._encoders.get(searcher.embedder.id)
         if enc is None or enc.embedder is not searcher.embedder:
-            enc = QueryEncoder(searcher.embedder, self.query_precision)
+            enc = QueryEncoder(searcher.embedder, searcher.query_precision)
             self._encoders[searcher.embedder.id] = enc
         return enc
 
@@ -163,8 +161,7 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
     ws = Workspace.open(settings)
     batcher = QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms,
                            thread_init=(lambda: limit_threads(threads)) if threads else None)
-    state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry(),
-                        query_precision=resolve_precision(settings.indexer.query_precision))
+    state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry())
     state.metrics.bind(state)
     try:
         state.searcher()  # load the index and the embedder now, not on the first request

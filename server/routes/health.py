@@ -27,7 +27,7 @@ def readyz(state: ServerState = STATE) -> JSONResponse:
     index = None
     try:
         s = state.searcher()
-        index = {"name": s.name, "chunks": s.size, "embedder": s.embedder.id, "query_precision": state.query_precision}
+        index = {"name": s.name, "chunks": s.size, "embedder": s.embedder.id, "query_precision": s.query_precision}
     except RagkilnError as e:
         problems.append(f"index: {e}")
     generator = None

@@ -270,17 +270,9 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
 
 def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any]:
     """Run `run_training` under torchrun with `nproc` gloo ranks; returns rank 0's summary."""
-    import socket
-    import subprocess
+    from trainer.ddp import torchrun
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "trainer.embedder.train", str(run_dir)]
-    if resume:
-        cmd.append("--resume")
-    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], stdout=sys.stderr)
+    proc = torchrun("trainer.embedder.train", run_dir, nproc, resume, stdout=sys.stderr)
     if proc.returncode != 0 or not (run_dir / "summary.json").exists():
         raise InvalidInput(f"distributed embedder training failed (exit {proc.returncode}); see the log above")
     return json.loads((run_dir / "summary.json").read_text())

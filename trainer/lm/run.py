@@ -13,9 +13,7 @@ import argparse
 import json
 import logging
 import os
-import socket
 import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch.distributed as dist
 
 from common.errors import InvalidInput, NotFound
 from common.jsonlog import setup_logging
+from trainer.ddp import torchrun
 from trainer.lm.checkpoint import load_model, save_checkpoint
 from trainer.lm.data import LmDataset
 from trainer.lm.model import ModelArgs, Transformer
@@ -84,14 +83,7 @@ def run_training(run_dir: Path, resume: bool = False, stop_after: int | None = N
 
 def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any]:
     """Run `run_training` under torchrun with `nproc` gloo ranks; returns rank 0's summary."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "trainer.lm.run", str(run_dir)]
-    if resume:
-        cmd.append("--resume")
-    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
+    proc = torchrun("trainer.lm.run", run_dir, nproc, resume, stdout=subprocess.PIPE)
     if proc.returncode != 0:
         raise InvalidInput(f"distributed training failed (exit {proc.returncode}); see the log above")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
