@@ -141,6 +141,7 @@ class LmConfig(Section):
     qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
+    qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
 
 
 class QuantizeConfig(Section):

@@ -7,6 +7,8 @@ int32 memory-mapped .npy arrays so training reads batches without holding the co
     targets.npy  (N, target_len)   target tokens, right-padded with -1
     prefix.npy   (N, prefix_len)   neighbour prefix tokens, right-padded with -1 (prefix_len may be 0)
     lens.npy     (N, 2)            [target length, prefix length] per row
+    loss_mask.npy (N, target_len)  optional: 1 where a target token is scored (packed QA rows score
+                                   answers, not the questions between them); absent = all scored
     meta.json                      shapes, counts and how the data was made
 
 The held-out split is by document (a document's chunks are all train or all held-out), chosen by a
@@ -151,10 +153,16 @@ class LmDataset:
             self.targets = np.load(d / "targets.npy", mmap_mode="r")  # (N, Tt)
             self.prefix = np.load(d / "prefix.npy", mmap_mode="r")  # (N, P)
             self.lens = np.load(d / "lens.npy", mmap_mode="r")  # (N, 2)
+            self.loss_mask = np.load(d / "loss_mask.npy", mmap_mode="r") if (d / "loss_mask.npy").exists() else None
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise ArtifactCorrupt(f"LM dataset {d} is unreadable: {e}") from e
         if not (len(self.targets) == len(self.prefix) == len(self.lens) == self.meta["rows"]):
             raise ArtifactCorrupt(f"LM dataset {d} has inconsistent array lengths")
+        if self.loss_mask is not None and self.loss_mask.shape != self.targets.shape:
+            raise ArtifactCorrupt(f"LM dataset {d}: loss_mask.npy does not match targets.npy")
+        # Scored tokens per row: the training loop normalises each step's loss by their sum.
+        self.row_loss_tokens = (np.asarray(self.lens[:, 0]) if self.loss_mask is None
+                                else (np.asarray(self.loss_mask) > 0).sum(axis=1))
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -180,11 +188,13 @@ class LmDataset:
         x = torch.zeros(len(rows), T, dtype=torch.long)  # (B, T) pad id 0 (<unk>), masked out anyway
         y = torch.full((len(rows), T), -1, dtype=torch.long)  # (B, T)
         mask = torch.zeros(len(rows), T, dtype=torch.bool)  # (B, T)
-        for b, (row, start) in enumerate(rows):
+        for b, ((row, start), i) in enumerate(zip(rows, indices)):
             n = len(row) - 1
             x[b, :n] = torch.tensor(row[:-1])
             y[b, :n] = torch.tensor(row[1:])
             mask[b, start - 1 : n] = True  # positions whose next token is a target token
+            if self.loss_mask is not None:
+                mask[b, start - 1 : n] &= torch.from_numpy(self.loss_mask[i, : n - start + 1] > 0)
         return x, y, mask
 
 

@@ -3,7 +3,8 @@
 Prompt (also `tokenizer.PROMPT_FORMAT`, recorded in the manifest):
     <s><ctx> passage </ctx>...<q> question <a> answer</s>
 QA examples are stored in the same memmap layout as LM data (trainer/lm/data.py): the prefix holds
-context + question + `<a>`, the target holds answer + `</s>`, so the loss is on the answer only.
+context + question + `<a>`, the target holds answer + `</s>`, so the loss is on the answer only
+(several pairs per row after one shared context when packed; see `build_qa_dataset`).
 
 Synthetic questions: a named entity (from the docstore's NER) or, failing that, a capitalised phrase
 or number is removed from a sentence and replaced by a wh-word chosen by its label; the removed span
@@ -79,7 +80,7 @@ def load_qa_jsonl(path: Path) -> list[QaExample]:
 _WH = {"PERSON": "who", "ORG": "what organisation", "GPE": "where", "LOC": "where", "DATE": "when",
        "TIME": "when", "CARDINAL": "how many", "QUANTITY": "how much", "PERCENT": "what percentage",
        "MONEY": "how much", "NORP": "which group", "EVENT": "what event", "WORK_OF_ART": "what"}
-_SENT = re.compile(r"[^.!?]{20,300}[.!?]")
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _PHRASE = re.compile(r"\b(?:[A-Z][\w-]+(?:\s+(?:of|the|de|and)?\s*[A-Z][\w-]+)*|\d[\d,.]*%?)")
 
 Spans = Callable[[ChunkLike], list[tuple[int, int, str]]]  # (start, end, label) chunk-relative
@@ -97,30 +98,52 @@ def regex_spans(chunk: ChunkLike) -> list[tuple[int, int, str]]:
     return out
 
 
+def sentence_spans(text: str, min_chars: int = 20, max_chars: int = 400) -> list[tuple[int, int]]:
+    """Sentence (start, end) offsets split at end punctuation before a capital or digit; overlong
+    sentences are skipped, not cut, so a question never starts mid-word."""
+    out, start = [], 0
+    for m in [*_SENT_END.finditer(text), None]:
+        end = m.start() if m else len(text)
+        a, b = start, end
+        while a < b and text[a].isspace():
+            a += 1
+        if min_chars <= b - a <= max_chars:
+            out.append((a, b))
+        start = m.end() if m else len(text)
+    return out
+
+
 def cloze_questions(
-    chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0
+    chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
+    per_sentence: int = 1,
 ) -> list[QaExample]:
-    """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer."""
+    """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
+
+    A chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them
+    in one row after their shared context.
+    """
     rng = random.Random(seed)
     out: list[QaExample] = []
     for chunk in chunks:
-        sentences = [(m.start(), m.end()) for m in _SENT.finditer(chunk.text)]
+        sentences = sentence_spans(chunk.text)
         cands = []
         for s, e, label in spans(chunk):
             sent = next(((a, b) for a, b in sentences if a <= s and e <= b), None)
-            if sent is None or e - s > 60 or e - s < 2:
+            if sent is None or e - s > 60 or e - s < 2 or (e - s) > 0.6 * (sent[1] - sent[0]):
                 continue
             cands.append((s, e, label, sent))
         rng.shuffle(cands)
-        used: set[tuple[int, int]] = set()  # one question per sentence
+        used: Counter[tuple[int, int]] = Counter()
+        n = 0
         for s, e, label, sent in cands:
-            if sent in used:
+            if used[sent] >= per_sentence:
                 continue
-            used.add(sent)
+            used[sent] += 1
             a, b = sent
             question = (chunk.text[a:s] + _WH.get(label, "what") + chunk.text[e:b]).strip().rstrip(".!?") + "?"
             out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
-            if len(used) >= per_chunk:
+            n += 1
+            if n >= per_chunk:
                 break
     return out
 
@@ -132,29 +155,51 @@ def build_qa_dataset(
     passage_len: int,
     retrieve: Callable[[str], list[str]] | None = None,
     max_answer: int = 32,
+    pack: int = 1,
+    max_row: int | None = None,
 ) -> dict[str, int]:
-    """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + </s>."""
+    """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + `</s>`.
+
+    With `pack` > 1, consecutive examples with the same context share one row (up to `pack`
+    questions and `max_row` tokens): `ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss on
+    the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
+    the answer tokens a row teaches, which is what a copy skill learned from scratch is short of.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prefixes, targets = [], []
+    prefixes: list[list[int]] = []
+    targets: list[list[int]] = []
+    masks: list[list[int]] = []
+    last_ctx: tuple[str, ...] | None = None
     for ex in examples:
         contexts = ex.context if ex.context else tuple(retrieve(ex.question) if retrieve else ())
-        prefix = qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:]  # BOS is added per row
-        target = [*tokenizer.encode(ex.answer)[:max_answer], tokenizer.eos_id]  # "▁Answer": the dummy-prefix space
-        prefixes.append(prefix)
-        targets.append(target)
+        answer = [*tokenizer.encode(ex.answer)[:max_answer], tokenizer.eos_id]  # "▁Answer": the dummy-prefix space
+        if pack > 1 and ex.context and contexts == last_ctx:
+            more = [tokenizer.q_id, *tokenizer.encode(ex.question)[:64], tokenizer.a_id]
+            fits = max_row is None or len(prefixes[-1]) + len(targets[-1]) + len(more) + len(answer) <= max_row
+            if fits and targets[-1].count(tokenizer.eos_id) < pack:
+                targets[-1] += more + answer
+                masks[-1] += [0] * len(more) + [1] * len(answer)
+                continue
+        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:])  # BOS is added per row
+        targets.append(answer)
+        masks.append([1] * len(answer))
+        last_ctx = contexts
     if not targets:
         raise InvalidInput("no QA examples to train on")
     P, T = max(map(len, prefixes)), max(map(len, targets))
     pre = np.full((len(targets), P), -1, np.int32)
     tgt = np.full((len(targets), T), -1, np.int32)
+    msk = np.zeros((len(targets), T), np.int32)
     lens = np.zeros((len(targets), 2), np.int32)
-    for i, (p, t) in enumerate(zip(prefixes, targets)):
-        pre[i, : len(p)], tgt[i, : len(t)], lens[i] = p, t, (len(t), len(p))
+    for i, (p, t, m) in enumerate(zip(prefixes, targets, masks)):
+        pre[i, : len(p)], tgt[i, : len(t)], msk[i, : len(m)], lens[i] = p, t, m, (len(t), len(p))
     _write(out_dir / "targets.npy", tgt)
     _write(out_dir / "prefix.npy", pre)
     _write(out_dir / "lens.npy", lens)
-    meta = {"rows": len(targets), "target_tokens": int(lens[:, 0].sum()), "target_len": T, "prefix_len": P, "qa": True}
+    _write(out_dir / "loss_mask.npy", msk)
+    meta = {"rows": len(targets), "questions": len(examples), "target_tokens": int(msk.sum()), "target_len": T,
+            "prefix_len": P, "longest_row": int(lens.sum(axis=1).max()), "qa": True}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
 

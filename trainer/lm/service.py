@@ -105,10 +105,11 @@ def prepare_qa_run(
     train_ex = [e for e, k in zip(examples, keys) if k not in held]
     held_ex = [e for e, k in zip(examples, keys) if k in held]
     plen = min(cfg.qa_passage_len, model.args.max_seq_len // 2)
-    tm = build_qa_dataset(train_ex, tok, run_dir / "data" / "train", plen, retrieve)
+    pack = {"pack": cfg.qa_pack, "max_row": model.args.max_seq_len}
+    tm = build_qa_dataset(train_ex, tok, run_dir / "data" / "train", plen, retrieve, **pack)
     if held_ex:
-        build_qa_dataset(held_ex, tok, run_dir / "data" / "heldout", plen, retrieve)
-    longest = tm["prefix_len"] + tm["target_len"]
+        build_qa_dataset(held_ex, tok, run_dir / "data" / "heldout", plen, retrieve, **pack)
+    longest = tm["longest_row"]
     if longest > model.args.max_seq_len:
         raise InvalidInput(f"QA rows of {longest} tokens exceed the model context {model.args.max_seq_len}")
     meta = {**manifest.get("training", {}), "qa": {"examples": len(train_ex), "heldout": len(held_ex),

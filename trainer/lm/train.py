@@ -154,7 +154,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         idx, ctx = step_batch(len(train_ds), cfg.batch_size, step, cfg.seed, cfg.context_mix if with_ctx else 0.0)
-        global_tokens = float(np.asarray(train_ds.lens)[idx, 0].sum())
+        global_tokens = float(train_ds.row_loss_tokens[idx].sum())
         my_idx, my_ctx = idx[rank::world], ctx[rank::world]
         step_loss = torch.zeros((), dtype=torch.float64)
         for m in range(cfg.grad_accum):

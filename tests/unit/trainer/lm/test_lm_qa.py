@@ -5,7 +5,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
-                           token_f1)
+                           sentence_spans, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -31,6 +31,33 @@ def test_qa_rows_put_the_loss_on_the_answer_only(tokenizer, tmp_path):
     prompt = qa_prompt_ids(tokenizer, ex[0].context, ex[0].question, 64)
     assert x[0, : len(prompt)].tolist() == prompt and prompt[-1] == tokenizer.a_id
     assert tokenizer.decode(x[1].tolist()).count("Rust is a language.") == 1  # retrieved when absent
+
+
+def test_packed_rows_share_the_context_and_score_every_answer(tokenizer, tmp_path):
+    ctx = ("The piano was invented in Italy. Bees dance in Spain.",)
+    ex = [QaExample("Where was the piano invented?", "Italy", ctx), QaExample("Where do bees dance?", "Spain", ctx),
+          QaExample("What dances?", "Bees", ctx), QaExample("What is Rust?", "a language", ("Rust is a language.",))]
+    meta = build_qa_dataset(ex, tokenizer, tmp_path, passage_len=64, pack=2)
+    assert meta["rows"] == 3 and meta["questions"] == 4  # 2 + 1 (pack limit) share ctx; Rust has its own row
+    ds = LmDataset(tmp_path)
+    x, y, mask = ds.batch([0], True)
+    eos = tokenizer.eos_id
+    assert y[0][mask[0]].tolist() == tokenizer.encode("Italy") + [eos] + tokenizer.encode("Spain") + [eos]
+    text = tokenizer.decode(x[0].tolist())
+    assert text.count("The piano was invented") == 1 and "Where do bees dance?" in text
+    first = qa_prompt_ids(tokenizer, ctx, ex[0].question, 64)
+    assert x[0, : len(first)].tolist() == first  # the first pair is exactly the inference prompt
+    assert ds.row_loss_tokens[0] == int(mask[0].sum())  # the step normaliser counts answers only
+    # a length cap starts a new row instead of overflowing the model context
+    one_row = len(first) + len(tokenizer.encode("Italy")) + 1
+    capped = build_qa_dataset(ex[:2], tokenizer, tmp_path / "capped", passage_len=64, pack=8, max_row=one_row)
+    assert capped["rows"] == 2 and capped["longest_row"] <= one_row
+
+
+def test_sentences_never_start_mid_word():
+    text = "Dr Smith met Jones in 1999. It rained. Y" + "y" * 500 + ". The end came in 2001."
+    got = [text[a:b] for a, b in sentence_spans(text, min_chars=5)]
+    assert got == ["Dr Smith met Jones in 1999.", "It rained.", "The end came in 2001."]  # the overlong one is skipped
 
 
 def test_load_qa_jsonl_validates(tmp_path):
