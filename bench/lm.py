@@ -207,7 +207,7 @@ def ner_spans(chunks: list[Chunk]) -> dict[str, list[tuple[int, int, str]]]:
     return {c.doc_id: [(e.start, e.end, e.label) for e in es] for c, es in zip(chunks, ents)}
 
 
-def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int,
+def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any]) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
@@ -220,12 +220,13 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     lm_summary = run_training(lm_run)
     lm_s = time.perf_counter() - t0
     spans = ner_spans(chunks)
-    synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0)
+    synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
+                            per_sentence=per_sentence)
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
     t0 = time.perf_counter()
-    prepare_qa_run(qa_run, qa_out, lm_out, synth, qa_cfg, retrieve=None)
+    qa_data = prepare_qa_run(qa_run, qa_out, lm_out, synth, qa_cfg, retrieve=None)
     qa_summary = run_training(qa_run)
     qa_s = time.perf_counter() - t0
     model, tok, _ = load_model(qa_out)
@@ -260,6 +261,9 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
+        "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
+        "qa_rows": json.loads((qa_run / "data" / "train" / "meta.json").read_text())["rows"],
+        "qa_train_questions": qa_data["qa"]["examples"],
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
@@ -351,7 +355,8 @@ def main() -> None:
     ap.add_argument("--squad-lm-steps", type=int, default=300)
     ap.add_argument("--squad-qa-steps", type=int, default=300)
     ap.add_argument("--squad-questions", type=int, default=200)
-    ap.add_argument("--synthetic-per-chunk", type=int, default=4)
+    ap.add_argument("--synthetic-per-chunk", type=int, default=12)
+    ap.add_argument("--synthetic-per-sentence", type=int, default=3)
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
@@ -404,7 +409,7 @@ def main() -> None:
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
-                                        a.synthetic_per_chunk, sq_cfg)
+                                        a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg)
     save()
     print(json.dumps(result, indent=2))
 
