@@ -12,7 +12,7 @@
    budget); each is scored on the same held-out target tokens without and with retrieved context.
 3. squad: SQuAD v1.1 dev paragraphs are the corpus; an LM is pre-trained on them (retrieval rows),
    then fine-tuned on synthetic cloze questions generated from them (spaCy NER spans -> wh-word;
-   SQuAD's own questions are never trained on). SQuAD questions are answered greedily with the gold
+   up to 8 questions packed per row after their paragraph; SQuAD's own questions are never trained on). SQuAD questions are answered greedily with the gold
    paragraph as context and with the top BM25 paragraph: exact match and token F1.
 
 Writes bench/results/lm.json and bench/results/lm.md.

@@ -1,0 +1,101 @@
+"""Can the model learn to copy from its context? A probe behind the SQuAD miss of bench/lm.py.
+
+Answering from context needs induction heads: attend to where the current token occurred earlier
+and copy what followed it. The probe trains on random-token rows, where copying is the only way to
+lower the loss, and reports the loss on the copied tokens (ln V when nothing is copied, about 0 when
+copying works):
+
+  fixed:    `<s> s s` with |s| = 64: the copy is always 64 positions back (a positional shortcut
+            suffices, no induction needed);
+  variable: `<s> r seg` with seg a random 32-token slice of the 200-token r: the copy source moves,
+            so only a real induction circuit lowers the loss (the first seg token is not scored).
+
+Each task trains the `small` preset from scratch and, with --init, the given checkpoint (e.g. the
+SQuAD-pretrained LM of bench/lm.py). Writes bench/results/lm-copy-probe.json.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_copy_probe.py --steps 500 \
+        --init bench/work/lm-lm/squad-model-small-lm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainer.lm.checkpoint import load_model  # noqa: E402
+from trainer.lm.model import Transformer, preset_args  # noqa: E402
+
+
+def copy_batch(task: str, vocab: int, batch: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (B, T+1), scored mask (B, T)) of one random copy batch; ids from 10 up (no specials)."""
+    if task == "fixed":
+        s = torch.randint(10, vocab, (batch, 64), generator=g)
+        x = torch.cat([torch.ones(batch, 1, dtype=torch.long), s, s], 1)  # (B, 129)
+        mask = torch.zeros(batch, 128, dtype=torch.bool)
+        mask[:, 64:] = True  # predictions of the second copy
+        return x, mask
+    n, m = 200, 32
+    r = torch.randint(10, vocab, (batch, n), generator=g)
+    starts = torch.randint(0, n - m, (batch,), generator=g)
+    seg = torch.stack([r[b, int(a) : int(a) + m] for b, a in enumerate(starts)])  # (B, m)
+    x = torch.cat([torch.ones(batch, 1, dtype=torch.long), r, seg], 1)  # (B, 1 + n + m)
+    mask = torch.zeros(batch, n + m, dtype=torch.bool)
+    mask[:, n + 1 :] = True  # seg[1:], predictable once seg[0] is seen
+    return x, mask
+
+
+def probe(model: Transformer, task: str, steps: int, lr: float, batch: int, seed: int) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    model.train()
+    curve, t0 = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        x, mask = copy_batch(task, model.args.vocab_size, batch, g)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = model(x[:, :-1], x[:, 1:], mask)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 25 == 0 or step == 1:
+            curve.append([step, round(float(loss.detach()), 4)])
+    solved = next((s for s, v in curve if v < 0.5), None)
+    return {"task": task, "steps": steps, "lr": lr, "final_loss": curve[-1][1], "uniform_loss": round(math.log(model.args.vocab_size), 3),
+            "first_step_below_0.5": solved, "seconds": round(time.perf_counter() - t0, 1), "curve": curve}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--init", type=Path, default=None, help="an LM checkpoint to probe besides a fresh model")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-copy-probe.json")
+    a = ap.parse_args()
+    rows = []
+    for task in ("fixed", "variable"):
+        starts: list[tuple[str, Any]] = [("scratch", None)] + ([("init", a.init)] if a.init else [])
+        for name, init in starts:
+            torch.manual_seed(0)
+            model = load_model(init)[0] if init else Transformer(preset_args("small", a.vocab, 512))
+            r = {"model": str(init) if init else "small preset, random init", **probe(model, task, a.steps, a.lr, a.batch, 0)}
+            print(json.dumps({k: v for k, v in r.items() if k != "curve"}), file=sys.stderr)
+            rows.append(r)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_copy_probe.py " + " ".join(sys.argv[1:]),
+                                 "threads": torch.get_num_threads(), "probes": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
