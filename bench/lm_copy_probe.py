@@ -80,11 +80,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--tasks", default="fixed,variable")
     ap.add_argument("--init", type=Path, default=None, help="an LM checkpoint to probe besides a fresh model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-copy-probe.json")
     a = ap.parse_args()
     rows = []
-    for task in ("fixed", "variable"):
+    for task in a.tasks.split(","):
+        if task not in ("fixed", "variable"):
+            ap.error(f"unknown task {task!r}")
         starts: list[tuple[str, Any]] = [("scratch", None)] + ([("init", a.init)] if a.init else [])
         for name, init in starts:
             torch.manual_seed(0)
