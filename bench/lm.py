@@ -357,6 +357,7 @@ def main() -> None:
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
+    ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
@@ -407,7 +408,7 @@ def main() -> None:
                                     [v for v in a.ppl_variants.split(",") if v], base_cfg, a.ppl_eval_rows)
         save()
     if "squad" in sections:
-        sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300}
+        sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg)
     save()

@@ -38,6 +38,7 @@ class VectorSearcher:
         return self.s.search(query, k=k, mode=mode, allowed_ids=allowed_ids,  # type: ignore[arg-type]
                              exclude_doc_ids=exclude_doc_ids, query_vec=self.vec)
 
+
 class MetadataIndex:
     """doc metadata and chunk ids of one index generation, built on first use of a metadata filter."""
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from common.errors import InvalidInput, NotFound
 from common.jsonl import iter_jsonl
-from indexer.chunking import sentence_spans
-from indexer.chunking import index_text
+from indexer.chunking import index_text, sentence_spans
 from indexer.types import Chunk, Entity
 
 SOURCES = ("title", "ict", "entity")

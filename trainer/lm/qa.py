@@ -27,6 +27,7 @@ import numpy as np
 
 from common.errors import InvalidInput
 from common.jsonl import iter_jsonl
+from indexer.chunking import sentence_spans
 from trainer.lm.data import ChunkLike, _write
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
 
@@ -80,7 +81,7 @@ def load_qa_jsonl(path: Path) -> list[QaExample]:
 _WH = {"PERSON": "who", "ORG": "what organisation", "GPE": "where", "LOC": "where", "DATE": "when",
        "TIME": "when", "CARDINAL": "how many", "QUANTITY": "how much", "PERCENT": "what percentage",
        "MONEY": "how much", "NORP": "which group", "EVENT": "what event", "WORK_OF_ART": "what"}
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
 _PHRASE = re.compile(r"\b(?:[A-Z][\w-]+(?:\s+(?:of|the|de|and)?\s*[A-Z][\w-]+)*|\d[\d,.]*%?)")
 
 Spans = Callable[[ChunkLike], list[tuple[int, int, str]]]  # (start, end, label) chunk-relative
@@ -98,18 +99,22 @@ def regex_spans(chunk: ChunkLike) -> list[tuple[int, int, str]]:
     return out
 
 
-def sentence_spans(text: str, min_chars: int = 20, max_chars: int = 400) -> list[tuple[int, int]]:
-    """Sentence (start, end) offsets split at end punctuation before a capital or digit; overlong
-    sentences are skipped, not cut, so a question never starts mid-word."""
-    out, start = [], 0
-    for m in [*_SENT_END.finditer(text), None]:
-        end = m.start() if m else len(text)
-        a, b = start, end
-        while a < b and text[a].isspace():
-            a += 1
-        if min_chars <= b - a <= max_chars:
-            out.append((a, b))
-        start = m.end() if m else len(text)
+def question_sentences(text: str, min_chars: int = 20, max_chars: int = 400) -> list[tuple[int, int]]:
+    """The indexer's sentences, rejoined where a piece starts lower-case (after "e.g." and the like) and
+    without a closing quote after the final stop; overlong ones are skipped, not cut, so a question
+    never starts mid-sentence."""
+    merged: list[tuple[int, int]] = []
+    for s, e in sentence_spans(text):
+        if merged and not _STARTS_SENTENCE.match(text, s):
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    out = []
+    for s, e in merged:
+        if e - s >= 2 and text[e - 1] in "\"')]" and text[e - 2] in ".!?":
+            e -= 1
+        if min_chars <= e - s <= max_chars:
+            out.append((s, e))
     return out
 
 
@@ -125,7 +130,7 @@ def cloze_questions(
     rng = random.Random(seed)
     out: list[QaExample] = []
     for chunk in chunks:
-        sentences = sentence_spans(chunk.text)
+        sentences = question_sentences(chunk.text)
         cands = []
         for s, e, label in spans(chunk):
             sent = next(((a, b) for a, b in sentences if a <= s and e <= b), None)

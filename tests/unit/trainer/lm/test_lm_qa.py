@@ -5,7 +5,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
-                           sentence_spans, token_f1)
+                           question_sentences, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -56,7 +56,7 @@ def test_packed_rows_share_the_context_and_score_every_answer(tokenizer, tmp_pat
 
 def test_sentences_never_start_mid_word():
     text = "Dr Smith met Jones in 1999. It rained. Y" + "y" * 500 + ". The end came in 2001."
-    got = [text[a:b] for a, b in sentence_spans(text, min_chars=5)]
+    got = [text[a:b] for a, b in question_sentences(text, min_chars=5)]
     assert got == ["Dr Smith met Jones in 1999.", "It rained.", "The end came in 2001."]  # the overlong one is skipped
 
 
