@@ -83,8 +83,9 @@ class EmbedderTrainConfig(Section):
     epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(64, ge=2, le=65536, description="Pairs per optimizer step (in-batch negatives).")
     mini_batch_size: int = Field(16, ge=1, le=4096, description="CachedMNRL mini-batch (memory bound).")
-    loss: Literal["cached_mnrl", "mnrl"] = Field(
-        "cached_mnrl", description="CachedMultipleNegativesRankingLoss (GradCache) or the plain MNRL.")
+    loss: Literal["cached_mnrl", "mnrl", "distill"] = Field(
+        "cached_mnrl", description="CachedMultipleNegativesRankingLoss (GradCache), the plain MNRL, or MNRL plus "
+        "listwise distillation of the hybrid (BM25 + dense) ranking of each query's index candidates.")
     lr: float = Field(2e-5, gt=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.01, ge=0, le=10)
@@ -96,6 +97,13 @@ class EmbedderTrainConfig(Section):
                                     "cosine are near-duplicates, never negatives.")
     negative_skip_top: int = Field(0, ge=0, le=100, description="Filtered candidates skipped at the top "
                                    "(likeliest unlabelled positives).")
+    distill_candidates: int = Field(7, ge=2, le=64, description="Index candidates per query scored by the hybrid "
+                                    "teacher (loss 'distill').")
+    distill_weight: float = Field(1.0, ge=0, le=100, description="Weight of the distillation term next to MNRL.")
+    distill_temperature: float = Field(0.05, gt=0, le=10, description="Teacher temperature over the fused "
+                                       "min-max scores in [0, 1] (the student's is MNRL's 1/20).")
+    teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
+                                        "(the rest is BM25).")
     sources: str = Field("title,ict,entity", description="Comma-separated mined pair sources: title, ict, entity.")
     ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
     mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")

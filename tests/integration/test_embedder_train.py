@@ -13,6 +13,7 @@ import pytest
 from common.errors import InvalidInput, ManifestMismatch, ModelUnavailable
 from common.settings import load_settings
 from indexer import service
+from indexer.chunking import index_text
 from indexer.embedder import load_embedder
 from indexer.workspace import Workspace
 from tests.unit.trainer.embedder.tiny_model import build_tiny_model, write_beir
@@ -91,6 +92,26 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
     for p in train:
         assert len(p.negatives) == 1
         assert p.negatives[0] not in own[p.doc_id]  # never a chunk of the positive's own document
+
+
+def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], loss="distill", distill_candidates=3, negative_depth=20,
+                      negative_max_sim=1.0)  # a random tiny BERT puts every text near every other
+    out = tmp_path / "distilled"
+    rep = train_embedder(s, out=out, progress=False)
+    losses = [r["loss"] for r in rep["loss_curve"]]
+    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["loss"]["name"].endswith("hybrid listwise KL distillation")
+    assert manifest["loss"]["candidates"] == 3 and manifest["data"]["negatives_per_pair"] == 3
+    train = pairs_from_jsonl((ws / "runs" / "embedder-distilled" / "train.jsonl").read_text())
+    store = Workspace.open(s).store
+    own_doc = {index_text(c.title, c.text): c.doc_id for c in store.iter_chunks()}
+    for p in train:
+        assert len(p.negatives) == len(p.teacher) == 3 and all(0.0 <= t <= 1.0 for t in p.teacher)
+        assert all(own_doc[n] != p.doc_id for n in p.negatives)  # never the positive's own document
+        assert len({own_doc[n] for n in p.negatives}) == 3  # one candidate per document
+    assert any(p.teacher[0] > p.teacher[-1] for p in train)  # graded, not constant
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, ws, tmp_path):

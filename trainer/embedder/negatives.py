@@ -10,11 +10,14 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from indexer.chunking import index_text
+from indexer.fusion import weighted_fuse
 from trainer.embedder.pairs import Pair, _norm, with_negatives
 
 log = logging.getLogger(__name__)
@@ -95,33 +98,13 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
     """
     if not pairs:
         return []
-    store, emb = searcher.store, searcher.embedder
+    store = searcher.store
     all_ids = [int(i) for i in store.active_chunk_ids()]
     rng = random.Random(seed)
-    positives_of: dict[str, set[str]] = defaultdict(set)
-    for p in pairs:
-        positives_of[_norm(p.query)].add(p.doc_id)
-    # Query vectors once, in batches (the Searcher would otherwise embed each query on its own).
-    qvecs = emb.encode([p.query for p in pairs], is_query=True, batch_size=64, show_progress=False)
-    pos_vecs = _positive_vectors(pairs, store, emb)
-    ranked_all: list[list[int]] = []
-    ranked_dense: list[list[int]] = []
-    ranked_bm25: list[list[int]] = []
-    for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair")):
-        ids, detail = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
-        ranked_all.append(ids)
-        dense = detail.get("dense", {})
-        ranked_dense.append(sorted(dense, key=lambda c: dense[c][0]))
-        bm25 = detail.get("bm25", {})
-        ranked_bm25.append(sorted(bm25, key=lambda c: bm25[c][0]))
-    cand = sorted({c for r in ranked_all + ranked_dense + ranked_bm25 for c in r})
-    chunks = store.get_chunks(cand)
-    cvecs = store.get_embeddings(cand, emb.id, emb.dim)
-    missing = [c for c in cand if c not in cvecs]
-    if missing:
-        vecs = emb.encode([index_text(chunks[c].title, chunks[c].text) for c in missing], batch_size=64)
-        cvecs.update(zip(missing, vecs))
-    doc_of = {c: ch.doc_id for c, ch in chunks.items()}
+    positives_of = _positives_of(pairs)
+    r = _rank_pairs(pairs, searcher, mode, depth, progress)
+    ranked_all, ranked_dense, ranked_bm25 = r.fused, r.dense, r.bm25
+    chunks, cvecs, doc_of, pos_vecs = r.chunks, r.cvecs, r.doc_of, r.pos_vecs
     if max_pairs is not None and len(pairs) > max_pairs:
         d_ranks = [doc_rank(ranked_dense[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
         b_ranks = [doc_rank(ranked_bm25[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
@@ -155,6 +138,101 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
     if n == 0:
         out = [with_negatives(p, ()) for p in pairs]
     log.info("hard negatives: %d from the index, %d random, %d pairs dropped", n_hard, n_random, len(pairs) - len(out))
+    return out
+
+
+@dataclass
+class _Ranked:
+    """Each pair's rankings (fused, dense, BM25 with scores) and what the filters need about the candidates."""
+
+    fused: list[list[int]]
+    dense: list[list[int]]
+    bm25: list[list[int]]
+    detail: list[dict[str, dict[int, tuple[int, float]]]]
+    chunks: dict[int, Any]
+    cvecs: dict[int, np.ndarray]
+    doc_of: dict[int, str]
+    pos_vecs: np.ndarray
+
+
+def _positives_of(pairs: Sequence[Pair]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for p in pairs:
+        out[_norm(p.query)].add(p.doc_id)
+    return out
+
+
+def _rank_pairs(pairs: Sequence[Pair], searcher, mode: str, depth: int, progress: bool) -> _Ranked:
+    """Search every pair's query once (vectors in batches) and load the candidates' chunks and vectors."""
+    store, emb = searcher.store, searcher.embedder
+    qvecs = emb.encode([p.query for p in pairs], is_query=True, batch_size=64, show_progress=False)
+    fused, dense_r, bm25_r, details = [], [], [], []
+    for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair")):
+        ids, detail = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
+        fused.append(ids)
+        details.append(detail)
+        dense = detail.get("dense", {})
+        dense_r.append(sorted(dense, key=lambda c: dense[c][0]))
+        bm25 = detail.get("bm25", {})
+        bm25_r.append(sorted(bm25, key=lambda c: bm25[c][0]))
+    cand = sorted({c for r in fused + dense_r + bm25_r for c in r})
+    chunks = store.get_chunks(cand)
+    cvecs = store.get_embeddings(cand, emb.id, emb.dim)
+    missing = [c for c in cand if c not in cvecs]
+    if missing:
+        vecs = emb.encode([index_text(chunks[c].title, chunks[c].text) for c in missing], batch_size=64)
+        cvecs.update(zip(missing, vecs))
+    return _Ranked(fused, dense_r, bm25_r, details, chunks, cvecs, {c: ch.doc_id for c, ch in chunks.items()},
+                   _positive_vectors(pairs, store, emb))
+
+
+def teacher_scores(detail: Mapping[str, Mapping[int, tuple[int, float]]], dense_weight: float) -> dict[int, float]:
+    """The hybrid teacher: a convex combination of each retriever's min-max normalised scores, in [0, 1].
+
+    Scores, not reciprocal ranks: distillation needs graded targets, and RRF flattens them.
+    """
+    per = {name: (list(d), [s for _, s in d.values()]) for name, d in detail.items() if d}
+    return dict(weighted_fuse(per, {"dense": dense_weight, "bm25": 1.0 - dense_weight}))
+
+
+def spread_candidates(filtered: Sequence[int], n: int, rng: random.Random) -> list[int]:
+    """n candidates: the top half of the filtered ranking, the rest sampled from deeper down.
+
+    The teacher's distribution only teaches an order if it covers both close calls and clear losers.
+    """
+    if len(filtered) <= n:
+        return list(filtered)
+    top = (n + 1) // 2
+    return list(filtered[:top]) + sorted(rng.sample(list(filtered[top:]), n - top), key=list(filtered).index)
+
+
+def mine_teacher_candidates(pairs: Sequence[Pair], searcher, n: int, depth: int = 30, max_sim: float = 0.95,
+                            dense_weight: float = 0.5, seed: int = 0, progress: bool = True,
+                            max_pairs: int | None = None) -> list[Pair]:
+    """Give every pair n index candidates with the hybrid teacher's scores (pairs with fewer are dropped).
+
+    Candidates pass the same filters as hard negatives (no positive document, no near-duplicate of the
+    positive, one chunk per document) but none is skipped: the teacher's graded scores, not a hard
+    label, say how relevant each is.
+    """
+    if not pairs:
+        return []
+    rng = random.Random(seed)
+    positives_of = _positives_of(pairs)  # over all pairs: a query's other positives are never candidates
+    if max_pairs is not None and len(pairs) > max_pairs:
+        pairs = rng.sample(list(pairs), max_pairs)
+    r = _rank_pairs(pairs, searcher, "hybrid", depth, progress)
+    out: list[Pair] = []
+    for i, p in enumerate(pairs):
+        teacher = teacher_scores(r.detail[i], dense_weight)
+        ranked = sorted(teacher, key=lambda c: (-teacher[c], c))
+        sims = {c: float(r.cvecs[c] @ r.pos_vecs[i]) for c in ranked if c in r.cvecs}
+        filtered = select_negatives(ranked, positives_of[_norm(p.query)], r.doc_of, sims, len(ranked), max_sim)
+        chosen = spread_candidates(filtered, n, rng)
+        if len(chosen) == n:
+            out.append(with_negatives(p, [index_text(r.chunks[c].title, r.chunks[c].text) for c in chosen],
+                                      [round(teacher[c], 5) for c in chosen]))
+    log.info("teacher candidates: %d pairs kept of %d (%d candidates each)", len(out), len(pairs), n)
     return out
 
 

@@ -36,6 +36,7 @@ class Pair:
     source: str
     negatives: tuple[str, ...] = ()
     chunk_id: int | None = None  # the positive chunk in our index, when it comes from there
+    teacher: tuple[float, ...] = ()  # the hybrid teacher's score of each negative (loss "distill")
 
 
 def _words(text: str) -> int:
@@ -216,7 +217,8 @@ def cap_pairs(pairs: Sequence[Pair], max_pairs: int, rng: random.Random) -> list
 
 def pairs_to_jsonl(pairs: Iterable[Pair]) -> str:
     return "".join(json.dumps({"query": p.query, "positive": p.positive, "doc_id": p.doc_id, "source": p.source,
-                               "negatives": list(p.negatives), "chunk_id": p.chunk_id}) + "\n" for p in pairs)
+                               "negatives": list(p.negatives), "chunk_id": p.chunk_id, "teacher": list(p.teacher)}) + "\n"
+                   for p in pairs)
 
 
 def pairs_from_jsonl(text: str) -> list[Pair]:
@@ -224,12 +226,13 @@ def pairs_from_jsonl(text: str) -> list[Pair]:
     for line in text.splitlines():
         if line.strip():
             o = json.loads(line)
-            out.append(Pair(o["query"], o["positive"], o["doc_id"], o["source"], tuple(o["negatives"]), o["chunk_id"]))
+            out.append(Pair(o["query"], o["positive"], o["doc_id"], o["source"], tuple(o["negatives"]), o["chunk_id"],
+                            tuple(o.get("teacher", ()))))
     return out
 
 
-def with_negatives(pair: Pair, negatives: Sequence[str]) -> Pair:
-    return replace(pair, negatives=tuple(negatives))
+def with_negatives(pair: Pair, negatives: Sequence[str], teacher: Sequence[float] = ()) -> Pair:
+    return replace(pair, negatives=tuple(negatives), teacher=tuple(teacher))
 
 
 def source_counts(pairs: Iterable[Pair]) -> dict[str, int]:

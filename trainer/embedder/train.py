@@ -30,12 +30,14 @@ from common.settings import EmbedderTrainConfig, Settings
 from indexer.chunking import index_text
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
-from trainer.embedder.negatives import mine_hard_negatives
+from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
 
 log = logging.getLogger(__name__)
 
 KIND = "embedder"
 FORMAT_VERSION = 1
+LOSS_NAMES = {"cached_mnrl": "CachedMultipleNegativesRankingLoss", "mnrl": "MultipleNegativesRankingLoss",
+              "distill": "MultipleNegativesRankingLoss + hybrid listwise KL distillation"}
 
 
 # ---- 1. data -------------------------------------------------------------------------------------
@@ -129,9 +131,14 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         train = P.cap_pairs(train, cfg.max_pairs, random.Random(cfg.seed))
     else:  # rank every candidate first, then keep the hardest (costs one search per candidate)
         train = P.cap_pairs(train, cfg.max_candidates, random.Random(cfg.seed))
-    train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
-                                max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
-                                progress=progress, max_pairs=cfg.max_pairs, hard_share=cfg.hard_share)
+    if cfg.loss == "distill":
+        train = mine_teacher_candidates(train, searcher, cfg.distill_candidates, depth=cfg.negative_depth,
+                                        max_sim=cfg.negative_max_sim, dense_weight=cfg.teacher_dense_weight,
+                                        seed=cfg.seed, progress=progress, max_pairs=cfg.max_pairs)
+    else:
+        train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
+                                    max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
+                                    progress=progress, max_pairs=cfg.max_pairs, hard_share=cfg.hard_share)
     if not train:
         raise InvalidInput("no training pair kept after mining negatives")
     if run_dir.exists():
@@ -147,7 +154,8 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         "eval_beir": str(eval_beir) if eval_beir else None,
         "data": {"sources": used, "pairs_total": len(pairs), "train_pairs": len(train), "dev_pairs": len(dev),
                  "train_by_source": P.source_counts(train), "dev_by_source": P.source_counts(dev),
-                 "dev_documents": len({p.doc_id for p in dev}), "hard_negatives_per_pair": cfg.hard_negatives,
+                 "dev_documents": len({p.doc_id for p in dev}),
+                 "negatives_per_pair": cfg.distill_candidates if cfg.loss == "distill" else cfg.hard_negatives,
                  "index": searcher.name},
         "prepare_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -185,6 +193,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
                                                                    MultipleNegativesRankingLoss)
     from transformers.trainer_utils import get_last_checkpoint
 
+    from trainer.embedder.losses import MnrlDistillLoss
+
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = EmbedderTrainConfig.model_validate(spec["config"])
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -192,9 +202,11 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     rows = P.pairs_from_jsonl((run_dir / "train.jsonl").read_text())
-    columns: dict[str, list[str]] = {"anchor": [p.query for p in rows], "positive": [p.positive for p in rows]}
-    for j in range(cfg.hard_negatives):
+    columns: dict[str, list[Any]] = {"anchor": [p.query for p in rows], "positive": [p.positive for p in rows]}
+    for j in range(len(rows[0].negatives) if rows else 0):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in rows]
+    if cfg.loss == "distill":
+        columns["label"] = [list(p.teacher) for p in rows]  # the loss's labels: teacher score per negative
     train_ds = Dataset.from_dict(columns)
     dev = json.loads((run_dir / "dev.json").read_text())
 
@@ -203,6 +215,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     if cfg.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
                                                   gather_across_devices=world > 1)
+    elif cfg.loss == "distill":  # in-batch negatives stay per rank under DDP
+        loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight)
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
     evaluator = _evaluator(dev, batch_size=64)
@@ -306,9 +320,12 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
     }
     manifest = make_manifest(
         KIND, FORMAT_VERSION, name=out.name, base=spec["base"], data=spec["data"],
-        loss={"name": "CachedMultipleNegativesRankingLoss" if cfg["loss"] == "cached_mnrl"
-              else "MultipleNegativesRankingLoss", "scale": 20.0, "similarity": "cosine",
-              "mini_batch_size": cfg["mini_batch_size"], "batch_sampler": "no_duplicates"},
+        loss={"name": LOSS_NAMES[cfg["loss"]], "scale": 20.0, "similarity": "cosine",
+              "mini_batch_size": cfg["mini_batch_size"], "batch_sampler": "no_duplicates",
+              **({"teacher": "hybrid: convex combination of min-max BM25 and dense scores",
+                  "teacher_dense_weight": cfg["teacher_dense_weight"], "candidates": cfg["distill_candidates"],
+                  "teacher_temperature": cfg["distill_temperature"], "distill_weight": cfg["distill_weight"]}
+                 if cfg["loss"] == "distill" else {})},
         hyperparameters=cfg, metrics=metrics, training=report["training"],
     )
     with atomic_artifact_dir(out, manifest) as tmp:
@@ -329,7 +346,7 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     lc = report["loss_curve"]
     ax[0].plot([r["step"] for r in lc], [r["loss"] for r in lc], marker=".")
-    ax[0].set(title="training loss", xlabel="step", ylabel="MNRL loss")
+    ax[0].set(title="training loss", xlabel="step", ylabel="loss")
     dc = [{"step": 0, "ndcg@10": report["metrics"]["dev_before"].get("ndcg@10", 0.0)}] + report["dev_curve"]
     ax[1].plot([r["step"] for r in dc], [r["ndcg@10"] for r in dc], marker="o")
     ax[1].set(title="dev nDCG@10", xlabel="step")

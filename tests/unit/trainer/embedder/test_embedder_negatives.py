@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from trainer.embedder.negatives import doc_rank, select_hardest, select_negatives
+from trainer.embedder.negatives import doc_rank, select_hardest, select_negatives, spread_candidates, teacher_scores
 from trainer.embedder.pairs import Pair
 
 
@@ -35,3 +35,19 @@ def test_select_hardest_prefers_bm25_found_dense_missed():
     mixed = select_hardest(pairs, dense, bm25, max_pairs=4, hard_share=0.5, rng=random.Random(0))
     assert len(mixed) == 4 and {"q1", "q2"} <= {p.query for p in mixed}
     assert select_hardest(pairs, dense, bm25, max_pairs=10, hard_share=0.5, rng=random.Random(0)) == pairs
+
+
+def test_teacher_scores_fuse_min_max_scores_and_miss_counts_zero():
+    detail = {"dense": {1: (1, 0.9), 2: (2, 0.5), 3: (3, 0.1)}, "bm25": {2: (1, 30.0), 4: (2, 10.0)}}
+    t = teacher_scores(detail, dense_weight=0.5)
+    assert t == {1: 0.5, 2: 0.75, 3: 0.0, 4: 0.0}  # 2 is found by both; 4 is BM25's bottom, 3 dense's bottom
+    assert teacher_scores(detail, dense_weight=1.0)[1] == 1.0 and teacher_scores(detail, 1.0)[4] == 0.0
+    assert teacher_scores({"dense": {}, "bm25": {7: (1, 3.0)}}, 0.5) == {7: 0.5}
+
+
+def test_spread_candidates_keep_the_top_half_and_sample_deeper_in_rank_order():
+    filtered = list(range(100, 130))
+    got = spread_candidates(filtered, 7, random.Random(0))
+    assert len(got) == 7 and got[:4] == [100, 101, 102, 103] and len(set(got)) == 7
+    assert got == sorted(got) and set(got) <= set(filtered)
+    assert spread_candidates([1, 2], 7, random.Random(0)) == [1, 2]

@@ -1,0 +1,44 @@
+"""The MNRL + hybrid-distillation loss: zero distillation term when the student already agrees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from trainer.embedder.losses import MNRL_SCALE, MnrlDistillLoss
+
+
+def _unit(*shape: int) -> torch.Tensor:
+    return F.normalize(torch.randn(*shape), dim=-1)
+
+
+def test_distillation_term_vanishes_when_student_matches_teacher_and_grows_when_reversed():
+    torch.manual_seed(0)
+    loss = MnrlDistillLoss(model=torch.nn.Identity(), teacher_temperature=1.0 / MNRL_SCALE, weight=1.0)
+    q, pos, cands = _unit(4, 8), _unit(4, 8), _unit(4, 3, 8)
+    student = torch.einsum("bd,bnd->bn", q, cands)
+    mnrl_only = MnrlDistillLoss(torch.nn.Identity(), weight=0.0).loss_from_embeddings(q, pos, cands, student)
+    agree = loss.loss_from_embeddings(q, pos, cands, student)  # same temperature, same scores: KL = 0
+    assert agree.item() == pytest.approx(mnrl_only.item(), abs=1e-5)
+    reverse = loss.loss_from_embeddings(q, pos, cands, -student)
+    assert reverse.item() > agree.item() + 0.1
+
+
+def test_gradient_moves_the_query_toward_the_teachers_favourite():
+    torch.manual_seed(1)
+    loss = MnrlDistillLoss(torch.nn.Identity(), teacher_temperature=0.05, weight=1.0)
+    q = _unit(2, 8).requires_grad_(True)
+    pos, cands = _unit(2, 8), _unit(2, 4, 8)
+    teacher = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    loss.loss_from_embeddings(q, pos, cands, teacher).backward()
+    step = q.detach() - 0.1 * q.grad
+    before = torch.einsum("bd,bnd->bn", q.detach(), cands)
+    after = torch.einsum("bd,bnd->bn", step, cands)
+    assert after[0, 0] - before[0, 0] > 0 and after[1, 3] - before[1, 3] > 0
+
+
+def test_bad_label_shape_is_refused():
+    loss = MnrlDistillLoss(torch.nn.Identity())
+    with pytest.raises(ValueError, match="teacher scores"):
+        loss.loss_from_embeddings(_unit(2, 8), _unit(2, 8), _unit(2, 3, 8), torch.zeros(2, 2))
