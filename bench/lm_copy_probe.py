@@ -36,15 +36,16 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
 
 
-def copy_batch(task: str, vocab: int, batch: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens (B, T+1), scored mask (B, T)) of one random copy batch; ids from 10 up (no specials)."""
+def copy_batch(task: str, vocab: int, batch: int, g: torch.Generator, n: int = 200
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (B, T+1), scored mask (B, T)) of one random copy batch; ids from 10 up to `vocab` (no specials)."""
     if task == "fixed":
         s = torch.randint(10, vocab, (batch, 64), generator=g)
         x = torch.cat([torch.ones(batch, 1, dtype=torch.long), s, s], 1)  # (B, 129)
         mask = torch.zeros(batch, 128, dtype=torch.bool)
         mask[:, 64:] = True  # predictions of the second copy
         return x, mask
-    n, m = 200, 32
+    m = 32
     r = torch.randint(10, vocab, (batch, n), generator=g)
     starts = torch.randint(0, n - m, (batch,), generator=g)
     seg = torch.stack([r[b, int(a) : int(a) + m] for b, a in enumerate(starts)])  # (B, m)
@@ -54,13 +55,15 @@ def copy_batch(task: str, vocab: int, batch: int, g: torch.Generator) -> tuple[t
     return x, mask
 
 
-def probe(model: Transformer, task: str, steps: int, lr: float, batch: int, seed: int) -> dict[str, Any]:
+def probe(model: Transformer, task: str, steps: int, lr: float, batch: int, seed: int, alphabet: int | None = None,
+          n: int = 200) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
+    vocab = min(alphabet or model.args.vocab_size, model.args.vocab_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     model.train()
     curve, t0 = [], time.perf_counter()
     for step in range(1, steps + 1):
-        x, mask = copy_batch(task, model.args.vocab_size, batch, g)
+        x, mask = copy_batch(task, vocab, batch, g, n)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             _, loss = model(x[:, :-1], x[:, 1:], mask)
         loss.backward()
@@ -70,7 +73,8 @@ def probe(model: Transformer, task: str, steps: int, lr: float, batch: int, seed
         if step % 25 == 0 or step == 1:
             curve.append([step, round(float(loss.detach()), 4)])
     solved = next((s for s, v in curve if v < 0.5), None)
-    return {"task": task, "steps": steps, "lr": lr, "final_loss": curve[-1][1], "uniform_loss": round(math.log(model.args.vocab_size), 3),
+    return {"task": task, "steps": steps, "lr": lr, "batch": batch, "alphabet": alphabet, "source_tokens": n,
+            "final_loss": curve[-1][1], "uniform_loss": round(math.log(vocab - 10), 3),
             "first_step_below_0.5": solved, "seconds": round(time.perf_counter() - t0, 1), "curve": curve}
 
 
@@ -80,6 +84,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--alphabet", type=int, default=None, help="draw the random tokens from the first N ids only")
+    ap.add_argument("--source", type=int, default=200, help="variable task: tokens the copied slice is cut from")
     ap.add_argument("--tasks", default="fixed,variable")
     ap.add_argument("--init", type=Path, default=None, help="an LM checkpoint to probe besides a fresh model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-copy-probe.json")
@@ -92,7 +98,8 @@ def main() -> None:
         for name, init in starts:
             torch.manual_seed(0)
             model = load_model(init)[0] if init else Transformer(preset_args("small", a.vocab, 512))
-            r = {"model": str(init) if init else "small preset, random init", **probe(model, task, a.steps, a.lr, a.batch, 0)}
+            r = {"model": str(init) if init else "small preset, random init",
+                 **probe(model, task, a.steps, a.lr, a.batch, 0, a.alphabet, a.source)}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), file=sys.stderr)
             rows.append(r)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,8 @@ class EmbedderTrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0, le=10)
     max_seq_length: int = Field(160, ge=16, le=8192, description="Tokens per text while training (the saved "
                                 "model keeps the base model's length).")
+    dropout: float | None = Field(0.0, ge=0, lt=1, description="Dropout while training (None: the base model's). "
+                                  "Attention dropout stops torch's fused CPU attention: 0.1 doubles the step time.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
     negative_depth: int = Field(30, ge=1, le=1000, description="Hybrid (BM25 + dense) candidates searched per query.")
     negative_max_sim: float = Field(0.95, ge=-1, le=1, description="Candidates closer to the positive than this "

@@ -18,35 +18,14 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
-
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int = 128
-    temperature: float = 0.8  # 0 = greedy
-    top_p: float = 1.0  # 1 = off
-    top_k: int = 0  # 0 = off
-    stop: tuple[str, ...] = field(default_factory=tuple)
-    seed: int | None = None
-
-    def validate(self) -> "SamplingParams":
-        if self.max_tokens < 1:
-            raise InvalidInput("max_tokens must be >= 1")
-        if self.temperature < 0:
-            raise InvalidInput("temperature must be >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidInput("top_p must be in (0, 1]")
-        if self.top_k < 0:
-            raise InvalidInput("top_k must be >= 0")
-        return self
+from common.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -296,6 +275,8 @@ class LlamaCppGenerator:
         After iteration `.result` holds the `Generation` (tokens, finish reason, timings).
         """
         params.validate()
+        if params.extract_from is not None:
+            raise InvalidInput("extractive decoding runs on the torch model only (ragkiln generate --extractive)")
         ids = self.prompt_ids(prompt)
         self.check_context(len(ids))
         max_new = min(params.max_tokens, self.n_ctx - len(ids))

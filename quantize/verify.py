@@ -123,13 +123,12 @@ def measure_speed(model: Any, tokenizer: Any, runners: dict[str, LlamaCppGenerat
                   limits: list[int], threads: int, pp_rows: int = 16) -> tuple[_Speed, dict[str, _Speed]]:
     """Prompt processing and greedy generation, torch and every GGUF type interleaved item by item so
     that load from other processes on a shared machine hits all of them alike."""
-    from trainer.lm.sampling import SamplingParams as TorchParams
     from trainer.lm.sampling import generate
 
     rows = data.rows[:pp_rows]
     ref, per = _Speed(), {t: _Speed() for t in runners}
     with torch_threads(threads):
-        generate(model, tokenizer, data.prompts[0], TorchParams(max_tokens=2, temperature=0.0))  # warm-ups
+        generate(model, tokenizer, data.prompts[0], SamplingParams(max_tokens=2, temperature=0.0))  # warm-ups
         _torch_logits(model, rows[0][:-1])
         for r in runners.values():
             r.generate(data.prompts[0], SamplingParams(max_tokens=2, temperature=0.0))
@@ -144,7 +143,7 @@ def measure_speed(model: Any, tokenizer: Any, runners: dict[str, LlamaCppGenerat
                 per[t].pp_tokens += len(x)
         for p, n in zip(data.prompts, limits):
             t0 = time.perf_counter()
-            ref.outs.append(generate(model, tokenizer, p, TorchParams(max_tokens=n, temperature=0.0)).tokens)
+            ref.outs.append(generate(model, tokenizer, p, SamplingParams(max_tokens=n, temperature=0.0)).tokens)
             ref.gen_s += time.perf_counter() - t0
             for t, r in runners.items():
                 t0 = time.perf_counter()

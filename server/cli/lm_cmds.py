@@ -93,21 +93,22 @@ def generate_cmd(
 ) -> None:
     """Sample a continuation of PROMPT."""
     from common.errors import InvalidInput
+    from common.sampling import SamplingParams
 
     settings = load_settings(overrides_of(ctx))
-    knobs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                 stop=tuple(stop or ()), seed=seed)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            stop=tuple(stop or ()), seed=seed)
     if gguf is not None:
-        from quantize.runtime import SamplingParams as GgufParams
         from server.cli.quantize_cmds import gguf_generate_cmd
 
-        gguf_generate_cmd(settings, gguf, prompt, GgufParams(**knobs), as_json)
+        if extractive:
+            raise InvalidInput("--extractive runs on the torch model only: give --model DIR, not --gguf")
+        gguf_generate_cmd(settings, gguf, prompt, params, as_json)
         return
     if model is None:
         raise InvalidInput("give --model DIR (or --gguf FILE)")
-    from trainer.lm.sampling import SamplingParams
     from trainer.lm.service import generate_text
 
-    g = generate_text(model, prompt, SamplingParams(**knobs), extractive=extractive)
+    g = generate_text(model, prompt, params, extractive=extractive)
     emit({"text": g.text, "tokens": len(g.tokens), "prompt_tokens": g.prompt_tokens,
           "finish_reason": g.finish_reason, "model": str(model)}, as_json, lambda d: d["text"])

@@ -112,6 +112,10 @@ def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_p
         assert all(own_doc[n] != p.doc_id for n in p.negatives)  # never the positive's own document
         assert len({own_doc[n] for n in p.negatives}) == 3  # one candidate per document
     assert any(p.teacher[0] > p.teacher[-1] for p in train)  # graded, not constant
+    # Dropout is off while training (the default), but the saved model keeps the base's configuration.
+    base_cfg = json.loads((tiny["model"] / "config.json").read_text())
+    assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == \
+        base_cfg["attention_probs_dropout_prob"] > 0
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, ws, tmp_path):

@@ -180,7 +180,6 @@ def test_prompt_format_text_tokenises_to_the_training_ids(ckpt, f32):
 
 def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):
     model, tok, _ = load_model(ckpt)
-    from trainer.lm.sampling import SamplingParams as TorchParams
     from trainer.lm.sampling import generate
 
     for text in SENTENCES[:3]:
@@ -189,9 +188,14 @@ def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):
             ref = model(torch.tensor([ids]))[0][0].numpy()
         assert np.abs(f32.logits(ids) - ref).max() < 1e-3
         prompt = ids[:8]
-        want = generate(model, tok, prompt, TorchParams(max_tokens=24, temperature=0.0)).tokens
+        want = generate(model, tok, prompt, SamplingParams(max_tokens=24, temperature=0.0)).tokens
         got = f32.generate(prompt, SamplingParams(max_tokens=24, temperature=0.0)).tokens
         assert got == want
+
+
+def test_extractive_decoding_is_refused_by_the_gguf_runtime(f32):
+    with pytest.raises(InvalidInput, match="torch model only"):
+        f32.generate([1, 5, 6], SamplingParams(max_tokens=2, extract_from=(5, 6)))
 
 
 def test_prompt_too_long_is_a_context_overflow(f32):

@@ -212,6 +212,10 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
 
     model = SentenceTransformer(spec["base"]["path"], device="cpu", local_files_only=True)
     model.max_seq_length = cfg.max_seq_length
+    if cfg.dropout is not None:  # the saved config keeps the base's values; only this run changes
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
     if cfg.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
                                                   gather_across_devices=world > 1)

@@ -1,0 +1,33 @@
+"""Sampling knobs shared by the torch generator (trainer.lm) and the llama.cpp runtime (quantize).
+
+One class, so a request validated once means the same thing on both back ends (the GGUF check
+compares them token for token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 128
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+    extract_from: tuple[int, ...] | None = None  # extractive decoding (torch only): output must be a span of these ids
+
+    def validate(self) -> "SamplingParams":
+        if self.max_tokens < 1:
+            raise InvalidInput("max_tokens must be >= 1")
+        if self.temperature < 0:
+            raise InvalidInput("temperature must be >= 0")
+        if self.top_k < 0:
+            raise InvalidInput("top_k must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidInput("top_p must be in (0, 1]")
+        return self
