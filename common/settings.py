@@ -42,7 +42,9 @@ class IndexerConfig(Section):
     hnsw_ef_search: int = Field(64, ge=1, le=65536, description="HNSW efSearch at query time.")
     embed_batch_size: int = Field(64, ge=1, le=4096)
     rrf_k: int = Field(60, ge=1, le=10000, description="Reciprocal-rank fusion constant.")
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How hybrid mode fuses BM25 and dense ranks.")
+    fusion: Literal["rrf", "weighted"] = Field(
+        "weighted", description="How hybrid mode fuses BM25 and dense: a convex combination of min-max normalised "
+        "scores (measured better than reciprocal-rank fusion on SciFact and SQuAD) or RRF.")
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense scores in weighted fusion.")
     candidates: int = Field(100, ge=1, le=10000, description="Hits taken from each retriever before fusion.")
     bm25_k1: float = Field(1.5, gt=0)

@@ -20,6 +20,7 @@ from indexer.types import Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
+FUSED = "hybrid"  # key of the fused (rank, score) in `ranked_ids`'s detail, next to each retriever's
 
 
 class Searcher:
@@ -50,7 +51,7 @@ class Searcher:
 
     def ranked_ids(self, query: str, mode: Mode, n: int, allowed: np.ndarray | None = None,
                    query_vec: np.ndarray | None = None) -> tuple[list[int], dict[str, dict[int, tuple[int, float]]]]:
-        """Fused chunk ids (best first) and each retriever's (rank, score) per id."""
+        """Fused chunk ids (best first) and each retriever's (rank, score) per id (plus the fusion's, in hybrid)."""
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         per: dict[str, tuple[list[int], list[float]]] = {}
@@ -70,6 +71,7 @@ class Searcher:
             fused = rrf_fuse({k: v[0] for k, v in per.items()}, k=self.cfg.rrf_k)
         else:
             fused = weighted_fuse(per, {"dense": self.cfg.dense_weight, "bm25": 1 - self.cfg.dense_weight})
+        detail[FUSED] = {cid: (r + 1, s) for r, (cid, s) in enumerate(fused)}
         return [cid for cid, _ in fused], detail
 
     def search(self, query: str, k: int = 10, mode: Mode = "hybrid", allowed_ids: set[int] | None = None,
@@ -103,12 +105,9 @@ class Searcher:
             c = chunks.get(cid)
             if c is None or c.doc_id in exclude:
                 continue
-            ranks = {name: d[cid][0] for name, d in detail.items() if cid in d}
-            scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d}
-            if mode == "hybrid":
-                score = sum(1.0 / (self.cfg.rrf_k + r) for r in ranks.values())
-            else:
-                score = scores.get(mode, 0.0)
+            ranks = {name: d[cid][0] for name, d in detail.items() if cid in d and name != FUSED}
+            scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d and name != FUSED}
+            score = detail[FUSED][cid][1] if mode == "hybrid" else scores.get(mode, 0.0)
             out.append(Hit(c, float(score), ranks, scores))
             if len(out) >= k:
                 break

@@ -63,6 +63,20 @@ def test_reload_from_disk_gives_identical_results(built_workspace, settings_for)
     assert [(h.chunk.id, round(h.score, 6)) for h in fresh.search("cats sleeping", k=5)] == first
 
 
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+def test_hybrid_hits_carry_the_fused_score_in_rank_order(built_workspace, settings_for, fusion):
+    s = settings_for(home=built_workspace, indexer={"fusion": fusion})
+    searcher = Workspace.open(s).searcher()
+    hits = searcher.search("which planet is red because of iron oxide", k=5)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and hits[0].chunk.doc_id == "space/mars.txt"
+    assert all(set(h.ranks) <= {"dense", "bm25"} for h in hits)  # per-retriever detail only
+    if fusion == "weighted":  # a convex combination of scores normalised to [0, 1]
+        assert all(0.0 <= x <= 1.0 for x in scores)
+    else:
+        assert hits[0].score == pytest.approx(sum(1.0 / (60 + r) for r in hits[0].ranks.values()))
+
+
 def test_ingesting_another_folder_keeps_the_first(corpus_dir, tmp_path, settings_for):
     s = settings_for()
     service.ingest(s, [corpus_dir / "pets"], progress=False)

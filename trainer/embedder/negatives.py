@@ -191,7 +191,7 @@ def teacher_scores(detail: Mapping[str, Mapping[int, tuple[int, float]]], dense_
 
     Scores, not reciprocal ranks: distillation needs graded targets, and RRF flattens them.
     """
-    per = {name: (list(d), [s for _, s in d.values()]) for name, d in detail.items() if d}
+    per = {name: (list(d), [s for _, s in d.values()]) for name, d in detail.items() if d and name in ("dense", "bm25")}
     return dict(weighted_fuse(per, {"dense": dense_weight, "bm25": 1.0 - dense_weight}))
 
 
