@@ -93,8 +93,9 @@ class EmbedderTrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0, le=10)
     max_seq_length: int = Field(160, ge=16, le=8192, description="Tokens per text while training (the saved "
                                 "model keeps the base model's length).")
-    dropout: float | None = Field(0.0, ge=0, lt=1, description="Dropout while training (None: the base model's). "
-                                  "Attention dropout stops torch's fused CPU attention: 0.1 doubles the step time.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout while training (None: the base model's). "
+                                  "0 is 1.6-2x faster on CPU (attention dropout stops torch's fused attention) "
+                                  "and measured 0.005 nDCG@10 lower on SciFact.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
     negative_depth: int = Field(30, ge=1, le=1000, description="Hybrid (BM25 + dense) candidates searched per query.")
     negative_max_sim: float = Field(0.95, ge=-1, le=1, description="Candidates closer to the positive than this "

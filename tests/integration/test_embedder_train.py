@@ -95,7 +95,7 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
 
 
 def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_path):
-    s = make_settings(ws, tiny["model"], loss="distill", distill_candidates=3, negative_depth=20,
+    s = make_settings(ws, tiny["model"], loss="distill", distill_candidates=3, negative_depth=20, dropout=0.0,
                       negative_max_sim=1.0)  # a random tiny BERT puts every text near every other
     out = tmp_path / "distilled"
     rep = train_embedder(s, out=out, progress=False)
@@ -112,7 +112,7 @@ def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_p
         assert all(own_doc[n] != p.doc_id for n in p.negatives)  # never the positive's own document
         assert len({own_doc[n] for n in p.negatives}) == 3  # one candidate per document
     assert any(p.teacher[0] > p.teacher[-1] for p in train)  # graded, not constant
-    # Dropout is off while training (the default), but the saved model keeps the base's configuration.
+    # Dropout was off while training, but the saved model keeps the base's configuration.
     base_cfg = json.loads((tiny["model"] / "config.json").read_text())
     assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == \
         base_cfg["attention_probs_dropout_prob"] > 0

@@ -90,3 +90,5 @@ def test_generate_gguf_and_context_overflow(ckpt, tmp_path):
     assert out["tokens"] <= 5 and out["prompt_tokens"] >= 2
     r = _run(["generate", "--gguf", gguf, " ".join(TEXT * 3)], tmp_path)
     assert r.exit_code == 7 and "context" in r.output
+    r = _run(["generate", "--gguf", gguf, "--extractive", "Solar panels"], tmp_path)
+    assert r.exit_code == 2 and "torch model only" in r.output

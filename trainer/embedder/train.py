@@ -183,6 +183,16 @@ def _dev_metrics(scores: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def set_dropout(model: Any, p: float) -> int:
+    """Every dropout layer's probability for this run; the saved config keeps the base's values."""
+    import torch
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in layers:
+        m.p = p
+    return len(layers)
+
+
 def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train from a prepared run folder; rank 0 writes the trained model to run_dir/final."""
     import torch
@@ -212,10 +222,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
 
     model = SentenceTransformer(spec["base"]["path"], device="cpu", local_files_only=True)
     model.max_seq_length = cfg.max_seq_length
-    if cfg.dropout is not None:  # the saved config keeps the base's values; only this run changes
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = cfg.dropout
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
     if cfg.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
                                                   gather_across_devices=world > 1)

@@ -42,3 +42,12 @@ def test_bad_label_shape_is_refused():
     loss = MnrlDistillLoss(torch.nn.Identity())
     with pytest.raises(ValueError, match="teacher scores"):
         loss.loss_from_embeddings(_unit(2, 8), _unit(2, 8), _unit(2, 3, 8), torch.zeros(2, 2))
+
+
+def test_set_dropout_reaches_every_dropout_layer():
+    from trainer.embedder.train import set_dropout
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1),
+                                torch.nn.Sequential(torch.nn.Dropout(0.3)))
+    assert set_dropout(model, 0.0) == 2
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
