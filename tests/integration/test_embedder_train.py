@@ -77,7 +77,6 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
     train = pairs_from_jsonl((run / "train.jsonl").read_text())
     dev = json.loads((run / "dev.json").read_text())
     store = Workspace.open(s).store
-    docs = {d.doc_id: d for d in store.iter_documents()}
     dev_docs = set(dev["doc_ids"])
     assert dev_docs and not dev_docs & {p.doc_id for p in train}
     assert not set(dev["queries"].values()) & {p.query for p in train}
