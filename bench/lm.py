@@ -262,7 +262,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
-        "qa_rows": json.loads((qa_run / "data" / "train" / "meta.json").read_text())["rows"],
+        "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),

@@ -103,11 +103,10 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
     rng = random.Random(seed)
     positives_of = _positives_of(pairs)
     r = _rank_pairs(pairs, searcher, mode, depth, progress)
-    ranked_all, ranked_dense, ranked_bm25 = r.fused, r.dense, r.bm25
-    chunks, cvecs, doc_of, pos_vecs = r.chunks, r.cvecs, r.doc_of, r.pos_vecs
+    ranked_all, chunks, cvecs, doc_of, pos_vecs = r.fused, r.chunks, r.cvecs, r.doc_of, r.pos_vecs
     if max_pairs is not None and len(pairs) > max_pairs:
-        d_ranks = [doc_rank(ranked_dense[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
-        b_ranks = [doc_rank(ranked_bm25[i], doc_of, p.doc_id) for i, p in enumerate(pairs)]
+        d_ranks = [doc_rank(by_rank(r.detail[i], "dense"), doc_of, p.doc_id) for i, p in enumerate(pairs)]
+        b_ranks = [doc_rank(by_rank(r.detail[i], "bm25"), doc_of, p.doc_id) for i, p in enumerate(pairs)]
         keep = {id(p) for p in select_hardest(pairs, d_ranks, b_ranks, max_pairs, hard_share, rng)}
         idx = [i for i, p in enumerate(pairs) if id(p) in keep]
         pairs, ranked_all, pos_vecs = [pairs[i] for i in idx], [ranked_all[i] for i in idx], pos_vecs[idx]
@@ -143,11 +142,9 @@ def mine_hard_negatives(pairs: Sequence[Pair], searcher, n: int, depth: int = 30
 
 @dataclass
 class _Ranked:
-    """Each pair's rankings (fused, dense, BM25 with scores) and what the filters need about the candidates."""
+    """Each pair's fused ranking and per-retriever (rank, score), and what the filters need about the candidates."""
 
     fused: list[list[int]]
-    dense: list[list[int]]
-    bm25: list[list[int]]
     detail: list[dict[str, dict[int, tuple[int, float]]]]
     chunks: dict[int, Any]
     cvecs: dict[int, np.ndarray]
@@ -166,24 +163,26 @@ def _rank_pairs(pairs: Sequence[Pair], searcher, mode: str, depth: int, progress
     """Search every pair's query once (vectors in batches) and load the candidates' chunks and vectors."""
     store, emb = searcher.store, searcher.embedder
     qvecs = emb.encode([p.query for p in pairs], is_query=True, batch_size=64, show_progress=False)
-    fused, dense_r, bm25_r, details = [], [], [], []
+    fused, details = [], []
     for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair")):
         ids, detail = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
         fused.append(ids)
         details.append(detail)
-        dense = detail.get("dense", {})
-        dense_r.append(sorted(dense, key=lambda c: dense[c][0]))
-        bm25 = detail.get("bm25", {})
-        bm25_r.append(sorted(bm25, key=lambda c: bm25[c][0]))
-    cand = sorted({c for r in fused + dense_r + bm25_r for c in r})
+    cand = sorted({c for ids in fused for c in ids} | {c for d in details for per in d.values() for c in per})
     chunks = store.get_chunks(cand)
     cvecs = store.get_embeddings(cand, emb.id, emb.dim)
     missing = [c for c in cand if c not in cvecs]
     if missing:
         vecs = emb.encode([index_text(chunks[c].title, chunks[c].text) for c in missing], batch_size=64)
         cvecs.update(zip(missing, vecs))
-    return _Ranked(fused, dense_r, bm25_r, details, chunks, cvecs, {c: ch.doc_id for c, ch in chunks.items()},
+    return _Ranked(fused, details, chunks, cvecs, {c: ch.doc_id for c, ch in chunks.items()},
                    _positive_vectors(pairs, store, emb))
+
+
+def by_rank(detail: Mapping[str, Mapping[int, tuple[int, float]]], name: str) -> list[int]:
+    """One retriever's chunk ids, best first, from `Searcher.ranked_ids`'s detail."""
+    per = detail.get(name, {})
+    return sorted(per, key=lambda c: per[c][0])
 
 
 def teacher_scores(detail: Mapping[str, Mapping[int, tuple[int, float]]], dense_weight: float) -> dict[int, float]:
@@ -203,7 +202,7 @@ def spread_candidates(filtered: Sequence[int], n: int, rng: random.Random) -> li
     if len(filtered) <= n:
         return list(filtered)
     top = (n + 1) // 2
-    return list(filtered[:top]) + sorted(rng.sample(list(filtered[top:]), n - top), key=list(filtered).index)
+    return list(filtered[:top]) + [filtered[i] for i in sorted(rng.sample(range(top, len(filtered)), n - top))]
 
 
 def mine_teacher_candidates(pairs: Sequence[Pair], searcher, n: int, depth: int = 30, max_sim: float = 0.95,

@@ -113,7 +113,7 @@ def prepare_qa_run(
     if longest > model.args.max_seq_len:
         raise InvalidInput(f"QA rows of {longest} tokens exceed the model context {model.args.max_seq_len}")
     meta = {**manifest.get("training", {}), "qa": {"examples": len(train_ex), "heldout": len(held_ex),
-            "passage_len": plen, "init": str(init)}, "prompt_format": PROMPT_FORMAT}
+            "rows": tm["rows"], "passage_len": plen, "init": str(init)}, "prompt_format": PROMPT_FORMAT}
     write_run(run_dir, out=out, model_args=model.args, cfg=train_config(cfg, context_mix=1.0), meta=meta, init=init)
     return meta
 
