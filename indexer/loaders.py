@@ -22,12 +22,22 @@ class LoadResult:
     skipped: list[Skipped]
 
 
+def is_beir_dir(root: Path) -> bool:
+    """A BEIR dataset folder: its queries and qrels are evaluation data, never documents."""
+    return root.is_dir() and (root / "corpus.jsonl").is_file() and (root / "queries.jsonl").is_file()
+
+
 def iter_files(root: Path) -> Iterator[Path]:
-    """Files under a folder in a stable order, hidden files and folders left out."""
+    """Files under a folder in a stable order, hidden files and folders left out; of a BEIR folder,
+    only corpus.jsonl."""
     if root.is_file():
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
+        if is_beir_dir(Path(dirpath)):
+            dirnames[:] = []
+            yield Path(dirpath) / "corpus.jsonl"
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):

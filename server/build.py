@@ -47,8 +47,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "qa_steps": 40,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
-        "embedder_train": {"epochs": 1, "max_pairs": 20000, "batch_size": 64, "mini_batch_size": 16,
-                           "max_seq_length": 192, "hard_negatives": 1},
+        # bench/embedder.py's unsupervised run (SciFact: about 20 minutes, README "Embedder training")
+        "embedder_train": {"epochs": 1, "max_pairs": 3000, "batch_size": 64, "mini_batch_size": 32,
+                           "max_seq_length": 160, "hard_negatives": 1, "negative_skip_top": 3},
         "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250},
         "quantize": {"types": "all"},
         "qa_steps": 1000,
@@ -111,8 +112,26 @@ def corpus_fingerprint(paths: list[Path]) -> str:
     return sha256_text("\n".join(parts))
 
 
+def find_eval_beir(corpus: list[Path], eval_beir: Path | None) -> Path | None:
+    """The BEIR folder whose test split scores the embedder: the one given, else a corpus path that is
+    a BEIR folder with a test split (its queries are never ingested)."""
+    from indexer.beir_eval import load_qrels, load_queries
+    from indexer.loaders import is_beir_dir
+
+    if eval_beir is not None:
+        eval_beir = Path(eval_beir).resolve()
+        load_queries(eval_beir)  # a bad folder fails now, not after an hour of training
+        load_qrels(eval_beir, "test")
+        return eval_beir
+    for p in corpus:
+        if is_beir_dir(Path(p)) and (Path(p) / "qrels" / "test.tsv").is_file():
+            return Path(p).resolve()
+    return None
+
+
 def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
-              on_stage: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+              on_stage: Callable[[str, int, int], None] | None = None,
+              eval_beir: Path | None = None) -> dict[str, Any]:
     """Run every stage that is not already up to date; returns a summary per stage."""
     from server import build_stages as st
 
@@ -120,7 +139,7 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
     home = Path(settings.home).expanduser().resolve()
     state = BuildState(home / "build" / "state.json")
     ctx = st.StageContext(settings=settings, home=home, corpus=[Path(p) for p in corpus], preset=preset,
-                          qa_steps=qa_steps, state=state)
+                          qa_steps=qa_steps, state=state, eval_beir=find_eval_beir(corpus, eval_beir))
     results: list[StageResult] = []
     fp = corpus_fingerprint(ctx.corpus)
     upstream = {"corpus": fp}
@@ -128,6 +147,8 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
         fn, sections = st.STAGE_FUNCS[name]
         dumped = settings.model_dump(mode="json")
         cfg = {s: dumped[s] for s in sections}
+        if name == "embedder" and ctx.eval_beir is not None:
+            cfg["eval_beir"] = str(ctx.eval_beir)
         inputs = sha256_text(json.dumps({"stage": name, "cfg": cfg, "upstream": upstream, "preset": preset},
                                         sort_keys=True, default=str))
         if on_stage:

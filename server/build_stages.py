@@ -25,6 +25,7 @@ class StageContext:
     preset: str
     qa_steps: int
     state: Any  # BuildState
+    eval_beir: Path | None = None  # a BEIR folder whose test split scores the embedder before and after
 
     @property
     def models(self) -> Path:
@@ -59,7 +60,7 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from trainer.embedder.train import train_embedder
 
-    report = train_embedder(ctx.settings, out=ctx.embedder_dir, progress=True)
+    report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True)
     keep = {k: report[k] for k in ("metrics", "training", "data", "loss_curve", "dev_curve") if k in report}
     return keep, [str(ctx.embedder_dir)]
 
@@ -158,7 +159,8 @@ def _pseudo_queries(ws: Any, n: int) -> list[str]:
 def stage_report(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from server.report import write_report
 
-    path = write_report(ctx.home, ctx.state, ctx.preset, [str(p) for p in ctx.corpus])
+    path = write_report(ctx.home, ctx.state, ctx.preset, [str(p) for p in ctx.corpus],
+                        str(ctx.eval_beir) if ctx.eval_beir else None)
     return {"html": str(path), "markdown": str(path.with_suffix(".md"))}, [str(path)]
 
 

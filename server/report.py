@@ -48,6 +48,18 @@ def build_figures(out: Path, stages: dict[str, Any], home: Path) -> list[tuple[s
         plt.title("Embedder on held-out dev pairs: before and after training")
         plt.legend()
         figs.append(("Embedder quality before/after", _fig(out / "embedder_ndcg.png"), "ragkiln train embedder"))
+    beir = _beir_rows(metrics)
+    if beir:
+        plt.figure(figsize=(6, 3.2))
+        xs = range(len(beir))
+        plt.bar([x - 0.2 for x in xs], [r[1] for r in beir], 0.4, label="base")
+        plt.bar([x + 0.2 for x in xs], [r[2] for r in beir], 0.4, label="adapted")
+        plt.xticks(list(xs), [r[0] for r in beir])
+        plt.ylabel("nDCG@10")
+        plt.title("Search on the BEIR test split: base and adapted embedder")
+        plt.legend()
+        figs.append(("Search nDCG@10 on the BEIR test split", _fig(out / "beir_ndcg.png"),
+                     "ragkiln train embedder --eval-beir DIR"))
     for name, src, cmd in (("Embedder training curves", home / "models/embedder/curves.png", "ragkiln train embedder"),
                            ("LM training loss (retrieval-augmented)", home / "models/lm-base/loss.png",
                             "ragkiln train lm --retrieval"),
@@ -85,6 +97,13 @@ def build_figures(out: Path, stages: dict[str, Any], home: Path) -> list[tuple[s
     return figs
 
 
+def _beir_rows(metrics: dict[str, Any]) -> list[tuple[str, float, float, float, float]]:
+    """(mode, nDCG@10 before, after, Recall@100 before, after) for each mode scored on the BEIR split."""
+    before, after = metrics.get("beir_before") or {}, metrics.get("beir_after") or {}
+    return [(m, before[m]["ndcg@10"], after[m]["ndcg@10"], before[m]["recall@100"], after[m]["recall@100"])
+            for m in ("bm25", "dense", "hybrid") if m in before and m in after]
+
+
 def _summary_rows(stages: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for name, rec in stages.items():
@@ -96,17 +115,23 @@ def _summary_rows(stages: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def write_report(home: Path, state: Any, preset: str, corpus: list[str]) -> Path:
+def write_report(home: Path, state: Any, preset: str, corpus: list[str], eval_beir: str | None = None) -> Path:
     out = home / "report"
     out.mkdir(parents=True, exist_ok=True)
     stages = state.data["stages"]
     figs = build_figures(out, stages, home)
-    command = f"ragkiln --workspace {home} build {' '.join(corpus)} --preset {preset}"
+    command = f"ragkiln --workspace {home} build {' '.join(corpus)} --preset {preset}" + (
+        f" --eval-beir {eval_beir}" if eval_beir else "")
+    beir = _beir_rows(stages.get("embedder", {}).get("outputs", {}).get("metrics", {}))
     verify = stages.get("verify", {}).get("outputs", {})
     ppl = stages.get("evaluate", {}).get("outputs", {}).get("perplexity", {})
     md = [f"# ragkiln build report ({preset})", "", f"Produced by: `{command}`", "", "## Stages", "",
           "| stage | seconds | outputs |", "|---|---|---|"]
     md += [f"| {n} | {s} | `{o}` |" for n, s, o in _summary_rows(stages)]
+    if beir:
+        md += ["", f"## Search on {eval_beir or 'the BEIR'} test split", "",
+               "| mode | nDCG@10 base | nDCG@10 adapted | Recall@100 base | Recall@100 adapted |", "|---|---|---|---|---|"]
+        md += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in beir]
     if ppl:
         md += ["", "## Held-out perplexity", "", "```json", json.dumps(ppl, indent=2), "```"]
     if verify:
@@ -127,6 +152,11 @@ def write_report(home: Path, state: Any, preset: str, corpus: list[str]) -> Path
     body += [f"<tr><td>{html.escape(n)}</td><td>{s}</td><td><code>{html.escape(o)}</code></td></tr>"
              for n, s, o in _summary_rows(stages)]
     body.append("</table>")
+    if beir:
+        body.append(f"<h2>Search on {html.escape(eval_beir or 'the BEIR')} test split</h2><table><tr><th>mode</th>"
+                    "<th>nDCG@10 base</th><th>nDCG@10 adapted</th><th>Recall@100 base</th><th>Recall@100 adapted</th></tr>")
+        body += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in beir]
+        body.append("</table>")
     if ppl:
         body.append(f"<h2>Held-out perplexity</h2><pre>{html.escape(json.dumps(ppl, indent=2))}</pre>")
     if verify:

@@ -18,6 +18,8 @@ def build(
     ctx: typer.Context,
     corpus: list[Path] = typer.Argument(..., help="Folders or files of documents."),
     preset: str = typer.Option("demo", "--preset", help="tiny (tests), demo (sample corpus) or standard."),
+    eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder whose test split scores search before "
+                                   "and after embedder training (default: a corpus path that is a BEIR folder)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """ingest → NER → embedder training → reindex → LM → QA tuning → GGUF → verify → evaluate → report."""
@@ -28,7 +30,7 @@ def build(
     def progress(stage: str, i: int, n: int) -> None:
         print(f"ragkiln build: [{i + 1}/{n}] {stage}", file=sys.stderr, flush=True)
 
-    result = run_build(settings, corpus, preset=preset, on_stage=progress)
+    result = run_build(settings, corpus, preset=preset, on_stage=progress, eval_beir=eval_beir)
     emit(result, as_json, _render)
 
 

@@ -1,6 +1,6 @@
 import json
 
-from indexer.loaders import load_file
+from indexer.loaders import iter_files, load_file
 
 MB = 2**20
 
@@ -45,6 +45,19 @@ def test_beir_jsonl_keeps_good_lines(tmp_path):
     assert [d.doc_id for d in res.documents] == ["d1", "d2"]
     assert res.documents[0].title == "T1"
     assert len(res.skipped) == 3
+
+
+def test_beir_folder_yields_only_its_corpus(tmp_path):
+    """Queries of a BEIR folder share the corpus's id space; ingesting them as documents would collide."""
+    beir = tmp_path / "scifact"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(json.dumps({"_id": "1", "text": "doc"}))
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "1", "text": "query"}))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\t1\t1\n")
+    assert list(iter_files(beir)) == [beir / "corpus.jsonl"]
+    (tmp_path / "notes.jsonl").write_text(json.dumps({"_id": "n", "text": "x"}))
+    assert beir / "queries.jsonl" not in list(iter_files(tmp_path))  # nested: walked as a BEIR folder too
+    assert tmp_path / "notes.jsonl" in list(iter_files(tmp_path))
 
 
 def test_pdf_text_extracted(tmp_path):
