@@ -20,6 +20,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
     extract_from: tuple[int, ...] | None = None  # extractive decoding (torch only): output must be a span of these ids
+    ignore_eos: bool = False  # generate exactly max_tokens (speed measurements: a model that stops at once measures nothing)
 
     def validate(self) -> "SamplingParams":
         if self.max_tokens < 1:
@@ -30,4 +31,6 @@ class SamplingParams:
             raise InvalidInput("top_k must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInput("top_p must be in (0, 1]")
+        if self.ignore_eos and self.extract_from is not None:
+            raise InvalidInput("ignore_eos cannot be combined with extractive decoding (a span ends at EOS)")
         return self

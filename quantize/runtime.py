@@ -130,7 +130,7 @@ class _Stream:
             for tok in gen:
                 if not out:
                     t_first = time.perf_counter()
-                if llama_cpp.llama_token_is_eog(vocab, tok):  # EOS ends the answer; not part of the text
+                if llama_cpp.llama_token_is_eog(vocab, tok) and not p.ignore_eos:  # EOS ends the answer
                     finish = "stop"
                     break
                 out.append(tok)

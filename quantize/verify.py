@@ -5,7 +5,8 @@ Measured (see `verify_export`):
   (`<s>` + encode(text)); prompt_format_match: share of QA prompts rendered as text for llama.cpp
   (quantize.metadata.render_prompt) whose ids equal trainer.lm.qa.qa_prompt_ids.
 - f32_max_abs_diff: largest |logit| difference, F32 GGUF vs torch, over every position scored.
-- greedy: share of prompts whose greedy continuation (same ids, same max tokens) is token-identical.
+- greedy: share of prompts whose greedy continuation (same ids, exactly max tokens: EOS does not end it,
+  so a model that answers with EOS at once still gets timed) is token-identical.
 - per type: held-out perplexity, its change against torch fp32 in percent, KL(torch || gguf) and
   top-1 agreement per token, file size, and tokens/s for generation (end to end, greedy, same
   prompts) and prompt processing, each with its speedup over torch eager
@@ -143,11 +144,11 @@ def measure_speed(model: Any, tokenizer: Any, runners: dict[str, LlamaCppGenerat
                 per[t].pp_tokens += len(x)
         for p, n in zip(data.prompts, limits):
             t0 = time.perf_counter()
-            ref.outs.append(generate(model, tokenizer, p, SamplingParams(max_tokens=n, temperature=0.0)).tokens)
+            ref.outs.append(generate(model, tokenizer, p, SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)).tokens)
             ref.gen_s += time.perf_counter() - t0
             for t, r in runners.items():
                 t0 = time.perf_counter()
-                per[t].outs.append(r.generate(p, SamplingParams(max_tokens=n, temperature=0.0)).tokens)
+                per[t].outs.append(r.generate(p, SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)).tokens)
                 per[t].gen_s += time.perf_counter() - t0
     return ref, per
 

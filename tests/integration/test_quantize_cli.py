@@ -75,6 +75,7 @@ def test_verify_json_shape(ckpt, tmp_path):
         for key in ("ppl", "ppl_delta_pct", "kl", "top1", "size_bytes", "gen_tok_s", "gen_speedup_vs_torch",
                     "pp_tok_s", "pp_speedup_vs_torch"):
             assert v[key] is not None, key
+        assert v["gen_tokens_total"] > 0 and v["gen_tok_s"] > 0  # timed past EOS
     assert out["types"]["q8_0"]["size_bytes"] < out["types"]["f32"]["size_bytes"]
     assert out["types"]["f32"]["kl"] < 1e-6 and out["types"]["f32"]["top1"] == 1.0
 

@@ -191,6 +191,9 @@ def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):
         want = generate(model, tok, prompt, SamplingParams(max_tokens=24, temperature=0.0)).tokens
         got = f32.generate(prompt, SamplingParams(max_tokens=24, temperature=0.0)).tokens
         assert got == want
+        timed = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)  # as the speed check runs
+        want = generate(model, tok, prompt, timed).tokens
+        assert f32.generate(prompt, timed).tokens == want and len(want) == 24
 
 
 def test_extractive_decoding_is_refused_by_the_gguf_runtime(f32):

@@ -86,7 +86,7 @@ def generate(
         else:
             probs = torch.softmax(filter_logits(last, params.temperature, params.top_k, params.top_p), dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=gen))
-        if nxt == tokenizer.eos_id:
+        if nxt == tokenizer.eos_id and not params.ignore_eos:
             finish = "stop"
             break
         out.append(nxt)

@@ -41,3 +41,36 @@ def test_span_continuations_only_copy():
     assert span_continuations(src, [10], eos_id=2) == {11, 13, 2}
     assert span_continuations(src, [10, 11], eos_id=2) == {12, 2}
     assert span_continuations(src, [12, 10, 13], eos_id=2) == {2}
+
+
+class _AlwaysEos(torch.nn.Module):
+    """A model whose every next token is EOS: what an answer-tuned LM does on a plain-text prompt."""
+
+    class args:
+        max_seq_len = 32
+
+    def forward(self, ids):  # (1, T) -> ((1, T, V), None)
+        logits = torch.zeros(1, ids.shape[1], 8)
+        logits[..., 2] = 10.0
+        return logits, None
+
+
+class _Tok:
+    bos_id, eos_id = 1, 2
+
+    def encode(self, text):
+        return [3, 4]
+
+    def decode(self, ids):
+        return " ".join(map(str, ids))
+
+
+def test_ignore_eos_generates_exactly_max_tokens():
+    from trainer.lm.sampling import generate
+
+    stops = generate(_AlwaysEos(), _Tok(), "x", SamplingParams(max_tokens=5, temperature=0.0))
+    assert stops.tokens == [] and stops.finish_reason == "stop"
+    timed = generate(_AlwaysEos(), _Tok(), "x", SamplingParams(max_tokens=5, temperature=0.0, ignore_eos=True))
+    assert timed.tokens == [2] * 5 and timed.finish_reason == "length"
+    with pytest.raises(InvalidInput, match="extractive"):
+        SamplingParams(ignore_eos=True, extract_from=(3,)).validate()
