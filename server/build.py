@@ -123,9 +123,10 @@ def find_eval_beir(corpus: list[Path], eval_beir: Path | None) -> Path | None:
         load_queries(eval_beir)  # a bad folder fails now, not after an hour of training
         load_qrels(eval_beir, "test")
         return eval_beir
-    for p in corpus:
-        if is_beir_dir(Path(p)) and (Path(p) / "qrels" / "test.tsv").is_file():
-            return Path(p).resolve()
+    for p in map(Path, corpus):
+        folder = p.parent if p.name == "corpus.jsonl" else p
+        if is_beir_dir(folder) and (folder / "qrels" / "test.tsv").is_file():
+            return folder.resolve()
     return None
 
 

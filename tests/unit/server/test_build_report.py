@@ -27,6 +27,7 @@ def test_a_beir_corpus_is_its_own_evaluation(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     assert find_eval_beir([docs, sci], None) == sci.resolve()
+    assert find_eval_beir([sci / "corpus.jsonl"], None) == sci.resolve()
     assert find_eval_beir([docs], None) is None
     no_test = beir_folder(tmp_path / "train-only", with_test=False)
     assert find_eval_beir([no_test], None) is None
