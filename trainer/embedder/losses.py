@@ -23,11 +23,13 @@ MNRL_SCALE = 20.0  # the student's inverse temperature, as in MultipleNegativesR
 class MnrlDistillLoss(nn.Module):
     """Columns (anchor, positive, candidate_1..n); labels (batch, n): the teacher's candidate scores."""
 
-    def __init__(self, model: nn.Module, teacher_temperature: float = 0.05, weight: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, teacher_temperature: float = 0.05, weight: float = 1.0,
+                 gather_across_devices: bool = False) -> None:
         super().__init__()
         self.model = model
         self.teacher_temperature = teacher_temperature
         self.weight = weight
+        self.gather_across_devices = gather_across_devices  # DDP: every rank's positives are in-batch negatives
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         from sentence_transformers.base.losses.merged_forward import embed_columns
@@ -41,12 +43,19 @@ class MnrlDistillLoss(nn.Module):
             raise ValueError(f"need >= 2 candidates and teacher scores shaped {tuple(cands.shape[:2])}, "
                              f"got {tuple(teacher.shape)}")
         # In-batch MNRL on (anchor, positive): the candidates may be relevant, so they are not negatives here.
-        logits = q @ pos.T * MNRL_SCALE                                   # (B, B)
-        mnrl = F.cross_entropy(logits, torch.arange(q.size(0), device=q.device))
+        offset = 0
+        if self.gather_across_devices:
+            from sentence_transformers.util import all_gather_with_grad, get_rank
+
+            pos = all_gather_with_grad(pos)                               # (W*B, D), gradients flow home
+            offset = get_rank() * q.size(0)
+        logits = q @ pos.T * MNRL_SCALE                                   # (B, W*B)
+        mnrl = F.cross_entropy(logits, torch.arange(offset, offset + q.size(0), device=q.device))
         student = torch.einsum("bd,bnd->bn", q, cands) * MNRL_SCALE       # (B, n)
         target = torch.softmax(teacher.detach().float() / self.teacher_temperature, dim=1)
         kl = F.kl_div(torch.log_softmax(student, dim=1), target, reduction="batchmean")
         return mnrl + self.weight * kl
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"teacher_temperature": self.teacher_temperature, "weight": self.weight, "scale": MNRL_SCALE}
+        return {"teacher_temperature": self.teacher_temperature, "weight": self.weight, "scale": MNRL_SCALE,
+                "gather_across_devices": self.gather_across_devices}

@@ -228,7 +228,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
                                                   gather_across_devices=world > 1)
     elif cfg.loss == "distill":  # in-batch negatives stay per rank under DDP
-        loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight)
+        loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight,
+                               gather_across_devices=world > 1)
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
     evaluator = _evaluator(dev, batch_size=64)

@@ -51,3 +51,4 @@ def test_set_dropout_reaches_every_dropout_layer():
                                 torch.nn.Sequential(torch.nn.Dropout(0.3)))
     assert set_dropout(model, 0.0) == 2
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
+
