@@ -109,7 +109,8 @@ class EmbedderTrainConfig(Section):
                                        "min-max scores in [0, 1] (the student's is MNRL's 1/20).")
     teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
                                         "(the rest is BM25).")
-    sources: str = Field("title,ict,entity", description="Comma-separated mined pair sources: title, ict, entity.")
+    sources: str = Field("title,ict", description="Comma-separated mined pair sources: title, ict, entity "
+                         "(entity keyword queries measured harmful on SciFact: dense 0.650 -> 0.597).")
     ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
     mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")
     max_pairs: int = Field(20000, ge=1, description="Training pairs kept after the split (sampled across sources).")

@@ -65,13 +65,27 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     return keep, [str(ctx.embedder_dir)]
 
 
+def regression(metrics: dict[str, Any], mode: str = "hybrid") -> str | None:
+    """Why the adapted embedder must not be served: it scored below the base on the evaluation split
+    in the mode search serves by default. None when there is no such evidence."""
+    before, after = (metrics.get(k, {}).get(mode, {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
+    if before is None or after is None or after >= before:
+        return None
+    return f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
+
+
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    """Switch the index to the adapted embedder, unless the evaluation split says it is worse."""
     from indexer import service
     from ner.enrich import open_enricher
 
+    why = regression(ctx.state.outputs("embedder").get("metrics", {}))
+    if why is not None:
+        log.warning("keeping the base embedder's index: %s", why)
+        return {"switched": False, "reason": why}, [str(ctx.embedder_dir)]
     with open_enricher(ctx.settings.ner) as enricher:  # documents re-chunked by the switch get entities too
         report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), enricher=enricher, progress=True)
-    return report.to_dict(), [str(ctx.embedder_dir)]
+    return {"switched": True, **report.to_dict()}, [str(ctx.embedder_dir)]
 
 
 def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:

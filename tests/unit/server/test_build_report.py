@@ -60,3 +60,14 @@ def test_report_tables_the_beir_scores(tmp_path):
     assert "| dense | 0.644 | 0.651 | 0.9 | 0.9 |" in md
     assert (tmp_path / "report" / "beir_ndcg.png").exists()
     assert "0.651" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_build_keeps_the_base_index_when_the_adapted_embedder_scores_lower():
+    from server.build_stages import regression
+
+    def metrics(before: float, after: float) -> dict:
+        return {"beir_before": {"hybrid": {"ndcg@10": before}}, "beir_after": {"hybrid": {"ndcg@10": after}}}
+
+    assert "0.712" in regression(metrics(0.733, 0.712))
+    assert regression(metrics(0.733, 0.74)) is None
+    assert regression({"dev_before": {"ndcg@10": 0.4}, "dev_after": {"ndcg@10": 0.5}}) is None  # no evaluation split
