@@ -123,6 +123,7 @@ def write_report(home: Path, state: Any, preset: str, corpus: list[str], eval_be
     command = f"ragkiln --workspace {home} build {' '.join(corpus)} --preset {preset}" + (
         f" --eval-beir {eval_beir}" if eval_beir else "")
     beir = _beir_rows(stages.get("embedder", {}).get("outputs", {}).get("metrics", {}))
+    kept = stages.get("reindex", {}).get("outputs", {}).get("reason")  # the adapted embedder scored lower
     verify = stages.get("verify", {}).get("outputs", {})
     ppl = stages.get("evaluate", {}).get("outputs", {}).get("perplexity", {})
     md = [f"# ragkiln build report ({preset})", "", f"Produced by: `{command}`", "", "## Stages", "",
@@ -132,6 +133,8 @@ def write_report(home: Path, state: Any, preset: str, corpus: list[str], eval_be
         md += ["", f"## Search on {eval_beir or 'the BEIR'} test split", "",
                "| mode | nDCG@10 base | nDCG@10 adapted | Recall@100 base | Recall@100 adapted |", "|---|---|---|---|---|"]
         md += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in beir]
+        if kept:
+            md += ["", f"Search serves the base embedder: {kept}."]
     if ppl:
         md += ["", "## Held-out perplexity", "", "```json", json.dumps(ppl, indent=2), "```"]
     if verify:
@@ -157,6 +160,8 @@ def write_report(home: Path, state: Any, preset: str, corpus: list[str], eval_be
                     "<th>nDCG@10 base</th><th>nDCG@10 adapted</th><th>Recall@100 base</th><th>Recall@100 adapted</th></tr>")
         body += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in beir]
         body.append("</table>")
+        if kept:
+            body.append(f"<p>Search serves the base embedder: {html.escape(kept)}.</p>")
     if ppl:
         body.append(f"<h2>Held-out perplexity</h2><pre>{html.escape(json.dumps(ppl, indent=2))}</pre>")
     if verify:

@@ -53,12 +53,14 @@ def test_report_tables_the_beir_scores(tmp_path):
 
     stages = {"embedder": {"seconds": 60.0, "outputs": {"metrics": {
         "dev_before": {"ndcg@10": 0.5}, "dev_after": {"ndcg@10": 0.6},
-        "beir_before": scores(0.644), "beir_after": scores(0.651)}}}}
+        "beir_before": scores(0.644), "beir_after": scores(0.651)}}},
+        "reindex": {"seconds": 0.1, "outputs": {"switched": False, "reason": "hybrid nDCG@10 0.72 < 0.73"}}}
     write_report(tmp_path, _State(stages), "standard", ["/data/scifact"], "/data/scifact")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "--eval-beir /data/scifact" in md
     assert "| dense | 0.644 | 0.651 | 0.9 | 0.9 |" in md
     assert (tmp_path / "report" / "beir_ndcg.png").exists()
+    assert "serves the base embedder: hybrid nDCG@10 0.72 < 0.73" in md
     assert "0.651" in (tmp_path / "report" / "report.html").read_text()
 
 
