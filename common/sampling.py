@@ -20,7 +20,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
     extract_from: tuple[int, ...] | None = None  # extractive decoding (torch only): output must be a span of these ids
-    ignore_eos: bool = False  # generate exactly max_tokens (speed measurements: a model that stops at once measures nothing)
+    ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
         if self.max_tokens < 1:

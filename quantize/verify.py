@@ -143,12 +143,13 @@ def measure_speed(model: Any, tokenizer: Any, runners: dict[str, LlamaCppGenerat
                 per[t].pp_s += r.prompt_seconds(x)
                 per[t].pp_tokens += len(x)
         for p, n in zip(data.prompts, limits):
+            timed = SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)
             t0 = time.perf_counter()
-            ref.outs.append(generate(model, tokenizer, p, SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)).tokens)
+            ref.outs.append(generate(model, tokenizer, p, timed).tokens)
             ref.gen_s += time.perf_counter() - t0
             for t, r in runners.items():
                 t0 = time.perf_counter()
-                per[t].outs.append(r.generate(p, SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)).tokens)
+                per[t].outs.append(r.generate(p, timed).tokens)
                 per[t].gen_s += time.perf_counter() - t0
     return ref, per
 

@@ -227,7 +227,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     if cfg.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
                                                   gather_across_devices=world > 1)
-    elif cfg.loss == "distill":  # in-batch negatives stay per rank under DDP
+    elif cfg.loss == "distill":
         loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight,
                                gather_across_devices=world > 1)
     else:
