@@ -64,6 +64,7 @@ def summarise(home: Path, preset: str) -> dict[str, Any]:
         "search_latency_ms": {m: {k: d[k] for k in ("p50_ms", "p99_ms")} for m, d in ev.get("latency", {}).items()},
         "gguf": {t: {k: d.get(k) for k in ("ppl", "ppl_delta_pct", "kl", "top1", "size_bytes", "gen_tok_s")}
                  for t, d in types.items()},
+        "torch_gen_tok_s": out("verify").get("torch", {}).get("gen_tok_s"),
         "report": str(home / "report" / "report.html"),
     }
 
