@@ -96,6 +96,8 @@ class EmbedderTrainConfig(Section):
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout while training (None: the base model's). "
                                   "0 is 1.6-2x faster on CPU (attention dropout stops torch's fused attention) "
                                   "and measured 0.005 nDCG@10 lower on SciFact.")
+    base_weight: float = Field(0.0, ge=0, lt=1, description="Share of the starting model's weights averaged back "
+                               "into the trained one (WiSE-FT); 0: the trained weights as they are.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
     negative_depth: int = Field(30, ge=1, le=1000, description="Hybrid (BM25 + dense) candidates searched per query.")
     negative_max_sim: float = Field(0.95, ge=-1, le=1, description="Candidates closer to the positive than this "

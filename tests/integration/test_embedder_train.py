@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.errors import InvalidInput, ManifestMismatch, ModelUnavailable
 from common.settings import load_settings
@@ -115,6 +116,21 @@ def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_p
     base_cfg = json.loads((tiny["model"] / "config.json").read_text())
     assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == \
         base_cfg["attention_probs_dropout_prob"] > 0
+
+
+def test_base_weight_saves_the_average_of_the_trained_and_starting_weights(tiny, ws, tmp_path):
+    from safetensors.torch import load_file
+    from transformers.trainer_utils import get_last_checkpoint
+
+    s = make_settings(ws, tiny["model"], base_weight=0.5, epochs=2)
+    out = tmp_path / "averaged"
+    rep = train_embedder(s, out=out, progress=False)
+    assert {"dev_after", "dev_after_unaveraged"} <= set(rep["metrics"])
+    tuned = load_file(Path(get_last_checkpoint(str(ws / "runs" / "embedder-averaged" / "checkpoints"))) / "model.safetensors")
+    start, saved = load_file(tiny["model"] / "model.safetensors"), load_file(out / "model.safetensors")
+    name = next(k for k in saved if k.endswith("query.weight"))
+    assert not torch.allclose(tuned[name], start[name])  # training moved it
+    assert torch.allclose(saved[name], (tuned[name] + start[name]) / 2, atol=1e-6)
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, ws, tmp_path):

@@ -2,7 +2,8 @@
 
 Without labels, pairs are mined from the corpus itself: title -> body, inverse cloze (a sentence ->
 its chunk with that sentence removed; Lee et al. 2019, "Latent Retrieval for Weakly Supervised Open
-Domain QA") and entity-centred keyword queries. With labels, pairs come from JSONL or a BEIR qrels
+Domain QA"), claim-like statements (a finding sentence with its hedge stripped -> the chunk without it)
+and entity-centred keyword queries. With labels, pairs come from JSONL or a BEIR qrels
 train split. The dev split is made BY DOCUMENT (the positive's document), so no document and no query
 text is shared between train and dev.
 """
@@ -23,7 +24,7 @@ from common.jsonl import iter_jsonl
 from indexer.chunking import index_text, sentence_spans
 from indexer.types import Chunk, Entity
 
-SOURCES = ("title", "ict", "entity")
+SOURCES = ("title", "ict", "claim", "entity")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,62 @@ def ict_pairs(chunks: Iterable[Chunk], rng: random.Random, per_chunk: int = 1, m
             if _words(rest) < min_rest_words:
                 continue
             out.append(Pair(c.text[s:e], index_text(c.title, rest), c.doc_id, "ict", chunk_id=c.id))
+    return out
+
+
+# A finding is stated after a hedge ("These results suggest that ..."); the claim is what follows it.
+_SECTION = re.compile(r"^(?:conclusions?|interpretations?|results?|findings|significance|summary)\s*[:.]?\s+", re.I)
+_HEDGE = re.compile(
+    r"^(?:(?:in conclusion|in summary|taken together|together|overall|collectively|thus|therefore|hence|"
+    r"importantly|moreover|furthermore|finally|in addition)\s*,?\s*)?"
+    r"(?:(?:these|our|the|this|present|such|both)\s+(?:\w+\s+){0,3}?"
+    r"(?:results?|findings|data|observations|studies|study|analyses|analysis|experiments|evidence|work|trial)\s+"
+    r"(?:\w+\s+){0,2}?"
+    r"|we\s+(?:\w+\s+)?|it\s+(?:is|was)\s+)"
+    r"(?:suggest|suggests|suggested|indicate|indicates|indicated|show|shows|showed|shown|demonstrate|demonstrates|"
+    r"demonstrated|reveal|reveals|revealed|support|supports|supported|provide evidence|provides evidence|"
+    r"imply|implies|conclude|concluded|found|find|report|propose|establish|establishes|identify|identifies|"
+    r"identified|confirm|confirms|confirmed)"
+    r"(?:\s+(?:for the first time|here|now|further))?"
+    r"(?:\s+(?:for|to)\s+(?:the\s+)?(?:hypothesis|notion|idea|concept|view|conclusion|model))?\s+(?:that\s+)?", re.I)
+_TAIL = re.compile(r"\s*(?:;|,\s*(?:whereas|while|possibly|which|thereby|thus|suggesting|indicating|"
+                   r"providing|and\s+(?:may|might|could|this|these|thus))\b).*$", re.I | re.S)
+
+
+def claimify(sentence: str, max_words: int = 30) -> str | None:
+    """The claim stated by a finding sentence, or None when the sentence states none.
+
+    SciFact-style queries are short declarative findings ("BMP-2 plays a role in vascular calcification").
+    Abstracts state theirs after a hedge; the hedge is cut, as is a trailing clause that only qualifies it.
+    """
+    text = _SECTION.sub("", sentence.strip())
+    m = _HEDGE.match(text)
+    if m is None:
+        return None
+    claim = _TAIL.sub("", text[m.end():]).strip().rstrip(".").strip()
+    words = claim.split()
+    # "support for the guidelines" is no claim, nor is a claim cut short at an abbreviation ("in E.")
+    if not 5 <= len(words) <= max_words or words[0].lower() in {"for", "to", "of", "in", "on"} or len(words[-1]) <= 2:
+        return None
+    return claim[0].upper() + claim[1:] + "."
+
+
+def claim_pairs(chunks: Iterable[Chunk], rng: random.Random, per_chunk: int = 1, min_rest_words: int = 20
+                ) -> list[Pair]:
+    """A claim distilled from a finding sentence -> its chunk without that sentence (inverse-cloze style,
+    so the model learns to find the evidence that supports a claim, not the claim's own words)."""
+    out = []
+    for c in chunks:
+        found = []
+        for s, e in sentence_spans(c.text):
+            claim = claimify(c.text[s:e])
+            if claim is not None:
+                found.append((s, e, claim))
+        for s, e, claim in rng.sample(found, min(per_chunk, len(found))):
+            rest = (c.text[:s].rstrip() + " " + c.text[e:].lstrip()).strip()
+            if _words(rest) < min_rest_words:
+                continue
+            out.append(Pair(claim, index_text(c.title, rest), c.doc_id, "claim", chunk_id=c.id))
     return out
 
 

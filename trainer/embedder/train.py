@@ -64,6 +64,8 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
             mined += P.title_pairs(chunks)
         if "ict" in sources:
             mined += P.ict_pairs(chunks, rng, per_chunk=cfg.ict_per_chunk)
+        if "claim" in sources:
+            mined += P.claim_pairs(chunks, rng, per_chunk=cfg.ict_per_chunk)
         if "entity" in sources:
             ents = ws.store.entities_for([c.id for c in chunks])
             if any(ents.values()):
@@ -273,6 +275,13 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
             after = _dev_metrics({k[len("eval_"):]: v for k, v in last_eval[-1].items() if k.startswith("eval_dev")})
         else:
             after = _dev_metrics(evaluator(model))
+        tuned_after = None
+        if cfg.base_weight > 0:
+            from trainer.embedder.merge import interpolate
+
+            start = SentenceTransformer(spec["base"]["path"], device="cpu", local_files_only=True)
+            model.load_state_dict(interpolate(start.state_dict(), model.state_dict(), cfg.base_weight))
+            tuned_after, after = after, _dev_metrics(evaluator(model))
         model.max_seq_length = spec["base"]["max_seq_length"]  # the index chunks to the base model's length
         final = run_dir / "final"
         if final.exists():
@@ -285,7 +294,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
                 shutil.copy2(Path(spec["base"]["path"]) / name, final / name)
         done_steps = result.global_step
         summary = {
-            "dev_before": before, "dev_after": after, "train_seconds": round(seconds, 2),
+            "dev_before": before, "dev_after": after, "dev_after_unaveraged": tuned_after, "train_seconds": round(seconds, 2),
             "steps": done_steps, "world_size": world, "resumed_from": last,
             "train_loss": round(float(result.training_loss), 5),
             "pairs_per_second": round(len(rows) * cfg.epochs / seconds, 2) if not last and seconds > 0 else None,
@@ -312,6 +321,8 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
     out = Path(spec["out"])
     cfg = spec["config"]
     metrics: dict[str, Any] = {"dev_before": summary["dev_before"], "dev_after": summary["dev_after"]}
+    if summary.get("dev_after_unaveraged"):
+        metrics["dev_after_unaveraged"] = summary["dev_after_unaveraged"]
     if spec.get("eval_beir") and eval_beir_fn is not None:
         metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
         metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))

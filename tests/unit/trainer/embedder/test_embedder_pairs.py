@@ -39,6 +39,44 @@ def test_ict_removes_the_query_sentence_from_its_positive():
         assert p.query in src.text and p.doc_id == src.doc_id
 
 
+@pytest.mark.parametrize("sentence, claim", [
+    ("CONCLUSIONS: Our data suggest that aspirin reduces the risk of colorectal adenoma, whereas ibuprofen does not.",
+     "Aspirin reduces the risk of colorectal adenoma."),
+    ("We conclude that Zn2+ is a modulatory neurotransmitter released from mossy fiber synapses; it shapes NMDA.",
+     "Zn2+ is a modulatory neurotransmitter released from mossy fiber synapses."),
+    ("The results provide further support for the hypothesis that an acidic compartment is involved in amyloid formation.",
+     "An acidic compartment is involved in amyloid formation."),
+    ("Taken together, these findings demonstrate that LOX is essential for hypoxia-induced metastasis.",
+     "LOX is essential for hypoxia-induced metastasis."),
+])
+def test_claimify_strips_the_hedge_and_the_qualifying_tail(sentence, claim):
+    assert P.claimify(sentence) == claim
+
+
+@pytest.mark.parametrize("sentence", [
+    "Patients were randomised into two groups of equal size.",  # no finding stated
+    "These results provide preliminary support for the recently published guidelines on pulmonologists.",
+    "Collectively, these results demonstrate that sugar utilization in E.",  # cut at an abbreviation
+    "We show that it works.",  # too short to be a claim
+])
+def test_claimify_refuses_sentences_without_a_claim(sentence):
+    assert P.claimify(sentence) is None
+
+
+def test_claim_pairs_query_is_the_claim_and_its_sentence_is_cut_from_the_positive():
+    text = ("Mice were fed a high-fat diet for twelve weeks and their livers were examined by histology. "
+            "Hepatic fat content rose threefold in treated animals compared with controls in every cohort. "
+            "These results suggest that dietary fat drives hepatic steatosis in mice.")
+    c = Chunk(7, "d#x:0", "d.txt", 0, 0, len(text), text, "Fat and the liver")
+    plain = Chunk(8, "e#x:0", "e.txt", 0, 0, 40, "Patients were randomised into two groups. Nothing else.", "")
+    ps = P.claim_pairs([c, plain], random.Random(0), min_rest_words=5)
+    assert len(ps) == 1
+    p = ps[0]
+    assert (p.query, p.source, p.chunk_id, p.doc_id) == ("Dietary fat drives hepatic steatosis in mice.", "claim", 7, "d.txt")
+    assert "suggest" not in p.positive and "Hepatic fat content rose" in p.positive
+    assert p.positive.startswith("Fat and the liver")  # indexed text keeps the title
+
+
 def test_entity_pairs_use_the_rarest_entities():
     cs = chunks()[:3]
     ents = {
