@@ -1,11 +1,13 @@
-"""Embedder training step time with the base model's dropout vs none (train mode, CPU).
+"""Embedder training step time by dropout and arithmetic (train mode, CPU).
 
 One forward and backward of the distillation loss on the first `--batch` rows of a prepared run
-(`train.jsonl` from `ragkiln train embedder` / bench/embedder.py), the two settings interleaved so
-machine noise hits both alike. Attention dropout keeps torch off its fused attention kernel.
+(`train.jsonl` from `ragkiln train embedder` / bench/embedder.py), the settings interleaved so
+machine noise hits all alike: the base model's dropout in fp32, no dropout in fp32 (attention dropout
+keeps torch off its fused attention kernel), and either under bf16 autocast (`embedder_train.precision`).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/embedder_step.py \
-        --run bench/work/embedder/scifact/runs/embedder-scifact-unsup
+        --run bench/work/embedder/scifact/runs/embedder-scifact-unsup --variants base,none,base-bf16,none-bf16 \
+        --out bench/results/embedder-step.json
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-seq-length", type=int, default=160)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--variants", default="base,none", help="comma-separated: base|none (dropout), -bf16 for autocast")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder-dropout-step.json")
     a = ap.parse_args()
     from sentence_transformers import SentenceTransformer
@@ -53,12 +56,17 @@ def main() -> None:
     labels = torch.tensor([p.teacher for p in rows])
     loss = MnrlDistillLoss(model)
     base_p = max(m.p for m in model.modules() if isinstance(m, torch.nn.Dropout))
-    times: dict[str, list[float]] = {"base": [], "none": []}
+    variants = a.variants.split(",")
+    if not variants or any(v.removesuffix("-bf16") not in ("base", "none") for v in variants):
+        sys.exit(f"--variants takes base, none, base-bf16, none-bf16; got {a.variants!r}")
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(a.repeats):
-        for name, p in (("base", base_p), ("none", 0.0)):
-            set_dropout(model, p)
+        for name in variants:
+            set_dropout(model, base_p if name.startswith("base") else 0.0)
             t0 = time.perf_counter()
-            loss(feats, labels).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name.endswith("-bf16")):
+                value = loss(feats, labels)
+            value.backward()
             times[name].append(time.perf_counter() - t0)
             model.zero_grad(set_to_none=True)
     res = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/embedder_step.py " + " ".join(sys.argv[1:]),
@@ -66,7 +74,8 @@ def main() -> None:
            "threads": torch.get_num_threads(),
            "base_dropout": base_p, "step_seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
            "median_seconds": {k: round(statistics.median(v), 2) for k, v in times.items()}}
-    res["speedup"] = round(res["median_seconds"]["base"] / res["median_seconds"]["none"], 2)
+    first = res["median_seconds"][variants[0]]
+    res["speedup_vs_" + variants[0]] = {k: round(first / v, 2) for k, v in res["median_seconds"].items()}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res))

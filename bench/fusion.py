@@ -2,7 +2,8 @@
 
 Same indexes, same queries, same embedder: only the fusion changes, so the ratio is measured in one
 run. SciFact test split and SQuAD v1.1 dev paragraphs (first question each, as in bench/embedder.py);
-`--models` scores other embedders too (their vectors are cached in the docstore after the first run).
+`--models` scores other embedders too (their vectors are cached in the docstore after the first run);
+`--average W` also scores each trained model averaged with its starting model (WiSE-FT, start weight W).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fusion.py --models all-MiniLM-L6-v2,bench/work/embedder/models/scifact-unsup
 """
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "embedder")
     ap.add_argument("--models", default=DEFAULT_EMBEDDER, help="comma-separated embedders (names or directories)")
     ap.add_argument("--weights", default="0.5", help="dense weights of the convex combination to score")
+    ap.add_argument("--average", default="", help="start weights: also score each trained model averaged with "
+                    "the model it started from (embedder_train.base_weight, without retraining)")
     ap.add_argument("--squad-paragraphs", type=int, default=500)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fusion.json")
     a = ap.parse_args()
@@ -38,7 +41,10 @@ def main() -> None:
             "squad": (squad_as_beir(DATA / "squad-v1.1" / "dev-v1.1.json", a.work / "squad-beir", a.squad_paragraphs),
                       a.work / "squad")}
     rows: list[dict[str, Any]] = []
-    for model in a.models.split(","):
+    models = a.models.split(",")
+    for w in (float(x) for x in a.average.split(",") if x):
+        models += [str(averaged(Path(m), w, a.work / "averaged")) for m in a.models.split(",") if Path(m, "manifest.json").is_file()]
+    for model in models:
         for name, (beir, home) in sets.items():
             fusions = [("rrf", None)] + [("weighted", float(w)) for w in a.weights.split(",")]
             for fusion, w in fusions:
@@ -54,6 +60,26 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/fusion.py " + " ".join(sys.argv[1:]),
                                  "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+
+
+def averaged(model: Path, start_weight: float, root: Path) -> Path:
+    """A copy of a trained embedder with its weights averaged with its starting model's."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from indexer.embedder import resolve_embedder_path
+    from trainer.embedder.merge import interpolate
+
+    start = resolve_embedder_path(json.loads((model / "manifest.json").read_text())["base"]["path"])
+    out = root / f"{model.parent.parent.name}-{model.name}-start{start_weight:g}"
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model, out, ignore=shutil.ignore_patterns("manifest.json"))
+    tuned = load_file(model / "model.safetensors")
+    save_file(interpolate(load_file(start / "model.safetensors"), tuned, start_weight), out / "model.safetensors",
+              metadata={"format": "pt"})
+    return out
 
 
 if __name__ == "__main__":

@@ -96,6 +96,9 @@ class EmbedderTrainConfig(Section):
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout while training (None: the base model's). "
                                   "0 is 1.6-2x faster on CPU (attention dropout stops torch's fused attention) "
                                   "and measured 0.005 nDCG@10 lower on SciFact.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Training arithmetic: bf16 autocast (weights stay fp32) where the CPU computes bf16 "
+        "natively ('auto'), else fp32; bench/embedder_step.py measures the step time of each.")
     base_weight: float = Field(0.0, ge=0, lt=1, description="Share of the starting model's weights averaged back "
                                "into the trained one (WiSE-FT); 0: the trained weights as they are.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
@@ -109,9 +112,12 @@ class EmbedderTrainConfig(Section):
     distill_weight: float = Field(1.0, ge=0, le=100, description="Weight of the distillation term next to MNRL.")
     distill_temperature: float = Field(0.05, gt=0, le=10, description="Teacher temperature over the fused "
                                        "min-max scores in [0, 1] (the student's is MNRL's 1/20).")
+    distill_positive: bool = Field(False, description="Also distil the positive, at the top of the teacher's "
+                                   "scale, so the student learns its margin over each candidate (loss 'distill').")
     teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
                                         "(the rest is BM25).")
-    sources: str = Field("title,ict", description="Comma-separated mined pair sources: title, ict, entity "
+    sources: str = Field("title,ict", description="Comma-separated mined pair sources: title, ict, claim "
+                         "(a finding sentence with its hedge cut -> its chunk without it), entity "
                          "(entity keyword queries measured harmful on SciFact: dense 0.650 -> 0.597).")
     ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
     mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")

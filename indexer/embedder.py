@@ -35,7 +35,7 @@ def resolve_precision(setting: str) -> str:
     if setting == "auto":
         return "bf16" if bf16_supported() else "fp32"
     if setting not in ("fp32", "bf16"):
-        raise ValueError(f"query precision must be auto, fp32 or bf16, got {setting!r}")
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {setting!r}")
     return setting
 
 
@@ -89,12 +89,28 @@ def _display_name(path: Path) -> str:
     return path.name
 
 
-def _weights_hash(path: Path) -> str:
+def _weights_file(path: Path) -> Path | None:
     for name in ("model.safetensors", "pytorch_model.bin"):
-        f = path / name
-        if f.exists():
-            return sha256_file(f)[:16]
+        if (path / name).exists():
+            return path / name
+    return None
+
+
+def _weights_hash(path: Path) -> str:
+    f = _weights_file(path)
+    if f is not None:
+        return sha256_file(f)[:16]
     return sha256_text(json.dumps(sorted(str(p.relative_to(path)) for p in path.rglob("*"))))[:16]
+
+
+def _weights_stamp(path: Path) -> tuple[int, int, int] | None:
+    """Inode, size and mtime of the weights: cheap to read, and new when a model is retrained into the same
+    directory (an atomic artifact swap writes a new file)."""
+    f = _weights_file(path)
+    if f is None:
+        return None
+    st = f.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class SentenceTransformerEmbedder:
@@ -210,14 +226,18 @@ def _plain_mean_pooling(model) -> tuple | None:  # type: ignore[no-untyped-def]
     return mods[0].auto_model, int(model.max_seq_length)
 
 
-_CACHE: dict[tuple[str, int], SentenceTransformerEmbedder] = {}
+_CACHE: dict[tuple[str, int], tuple[tuple[int, int, int] | None, SentenceTransformerEmbedder]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
 def load_embedder(name_or_path: str, threads: int = 0) -> SentenceTransformerEmbedder:
-    """Load once per process per model path: loading MiniLM costs about a second."""
-    key = (str(resolve_embedder_path(name_or_path)), threads)
+    """Load once per process per model path (loading MiniLM costs about a second), and again when the
+    weights at that path change: a model retrained into the same directory must never be served (and
+    its index labelled) with the previous model's id."""
+    path = resolve_embedder_path(name_or_path)
+    key, stamp = (str(path), threads), _weights_stamp(path)
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = SentenceTransformerEmbedder(name_or_path, threads)
-        return _CACHE[key]
+        cached = _CACHE.get(key)
+        if cached is None or cached[0] != stamp:
+            _CACHE[key] = (stamp, SentenceTransformerEmbedder(name_or_path, threads))
+        return _CACHE[key][1]

@@ -23,7 +23,8 @@ from trainer.embedder.train import train_embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = {"batch_size": 8, "mini_batch_size": 4, "epochs": 4, "max_seq_length": 64, "dev_fraction": 0.2,
-         "dev_distractors": 10, "lr": 1e-3, "logging_steps": 1, "save_steps": 3, "hard_negatives": 1}
+         "dev_distractors": 10, "lr": 1e-3, "logging_steps": 1, "save_steps": 3, "hard_negatives": 1,
+         "precision": "fp32"}
 
 
 def make_settings(home: Path, model: Path, **train) -> object:
@@ -96,7 +97,8 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
 
 def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_path):
     s = make_settings(ws, tiny["model"], loss="distill", distill_candidates=3, negative_depth=20, dropout=0.0,
-                      negative_max_sim=1.0)  # a random tiny BERT puts every text near every other
+                      negative_max_sim=1.0,  # a random tiny BERT puts every text near every other
+                      distill_positive=True, precision="bf16")
     out = tmp_path / "distilled"
     rep = train_embedder(s, out=out, progress=False)
     losses = [r["loss"] for r in rep["loss_curve"]]
@@ -104,6 +106,7 @@ def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_p
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["loss"]["name"].endswith("hybrid listwise KL distillation")
     assert manifest["loss"]["candidates"] == 3 and manifest["data"]["negatives_per_pair"] == 3
+    assert manifest["loss"]["positive_distilled"] is True and rep["training"]["precision"] == "bf16"
     train = pairs_from_jsonl((ws / "runs" / "embedder-distilled" / "train.jsonl").read_text())
     store = Workspace.open(s).store
     own_doc = {index_text(c.title, c.text): c.doc_id for c in store.iter_chunks()}
@@ -166,11 +169,11 @@ def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws
     assert service.search(s, "owls hunt at night", k=3, mode="dense")
     with pytest.raises(ManifestMismatch):  # querying with another embedder than the index's
         w.searcher(str(tiny["model"]))
-    # The model directory changes under the index: refused, never silently served.
+    # The model directory changes under the index, in this same process: refused, never silently served
+    # (the process's loaded copy of the old weights is not reused).
+    trained_id = load_embedder(str(out)).id
     shutil.copy2(tiny["model"] / "model.safetensors", out / "model.safetensors")
-    import indexer.embedder as E
-
-    E._CACHE.clear()
+    assert load_embedder(str(out)).id != trained_id
     with pytest.raises(ManifestMismatch):
         Workspace.open(s).searcher()
 

@@ -21,14 +21,20 @@ MNRL_SCALE = 20.0  # the student's inverse temperature, as in MultipleNegativesR
 
 
 class MnrlDistillLoss(nn.Module):
-    """Columns (anchor, positive, candidate_1..n); labels (batch, n): the teacher's candidate scores."""
+    """Columns (anchor, positive, candidate_1..n); labels (batch, n): the teacher's candidate scores.
+
+    With `include_positive` the KL runs over (positive, candidates), the positive scored 1.
+    """
 
     def __init__(self, model: nn.Module, teacher_temperature: float = 0.05, weight: float = 1.0,
-                 gather_across_devices: bool = False) -> None:
+                 gather_across_devices: bool = False, include_positive: bool = False) -> None:
         super().__init__()
         self.model = model
         self.teacher_temperature = teacher_temperature
         self.weight = weight
+        # The positive joins the distilled list at the top of the teacher's scale (1: it is known relevant),
+        # so the student also learns by how much it beats each candidate (GPL's margins, listwise).
+        self.include_positive = include_positive
         self.gather_across_devices = gather_across_devices  # DDP: every rank's positives are in-batch negatives
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
@@ -52,10 +58,15 @@ class MnrlDistillLoss(nn.Module):
         logits = q @ pos.T * MNRL_SCALE                                   # (B, W*B)
         mnrl = F.cross_entropy(logits, torch.arange(offset, offset + q.size(0), device=q.device))
         student = torch.einsum("bd,bnd->bn", q, cands) * MNRL_SCALE       # (B, n)
-        target = torch.softmax(teacher.detach().float() / self.teacher_temperature, dim=1)
+        teacher = teacher.detach().float()                                # (B, n)
+        if self.include_positive:
+            own = (q * pos[offset:offset + q.size(0)]).sum(-1, keepdim=True) * MNRL_SCALE  # (B, 1)
+            student = torch.cat([own, student], dim=1)                   # (B, 1 + n)
+            teacher = torch.cat([torch.ones_like(teacher[:, :1]), teacher], dim=1)  # (B, 1 + n)
+        target = torch.softmax(teacher / self.teacher_temperature, dim=1)
         kl = F.kl_div(torch.log_softmax(student, dim=1), target, reduction="batchmean")
         return mnrl + self.weight * kl
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"teacher_temperature": self.teacher_temperature, "weight": self.weight, "scale": MNRL_SCALE,
-                "gather_across_devices": self.gather_across_devices}
+                "gather_across_devices": self.gather_across_devices, "include_positive": self.include_positive}

@@ -28,6 +28,7 @@ from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manife
 from common.errors import InvalidInput, NotFound
 from common.settings import EmbedderTrainConfig, Settings
 from indexer.chunking import index_text
+from indexer.embedder import resolve_precision
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
@@ -231,7 +232,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
                                                   gather_across_devices=world > 1)
     elif cfg.loss == "distill":
         loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight,
-                               gather_across_devices=world > 1)
+                               gather_across_devices=world > 1, include_positive=cfg.distill_positive)
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
     evaluator = _evaluator(dev, batch_size=64)
@@ -255,6 +256,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         save_total_limit=2,
         report_to="none",
         use_cpu=True,
+        bf16=resolve_precision(cfg.precision) == "bf16",  # CPU autocast through accelerate
         ddp_backend="gloo" if world > 1 else None,
         dataloader_drop_last=world > 1,
         disable_tqdm=not progress or rank != 0,
@@ -295,7 +297,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         done_steps = result.global_step
         summary = {
             "dev_before": before, "dev_after": after, "dev_after_unaveraged": tuned_after, "train_seconds": round(seconds, 2),
-            "steps": done_steps, "world_size": world, "resumed_from": last,
+            "steps": done_steps, "world_size": world, "resumed_from": last, "precision": resolve_precision(cfg.precision),
             "train_loss": round(float(result.training_loss), 5),
             "pairs_per_second": round(len(rows) * cfg.epochs / seconds, 2) if not last and seconds > 0 else None,
             "history": trainer.state.log_history,
@@ -336,7 +338,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         "improved_on_dev": improved,
         "out": str(out), "base": spec["base"], "data": spec["data"], "metrics": metrics,
         "training": {k: summary[k] for k in ("train_seconds", "steps", "world_size", "train_loss", "pairs_per_second",
-                                             "resumed_from")},
+                                             "resumed_from", "precision")},
         "prepare_seconds": spec["prepare_seconds"],
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
         "dev_curve": [{"step": h["step"], "ndcg@10": h["eval_dev_cosine_ndcg@10"]} for h in history
@@ -348,7 +350,8 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
               "mini_batch_size": cfg["mini_batch_size"], "batch_sampler": "no_duplicates",
               **({"teacher": "hybrid: convex combination of min-max BM25 and dense scores",
                   "teacher_dense_weight": cfg["teacher_dense_weight"], "candidates": cfg["distill_candidates"],
-                  "teacher_temperature": cfg["distill_temperature"], "distill_weight": cfg["distill_weight"]}
+                  "teacher_temperature": cfg["distill_temperature"], "distill_weight": cfg["distill_weight"],
+                  "positive_distilled": cfg["distill_positive"]}
                  if cfg["loss"] == "distill" else {})},
         hyperparameters=cfg, metrics=metrics, training=report["training"],
     )

@@ -52,3 +52,20 @@ def test_set_dropout_reaches_every_dropout_layer():
     assert set_dropout(model, 0.0) == 2
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
 
+
+
+def test_positive_in_the_distilled_list_is_pushed_above_the_candidates():
+    torch.manual_seed(2)
+    q0, pos, cands = _unit(3, 8), _unit(3, 8), _unit(3, 4, 8)
+    teacher = torch.full((3, 4), 0.5)  # equal candidates: only the positive's place at the top is taught
+
+    def margin(x: torch.Tensor) -> torch.Tensor:  # (B,) positive score minus the best candidate's
+        return (x * pos).sum(-1) - torch.einsum("bd,bnd->bn", x, cands).max(1).values
+
+    gain = {}
+    for include in (False, True):
+        q = q0.clone().requires_grad_(True)
+        MnrlDistillLoss(torch.nn.Identity(), include_positive=include).loss_from_embeddings(
+            q, pos, cands, teacher).backward()
+        gain[include] = margin(F.normalize(q.detach() - 0.5 * q.grad, dim=-1)) - margin(q0)
+    assert (gain[True] > 0).all() and (gain[True] > gain[False]).all()
