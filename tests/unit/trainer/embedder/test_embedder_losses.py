@@ -53,7 +53,6 @@ def test_set_dropout_reaches_every_dropout_layer():
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
 
 
-
 def test_positive_in_the_distilled_list_is_pushed_above_the_candidates():
     torch.manual_seed(2)
     q0, pos, cands = _unit(3, 8), _unit(3, 8), _unit(3, 4, 8)
