@@ -236,6 +236,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
     evaluator = _evaluator(dev, batch_size=64)
+    precision = resolve_precision(cfg.precision)
     per_device = max(1, cfg.batch_size // world)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -256,7 +257,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         save_total_limit=2,
         report_to="none",
         use_cpu=True,
-        bf16=resolve_precision(cfg.precision) == "bf16",  # CPU autocast through accelerate
+        bf16=precision == "bf16",  # CPU autocast through accelerate
         ddp_backend="gloo" if world > 1 else None,
         dataloader_drop_last=world > 1,
         disable_tqdm=not progress or rank != 0,
@@ -297,7 +298,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         done_steps = result.global_step
         summary = {
             "dev_before": before, "dev_after": after, "dev_after_unaveraged": tuned_after, "train_seconds": round(seconds, 2),
-            "steps": done_steps, "world_size": world, "resumed_from": last, "precision": resolve_precision(cfg.precision),
+            "steps": done_steps, "world_size": world, "resumed_from": last, "precision": precision,
             "train_loss": round(float(result.training_loss), 5),
             "pairs_per_second": round(len(rows) * cfg.epochs / seconds, 2) if not last and seconds > 0 else None,
             "history": trainer.state.log_history,
