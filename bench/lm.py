@@ -351,6 +351,8 @@ def main() -> None:
     ap.add_argument("--neighbour-len", type=int, default=96)
     ap.add_argument("--vocab", type=int, default=4000)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--init", choices=["normal", "induction"], default="normal", help="LM weight init (lm.init)")
+    ap.add_argument("--rope-theta", type=float, default=None, help="RoPE base (lm.rope_theta)")
     ap.add_argument("--squad-preset", default="tiny")
     ap.add_argument("--squad-lm-steps", type=int, default=300)
     ap.add_argument("--squad-qa-steps", type=int, default=300)
@@ -379,7 +381,8 @@ def main() -> None:
                     "rag_with_context_vs_plain_no_context": "<= 0.90", "mfu": ">= 0.30", "tiny_sample_corpus_s": "<= 180"},
     }
     base_cfg = {"vocab_size": a.vocab, "n_neighbours": a.n_neighbours, "neighbour_len": a.neighbour_len,
-                "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 128}
+                "batch_size": 16, "lr": a.lr, "min_lr": a.lr / 10, "warmup": 30, "eval_rows": 128,
+                "init": a.init, "rope_theta": a.rope_theta}
     a.out.parent.mkdir(parents=True, exist_ok=True)
 
     # Sections from earlier runs are kept in the file, each with the command that produced it.

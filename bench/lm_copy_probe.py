@@ -8,7 +8,9 @@ copying works):
   fixed:    `<s> s s` with |s| = 64: the copy is always 64 positions back (a positional shortcut
             suffices, no induction needed);
   variable: `<s> r seg` with seg a random 32-token slice of the 200-token r: the copy source moves,
-            so only a real induction circuit lowers the loss (the first seg token is not scored).
+            so only a real induction circuit lowers the loss (the first seg token is not scored);
+  multi:    `<s> r seg_1 ... seg_8` with eight random 16-token slices of the 96-token r: the same
+            induction task with 120 scored tokens a row instead of 31.
 
 Each task trains the `small` preset from scratch and, with --init, the given checkpoint (e.g. the
 SQuAD-pretrained LM of bench/lm.py). Writes bench/results/lm-copy-probe.json.
@@ -24,6 +26,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainer.lm.checkpoint import load_model  # noqa: E402
+from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
 
 
@@ -44,6 +48,18 @@ def copy_batch(task: str, vocab: int, batch: int, g: torch.Generator, n: int = 2
         x = torch.cat([torch.ones(batch, 1, dtype=torch.long), s, s], 1)  # (B, 129)
         mask = torch.zeros(batch, 128, dtype=torch.bool)
         mask[:, 64:] = True  # predictions of the second copy
+        return x, mask
+    if task == "multi":
+        n, m, k = min(n, 96), 16, 8
+        r = torch.randint(10, vocab, (batch, n), generator=g)
+        starts = torch.randint(0, n - m, (batch, k), generator=g)
+        idx = starts.unsqueeze(-1) + torch.arange(m)  # (B, k, m)
+        segs = torch.gather(r, 1, idx.view(batch, k * m))  # (B, k*m)
+        x = torch.cat([torch.ones(batch, 1, dtype=torch.long), r, segs], 1)  # (B, 1 + n + k*m)
+        mask = torch.zeros(batch, n + k * m, dtype=torch.bool)
+        scored = torch.ones(k, m, dtype=torch.bool)
+        scored[:, 0] = False  # a slice's first token is unpredictable
+        mask[:, n:] = scored.view(-1)  # position n + j predicts segs[j]
         return x, mask
     m = 32
     r = torch.randint(10, vocab, (batch, n), generator=g)
@@ -87,18 +103,28 @@ def main() -> None:
     ap.add_argument("--alphabet", type=int, default=None, help="draw the random tokens from the first N ids only")
     ap.add_argument("--source", type=int, default=200, help="variable task: tokens the copied slice is cut from")
     ap.add_argument("--tasks", default="fixed,variable")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--induction-init", action="store_true", help="start from trainer.lm.init.induction_init")
+    ap.add_argument("--rope-theta", type=float, default=None)
     ap.add_argument("--init", type=Path, default=None, help="an LM checkpoint to probe besides a fresh model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-copy-probe.json")
     a = ap.parse_args()
     rows = []
     for task in a.tasks.split(","):
-        if task not in ("fixed", "variable"):
+        if task not in ("fixed", "variable", "multi"):
             ap.error(f"unknown task {task!r}")
         starts: list[tuple[str, Any]] = [("scratch", None)] + ([("init", a.init)] if a.init else [])
         for name, init in starts:
             torch.manual_seed(0)
-            model = load_model(init)[0] if init else Transformer(preset_args("small", a.vocab, 512))
-            r = {"model": str(init) if init else "small preset, random init",
+            if init:
+                model = load_model(init)[0]
+            else:
+                args = preset_args(a.preset, a.vocab, 512)
+                model = Transformer(replace(args, rope_theta=a.rope_theta or args.rope_theta))
+                if a.induction_init:
+                    induction_init(model)
+            fresh = f"{a.preset} preset, " + ("induction init" if a.induction_init else "random init")
+            r = {"model": str(init) if init else fresh, "rope_theta": float(model.args.rope_theta),
                  **probe(model, task, a.steps, a.lr, a.batch, 0, a.alphabet, a.source)}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), file=sys.stderr)
             rows.append(r)

@@ -165,6 +165,12 @@ class LmConfig(Section):
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
+    init: Literal["normal", "induction"] = Field(
+        "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
+    )
+    rope_theta: float | None = Field(
+        None, gt=0, description="RoPE base; default 10000, or 1e6 with init 'induction' (its match needs slow pairs)."
+    )
 
 
 class QuantizeConfig(Section):

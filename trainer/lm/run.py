@@ -26,6 +26,7 @@ from common.jsonlog import setup_logging
 from trainer.ddp import torchrun
 from trainer.lm.checkpoint import load_model, save_checkpoint
 from trainer.lm.data import LmDataset
+from trainer.lm.init import induction_init
 from trainer.lm.model import ModelArgs, Transformer
 from trainer.lm.tokenizer import Tokenizer
 from trainer.lm.train import TrainConfig, rank_world, train
@@ -62,6 +63,8 @@ def run_training(run_dir: Path, resume: bool = False, stop_after: int | None = N
     else:
         torch.manual_seed(spec["train"]["seed"])
         model = Transformer(ModelArgs.from_dict(spec["model_args"]))
+        if spec["meta"].get("weight_init") == "induction":
+            induction_init(model, seed=spec["train"]["seed"])
     cfg = TrainConfig(**spec["train"])
     train_ds = LmDataset(run_dir / "data" / "train")
     held = LmDataset(run_dir / "data" / "heldout") if (run_dir / "data" / "heldout" / "meta.json").exists() else None

@@ -68,7 +68,10 @@ def prepare_lm_run(
     train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, neighbours)
     held_meta = build_dataset(held_chunks, tok, run_dir / "data" / "heldout", spec, neighbours)
     args = preset_args(cfg.preset, tok.vocab_size, max_seq_len=_seq_len(spec.max_row))
+    theta = cfg.rope_theta or (1e6 if cfg.init == "induction" else args.rope_theta)
+    args = replace(args, rope_theta=float(theta))
     meta = {
+        "weight_init": cfg.init,
         "kind": "lm",
         "preset": cfg.preset,
         "retrieval": neighbours is not None,
