@@ -219,9 +219,10 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     prepare_lm_run(lm_run, lm_out, chunks, cfg, searcher_neighbours(searcher, cfg.n_neighbours, "bm25"))
     lm_summary = run_training(lm_run)
     lm_s = time.perf_counter() - t0
+    lm_theta = read_run(lm_run)["model_args"]["rope_theta"]
     spans = ner_spans(chunks)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
-                            per_sentence=per_sentence)
+                            per_sentence=per_sentence, style=cfg.synthetic_style)
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
@@ -262,6 +263,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
+        "synthetic_style": cfg.synthetic_style, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
@@ -359,6 +361,7 @@ def main() -> None:
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
+    ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "mixed"], default="inplace")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
@@ -411,7 +414,8 @@ def main() -> None:
                                     [v for v in a.ppl_variants.split(",") if v], base_cfg, a.ppl_eval_rows)
         save()
     if "squad" in sections:
-        sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack}
+        sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
+                  "synthetic_style": a.synthetic_style}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg)
     save()

@@ -165,6 +165,9 @@ class LmConfig(Section):
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
+    synthetic_style: Literal["inplace", "fronted", "mixed"] = Field(
+        "inplace", description="Synthetic questions: wh-word in the answer's place, leading the sentence, or either."
+    )
     init: Literal["normal", "induction"] = Field(
         "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
     )

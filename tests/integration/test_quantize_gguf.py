@@ -24,6 +24,7 @@ from quantize.runtime import LlamaCppGenerator, SamplingParams  # noqa: E402
 from quantize.spm_vocab import BYTE, CONTROL, UNKNOWN, USER_DEFINED, read_spm_vocab  # noqa: E402
 from quantize.types import parse_types  # noqa: E402
 from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
+from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
 from trainer.lm.qa import qa_prompt_ids  # noqa: E402
 from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
@@ -194,6 +195,26 @@ def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):
         timed = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)  # as the speed check runs
         want = generate(model, tok, prompt, timed).tokens
         assert f32.generate(prompt, timed).tokens == want and len(want) == 24
+
+
+def test_induction_initialised_model_with_slow_rope_matches_torch(tmp_path):
+    """lm.init = induction: rope_theta 1e6 and a final norm weight of 8 survive export (freq_base, norm)."""
+    tok = train_tokenizer(SENTENCES * 10, vocab_size=400)
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=tok.vocab_size,
+                                  hidden_dim=128, max_seq_len=64, rope_theta=1e6))
+    induction_init(model)
+    save_checkpoint(tmp_path / "lm", model, tok)
+    out = export_model(tmp_path / "lm", tmp_path / "gguf", parse_types("f32"), threads=2)
+    gen = LlamaCppGenerator(out.path_of("f32"), threads=2, logits_all=True)
+    try:
+        for text in SENTENCES[:3]:
+            ids = [tok.bos_id, *tok.encode(text)][:64]
+            with torch.no_grad():
+                ref = model(torch.tensor([ids]))[0][0].numpy()
+            assert np.abs(gen.logits(ids) - ref).max() < 1e-3 * max(1.0, float(np.abs(ref).max()))
+    finally:
+        gen.close()
 
 
 def test_extractive_decoding_is_refused_by_the_gguf_runtime(f32):

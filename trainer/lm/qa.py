@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -118,14 +119,39 @@ def question_sentences(text: str, min_chars: int = 20, max_chars: int = 400) -> 
     return out
 
 
+_PREPOSITION = re.compile(r"\b(?:in|on|at|by|of|from|to|for|with|since|during|until|after|before|about|than|as)\s*$",
+                          re.IGNORECASE)
+_FUNCTION_WORDS = {"the", "a", "an", "it", "its", "this", "that", "these", "those", "in", "on", "at", "by", "of",
+                   "from", "to", "for", "with", "during", "after", "before", "since", "there", "they", "he",
+                   "she", "we", "his", "her", "their", "many", "some", "most", "each", "all", "both", "as"}
+Style = Literal["inplace", "fronted", "mixed"]
+
+
+def cloze_question(sentence: str, start: int, end: int, label: str, fronted: bool) -> str:
+    """The question for span [start, end) of `sentence`: the wh-word in the span's place ("inplace"),
+    or leading the rest of the sentence with the preposition before the span dropped ("fronted",
+    Lewis et al. 2019's "wh + cloze", closer to how people ask)."""
+    wh = _WH.get(label, "what")
+    before, after = sentence[:start], sentence[end:]
+    if not fronted:
+        return (before + wh + after).strip().rstrip(".!?") + "?"
+    before = _PREPOSITION.sub("", before.rstrip()).rstrip(" ,;:")
+    rest = " ".join((before + " " + after.lstrip(" ,;:")).split()).rstrip(".!?")
+    first = rest.split(" ", 1)[0]
+    if first.lower() in _FUNCTION_WORDS and first[:1].isupper():  # capitalised only as the sentence's start
+        rest = first.lower() + rest[len(first):]
+    return f"{wh[0].upper()}{wh[1:]} {rest}?" if rest else f"{wh[0].upper()}{wh[1:]}?"
+
+
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
-    per_sentence: int = 1,
+    per_sentence: int = 1, style: Style = "inplace",
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
-    A chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them
-    in one row after their shared context.
+    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question). A
+    chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them in
+    one row after their shared context.
     """
     rng = random.Random(seed)
     out: list[QaExample] = []
@@ -145,7 +171,8 @@ def cloze_questions(
                 continue
             used[sent] += 1
             a, b = sent
-            question = (chunk.text[a:s] + _WH.get(label, "what") + chunk.text[e:b]).strip().rstrip(".!?") + "?"
+            fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
+            question = cloze_question(chunk.text[a:b], s - a, e - a, label, fronted)
             out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
             n += 1
             if n >= per_chunk:

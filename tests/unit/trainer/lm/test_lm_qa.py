@@ -20,6 +20,15 @@ def test_cloze_question_removes_the_answer_span(corpus_chunks):
         ("The piano was invented in where by Bartolomeo Cristofori around 1700?", "Italy")]
 
 
+def test_fronted_questions_lead_with_the_wh_word(corpus_chunks):
+    italy = lambda c: [(c.text.find("Italy"), c.text.find("Italy") + 5, "GPE")] if "Italy" in c.text else []  # noqa: E731
+    fronted = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="fronted")
+    assert [(q.question, q.answer) for q in fronted] == [
+        ("Where the piano was invented by Bartolomeo Cristofori around 1700?", "Italy")]  # "in" dropped, "The" lowered
+    mixed = cloze_questions(corpus_chunks * 20, spans=italy, per_chunk=1, style="mixed", seed=1)
+    assert {q.question.split()[0] for q in mixed} == {"Where", "The"}
+
+
 def test_qa_rows_put_the_loss_on_the_answer_only(tokenizer, tmp_path):
     ex = [QaExample("Where was the piano invented?", "Italy", ("The piano was invented in Italy.",)),
           QaExample("What is Rust?", "a language", ())]
