@@ -208,21 +208,27 @@ def ner_spans(chunks: list[Chunk]) -> dict[str, list[tuple[int, int, str]]]:
 
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
-                  base_cfg: dict[str, Any]) -> dict[str, Any]:
+                  base_cfg: dict[str, Any], reuse_lm: Path | None = None) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
     searcher = Bm25Searcher(chunks)
     cfg = lm_cfg(preset=preset, steps=lm_steps, eval_every=max(50, lm_steps // 4), ckpt_every=lm_steps, **base_cfg)
-    lm_run, lm_out = WORK / f"squad-{preset}-lm", WORK / f"squad-model-{preset}-lm"
+    lm_home = reuse_lm or WORK
+    lm_run, lm_out = lm_home / f"squad-{preset}-lm", lm_home / f"squad-model-{preset}-lm"
     t0 = time.perf_counter()
-    prepare_lm_run(lm_run, lm_out, chunks, cfg, searcher_neighbours(searcher, cfg.n_neighbours, "bm25"))
-    lm_summary = run_training(lm_run)
+    if reuse_lm:  # the pre-trained LM of an earlier run with the same LM settings: only QA tuning reruns
+        manifest = json.loads((lm_out / "manifest.json").read_text(encoding="utf-8"))
+        lm_summary, lm_steps = manifest.get("metrics", {}), int(manifest["step"])
+        cfg = cfg.model_copy(update={"init": read_run(lm_run)["meta"].get("weight_init", "normal")})
+    else:
+        prepare_lm_run(lm_run, lm_out, chunks, cfg, searcher_neighbours(searcher, cfg.n_neighbours, "bm25"))
+        lm_summary = run_training(lm_run)
     lm_s = time.perf_counter() - t0
     lm_theta = read_run(lm_run)["model_args"]["rope_theta"]
     spans = ner_spans(chunks)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
-                            per_sentence=per_sentence, style=cfg.synthetic_style)
+                            per_sentence=per_sentence, style=cfg.synthetic_style, noise=cfg.synthetic_noise)
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
@@ -263,9 +269,10 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
-        "synthetic_style": cfg.synthetic_style, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
+        "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
+        "lm_reused_from": str(reuse_lm) if reuse_lm else None,
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
@@ -358,10 +365,13 @@ def main() -> None:
     ap.add_argument("--squad-preset", default="tiny")
     ap.add_argument("--squad-lm-steps", type=int, default=300)
     ap.add_argument("--squad-qa-steps", type=int, default=300)
+    ap.add_argument("--squad-lm", type=Path, default=None,
+                    help="work folder of an earlier run (bench/work/lm-NAME) whose pre-trained LM to reuse")
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
     ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "mixed"], default="inplace")
+    ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
@@ -415,9 +425,9 @@ def main() -> None:
         save()
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
-                  "synthetic_style": a.synthetic_style}
+                  "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
-                                        a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg)
+                                        a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm)
     save()
     print(json.dumps(result, indent=2))
 

@@ -168,6 +168,9 @@ class LmConfig(Section):
     synthetic_style: Literal["inplace", "fronted", "mixed"] = Field(
         "inplace", description="Synthetic questions: wh-word in the answer's place, leading the sentence, or either."
     )
+    synthetic_noise: float = Field(
+        0.0, ge=0, lt=1, description="Synthetic questions: share of words dropped (the rest shuffled locally)."
+    )
     init: Literal["normal", "induction"] = Field(
         "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
     )

@@ -136,22 +136,34 @@ def cloze_question(sentence: str, start: int, end: int, label: str, fronted: boo
     if not fronted:
         return (before + wh + after).strip().rstrip(".!?") + "?"
     before = _PREPOSITION.sub("", before.rstrip()).rstrip(" ,;:")
-    rest = " ".join((before + " " + after.lstrip(" ,;:")).split()).rstrip(".!?")
+    rest = " ".join((before + " " + after.lstrip(" ,;:")).split()).rstrip(".!? ")
     first = rest.split(" ", 1)[0]
     if first.lower() in _FUNCTION_WORDS and first[:1].isupper():  # capitalised only as the sentence's start
         rest = first.lower() + rest[len(first):]
     return f"{wh[0].upper()}{wh[1:]} {rest}?" if rest else f"{wh[0].upper()}{wh[1:]}?"
 
 
+def add_noise(question: str, p: float, rng: random.Random) -> str:
+    """Lewis et al.'s noisy cloze (after Lample et al. 2018): each word but the first is dropped with
+    probability p and the rest shuffled locally (no word moves more than 3 places), so the model
+    cannot rely on the question repeating the sentence word for word, which real questions never do."""
+    words = question.rstrip("?").split()
+    if p <= 0 or len(words) < 3:
+        return question
+    kept = [words[0]] + [w for w in words[1:] if rng.random() >= p]
+    order = sorted(range(1, len(kept)), key=lambda i: i + rng.uniform(0, 3))
+    return " ".join([kept[0]] + [kept[i] for i in order]) + "?"
+
+
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
-    per_sentence: int = 1, style: Style = "inplace",
+    per_sentence: int = 1, style: Style = "inplace", noise: float = 0.0,
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
-    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question). A
-    chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them in
-    one row after their shared context.
+    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question) and
+    `noise` > 0 perturbs the words (`add_noise`). A chunk's questions are consecutive in the result,
+    so `build_qa_dataset(pack=...)` can put them in one row after their shared context.
     """
     rng = random.Random(seed)
     out: list[QaExample] = []
@@ -172,7 +184,7 @@ def cloze_questions(
             used[sent] += 1
             a, b = sent
             fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
-            question = cloze_question(chunk.text[a:b], s - a, e - a, label, fronted)
+            question = add_noise(cloze_question(chunk.text[a:b], s - a, e - a, label, fronted), noise, rng)
             out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
             n += 1
             if n >= per_chunk:

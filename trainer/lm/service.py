@@ -159,7 +159,8 @@ def train_lm(
         examples = load_qa_jsonl(qa)
         if cfg.synthetic_per_chunk:
             examples += cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
-                                        per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, style=cfg.synthetic_style)
+                                        per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, style=cfg.synthetic_style,
+                                        noise=cfg.synthetic_noise)
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve)
     else:
         chunks = list(ws.store.iter_chunks())

@@ -1,10 +1,11 @@
 import json
+import random
 
 import pytest
 
 from common.errors import InvalidInput, NotFound
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
+from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
                            question_sentences, token_f1)
 
 
@@ -27,6 +28,21 @@ def test_fronted_questions_lead_with_the_wh_word(corpus_chunks):
         ("Where the piano was invented by Bartolomeo Cristofori around 1700?", "Italy")]  # "in" dropped, "The" lowered
     mixed = cloze_questions(corpus_chunks * 20, spans=italy, per_chunk=1, style="mixed", seed=1)
     assert {q.question.split()[0] for q in mixed} == {"Where", "The"}
+
+
+def test_noisy_questions_drop_and_shuffle_words_locally():
+    q = "When was the piano invented by Bartolomeo Cristofori inside a workshop near Florence?"  # no repeated word
+    assert add_noise(q, 0.0, random.Random(0)) == q
+    words = q.rstrip("?").split()
+    for seed in range(20):
+        out = add_noise(q, 0.2, random.Random(seed))
+        got = out.rstrip("?").split()
+        assert out.endswith("?") and got[0] == "When" and len(got) <= len(words)
+        assert sorted(got) == sorted(w for w in got if w in words)  # only the question's own words
+        pos = {w: i for i, w in enumerate(words)}
+        kept = sorted(got[1:], key=pos.__getitem__)  # the same words in their original order
+        assert all(abs(got[1:].index(w) - i) <= 3 for i, w in enumerate(kept))
+    assert any(add_noise(q, 0.2, random.Random(s)) != q for s in range(5))
 
 
 def test_qa_rows_put_the_loss_on_the_answer_only(tokenizer, tmp_path):
