@@ -191,8 +191,9 @@ def squad_data() -> tuple[list[Chunk], list[dict[str, Any]]]:
     return chunks, questions
 
 
-def ner_spans(chunks: list[Chunk]) -> dict[str, list[tuple[int, int, str]]]:
-    """Entity spans from the project's spaCy enricher (en_core_web_sm); empty when it is unavailable."""
+def ner_spans(chunks: list[Chunk], noun_phrases: bool = False) -> dict[str, list[tuple[int, int, str]]]:
+    """Entity spans from the project's spaCy enricher (en_core_web_sm), plus its parser's noun chunks
+    that overlap no entity when asked; empty when the pipeline is unavailable."""
     try:
         from common.settings import NerConfig
         from ner.enrich import make_enricher
@@ -204,11 +205,23 @@ def ner_spans(chunks: list[Chunk]) -> dict[str, list[tuple[int, int, str]]]:
     if enricher is None:
         return {}
     ents = enricher([c.text for c in chunks])
-    return {c.doc_id: [(e.start, e.end, e.label) for e in es] for c, es in zip(chunks, ents)}
+    out = {c.doc_id: [(e.start, e.end, e.label) for e in es] for c, es in zip(chunks, ents)}
+    if noun_phrases:
+        import spacy
+
+        from ner.pipeline import AUTO, resolve_model_name
+        from trainer.lm.qa import noun_phrase_spans
+
+        parser = spacy.load(resolve_model_name(AUTO), exclude=["ner", "lemmatizer"])  # the NER pipeline has no parser
+        for c, doc in zip(chunks, parser.pipe((c.text for c in chunks), batch_size=64)):
+            taken = out[c.doc_id]
+            out[c.doc_id] = taken + [sp for sp in noun_phrase_spans(doc)
+                                     if not any(sp[0] < e and s < sp[1] for s, e, _ in taken)]
+    return out
 
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
-                  base_cfg: dict[str, Any], reuse_lm: Path | None = None) -> dict[str, Any]:
+                  base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
@@ -226,7 +239,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         lm_summary = run_training(lm_run)
     lm_s = time.perf_counter() - t0
     lm_theta = read_run(lm_run)["model_args"]["rope_theta"]
-    spans = ner_spans(chunks)
+    spans = ner_spans(chunks, noun_phrases)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
                             per_sentence=per_sentence, style=cfg.synthetic_style, noise=cfg.synthetic_noise)
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
@@ -269,7 +282,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
-        "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
+        "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
@@ -372,6 +385,7 @@ def main() -> None:
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
     ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "mixed"], default="inplace")
     ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
+    ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
@@ -427,7 +441,8 @@ def main() -> None:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
                   "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
-                                        a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm)
+                                        a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
+                                        a.noun_phrases)
     save()
     print(json.dumps(result, indent=2))
 

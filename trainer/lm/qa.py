@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -97,6 +97,17 @@ def regex_spans(chunk: ChunkLike) -> list[tuple[int, int, str]]:
             continue
         label = "CARDINAL" if m.group()[0].isdigit() else "PHRASE"
         out.append((m.start(), m.end(), label))
+    return out
+
+
+def noun_phrase_spans(doc: Any) -> list[tuple[int, int, str]]:
+    """Answer candidates from a parsed spaCy Doc's noun chunks (a third of SQuAD's answers are common
+    noun phrases, which NER never proposes); pronouns and determiners-only chunks are skipped."""
+    out = []
+    for nc in doc.noun_chunks:
+        if nc.root.pos_ == "PRON" or all(t.is_stop for t in nc):
+            continue
+        out.append((nc.start_char, nc.end_char, "NP"))
     return out
 
 

@@ -112,3 +112,18 @@ def test_context_token_ids_are_the_passages(tokenizer):
     ids = qa_prompt_ids(tokenizer, ["Tea is brewed.", "Bees dance."], "What?", 64)
     assert context_token_ids(ids, tokenizer) == tuple(tokenizer.encode("Tea is brewed.") + tokenizer.encode("Bees dance."))
     assert context_token_ids([1, 5, 9, 6], tokenizer) == ()
+
+
+def test_noun_phrase_spans_skip_pronouns_and_stop_words():
+    spacy = pytest.importorskip("spacy")
+    from spacy.tokens import Doc
+
+    from trainer.lm.qa import noun_phrase_spans
+
+    words = ["Historians", "exaggerate", "his", "brutality", "and", "it", "grows"]
+    doc = Doc(spacy.blank("en").vocab, words=words, spaces=[True] * 6 + [False],
+              heads=[1, 1, 3, 1, 1, 6, 1], deps=["nsubj", "ROOT", "poss", "dobj", "cc", "nsubj", "conj"],
+              pos=["NOUN", "VERB", "PRON", "NOUN", "CCONJ", "PRON", "VERB"])
+    text = doc.text
+    assert [text[s:e] for s, e, label in noun_phrase_spans(doc)] == ["Historians", "his brutality"]
+    assert {label for *_, label in noun_phrase_spans(doc)} == {"NP"}
