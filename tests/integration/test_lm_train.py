@@ -70,6 +70,20 @@ def test_training_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     assert torch.equal(again(x)[0], ref)
 
 
+def test_induction_init_run_is_recorded_and_trains(tmp_path):
+    cfg = CFG.model_copy(update={"init": "induction", "steps": 4, "eval_every": 4, "ckpt_every": 4})
+    run = prepare(tmp_path, cfg)
+    spec = read_run(run)
+    assert spec["meta"]["weight_init"] == "induction" and spec["model_args"]["rope_theta"] == 1e6
+    summary = run_training(run)
+    hist = [json.loads(l) for l in (run / "train.jsonl").read_text().splitlines()]
+    first = next(h["loss"] for h in hist if h["event"] == "step")
+    assert first > math.log(spec["model_args"]["vocab_size"]) + 0.5  # not the ln V of a normal init
+    _, _, manifest = load_model(tmp_path / "model")
+    assert manifest["training"]["weight_init"] == "induction" and manifest["model_args"]["rope_theta"] == 1e6
+    assert summary["heldout_loss"] is not None
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     full = prepare(tmp_path / "a")
     run_training(full)
