@@ -220,6 +220,59 @@ def ner_spans(chunks: list[Chunk], noun_phrases: bool = False) -> dict[str, list
     return out
 
 
+def squad_sample(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Seeded sample; for n up to a few thousand a larger n extends a smaller one's questions (Python's
+    set-based selection draws the same first picks), so 600 questions include the earlier 150."""
+    return random.Random(0).sample(questions, min(n, len(questions)))
+
+
+def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]]
+                 ) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
+    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans."""
+    scores: dict[str, dict[str, float]] = {}
+    examples = []
+    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive"):
+        em = f1 = 0.0
+        hit = 0
+        for q in sample:
+            if setting.startswith("gold"):
+                ctx = [q["context"]]
+            else:
+                top = searcher.search(q["question"], k=1)
+                ctx = [top[0].chunk.text] if top else []
+                hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
+            ids = qa_prompt_ids(tok, ctx, q["question"], plen)
+            source = tuple(t for c in ctx for t in tok.encode(c)[:plen]) if setting.endswith("extractive") else None
+            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
+                                                         extract_from=source))
+            em += exact_match(g.text, q["answers"])
+            f1 += token_f1(g.text, q["answers"])
+            if setting == "gold" and len(examples) < 8:
+                examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
+        n = max(1, len(sample))
+        scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2)}
+        if setting == "retrieved":
+            scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
+    return scores, examples
+
+
+def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> list[dict[str, Any]]:
+    """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions."""
+    chunks, questions = squad_data()
+    searcher = Bm25Searcher(chunks)
+    sample = squad_sample(questions, n_questions)
+    rows = []
+    for d in work_dirs:
+        model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
+        t0 = time.perf_counter()
+        scores, _ = squad_scores(model, tok, read_run(d / f"squad-{preset}-qa")["meta"]["qa"]["passage_len"],
+                                 searcher, sample)
+        rows.append({"work": str(d), "questions": len(sample), "scores": scores,
+                     "answer_s": round(time.perf_counter() - t0, 1)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
@@ -250,34 +303,9 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     qa_summary = run_training(qa_run)
     qa_s = time.perf_counter() - t0
     model, tok, _ = load_model(qa_out)
-    rng = random.Random(0)
-    sample = rng.sample(questions, min(n_questions, len(questions)))
-    plen = read_run(qa_run)["meta"]["qa"]["passage_len"]
-    scores: dict[str, dict[str, float]] = {}
-    examples = []
     t0 = time.perf_counter()
-    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive"):
-        em = f1 = 0.0
-        hit = 0
-        for q in sample:
-            if setting.startswith("gold"):
-                ctx = [q["context"]]
-            else:
-                top = searcher.search(q["question"], k=1)
-                ctx = [top[0].chunk.text] if top else []
-                hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
-            ids = qa_prompt_ids(tok, ctx, q["question"], plen)
-            source = tuple(t for c in ctx for t in tok.encode(c)[:plen]) if setting.endswith("extractive") else None
-            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
-                                                         extract_from=source))
-            em += exact_match(g.text, q["answers"])
-            f1 += token_f1(g.text, q["answers"])
-            if setting == "gold" and len(examples) < 8:
-                examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
-        n = max(1, len(sample))
-        scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2)}
-        if setting == "retrieved":
-            scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
+    scores, examples = squad_scores(model, tok, read_run(qa_run)["meta"]["qa"]["passage_len"], searcher,
+                                    squad_sample(questions, n_questions))
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
@@ -286,7 +314,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
-        "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": len(sample),
+        "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": min(n_questions, len(questions)),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
         "scores": scores, "examples": examples,
@@ -380,6 +408,7 @@ def main() -> None:
     ap.add_argument("--squad-qa-steps", type=int, default=300)
     ap.add_argument("--squad-lm", type=Path, default=None,
                     help="work folder of an earlier run (bench/work/lm-NAME) whose pre-trained LM to reuse")
+    ap.add_argument("--squad-eval", default="", help="squad_eval section: comma list of bench/work/lm-NAME folders")
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
@@ -436,6 +465,10 @@ def main() -> None:
     if "ppl" in sections:
         result["ppl"] = section_ppl(chunks, searcher, a.ppl_preset, a.ppl_steps,
                                     [v for v in a.ppl_variants.split(",") if v], base_cfg, a.ppl_eval_rows)
+        save()
+    if "squad_eval" in sections:
+        result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
+                                                  a.squad_questions)
         save()
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
