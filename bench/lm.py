@@ -13,7 +13,12 @@
 3. squad: SQuAD v1.1 dev paragraphs are the corpus; an LM is pre-trained on them (retrieval rows),
    then fine-tuned on synthetic cloze questions generated from them (spaCy NER spans -> wh-word;
    up to 8 questions packed per row after their paragraph; SQuAD's own questions are never trained on). SQuAD questions are answered greedily with the gold
-   paragraph as context and with the top BM25 paragraph: exact match and token F1.
+   paragraph as context and with the top BM25 paragraph: exact match and token F1. `--init
+   induction` starts the LM from trainer/lm/init.py's copy circuit; `--synthetic-style`,
+   `--synthetic-noise` and `--noun-phrases` vary the questions; `--squad-lm W` reuses the LM
+   pre-trained by an earlier run (its bench/work/lm-NAME folder), so only QA tuning reruns.
+4. squad_eval: re-scores the QA models of earlier squad runs (`--squad-eval W1,W2`) on
+   `--squad-questions` questions, the first of which are the questions a smaller run used.
 
 Writes bench/results/lm.json and bench/results/lm.md.
 """
