@@ -25,7 +25,7 @@ Layer 1, induction heads (the first query head of every K/V group): the query re
 the current token's content, the key reads the previous token written in W_k through the same
 projection, both on the low-frequency RoPE pairs (which hardly rotate over a context, so the score
 is a content match). V reads the attended token's content and O writes it back onto C, where the
-tied output embedding turns it into that token's logit.
+tied output embedding (an untied one starts equal to it) turns it into that token's logit.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
     coords = emb.float() @ content  # (V, Dc)
     norm = coords.norm(dim=1).mean()
     emb.copy_(coords @ content.T + norm * u0)
+    if model.output is not None:  # untied: the output starts as the embedding, so a copy is a logit
+        model.output.weight.copy_(emb)
     kappa = math.sqrt(D / 2)  # x̂ . u0 after RMSNorm when content and constant have equal norms
     c_norm = kappa  # norm of the content part of x̂
 

@@ -26,17 +26,17 @@ def _copy_rows(vocab: int, g: torch.Generator, rows: int = 8, n: int = 64, m: in
     return x, mask
 
 
-def _model(preset: str, vocab: int) -> Transformer:
+def _model(preset: str, vocab: int, tied: bool = True) -> Transformer:
     torch.manual_seed(0)
-    return Transformer(replace(preset_args(preset, vocab, 256), rope_theta=1e6))
+    return Transformer(replace(preset_args(preset, vocab, 256), rope_theta=1e6, tie_embeddings=tied))
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_induction_init_copies_at_step_zero(preset):
+@pytest.mark.parametrize("preset,tied", [("tiny", True), ("small", True), ("tiny", False)])
+def test_induction_init_copies_at_step_zero(preset, tied):
     vocab = 2000
     x, mask = _copy_rows(vocab, torch.Generator().manual_seed(1))
-    plain = _model(preset, vocab)
-    made = _model(preset, vocab)
+    plain = _model(preset, vocab, tied)
+    made = _model(preset, vocab, tied)
     induction_init(made)
     with torch.no_grad():
         _, before = plain(x[:, :-1], x[:, 1:], mask)
