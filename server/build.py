@@ -53,7 +53,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "embedder_train": {"epochs": 1, "max_pairs": 2400, "batch_size": 32, "max_seq_length": 160,
                            "loss": "distill", "sources": "ict,claim", "distill_candidates": 4, "lr": 6e-5,
                            "dropout": 0.0, "base_weight": 0.3},
-        "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250},
+        # the copy circuit from the start (README "Copy circuit by initialisation": SQuAD answer loss
+        # 3.4 -> 1.9 nats against a normal init at the same lr, for a worse held-out ppl, 233 vs 196)
+        "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250,
+               "init": "induction", "lr": 1e-3, "min_lr": 1e-4},
         "quantize": {"types": "all"},
         "qa_steps": 1000,
     },

@@ -7,8 +7,9 @@ context + question + `<a>`, the target holds answer + `</s>`, so the loss is on 
 (several pairs per row after one shared context when packed; see `build_qa_dataset`).
 
 Synthetic questions: a named entity (from the docstore's NER) or, failing that, a capitalised phrase
-or number is removed from a sentence and replaced by a wh-word chosen by its label; the removed span
-is the answer and the chunk the sentence came from is the context. The model learns to find and copy
+or number is removed from a sentence, and a wh-word chosen by its label leads the rest ("fronted", the
+default) or takes the span's place ("inplace"); the removed span is the answer and the chunk the
+sentence came from is the context. The model learns to find and copy
 a span, which is what extractive answering needs.
 """
 
@@ -168,7 +169,7 @@ def add_noise(question: str, p: float, rng: random.Random) -> str:
 
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
-    per_sentence: int = 1, style: Style = "inplace", noise: float = 0.0,
+    per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0,
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 

@@ -16,7 +16,7 @@ def test_cloze_question_removes_the_answer_span(corpus_chunks):
         assert q.answer and q.answer not in q.question and q.question.endswith("?")
         assert q.answer in q.context[0]
     by_label = cloze_questions(corpus_chunks, spans=lambda c: [(c.text.find("Italy"), c.text.find("Italy") + 5, "GPE")]
-                               if "Italy" in c.text else [], per_chunk=1)
+                               if "Italy" in c.text else [], per_chunk=1, style="inplace")
     assert [(q.question, q.answer) for q in by_label] == [
         ("The piano was invented in where by Bartolomeo Cristofori around 1700?", "Italy")]
 
