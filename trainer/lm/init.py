@@ -85,6 +85,9 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
     theta = 1.0 / a.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)  # (hd/2,)
     high = [p for p in range(hd // 2) if theta[p] >= 0.05][:4] or [0]  # pairs that tell j=i-1 apart
     low = [p for p in range(hd // 2) if theta[p] * a.max_seq_len <= 2.0][-max(2, hd // 2 - 4):]  # barely rotate
+    if len(low) < 2:
+        raise InvalidInput(f"induction init needs slow RoPE pairs: rope_theta {a.rope_theta:g} is too small for a "
+                           f"{a.max_seq_len}-token context (use 1e6)")
     low_dims = [d for p in low for d in (2 * p, 2 * p + 1)]
 
     # Layer 0: previous-token heads.

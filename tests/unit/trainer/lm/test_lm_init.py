@@ -67,3 +67,9 @@ def test_induction_init_refuses_a_model_without_room():
     model = Transformer(replace(preset_args("tiny", 500, 64), n_layers=1))
     with pytest.raises(InvalidInput, match="2 layers"):
         induction_init(model)
+
+
+def test_induction_init_refuses_a_rope_base_without_slow_pairs():
+    model = Transformer(replace(preset_args("tiny", 500, 512), rope_theta=10.0))
+    with pytest.raises(InvalidInput, match="slow RoPE pairs"):
+        induction_init(model)
