@@ -12,6 +12,7 @@ copying works):
   multi:    `<s> r seg_1 ... seg_8` with eight random 16-token slices of the 96-token r: the same
             induction task with 120 scored tokens a row instead of 31.
 
+`--score CKPT,...` trains nothing: it measures how much copying trained checkpoints kept (`score`).
 Each task trains the `small` preset from scratch and, with --init, the given checkpoint (e.g. the
 SQuAD-pretrained LM of bench/lm.py). Writes bench/results/lm-copy-probe.json.
 
@@ -94,6 +95,42 @@ def probe(model: Transformer, task: str, steps: int, lr: float, batch: int, seed
             "first_step_below_0.5": solved, "seconds": round(time.perf_counter() - t0, 1), "curve": curve}
 
 
+@torch.no_grad()
+def score(path: Path, rows: int = 16) -> dict[str, Any]:
+    """How much copying a trained checkpoint kept, without training it: the `multi` loss on random
+    tokens, and on SQuAD paragraphs the loss of repeated 16-token slices of a paragraph's first 96
+    tokens against the loss of that first reading (copying makes the repeats cheaper)."""
+    import random
+
+    model, tok, _ = load_model(path)
+    model.eval()
+    x, mask = copy_batch("multi", model.args.vocab_size, rows, torch.Generator().manual_seed(1))
+    _, random_loss = model(x[:, :-1], x[:, 1:], mask)
+    squad = json.loads((ROOT.parent / "shared" / "datasets" / "squad-v1.1" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    paragraphs = [p["context"] for art in squad["data"] for p in art["paragraphs"]]
+    rng = random.Random(0)
+    seqs = []
+    for text in rng.sample(paragraphs, rows):
+        ids = tok.encode(text)[:96]
+        ids = (ids * (96 // max(1, len(ids)) + 1))[:96]  # short paragraphs repeat to 96 tokens
+        slices = []
+        for _ in range(8):
+            at = rng.randrange(0, 80)
+            slices += ids[at : at + 16]
+        seqs.append([tok.bos_id] + ids + slices)
+    nat = torch.tensor(seqs)  # (B, 1 + 96 + 128)
+    repeat = torch.zeros(rows, nat.shape[1] - 1, dtype=torch.bool)
+    repeat[:, 96:] = True
+    repeat[:, 96::16] = False  # a slice's first token is not predictable by copying
+    first = torch.zeros_like(repeat)
+    first[:, 10:95] = True
+    _, rep_loss = model(nat[:, :-1], nat[:, 1:], repeat)
+    _, first_loss = model(nat[:, :-1], nat[:, 1:], first)
+    return {"model": str(path), "random_multi_loss": round(float(random_loss), 3),
+            "uniform_loss": round(math.log(model.args.vocab_size - 10), 3),
+            "squad_repeat_loss": round(float(rep_loss), 3), "squad_first_reading_loss": round(float(first_loss), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=500)
@@ -107,8 +144,16 @@ def main() -> None:
     ap.add_argument("--induction-init", action="store_true", help="start from trainer.lm.init.induction_init")
     ap.add_argument("--rope-theta", type=float, default=None)
     ap.add_argument("--init", type=Path, default=None, help="an LM checkpoint to probe besides a fresh model")
+    ap.add_argument("--score", default="", help="comma list of LM checkpoints: score their copying, no training")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-copy-probe.json")
     a = ap.parse_args()
+    command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_copy_probe.py " + " ".join(sys.argv[1:])
+    if a.score:
+        scored = [score(Path(p)) for p in a.score.split(",")]
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps({"command": command, "scored": scored}, indent=2) + "\n")
+        print(json.dumps(scored, indent=2))
+        return
     rows = []
     for task in a.tasks.split(","):
         if task not in ("fixed", "variable", "multi"):
@@ -129,7 +174,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), file=sys.stderr)
             rows.append(r)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_copy_probe.py " + " ".join(sys.argv[1:]),
+    a.out.write_text(json.dumps({"command": command,
                                  "threads": torch.get_num_threads(), "probes": rows}, indent=2) + "\n")
 
 

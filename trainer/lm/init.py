@@ -46,14 +46,13 @@ def _orthonormal(d: int, g: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, match: float = 20.0,
-                   copy: float = 8.0, logit_scale: float = 8.0, layers: tuple[int, ...] = (1,)) -> dict[str, int]:
-    """Overwrite layer 0, the induction layers, the embedding and the final norm of a freshly initialised model with a copy circuit.
+                   copy: float = 8.0, logit_scale: float = 8.0) -> dict[str, int]:
+    """Overwrite layers 0-1, the embedding and the final norm of a freshly initialised model with a copy circuit.
 
     `sharpness` scales the previous-token score gap, `match` the content-match score (both in logit
     units), `copy` the norm of what the induction heads write relative to the residual stream, and
     `logit_scale` the final RMSNorm weight (with embeddings of norm ~0.5 the logits could otherwise
-    not express a confident copy); `layers` hold induction heads (copying needs only layer 1; a later
-    one lets a learned head first move a question's word to where it is matched). Defaults measured
+    not express a confident copy). Defaults measured
     on random-token copying (bench/lm_copy_probe.py: loss at step 0 1.9 instead of ln V = 8.3 with
     rope_theta 1e6). Returns the heads used.
     """
@@ -63,8 +62,6 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
     n_prev = max(1, Hkv // 2)  # K/V groups of layer 0 turned into previous-token heads
     if a.n_layers < 2 or hd < 8 or 1 + n_prev * hd >= D // 2:
         raise InvalidInput(f"induction init needs >= 2 layers, head_dim >= 8 and room in dim {D}")
-    if not layers or any(not 1 <= layer < a.n_layers for layer in layers):
-        raise InvalidInput(f"induction layers must lie in 1..{a.n_layers - 1}, got {list(layers)}")
     g = torch.Generator().manual_seed(seed)
     basis = _orthonormal(D, g)  # (D, D) columns
     u0 = basis[:, 0]  # (D,)
@@ -79,8 +76,8 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
     emb.copy_(coords @ content.T + norm * u0)
     if model.output is not None:  # untied: the output starts as the embedding, so a copy is a logit
         model.output.weight.copy_(emb)
-    kappa = math.sqrt(D / 2)  # x̂ . u0 after RMSNorm when content and constant have equal norms
-    c_norm = kappa  # norm of the content part of x̂
+    kappa = math.sqrt(D / 2)  # x̂ . u0 after RMSNorm when content and constant have equal norms, and
+    # so also the norm of x̂'s content part
 
     theta = 1.0 / a.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)  # (hd/2,)
     high = [p for p in range(hd // 2) if theta[p] >= 0.05][:4] or [0]  # pairs that tell j=i-1 apart
@@ -106,50 +103,48 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
         pk = content[:, torch.randperm(dc, generator=g)[:hd]].T  # (hd, D): hd content coordinates
         reads.append(pk)
         att0.wv.weight[k * hd : (k + 1) * hd] = pk
-        # v has norm ~ c_norm * sqrt(hd / dc); write it with the norm of an embedding's content part
-        att0.wo.weight[:, h * hd : (h + 1) * hd] = writes[k] * (norm / (c_norm * math.sqrt(hd / dc)))
+        # v has norm ~ kappa * sqrt(hd / dc); write it with the norm of an embedding's content part
+        att0.wo.weight[:, h * hd : (h + 1) * hd] = writes[k] * (norm / (kappa * math.sqrt(hd / dc)))
         for extra in range(h + 1, h + rep):  # the group's other query heads copy nothing at the start
             att0.wo.weight[:, extra * hd : (extra + 1) * hd] = 0.0
 
-    # Induction heads (layer 1, and any later `layers`), one per K/V group, each matching on its own
-    # coordinates. Directions first; `_calibrate` then sets the scales from a forward pass.
+    # Layer 1: induction heads, one per K/V group, each matching on its own coordinates. Directions
+    # first; `_calibrate` then sets the scales from a forward pass.
     m = len(low_dims)
     heads = [k * rep for k in range(Hkv)]
-    for layer in layers:
-        att = model.layers[layer].attention
-        for k in range(Hkv):
-            h = k * rep
-            src = k % n_prev
-            sel = torch.randperm(hd, generator=g)[:m]
-            wq = torch.zeros(hd, D)
-            wk = torch.zeros(hd, D)
-            wq[low_dims] = reads[src][sel]  # current token's content, coordinates `sel` of P_src
-            wk[low_dims] = writes[src].T[sel]  # previous token as layer 0 wrote it, same coordinates
-            att.wq.weight[h * hd : (h + 1) * hd] = wq
-            att.wk.weight[k * hd : (k + 1) * hd] = wk
-            pv = content[:, torch.randperm(dc, generator=g)[:hd]].T  # (hd, D)
-            att.wv.weight[k * hd : (k + 1) * hd] = pv
-            att.wo.weight[:, h * hd : (h + 1) * hd] = pv.T
-            for extra in range(h + 1, h + rep):
-                att.wo.weight[:, extra * hd : (extra + 1) * hd] = 0.0
-        _calibrate(model, layer, heads, match, copy / len(layers), g)
+    att1 = model.layers[1].attention
+    for k in range(Hkv):
+        h = k * rep
+        src = k % n_prev
+        sel = torch.randperm(hd, generator=g)[:m]
+        wq = torch.zeros(hd, D)
+        wk = torch.zeros(hd, D)
+        wq[low_dims] = reads[src][sel]  # current token's content, coordinates `sel` of P_src
+        wk[low_dims] = writes[src].T[sel]  # previous token as layer 0 wrote it, same coordinates
+        att1.wq.weight[h * hd : (h + 1) * hd] = wq
+        att1.wk.weight[k * hd : (k + 1) * hd] = wk
+        pv = content[:, torch.randperm(dc, generator=g)[:hd]].T  # (hd, D)
+        att1.wv.weight[k * hd : (k + 1) * hd] = pv
+        att1.wo.weight[:, h * hd : (h + 1) * hd] = pv.T
+        for extra in range(h + 1, h + rep):
+            att1.wo.weight[:, extra * hd : (extra + 1) * hd] = 0.0
+    _calibrate(model, heads, match, copy, g)
     model.norm.weight.fill_(logit_scale)
-    return {"previous_token_heads": n_prev, "induction_heads": Hkv * len(layers), "match_dims": m}
+    return {"previous_token_heads": n_prev, "induction_heads": Hkv, "match_dims": m}
 
 
 @torch.no_grad()
-def _calibrate(model: Transformer, layer: int, heads: list[int], match: float, copy: float, g: torch.Generator) -> None:
-    """Scale one layer's induction heads: a repeated token scores `match` (logit units) above the mean,
+def _calibrate(model: Transformer, heads: list[int], match: float, copy: float, g: torch.Generator) -> None:
+    """Scale layer 1's induction heads: a repeated token scores `match` (logit units) above the mean,
     and their output has `copy` times the norm of the residual stream it is added to."""
     a = model.args
     hd, rep = a.head_dim, a.n_heads // a.n_kv_heads
     T = min(128, a.max_seq_len)
     x = torch.randint(10, a.vocab_size, (8, T), generator=g)  # (B, T)
     h = model.tok_embeddings(x)  # (B, T, D)
-    for block in model.layers[:layer]:
-        h = block(h, model.rope_cos, model.rope_sin)  # (B, T, D)
-    xn = model.layers[layer].attention_norm(h)  # (B, T, D)
-    att = model.layers[layer].attention
+    h = model.layers[0](h, model.rope_cos, model.rope_sin)  # (B, T, D)
+    xn = model.layers[1].attention_norm(h)  # (B, T, D)
+    att = model.layers[1].attention
     for h_ in heads:
         k_ = h_ // rep
         q = xn @ att.wq.weight[h_ * hd : (h_ + 1) * hd].T  # (B, T, hd)
