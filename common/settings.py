@@ -172,6 +172,10 @@ class LmConfig(Section):
     synthetic_noise: float = Field(
         0.0, ge=0, lt=1, description="Synthetic questions: share of words dropped (the rest shuffled locally)."
     )
+    synthetic_window: int = Field(
+        0, ge=0, le=64, description="Synthetic questions keep this many words each side of the answer (0: the "
+        "whole sentence); real questions are short and share only a few words with the passage."
+    )
     init: Literal["normal", "induction"] = Field(
         "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
     )

@@ -104,7 +104,8 @@ def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     ws = Workspace.open(ctx.settings)
     examples = cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
                                per_chunk=max(1, ctx.settings.lm.synthetic_per_chunk), seed=ctx.settings.lm.seed,
-                               style=ctx.settings.lm.synthetic_style, noise=ctx.settings.lm.synthetic_noise)
+                               style=ctx.settings.lm.synthetic_style, noise=ctx.settings.lm.synthetic_noise,
+                               window=ctx.settings.lm.synthetic_window)
     qa_file = ctx.home / "build" / "qa_synthetic.jsonl"
     qa_file.parent.mkdir(parents=True, exist_ok=True)
     with open(qa_file, "w", encoding="utf-8") as f:

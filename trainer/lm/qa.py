@@ -1,7 +1,7 @@
 """Answering from context: the fixed QA prompt, QA JSONL loading, synthetic cloze questions, EM/F1.
 
 Prompt (also `tokenizer.PROMPT_FORMAT`, recorded in the manifest):
-    <s><ctx> passage </ctx>...<q> question <a> answer</s>
+    <s><q> question <ctx> passage </ctx>...<q> question <a> answer</s>
 QA examples are stored in the same memmap layout as LM data (trainer/lm/data.py): the prefix holds
 context + question + `<a>`, the target holds answer + `</s>`, so the loss is on the answer only
 (several pairs per row after one shared context when packed; see `build_qa_dataset`).
@@ -42,12 +42,16 @@ class QaExample:
     doc_id: str = ""
 
 
-def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int) -> list[int]:
-    """`<s><ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer."""
-    ids = [BOS_ID]
+def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int,
+                  question_first: bool = True) -> list[int]:
+    """`<s><q> question <ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer.
+
+    `question_first=False` is the older layout without the leading question (see tokenizer.py)."""
+    q = [tokenizer.q_id, *tokenizer.encode(question)[:64]]
+    ids = [BOS_ID, *q] if question_first and contexts else [BOS_ID]
     for c in contexts:
         ids += [tokenizer.ctx_open, *tokenizer.encode(c)[:passage_len], tokenizer.ctx_close]
-    return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
+    return ids + q + [tokenizer.a_id]
 
 
 def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ...]:
@@ -139,12 +143,18 @@ _FUNCTION_WORDS = {"the", "a", "an", "it", "its", "this", "that", "these", "thos
 Style = Literal["inplace", "fronted", "mixed"]
 
 
-def cloze_question(sentence: str, start: int, end: int, label: str, fronted: bool) -> str:
+def cloze_question(sentence: str, start: int, end: int, label: str, fronted: bool, window: int = 0) -> str:
     """The question for span [start, end) of `sentence`: the wh-word in the span's place ("inplace"),
     or leading the rest of the sentence with the preposition before the span dropped ("fronted",
-    Lewis et al. 2019's "wh + cloze", closer to how people ask)."""
+    Lewis et al. 2019's "wh + cloze", closer to how people ask). `window` > 0 keeps only that many
+    words each side of the span, so the question is as short as a real one and the model must find
+    the answer from a few nearby words rather than from the whole sentence repeated."""
     wh = _WH.get(label, "what")
     before, after = sentence[:start], sentence[end:]
+    if window > 0:
+        kept_before = before.split()[-window:]
+        before = " ".join(kept_before) + (" " if before[-1:].isspace() and kept_before else "")
+        after = (" " if after[:1].isspace() else "") + " ".join(after.split()[:window])
     if not fronted:
         return (before + wh + after).strip().rstrip(".!?") + "?"
     before = _PREPOSITION.sub("", before.rstrip()).rstrip(" ,;:")
@@ -169,12 +179,12 @@ def add_noise(question: str, p: float, rng: random.Random) -> str:
 
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
-    per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0,
+    per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0, window: int = 0,
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
-    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question) and
-    `noise` > 0 perturbs the words (`add_noise`). A chunk's questions are consecutive in the result,
+    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question), `window`
+    shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`). A chunk's questions are consecutive in the result,
     so `build_qa_dataset(pack=...)` can put them in one row after their shared context.
     """
     rng = random.Random(seed)
@@ -196,7 +206,7 @@ def cloze_questions(
             used[sent] += 1
             a, b = sent
             fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
-            question = add_noise(cloze_question(chunk.text[a:b], s - a, e - a, label, fronted), noise, rng)
+            question = add_noise(cloze_question(chunk.text[a:b], s - a, e - a, label, fronted, window), noise, rng)
             out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
             n += 1
             if n >= per_chunk:
@@ -213,13 +223,15 @@ def build_qa_dataset(
     max_answer: int = 32,
     pack: int = 1,
     max_row: int | None = None,
+    question_first: bool = True,
 ) -> dict[str, int]:
     """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + `</s>`.
 
     With `pack` > 1, consecutive examples with the same context share one row (up to `pack`
-    questions and `max_row` tokens): `ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss on
-    the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
-    the answer tokens a row teaches, which is what a copy skill learned from scratch is short of.
+    questions and `max_row` tokens): `<q> q1 ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss
+    on the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
+    the answer tokens a row teaches, which is what a copy skill learned from scratch is short of (they
+    follow the context without a leading copy of their own, like the older context-first layout).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +249,7 @@ def build_qa_dataset(
                 targets[-1] += more + answer
                 masks[-1] += [0] * len(more) + [1] * len(answer)
                 continue
-        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:])  # BOS is added per row
+        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len, question_first)[1:])  # BOS is added per row
         targets.append(answer)
         masks.append([1] * len(answer))
         last_ctx = contexts

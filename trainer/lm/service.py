@@ -160,7 +160,7 @@ def train_lm(
         if cfg.synthetic_per_chunk:
             examples += cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
                                         per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, style=cfg.synthetic_style,
-                                        noise=cfg.synthetic_noise)
+                                        noise=cfg.synthetic_noise, window=cfg.synthetic_window)
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve)
     else:
         chunks = list(ws.store.iter_chunks())

@@ -30,6 +30,16 @@ def test_fronted_questions_lead_with_the_wh_word(corpus_chunks):
     assert {q.question.split()[0] for q in mixed} == {"Where", "The"}
 
 
+def test_windowed_questions_keep_the_words_near_the_answer(corpus_chunks):
+    italy = lambda c: [(c.text.find("Italy"), c.text.find("Italy") + 5, "GPE")] if "Italy" in c.text else []  # noqa: E731
+    short = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="fronted", window=3)
+    assert [(q.question, q.answer) for q in short] == [("Where was invented by Bartolomeo Cristofori?", "Italy")]  # "in" dropped
+    inplace = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="inplace", window=2)
+    assert [q.question for q in inplace] == ["invented in where by Bartolomeo?"]
+    whole = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="fronted", window=50)
+    assert [q.question for q in whole] == ["Where the piano was invented by Bartolomeo Cristofori around 1700?"]
+
+
 def test_noisy_questions_drop_and_shuffle_words_locally():
     q = "When was the piano invented by Bartolomeo Cristofori inside a workshop near Florence?"  # no repeated word
     assert add_noise(q, 0.0, random.Random(0)) == q
@@ -104,6 +114,23 @@ def test_squad_metrics():
     assert exact_match("The Italy!", ["italy"]) == 1.0
     assert token_f1("in northern Italy", ["Italy"]) == pytest.approx(0.5)
     assert token_f1("", ["Italy"]) == 0.0 and token_f1("Rome", ["Italy", "Rome"]) == 1.0
+
+
+def test_prompt_asks_the_question_before_and_after_the_passages(tokenizer):
+    q, c1, c2 = tokenizer.encode("Who?"), tokenizer.encode("Tea is brewed."), tokenizer.encode("Bees dance.")
+    t = tokenizer
+    assert qa_prompt_ids(t, ["Tea is brewed.", "Bees dance."], "Who?", 64) == [
+        1, t.q_id, *q, t.ctx_open, *c1, t.ctx_close, t.ctx_open, *c2, t.ctx_close, t.q_id, *q, t.a_id]
+    assert qa_prompt_ids(t, ["Tea is brewed."], "Who?", 64, question_first=False) == [
+        1, t.ctx_open, *c1, t.ctx_close, t.q_id, *q, t.a_id]
+    assert qa_prompt_ids(t, [], "Who?", 64) == [1, t.q_id, *q, t.a_id]  # nothing to read: asked once
+
+
+def test_question_first_follows_the_recorded_format():
+    from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_CONTEXT_FIRST, question_first
+
+    assert question_first(PROMPT_FORMAT) and question_first(None)
+    assert not question_first(PROMPT_FORMAT_CONTEXT_FIRST)
 
 
 def test_context_token_ids_are_the_passages(tokenizer):
