@@ -51,7 +51,6 @@ from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
 from trainer.lm.qa import cloze_questions, exact_match, qa_prompt_ids, token_f1  # noqa: E402
-from trainer.lm.tokenizer import question_first  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -232,11 +231,9 @@ def squad_sample(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]
     return random.Random(0).sample(questions, min(n, len(questions)))
 
 
-def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
-                 prompt_format: str | None) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
-    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans,
-    in the prompt layout the model was tuned with."""
-    qfirst = question_first(prompt_format)
+def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]]
+                 ) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
+    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
     for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive"):
@@ -249,7 +246,7 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 top = searcher.search(q["question"], k=1)
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
-            ids = qa_prompt_ids(tok, ctx, q["question"], plen, qfirst)
+            ids = qa_prompt_ids(tok, ctx, q["question"], plen)
             source = tuple(t for c in ctx for t in tok.encode(c)[:plen]) if setting.endswith("extractive") else None
             g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
                                                          extract_from=source))
@@ -271,10 +268,10 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
     sample = squad_sample(questions, n_questions)
     rows = []
     for d in work_dirs:
-        model, tok, manifest = load_model(d / f"squad-model-{preset}-qa")
+        model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
         t0 = time.perf_counter()
         scores, _ = squad_scores(model, tok, read_run(d / f"squad-{preset}-qa")["meta"]["qa"]["passage_len"],
-                                 searcher, sample, manifest.get("prompt_format"))
+                                 searcher, sample)
         rows.append({"work": str(d), "questions": len(sample), "scores": scores,
                      "answer_s": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -311,16 +308,16 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     qa_data = prepare_qa_run(qa_run, qa_out, lm_out, synth, qa_cfg, retrieve=None)
     qa_summary = run_training(qa_run)
     qa_s = time.perf_counter() - t0
-    model, tok, manifest = load_model(qa_out)
+    model, tok, _ = load_model(qa_out)
     t0 = time.perf_counter()
     scores, examples = squad_scores(model, tok, read_run(qa_run)["meta"]["qa"]["passage_len"], searcher,
-                                    squad_sample(questions, n_questions), manifest.get("prompt_format"))
+                                    squad_sample(questions, n_questions))
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
-        "prompt_format": manifest.get("prompt_format"), "qa_rows": qa_data["qa"]["rows"],
+        "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": min(n_questions, len(questions)),

@@ -34,32 +34,28 @@ class KV:
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """The QA prompt's symbols, parsed from a format like
-    `<s><q> {question} <ctx> {context} </ctx><q> {question} <a> {answer}</s>` (the leading question is
-    optional: formats recorded before it have none)."""
+    """The QA prompt's symbols, parsed from a format like `<s><ctx> {context} </ctx><q> {question} <a> {answer}</s>`."""
 
     bos: bool
     ctx_open: str
     ctx_close: str
     question: str
     answer: str
-    question_first: bool = False
 
 
 _FORMAT = re.compile(
-    r"(?P<bos><s>)?(?:(?P<lead>\S+?)\s*\{question\}\s*)?(?P<open>\S+?)\s*\{context\}\s*(?P<close></[^>\s]+>)"
-    r"(?P<q>\S+?)\s*\{question\}\s*(?P<a>\S+?)\s*\{answer\}(?:</s>)?"
+    r"(?P<bos><s>)?(?P<open>\S+?)\s*\{context\}\s*(?P<close></[^>\s]+>)(?P<q>\S+?)\s*\{question\}\s*"
+    r"(?P<a>\S+?)\s*\{answer\}(?:</s>)?"
 )
 
 
 def parse_prompt_format(fmt: str) -> PromptFormat:
     m = _FORMAT.fullmatch(fmt.strip())
-    if not m or m.group("lead") not in (None, m.group("q")):
+    if not m:
         raise InvalidInput(
-            f"prompt format {fmt!r} is not '<s>[Q {{question}}] OPEN {{context}} CLOSE Q {{question}} A {{answer}}</s>'"
+            f"prompt format {fmt!r} is not '<s>OPEN {{context}} CLOSE Q {{question}} A {{answer}}</s>'"
         )
-    return PromptFormat(bool(m.group("bos")), m.group("open"), m.group("close"), m.group("q"), m.group("a"),
-                        m.group("lead") is not None)
+    return PromptFormat(bool(m.group("bos")), m.group("open"), m.group("close"), m.group("q"), m.group("a"))
 
 
 def render_prompt(fmt: str, contexts: list[str] | tuple[str, ...], question: str) -> str:
@@ -72,8 +68,7 @@ def render_prompt(fmt: str, contexts: list[str] | tuple[str, ...], question: str
     """
     p = parse_prompt_format(fmt)
     body = "".join(f"{p.ctx_open}{c}{p.ctx_close}" for c in contexts)
-    lead = f"{p.question}{question}" if p.question_first and contexts else ""
-    return f"{lead}{body}{p.question}{question}{p.answer}"
+    return f"{body}{p.question}{question}{p.answer}"
 
 
 def chat_template_from_prompt_format(fmt: str) -> str:
@@ -84,16 +79,13 @@ def chat_template_from_prompt_format(fmt: str) -> str:
     def lit(s: str) -> str:
         return "{{ " + json.dumps(s) + " }}"
 
-    question = lit(p.question) + "{{ users[-1]['content'] if users else '' }}"
     return (
         ("{{ bos_token }}" if p.bos else "")
-        + "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
-        + "{%- set systems = messages | selectattr('role', 'equalto', 'system') | list -%}"
-        + ("{%- if systems -%}" + question + "{%- endif -%}" if p.question_first else "")
-        + "{%- for m in systems -%}"
+        + "{%- for m in messages if m['role'] == 'system' -%}"
         + lit(p.ctx_open) + "{{ m['content'] }}" + lit(p.ctx_close)
         + "{%- endfor -%}"
-        + question + lit(p.answer)
+        + "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+        + lit(p.question) + "{{ users[-1]['content'] if users else '' }}" + lit(p.answer)
     )
 
 

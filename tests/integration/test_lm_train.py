@@ -61,7 +61,7 @@ def test_training_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     assert abs(losses[0] - math.log(read_run(run)["model_args"]["vocab_size"])) < 0.3  # init ~ ln V
     assert summary["heldout_loss"] is not None and summary["mfu"] > 0 and summary["tokens_per_s"] > 0
     model, tok, manifest = load_model(tmp_path / "model")
-    assert manifest["training"]["retrieval"] is True and manifest["prompt_format"].startswith("<s><q>")
+    assert manifest["training"]["retrieval"] is True and manifest["prompt_format"].startswith("<s><ctx>")
     assert manifest["training"]["heldout_doc_ids"] and manifest["step"] == 12
     assert (tmp_path / "model" / "loss.png").stat().st_size > 1000
     x = torch.tensor([[1] + tok.encode("Bees collect nectar")])

@@ -27,7 +27,7 @@ from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
 from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
 from trainer.lm.qa import qa_prompt_ids  # noqa: E402
-from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_CONTEXT_FIRST, question_first, train_tokenizer  # noqa: E402
+from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
 
 SENTENCES = [
     "The committee approved the budget for the new research laboratory in March.",
@@ -172,12 +172,11 @@ def test_tokenizer_parity_with_sentencepiece(ckpt, f32):
         assert f32.tokenize(text) == [tok.bos_id, *tok.encode(text)], text
 
 
-@pytest.mark.parametrize("fmt", [PROMPT_FORMAT, PROMPT_FORMAT_CONTEXT_FIRST])
-def test_prompt_format_text_tokenises_to_the_training_ids(ckpt, f32, fmt):
+def test_prompt_format_text_tokenises_to_the_training_ids(ckpt, f32):
     _, tok, _ = load_model(ckpt)
     ctxs = [SENTENCES[0], SENTENCES[3]]
     q = "Who approved the budget?"
-    assert f32.tokenize(render_prompt(fmt, ctxs, q)) == qa_prompt_ids(tok, ctxs, q, 10_000, question_first(fmt))
+    assert f32.tokenize(render_prompt(PROMPT_FORMAT, ctxs, q)) == qa_prompt_ids(tok, ctxs, q, 10_000)
 
 
 def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):

@@ -1,7 +1,7 @@
 """Answering from context: the fixed QA prompt, QA JSONL loading, synthetic cloze questions, EM/F1.
 
 Prompt (also `tokenizer.PROMPT_FORMAT`, recorded in the manifest):
-    <s><q> question <ctx> passage </ctx>...<q> question <a> answer</s>
+    <s><ctx> passage </ctx>...<q> question <a> answer</s>
 QA examples are stored in the same memmap layout as LM data (trainer/lm/data.py): the prefix holds
 context + question + `<a>`, the target holds answer + `</s>`, so the loss is on the answer only
 (several pairs per row after one shared context when packed; see `build_qa_dataset`).
@@ -42,16 +42,12 @@ class QaExample:
     doc_id: str = ""
 
 
-def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int,
-                  question_first: bool = True) -> list[int]:
-    """`<s><q> question <ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer.
-
-    `question_first=False` is the older layout without the leading question (see tokenizer.py)."""
-    q = [tokenizer.q_id, *tokenizer.encode(question)[:64]]
-    ids = [BOS_ID, *q] if question_first and contexts else [BOS_ID]
+def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int) -> list[int]:
+    """`<s><ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer."""
+    ids = [BOS_ID]
     for c in contexts:
         ids += [tokenizer.ctx_open, *tokenizer.encode(c)[:passage_len], tokenizer.ctx_close]
-    return ids + q + [tokenizer.a_id]
+    return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
 
 
 def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ...]:
@@ -223,15 +219,13 @@ def build_qa_dataset(
     max_answer: int = 32,
     pack: int = 1,
     max_row: int | None = None,
-    question_first: bool = True,
 ) -> dict[str, int]:
     """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + `</s>`.
 
     With `pack` > 1, consecutive examples with the same context share one row (up to `pack`
-    questions and `max_row` tokens): `<q> q1 ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss
-    on the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
-    the answer tokens a row teaches, which is what a copy skill learned from scratch is short of (they
-    follow the context without a leading copy of their own, like the older context-first layout).
+    questions and `max_row` tokens): `ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss on
+    the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
+    the answer tokens a row teaches, which is what a copy skill learned from scratch is short of.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +243,7 @@ def build_qa_dataset(
                 targets[-1] += more + answer
                 masks[-1] += [0] * len(more) + [1] * len(answer)
                 continue
-        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len, question_first)[1:])  # BOS is added per row
+        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:])  # BOS is added per row
         targets.append(answer)
         masks.append([1] * len(answer))
         last_ctx = contexts

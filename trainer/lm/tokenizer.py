@@ -17,17 +17,11 @@ Vocabulary layout (fixed ids, the GGUF exporter relies on them):
 No padding token: batches are right-padded with target -1, which the loss ignores.
 
 Prompt format (recorded in every LM manifest as `prompt_format`; see `PROMPT_FORMAT`):
-    <s><q> question <ctx> passage 1 </ctx><ctx> passage 2 </ctx><q> question <a> answer</s>
-The question comes before the passages as well as after them ("query-aware contextualisation", Liu et
-al. 2023): a causal model reads the passages knowing what is asked, so their tokens can mark where
-the question's words occur, which the answer position then looks up. Models tuned before this
-format (`PROMPT_FORMAT_CONTEXT_FIRST`, no leading question) keep theirs: every prompt builder
-follows the manifest's `prompt_format` (`question_first`).
+    <s><ctx> passage 1 </ctx><ctx> passage 2 </ctx><q> question <a> answer</s>
 Exact ids (trainer.lm.qa.qa_prompt_ids; every text segment is encoded on its own, so each starts
 with SentencePiece's dummy-prefix space, and no space piece sits before a closing symbol):
-    [1] + [5] + sp(question)[:64] + ([3] + sp(passage)[:passage_len] + [4]) * n_passages
-        + [5] + sp(question)[:64] + [6]
-(the leading question only when there are passages) and the answer target is sp(answer) + [2].
+    [1] + ([3] + sp(passage)[:passage_len] + [4]) * n_passages + [5] + sp(question)[:64] + [6]
+and the answer target is sp(answer) + [2].
 Plain language-model training uses `<s>` + text; retrieval-augmented training uses
 `<s>` + `<ctx> neighbour </ctx>`... + text (same per-segment encoding).  The special symbols are user-defined pieces, so the
 literal strings "<ctx>" etc. in raw text also encode to them (and decode back to the same text).
@@ -50,18 +44,9 @@ log = logging.getLogger(__name__)
 CTX_OPEN, CTX_CLOSE, QUESTION, ANSWER = "<ctx>", "</ctx>", "<q>", "<a>"
 SPECIAL_SYMBOLS = (CTX_OPEN, CTX_CLOSE, QUESTION, ANSWER)
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
-PROMPT_FORMAT_CONTEXT_FIRST = "<s>{ctx_open} {{context}} {ctx_close}{q} {{question}} {a} {{answer}}</s>".format(
+PROMPT_FORMAT = "<s>{ctx_open} {{context}} {ctx_close}{q} {{question}} {a} {{answer}}</s>".format(
     ctx_open=CTX_OPEN, ctx_close=CTX_CLOSE, q=QUESTION, a=ANSWER
 )
-PROMPT_FORMAT = "<s>{q} {{question}} ".format(q=QUESTION) + PROMPT_FORMAT_CONTEXT_FIRST.removeprefix("<s>")
-
-
-def question_first(prompt_format: str | None) -> bool:
-    """Whether a recorded prompt format puts the question before the passages too (no record: the
-    current `PROMPT_FORMAT`)."""
-    return prompt_format is None or prompt_format.removeprefix("<s>").startswith(QUESTION)
-
-
 MIN_VOCAB = 300  # 7 special + 256 bytes + a few merges
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-F]{2})>$")
 

@@ -4,38 +4,28 @@ import pytest
 from common.errors import InvalidInput
 from quantize.metadata import chat_template_from_prompt_format, padded_vocab, parse_prompt_format, render_prompt
 from quantize.spm_vocab import SpmVocab
-from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_CONTEXT_FIRST
 
-OLD = "<s><ctx> {context} </ctx><q> {question} <a> {answer}</s>"  # context-first, before the leading question
-FMT = PROMPT_FORMAT
+FMT = "<s><ctx> {context} </ctx><q> {question} <a> {answer}</s>"
 
 
 def test_parse_prompt_format():
     p = parse_prompt_format(FMT)
     assert (p.bos, p.ctx_open, p.ctx_close, p.question, p.answer) == (True, "<ctx>", "</ctx>", "<q>", "<a>")
-    assert p.question_first and not parse_prompt_format(OLD).question_first
-    assert OLD == PROMPT_FORMAT_CONTEXT_FIRST
     with pytest.raises(InvalidInput):
         parse_prompt_format("{question} then {context}")
-    with pytest.raises(InvalidInput):  # the two questions must use the same symbol
-        parse_prompt_format("<s><x> {question} <ctx> {context} </ctx><q> {question} <a> {answer}</s>")
 
 
 def test_render_prompt_puts_no_space_next_to_symbols():
-    assert render_prompt(FMT, ["one", "two"], "why?") == "<q>why?<ctx>one</ctx><ctx>two</ctx><q>why?<a>"
-    assert render_prompt(FMT, ["a "], "b") == "<q>b<ctx>a </ctx><q>b<a>"  # text verbatim, as qa_prompt_ids encodes it
-    assert render_prompt(FMT, [], "q") == "<q>q<a>"  # no passages: the question once
-    assert render_prompt(OLD, ["one", "two"], "why?") == "<ctx>one</ctx><ctx>two</ctx><q>why?<a>"
-    assert render_prompt(OLD, [], "q") == "<q>q<a>"
+    assert render_prompt(FMT, ["one", "two"], "why?") == "<ctx>one</ctx><ctx>two</ctx><q>why?<a>"
+    assert render_prompt(FMT, ["a "], "b") == "<ctx>a </ctx><q>b<a>"  # text kept verbatim, as qa_prompt_ids encodes it
+    assert render_prompt(FMT, [], "q") == "<q>q<a>"
 
 
-@pytest.mark.parametrize("fmt", [FMT, OLD])
-@pytest.mark.parametrize("systems", [["one", "two"], []])
-def test_chat_template_renders_the_same_prompt(fmt, systems):
-    tmpl = jinja2.Environment().from_string(chat_template_from_prompt_format(fmt))
-    msgs = [{"role": "system", "content": s} for s in systems] + [
-        {"role": "user", "content": "first"}, {"role": "user", "content": "why?"}]
-    assert tmpl.render(messages=msgs, bos_token="<s>") == "<s>" + render_prompt(fmt, systems, "why?")
+def test_chat_template_renders_the_same_prompt():
+    tmpl = jinja2.Environment().from_string(chat_template_from_prompt_format(FMT))
+    msgs = [{"role": "system", "content": "one"}, {"role": "system", "content": "two"},
+            {"role": "user", "content": "first"}, {"role": "user", "content": "why?"}]
+    assert tmpl.render(messages=msgs, bos_token="<s>") == "<s>" + render_prompt(FMT, ["one", "two"], "why?")
 
 
 def _vocab(n: int) -> SpmVocab:

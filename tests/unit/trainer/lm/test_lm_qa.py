@@ -116,23 +116,6 @@ def test_squad_metrics():
     assert token_f1("", ["Italy"]) == 0.0 and token_f1("Rome", ["Italy", "Rome"]) == 1.0
 
 
-def test_prompt_asks_the_question_before_and_after_the_passages(tokenizer):
-    q, c1, c2 = tokenizer.encode("Who?"), tokenizer.encode("Tea is brewed."), tokenizer.encode("Bees dance.")
-    t = tokenizer
-    assert qa_prompt_ids(t, ["Tea is brewed.", "Bees dance."], "Who?", 64) == [
-        1, t.q_id, *q, t.ctx_open, *c1, t.ctx_close, t.ctx_open, *c2, t.ctx_close, t.q_id, *q, t.a_id]
-    assert qa_prompt_ids(t, ["Tea is brewed."], "Who?", 64, question_first=False) == [
-        1, t.ctx_open, *c1, t.ctx_close, t.q_id, *q, t.a_id]
-    assert qa_prompt_ids(t, [], "Who?", 64) == [1, t.q_id, *q, t.a_id]  # nothing to read: asked once
-
-
-def test_question_first_follows_the_recorded_format():
-    from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_CONTEXT_FIRST, question_first
-
-    assert question_first(PROMPT_FORMAT) and question_first(None)
-    assert not question_first(PROMPT_FORMAT_CONTEXT_FIRST)
-
-
 def test_context_token_ids_are_the_passages(tokenizer):
     from trainer.lm.qa import context_token_ids
 
