@@ -19,7 +19,7 @@ class SamplingParams:
     top_p: float = 1.0  # 1 = off
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
-    extract_from: tuple[int, ...] | None = None  # extractive decoding (torch only): output must be a span of these ids
+    extract_from: tuple[int, ...] | None = None  # extractive decoding: the output must be a span of these ids
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
@@ -34,3 +34,16 @@ class SamplingParams:
         if self.ignore_eos and self.extract_from is not None:
             raise InvalidInput("ignore_eos cannot be combined with extractive decoding (a span ends at EOS)")
         return self
+
+
+def span_continuations(source: tuple[int, ...] | list[int], generated: list[int], eos_id: int) -> set[int]:
+    """Tokens that keep `generated` a contiguous span of `source` (+ EOS once something was copied).
+
+    Extractive decoding for answering from context: the model still picks which span (by its
+    logits), but can only copy, never invent. Pure; O(len(source) * len(generated)).
+    """
+    n = len(generated)
+    allowed = {source[i + n] for i in range(len(source) - n) if list(source[i : i + n]) == generated}
+    if n:
+        allowed.add(eos_id)
+    return allowed

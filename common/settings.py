@@ -221,6 +221,10 @@ class ServerConfig(Section):
         3.0, ge=0, description="BM25 score a passage without a dense score needs to count as relevant."
     )
     answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
+    answer_extractive: bool = Field(
+        True, description="/v1/answer copies its answer as a span of the passages in the prompt (a request's "
+        "'extractive' overrides): SQuAD F1 higher in every bench/lm.py run, and the answer cannot be invented."
+    )
     max_batch_inputs: int = Field(256, ge=1, le=100000, description="Most inputs in one /v1/embeddings call.")
     torch_threads: int = Field(
         1, ge=0, le=256,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
-from common.sampling import SamplingParams
+from common.sampling import SamplingParams, span_continuations
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,12 @@ class _Stream:
         pending, emitted, finish, by_stop_string = "", [], "length", False
         t0 = time.perf_counter()
         t_first = t0
+        if p.extract_from is not None and not p.extract_from:  # nothing to copy from: an empty answer
+            self.result = Generation("", [], "stop", len(self._ids), 0.0, 0.0)
+            return
         gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
-                           temp=p.temperature, repeat_penalty=1.0, reset=True)
+                           temp=p.temperature, repeat_penalty=1.0, reset=True,
+                           logits_processor=self._span_processor(llama_cpp) if p.extract_from is not None else None)
         try:
             for tok in gen:
                 if not out:
@@ -153,6 +157,21 @@ class _Stream:
                 yield tail
         t_end = time.perf_counter()
         self.result = Generation("".join(emitted), out, finish, len(self._ids), t_first - t0, t_end - t_first)
+
+    def _span_processor(self, llama_cpp: Any) -> Any:
+        """Extractive decoding as a llama.cpp logits processor: every token outside
+        `common.sampling.span_continuations` of what was generated so far gets -inf, the same rule
+        as the torch generator's, so both back ends copy the same span."""
+        source, n_prompt, eos = self._params.extract_from or (), len(self._ids), self._owner.eos_id
+
+        def only_spans(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            allowed = [t for t in span_continuations(source, [int(t) for t in input_ids[n_prompt:]], eos)
+                       if 0 <= t < len(scores)]
+            out = np.full_like(scores, -np.inf)  # (V,)
+            out[allowed] = scores[allowed]
+            return out
+
+        return llama_cpp.LogitsProcessorList([only_spans])
 
 
 class LlamaCppGenerator:
@@ -275,8 +294,6 @@ class LlamaCppGenerator:
         After iteration `.result` holds the `Generation` (tokens, finish reason, timings).
         """
         params.validate()
-        if params.extract_from is not None:
-            raise InvalidInput("extractive decoding runs on the torch model only (ragkiln generate --extractive)")
         ids = self.prompt_ids(prompt)
         self.check_context(len(ids))
         max_new = min(params.max_tokens, self.n_ctx - len(ids))

@@ -113,10 +113,16 @@ def open_generator(settings: Settings, path: Path, logits_all: bool = False) -> 
                              kv_cache=c.kv_cache)
 
 
-def generate_gguf(settings: Settings, path: Path, prompt: str, params: SamplingParams) -> Generation:
-    """`ragkiln generate --gguf FILE PROMPT`: one generation through llama.cpp."""
+def generate_gguf(settings: Settings, path: Path, prompt: str, params: SamplingParams,
+                  extractive: bool = False) -> Generation:
+    """`ragkiln generate --gguf FILE PROMPT`: one generation through llama.cpp (`extractive`: only a
+    span copied from the prompt's `<ctx>` passages, as with the torch model)."""
+    from trainer.lm.qa import extract_from_context
+
     gen = open_generator(settings, path)
     try:
+        if extractive:
+            params = extract_from_context(params, gen.tokenize(prompt), GgufTokenizer(gen))
         return gen.generate(prompt, params)
     finally:
         gen.close()

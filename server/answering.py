@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from indexer.types import Hit
 from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.state import ServerState
+from trainer.lm.qa import context_token_ids
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class GenOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    extractive: bool = False  # only a span of the passages in the prompt (common.sampling.span_continuations)
 
 
 @dataclass
@@ -104,6 +106,9 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
                        opts.max_tokens, gen.passage_len)
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
+    source = context_token_ids(plan.ids, gen.tokenizer) if opts.extractive else ()
+    if source:  # passages in the prompt: the answer is a span of them
+        params = replace(params, extract_from=source)
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)

@@ -98,6 +98,9 @@ class AnswerRequest(Request):
     filters: Filters | None = None
     max_tokens: int = Field(64, ge=1, le=2048)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    extractive: bool | None = Field(
+        None, description="Answer with a span copied from the passages; null: the server's answer_extractive."
+    )
     stream: bool = False
 
 

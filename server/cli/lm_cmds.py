@@ -101,9 +101,7 @@ def generate_cmd(
     if gguf is not None:
         from server.cli.quantize_cmds import gguf_generate_cmd
 
-        if extractive:
-            raise InvalidInput("--extractive runs on the torch model only: give --model DIR, not --gguf")
-        gguf_generate_cmd(settings, gguf, prompt, params, as_json)
+        gguf_generate_cmd(settings, gguf, prompt, params, as_json, extractive)
         return
     if model is None:
         raise InvalidInput("give --model DIR (or --gguf FILE)")

@@ -100,8 +100,9 @@ def verify(
 
 
 # ---- used by lm_cmds.py for `generate --gguf` and `eval lm --gguf` ----------------------------------
-def gguf_generate_cmd(settings: Settings, gguf: Path, prompt: str, params: SamplingParams, as_json: bool) -> None:
-    g = service.generate_gguf(settings, gguf, prompt, params)
+def gguf_generate_cmd(settings: Settings, gguf: Path, prompt: str, params: SamplingParams, as_json: bool,
+                      extractive: bool = False) -> None:
+    g = service.generate_gguf(settings, gguf, prompt, params, extractive)
     emit({"text": g.text, "tokens": len(g.tokens), "prompt_tokens": g.prompt_tokens, "finish_reason": g.finish_reason,
           "gen_tok_s": round(g.gen_tok_s, 1), "model": str(gguf)}, as_json, lambda d: d["text"])
 

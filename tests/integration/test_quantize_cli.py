@@ -92,4 +92,8 @@ def test_generate_gguf_and_context_overflow(ckpt, tmp_path):
     r = _run(["generate", "--gguf", gguf, " ".join(TEXT * 3)], tmp_path)
     assert r.exit_code == 7 and "context" in r.output
     r = _run(["generate", "--gguf", gguf, "--extractive", "Solar panels"], tmp_path)
-    assert r.exit_code == 2 and "torch model only" in r.output
+    assert r.exit_code == 2 and "<ctx>" in r.output  # no passages to copy from
+    r = _run(["generate", "--gguf", gguf, "--extractive", "--temperature", "0", "--json",
+              "<ctx>Solar panels convert sunlight</ctx><q>What do panels convert?<a>"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["text"].strip() in "Solar panels convert sunlight"

@@ -26,7 +26,7 @@ from quantize.types import parse_types  # noqa: E402
 from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
 from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
-from trainer.lm.qa import qa_prompt_ids  # noqa: E402
+from trainer.lm.qa import context_token_ids, qa_prompt_ids  # noqa: E402
 from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
 
 SENTENCES = [
@@ -217,9 +217,21 @@ def test_induction_initialised_model_with_slow_rope_matches_torch(tmp_path):
         gen.close()
 
 
-def test_extractive_decoding_is_refused_by_the_gguf_runtime(f32):
-    with pytest.raises(InvalidInput, match="torch model only"):
-        f32.generate([1, 5, 6], SamplingParams(max_tokens=2, extract_from=(5, 6)))
+def test_extractive_decoding_copies_the_same_span_as_torch(ckpt, f32):
+    from trainer.lm.sampling import generate
+
+    model, tok, _ = load_model(ckpt)
+    for i, text in enumerate(SENTENCES[:3]):
+        ids = qa_prompt_ids(tok, [text], "Who approved it?", 10_000)  # the test model's context is 64
+        source = context_token_ids(ids, tok)
+        for max_tokens in (1, 12):
+            params = SamplingParams(max_tokens=max_tokens, temperature=0.0, extract_from=source)
+            got = f32.generate(ids, params).tokens
+            assert got == generate(model, tok, ids, params).tokens
+            assert any(list(source[j : j + len(got)]) == got for j in range(len(source)))  # a span of the passages
+    sampled = f32.generate(ids, SamplingParams(max_tokens=12, temperature=1.0, seed=3, extract_from=source)).tokens
+    assert any(list(source[j : j + len(sampled)]) == sampled for j in range(len(source)))
+    assert f32.generate([1, 5, 6], SamplingParams(max_tokens=4, extract_from=())).tokens == []  # nothing to copy
 
 
 def test_prompt_too_long_is_a_context_overflow(f32):

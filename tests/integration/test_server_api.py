@@ -166,6 +166,16 @@ def test_answer_has_citations_passages_and_timings(client):
     assert a["timings"]["retrieval_ms"] > 0 and a["timings"]["first_token_ms"] is not None
 
 
+def test_answers_are_spans_of_the_passages_unless_asked_otherwise(client):
+    body = {"question": QUESTION, "k": 3, "max_tokens": 12}
+    for extractive in (None, True):  # the server's default is extractive
+        a = client.post("/v1/answer", json={**body, "extractive": extractive}, headers=READ).json()
+        prompt = " ".join(p["text"] for p in a["passages"] if p["in_prompt"])
+        assert a["answer"].strip() and a["answer"].strip() in prompt, a["answer"]  # copied, never invented
+    free = client.post("/v1/answer", json={**body, "extractive": False}, headers=READ)
+    assert free.status_code == 200 and free.json()["usage"]["completion_tokens"] >= 1
+
+
 def test_streamed_answer_sends_tokens_then_citations_then_done(client):
     with client.stream("POST", "/v1/answer", json={"question": QUESTION, "max_tokens": 6, "stream": True},
                        headers=READ) as r:

@@ -21,7 +21,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from common.errors import InvalidInput
 from common.jsonl import iter_jsonl
+from common.sampling import SamplingParams
 from indexer.chunking import sentence_spans
 from trainer.lm.data import ChunkLike, _write
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
@@ -62,6 +63,15 @@ def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ..
         elif inside:
             out.append(int(i))
     return tuple(out)
+
+
+def extract_from_context(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:
+    """`params` restricted to copying a span of the prompt's passages (extractive decoding, either
+    back end); a prompt without `<ctx> ... </ctx>` passages has nothing to copy and is refused."""
+    source = context_token_ids(ids, tokenizer)
+    if not source:
+        raise InvalidInput("extractive decoding needs a prompt with <ctx> ... </ctx> passages")
+    return replace(params, extract_from=source)
 
 
 def load_qa_jsonl(path: Path) -> list[QaExample]:

@@ -12,22 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import ContextOverflow
-from common.sampling import SamplingParams
+from common.sampling import SamplingParams, span_continuations
 from trainer.lm.model import Transformer
 from trainer.lm.tokenizer import Tokenizer
-
-
-def span_continuations(source: tuple[int, ...] | list[int], generated: list[int], eos_id: int) -> set[int]:
-    """Tokens that keep `generated` a contiguous span of `source` (+ EOS once something was copied).
-
-    Extractive decoding for answering from context: the model still picks which span (by its
-    logits), but can only copy, never invent. Pure; O(len(source) * len(generated)).
-    """
-    n = len(generated)
-    allowed = {source[i + n] for i in range(len(source) - n) if list(source[i : i + n]) == generated}
-    if n:
-        allowed.add(eos_id)
-    return allowed
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

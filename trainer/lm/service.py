@@ -19,7 +19,7 @@ from common.settings import LmConfig, Settings
 from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
-from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, context_token_ids, load_qa_jsonl,
+from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, extract_from_context, load_qa_jsonl,
                            regex_spans)
 from trainer.lm.run import launch_ddp, run_training, write_run
 from trainer.lm.sampling import Generation, SamplingParams, generate
@@ -211,9 +211,4 @@ def generate_text(model_dir: Path, prompt: str, params: SamplingParams, extracti
     """
     model, tok, _ = load_model(model_dir)
     ids = [tok.bos_id, *tok.encode(prompt)]
-    if extractive:
-        source = context_token_ids(ids, tok)
-        if not source:
-            raise InvalidInput("extractive decoding needs a prompt with <ctx> ... </ctx> passages")
-        params = replace(params, extract_from=source)
-    return generate(model, tok, ids, params)
+    return generate(model, tok, ids, extract_from_context(params, ids, tok) if extractive else params)

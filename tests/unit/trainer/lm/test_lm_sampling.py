@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from common.errors import InvalidInput
-from trainer.lm.sampling import SamplingParams, _stop_at, filter_logits, span_continuations
+from common.sampling import span_continuations
+from trainer.lm.sampling import SamplingParams, _stop_at, filter_logits
 
 
 def test_top_k_keeps_k_best():
