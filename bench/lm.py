@@ -50,7 +50,7 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import cloze_questions, exact_match, qa_prompt_ids, token_f1  # noqa: E402
+from trainer.lm.qa import cloze_questions, context_token_ids, exact_match, qa_prompt_ids, token_f1  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -247,7 +247,7 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
             ids = qa_prompt_ids(tok, ctx, q["question"], plen)
-            source = tuple(t for c in ctx for t in tok.encode(c)[:plen]) if setting.endswith("extractive") else None
+            source = context_token_ids(ids, tok) if setting.endswith("extractive") else None
             g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
                                                          extract_from=source))
             em += exact_match(g.text, q["answers"])

@@ -221,7 +221,7 @@ def test_extractive_decoding_copies_the_same_span_as_torch(ckpt, f32):
     from trainer.lm.sampling import generate
 
     model, tok, _ = load_model(ckpt)
-    for i, text in enumerate(SENTENCES[:3]):
+    for text in SENTENCES[:3]:
         ids = qa_prompt_ids(tok, [text], "Who approved it?", 10_000)  # the test model's context is 64
         source = context_token_ids(ids, tok)
         for max_tokens in (1, 12):

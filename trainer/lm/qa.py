@@ -190,8 +190,9 @@ def cloze_questions(
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
     `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question), `window`
-    shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`). A chunk's questions are consecutive in the result,
-    so `build_qa_dataset(pack=...)` can put them in one row after their shared context.
+    shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`).
+    A chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them in
+    one row after their shared context.
     """
     rng = random.Random(seed)
     out: list[QaExample] = []
