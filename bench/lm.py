@@ -50,7 +50,8 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import cloze_questions, context_token_ids, exact_match, qa_prompt_ids, token_f1  # noqa: E402
+from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, qa_prompt_ids,  # noqa: E402
+                           synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -261,6 +262,27 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
     return scores, examples
 
 
+def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[str, dict[str, float]]:
+    """Extractive EM/F1 on the first synthetic question of `n` held-out and `n` training rows of a QA run:
+    a model that learned to find and copy scores about the same on both; one that memorised its
+    training passages scores far lower on the held-out ones."""
+    out: dict[str, dict[str, float]] = {}
+    for split in ("heldout", "train"):
+        data = LmDataset(qa_run / "data" / split)
+        rows = np.random.default_rng(0).choice(len(data), min(n, len(data)), replace=False)
+        em = f1 = 0.0
+        for r in rows:
+            ids = [tok.bos_id, *(int(x) for x in data.prefix[r] if x >= 0)]
+            target = [int(x) for x in data.targets[r] if x >= 0]
+            gold = tok.decode(target[: target.index(tok.eos_id)])
+            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
+                                                         extract_from=context_token_ids(ids, tok)))
+            em, f1 = em + exact_match(g.text, [gold]), f1 + token_f1(g.text, [gold])
+        out[split] = {"questions": len(rows), "exact_match": round(100 * em / max(1, len(rows)), 2),
+                      "f1": round(100 * f1 / max(1, len(rows)), 2)}
+    return out
+
+
 def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> list[dict[str, Any]]:
     """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions."""
     chunks, questions = squad_data()
@@ -273,7 +295,8 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
         scores, _ = squad_scores(model, tok, read_run(d / f"squad-{preset}-qa")["meta"]["qa"]["passage_len"],
                                  searcher, sample)
         rows.append({"work": str(d), "questions": len(sample), "scores": scores,
-                     "answer_s": round(time.perf_counter() - t0, 1)})
+                     "answer_s": round(time.perf_counter() - t0, 1),
+                     "synthetic_extractive": synthetic_scores(model, tok, d / f"squad-{preset}-qa")})
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -299,8 +322,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     lm_theta = read_run(lm_run)["model_args"]["rope_theta"]
     spans = ner_spans(chunks, noun_phrases)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
-                            per_sentence=per_sentence, style=cfg.synthetic_style, noise=cfg.synthetic_noise,
-                            window=cfg.synthetic_window)
+                            per_sentence=per_sentence, **synthetic_options(cfg))
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
@@ -316,14 +338,15 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
-        "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
+        "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
+        "synthetic_counterfactual": cfg.synthetic_counterfactual, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": min(n_questions, len(questions)),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
-        "scores": scores, "examples": examples,
+        "scores": scores, "examples": examples, "synthetic_extractive": synthetic_scores(model, tok, qa_run),
     }
 
 
@@ -381,6 +404,8 @@ def render_md(r: dict[str, Any]) -> str:
                   "| context | EM | F1 |", "|---|---:|---:|"]
         for k, v in s["scores"].items():
             lines.append(f"| {k} | {v['exact_match']} | {v['f1']} |")
+        for k, v in s.get("synthetic_extractive", {}).items():
+            lines.append(f"| synthetic questions, {k} passages (extractive, {v['questions']}) | {v['exact_match']} | {v['f1']} |")
         lines.append("")
     if r.get("sample_tiny"):
         t = r["sample_tiny"]
@@ -422,6 +447,7 @@ def main() -> None:
                     help="lm.synthetic_style (the bench keeps the earlier runs' 'inplace'; the product default is 'fronted')")
     ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")
+    ap.add_argument("--synthetic-counterfactual", type=int, default=0, help="lm.synthetic_counterfactual")
     ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
@@ -481,7 +507,7 @@ def main() -> None:
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
                   "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise,
-                  "synthetic_window": a.synthetic_window}
+                  "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
                                         a.noun_phrases)

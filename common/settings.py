@@ -176,6 +176,10 @@ class LmConfig(Section):
         0, ge=0, le=64, description="Synthetic questions keep this many words each side of the answer (0: the "
         "whole sentence); real questions are short and share only a few words with the passage."
     )
+    synthetic_counterfactual: int = Field(
+        0, ge=0, le=8, description="Synthetic questions: extra copies of each chunk with its entities swapped for "
+        "other same-label entities of the corpus, so answers must be copied from the passage, not recalled."
+    )
     init: Literal["normal", "induction"] = Field(
         "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
     )

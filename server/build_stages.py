@@ -98,14 +98,13 @@ def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Fine-tune the retrieval-trained LM to answer from context on synthetic cloze questions."""
     from indexer.workspace import Workspace
-    from trainer.lm.qa import cloze_questions
+    from trainer.lm.qa import cloze_questions, synthetic_options
     from trainer.lm.service import stored_entity_spans, train_lm
 
     ws = Workspace.open(ctx.settings)
     examples = cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
                                per_chunk=max(1, ctx.settings.lm.synthetic_per_chunk), seed=ctx.settings.lm.seed,
-                               style=ctx.settings.lm.synthetic_style, noise=ctx.settings.lm.synthetic_noise,
-                               window=ctx.settings.lm.synthetic_window)
+                               **synthetic_options(ctx.settings.lm))
     qa_file = ctx.home / "build" / "qa_synthetic.jsonl"
     qa_file.parent.mkdir(parents=True, exist_ok=True)
     with open(qa_file, "w", encoding="utf-8") as f:

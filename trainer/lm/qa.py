@@ -94,7 +94,7 @@ _WH = {"PERSON": "who", "ORG": "what organisation", "GPE": "where", "LOC": "wher
        "TIME": "when", "CARDINAL": "how many", "QUANTITY": "how much", "PERCENT": "what percentage",
        "MONEY": "how much", "NORP": "which group", "EVENT": "what event", "WORK_OF_ART": "what"}
 _STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
-_PHRASE = re.compile(r"\b(?:[A-Z][\w-]+(?:\s+(?:of|the|de|and)?\s*[A-Z][\w-]+)*|\d[\d,.]*%?)")
+_PHRASE = re.compile(r"\b(?:[A-Z][\w-]+(?:\s+(?:of|the|de|and)?\s*[A-Z][\w-]+)*|\d(?:[\d,.]*\d)?%?)")  # no final stop
 
 Spans = Callable[[ChunkLike], list[tuple[int, int, str]]]  # (start, end, label) chunk-relative
 
@@ -183,41 +183,94 @@ def add_noise(question: str, p: float, rng: random.Random) -> str:
     return " ".join([kept[0]] + [kept[i] for i in order]) + "?"
 
 
+def counterfactual_text(
+    text: str, spans: Sequence[tuple[int, int, str]], pool: dict[str, list[str]], rng: random.Random
+) -> tuple[str, list[tuple[int, int, str]]]:
+    """`text` with every span replaced by another corpus span of the same label (the same original by the
+    same replacement), and the spans' new offsets. Questions on such a passage cannot be answered from
+    facts memorised in pre-training, only by copying from the passage (Longpre et al. 2021's entity
+    substitution), which is what answering from retrieved context needs."""
+    mapping: dict[str, str] = {}
+    pieces: list[str] = []
+    out: list[tuple[int, int, str]] = []
+    pos = 0
+    for s, e, label in sorted(spans):
+        if s < pos:  # overlaps the previous span: left as it is
+            continue
+        original = text[s:e]
+        if original not in mapping:  # one-to-one: two names never merge into one, so every question stays answerable
+            taken = set(mapping.values())
+            others = [t for t in pool.get(label, ()) if t != original and t not in taken and t not in text]
+            mapping[original] = rng.choice(others) if others else original
+        pieces.append(text[pos:s])
+        start = sum(map(len, pieces))
+        pieces.append(mapping[original])
+        out.append((start, start + len(mapping[original]), label))
+        pos = e
+    pieces.append(text[pos:])
+    return "".join(pieces), out
+
+
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
-    per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0, window: int = 0,
+    per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0, window: int = 0, counterfactual: int = 0,
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
     `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question), `window`
     shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`).
-    A chunk's questions are consecutive in the result, so `build_qa_dataset(pack=...)` can put them in
-    one row after their shared context.
+    `counterfactual` > 0 adds that many copies of each chunk with its spans swapped for other same-label
+    spans of the corpus (`counterfactual_text`), each with its own questions. A passage's questions are
+    consecutive in the result, so `build_qa_dataset(pack=...)` can put them in one row after it.
     """
     rng = random.Random(seed)
+    chunks = list(chunks)
+    found = [spans(c) for c in chunks]
+    pool: dict[str, list[str]] = {}
+    if counterfactual:
+        for c, sp in zip(chunks, found):
+            for s, e, label in sp:
+                pool.setdefault(label, []).append(c.text[s:e])
+        pool = {k: sorted(set(v)) for k, v in pool.items()}
     out: list[QaExample] = []
-    for chunk in chunks:
-        sentences = question_sentences(chunk.text)
-        cands = []
-        for s, e, label in spans(chunk):
-            sent = next(((a, b) for a, b in sentences if a <= s and e <= b), None)
-            if sent is None or e - s > 60 or e - s < 2 or (e - s) > 0.6 * (sent[1] - sent[0]):
-                continue
-            cands.append((s, e, label, sent))
-        rng.shuffle(cands)
-        used: Counter[tuple[int, int]] = Counter()
-        n = 0
-        for s, e, label, sent in cands:
-            if used[sent] >= per_sentence:
-                continue
-            used[sent] += 1
-            a, b = sent
-            fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
-            question = add_noise(cloze_question(chunk.text[a:b], s - a, e - a, label, fronted, window), noise, rng)
-            out.append(QaExample(question, chunk.text[s:e].strip(), (chunk.text,), chunk.doc_id))
-            n += 1
-            if n >= per_chunk:
-                break
+    for chunk, sp in zip(chunks, found):
+        out += _passage_questions(chunk.text, sp, chunk.doc_id, rng, per_chunk, per_sentence, style, noise, window)
+        for _ in range(counterfactual):
+            text, moved = counterfactual_text(chunk.text, sp, pool, rng)
+            out += _passage_questions(text, moved, chunk.doc_id, rng, per_chunk, per_sentence, style, noise, window)
+    return out
+
+
+def synthetic_options(cfg: Any) -> dict[str, Any]:
+    """The `lm` settings that shape synthetic questions, as `cloze_questions` keywords: one place for every caller."""
+    return {"style": cfg.synthetic_style, "noise": cfg.synthetic_noise, "window": cfg.synthetic_window,
+            "counterfactual": cfg.synthetic_counterfactual}
+
+
+def _passage_questions(
+    text: str, spans: Sequence[tuple[int, int, str]], doc_id: str, rng: random.Random, per_chunk: int,
+    per_sentence: int, style: Style, noise: float, window: int,
+) -> list[QaExample]:
+    sentences = question_sentences(text)
+    cands = []
+    for s, e, label in spans:
+        sent = next(((a, b) for a, b in sentences if a <= s and e <= b), None)
+        if sent is None or e - s > 60 or e - s < 2 or (e - s) > 0.6 * (sent[1] - sent[0]):
+            continue
+        cands.append((s, e, label, sent))
+    rng.shuffle(cands)
+    used: Counter[tuple[int, int]] = Counter()
+    out: list[QaExample] = []
+    for s, e, label, sent in cands:
+        if used[sent] >= per_sentence:
+            continue
+        used[sent] += 1
+        a, b = sent
+        fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
+        question = add_noise(cloze_question(text[a:b], s - a, e - a, label, fronted, window), noise, rng)
+        out.append(QaExample(question, text[s:e].strip(), (text,), doc_id))
+        if len(out) >= per_chunk:
+            break
     return out
 
 

@@ -20,7 +20,7 @@ from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
 from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, extract_from_context, load_qa_jsonl,
-                           regex_spans)
+                           regex_spans, synthetic_options)
 from trainer.lm.run import launch_ddp, run_training, write_run
 from trainer.lm.sampling import Generation, SamplingParams, generate
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer, train_tokenizer
@@ -159,8 +159,7 @@ def train_lm(
         examples = load_qa_jsonl(qa)
         if cfg.synthetic_per_chunk:
             examples += cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
-                                        per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, style=cfg.synthetic_style,
-                                        noise=cfg.synthetic_noise, window=cfg.synthetic_window)
+                                        per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, **synthetic_options(cfg))
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve)
     else:
         chunks = list(ws.store.iter_chunks())

@@ -5,8 +5,8 @@ import pytest
 
 from common.errors import InvalidInput, NotFound
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, exact_match, load_qa_jsonl, qa_prompt_ids,
-                           question_sentences, token_f1)
+from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
+                           load_qa_jsonl, qa_prompt_ids, question_sentences, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -38,6 +38,34 @@ def test_windowed_questions_keep_the_words_near_the_answer(corpus_chunks):
     assert [q.question for q in inplace] == ["invented in where by Bartolomeo?"]
     whole = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="fronted", window=50)
     assert [q.question for q in whole] == ["Where the piano was invented by Bartolomeo Cristofori around 1700?"]
+
+
+def test_counterfactual_text_swaps_spans_for_same_label_ones_consistently():
+    text = "Napoleon signed it in Paris. Later Napoleon left Paris for Rome."
+    at = [(i, w) for w in ("Napoleon", "Paris", "Rome") for i in range(len(text)) if text.startswith(w, i)]
+    spans = sorted((i, i + len(w), "PERSON" if w == "Napoleon" else "GPE") for i, w in at)
+    pool = {"PERSON": ["Napoleon", "Ada Lovelace"], "GPE": ["Paris", "Rome", "Vienna", "Lima"]}
+    new, moved = counterfactual_text(text, spans, pool, random.Random(0))
+    assert new.startswith("Ada Lovelace signed it in ") and "Later Ada Lovelace left" in new  # same name, same swap
+    for (s, e, label), (s0, e0, label0) in zip(moved, spans):
+        assert label == label0 and new[s:e] != text[s0:e0] and new[s:e] in pool[label]
+    assert new[moved[1][0]:moved[1][1]] == new[moved[3][0]:moved[3][1]]  # both "Paris" became the same city
+    assert len({new[s:e] for s, e, _ in moved}) == 3  # and no two names became one
+    kept, same = counterfactual_text(text, [(0, 8, "PERSON"), (4, 10, "PERSON")], {"PERSON": ["Napoleon"]}, random.Random(0))
+    assert kept == text and same == [(0, 8, "PERSON")]  # no other name to use; the overlapping span is left alone
+
+
+def test_counterfactual_questions_are_answered_only_by_their_own_passage(corpus_chunks):
+    plain = cloze_questions(corpus_chunks, per_chunk=2, seed=0)
+    assert cloze_questions(corpus_chunks, per_chunk=2, seed=0, counterfactual=0) == plain
+    more = cloze_questions(corpus_chunks, per_chunk=2, seed=0, counterfactual=2)
+    originals = {c.text for c in corpus_chunks}
+    swapped = [q for q in more if q.context[0] not in originals]
+    assert swapped and len(more) > len(plain)
+    for q in swapped:
+        assert q.answer in q.context[0] and q.answer not in q.question
+        assert q.doc_id in {c.doc_id for c in corpus_chunks}  # the held-out split by document still holds
+    assert any(all(q.answer not in c.text for c in corpus_chunks if c.doc_id == q.doc_id) for q in swapped)
 
 
 def test_noisy_questions_drop_and_shuffle_words_locally():
