@@ -443,7 +443,7 @@ def main() -> None:
     ap.add_argument("--squad-questions", type=int, default=200)
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
-    ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "mixed"], default="inplace",
+    ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "inverted", "mixed"], default="inplace",
                     help="lm.synthetic_style (the bench keeps the earlier runs' 'inplace'; the product default is 'fronted')")
     ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")

@@ -165,9 +165,10 @@ class LmConfig(Section):
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
-    synthetic_style: Literal["inplace", "fronted", "mixed"] = Field(
-        "fronted", description="Synthetic questions: wh-word leading the sentence (as people ask), in the answer's "
-        "place, or either (SQuAD F1 within noise of each other, bench/lm.py)."
+    synthetic_style: Literal["inplace", "fronted", "inverted", "mixed"] = Field(
+        "fronted", description="Synthetic questions: wh-word leading the sentence (as people ask), also with "
+        "subject-auxiliary inversion ('inverted'), in the answer's place, or fronted/in place at random "
+        "(bench/lm.py compares them on SQuAD)."
     )
     synthetic_noise: float = Field(
         0.0, ge=0, lt=1, description="Synthetic questions: share of words dropped (the rest shuffled locally)."

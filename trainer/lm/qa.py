@@ -146,13 +146,29 @@ _PREPOSITION = re.compile(r"\b(?:in|on|at|by|of|from|to|for|with|since|during|un
 _FUNCTION_WORDS = {"the", "a", "an", "it", "its", "this", "that", "these", "those", "in", "on", "at", "by", "of",
                    "from", "to", "for", "with", "during", "after", "before", "since", "there", "they", "he",
                    "she", "we", "his", "her", "their", "many", "some", "most", "each", "all", "both", "as"}
-Style = Literal["inplace", "fronted", "mixed"]
+Style = Literal["inplace", "fronted", "inverted", "mixed"]
+_AUX = {"is", "are", "was", "were", "has", "have", "had", "can", "could", "will", "would", "may", "might", "must",
+        "should", "do", "does", "did"}
 
 
-def cloze_question(sentence: str, start: int, end: int, label: str, fronted: bool, window: int = 0) -> str:
+def invert_auxiliary(rest: str, reach: int = 6) -> str:
+    """Subject-auxiliary inversion, as English questions have it: "the game was played ..." -> "was the game
+    played ...", when an auxiliary is among the first `reach` words and no comma comes before it."""
+    words = rest.split(" ")
+    for i, w in enumerate(words[:reach]):
+        if w.lower() in _AUX:
+            return rest if i == 0 else " ".join([w.lower(), *words[:i], *words[i + 1:]])
+        if w.endswith((",", ";", ":")):
+            break
+    return rest
+
+
+def cloze_question(sentence: str, start: int, end: int, label: str, fronted: bool, window: int = 0,
+                   invert: bool = False) -> str:
     """The question for span [start, end) of `sentence`: the wh-word in the span's place ("inplace"),
     or leading the rest of the sentence with the preposition before the span dropped ("fronted",
-    Lewis et al. 2019's "wh + cloze", closer to how people ask). `window` > 0 keeps only that many
+    Lewis et al. 2019's "wh + cloze", closer to how people ask), `invert` also putting an auxiliary
+    before its subject ("inverted": "When was the game played?"). `window` > 0 keeps only that many
     words each side of the span, so the question is as short as a real one and the model must find
     the answer from a few nearby words rather than from the whole sentence repeated."""
     wh = _WH.get(label, "what")
@@ -168,6 +184,8 @@ def cloze_question(sentence: str, start: int, end: int, label: str, fronted: boo
     first = rest.split(" ", 1)[0]
     if first.lower() in _FUNCTION_WORDS and first[:1].isupper():  # capitalised only as the sentence's start
         rest = first.lower() + rest[len(first):]
+    if invert:
+        rest = invert_auxiliary(rest)
     return f"{wh[0].upper()}{wh[1:]} {rest}?" if rest else f"{wh[0].upper()}{wh[1:]}?"
 
 
@@ -217,7 +235,7 @@ def cloze_questions(
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
-    `style` places the wh-word (see `cloze_question`; "mixed" draws either for each question), `window`
+    `style` places the wh-word (see `cloze_question`; "mixed" draws fronted or inplace per question), `window`
     shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`).
     `counterfactual` > 0 adds that many copies of each chunk with its spans swapped for other same-label
     spans of the corpus (`counterfactual_text`), each with its own questions. A passage's questions are
@@ -266,8 +284,9 @@ def _passage_questions(
             continue
         used[sent] += 1
         a, b = sent
-        fronted = style == "fronted" or (style == "mixed" and rng.random() < 0.5)
-        question = add_noise(cloze_question(text[a:b], s - a, e - a, label, fronted, window), noise, rng)
+        fronted = style in ("fronted", "inverted") or (style == "mixed" and rng.random() < 0.5)
+        question = cloze_question(text[a:b], s - a, e - a, label, fronted, window, invert=style == "inverted")
+        question = add_noise(question, noise, rng)
         out.append(QaExample(question, text[s:e].strip(), (text,), doc_id))
         if len(out) >= per_chunk:
             break

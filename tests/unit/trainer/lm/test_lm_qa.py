@@ -6,7 +6,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
-                           load_qa_jsonl, qa_prompt_ids, question_sentences, token_f1)
+                           invert_auxiliary, load_qa_jsonl, qa_prompt_ids, question_sentences, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -28,6 +28,17 @@ def test_fronted_questions_lead_with_the_wh_word(corpus_chunks):
         ("Where the piano was invented by Bartolomeo Cristofori around 1700?", "Italy")]  # "in" dropped, "The" lowered
     mixed = cloze_questions(corpus_chunks * 20, spans=italy, per_chunk=1, style="mixed", seed=1)
     assert {q.question.split()[0] for q in mixed} == {"Where", "The"}
+
+
+def test_inverted_questions_put_the_auxiliary_before_its_subject(corpus_chunks):
+    assert invert_auxiliary("the game was played at Levi's Stadium") == "was the game played at Levi's Stadium"
+    assert invert_auxiliary("was founded in 1850") == "was founded in 1850"  # already a question's order
+    assert invert_auxiliary("later, the school was opened") == "later, the school was opened"  # a clause first
+    assert invert_auxiliary("the treaty that ended the long war was signed") == "the treaty that ended the long war was signed"
+    italy = lambda c: [(c.text.find("Italy"), c.text.find("Italy") + 5, "GPE")] if "Italy" in c.text else []  # noqa: E731
+    inverted = cloze_questions(corpus_chunks, spans=italy, per_chunk=1, style="inverted")
+    assert [(q.question, q.answer) for q in inverted] == [
+        ("Where was the piano invented by Bartolomeo Cristofori around 1700?", "Italy")]
 
 
 def test_windowed_questions_keep_the_words_near_the_answer(corpus_chunks):
