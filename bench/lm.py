@@ -33,7 +33,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, qa_prompt_ids,  # noqa: E402
-                           synthetic_options, token_f1)
+from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
+                           qa_prompt_ids, synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -237,7 +237,7 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
     """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
-    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive"):
+    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_served", "retrieved_served"):
         em = f1 = 0.0
         hit = 0
         for q in sample:
@@ -248,9 +248,12 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
             ids = qa_prompt_ids(tok, ctx, q["question"], plen)
-            source = context_token_ids(ids, tok) if setting.endswith("extractive") else None
-            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
-                                                         extract_from=source))
+            params = SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",))
+            if setting.endswith("extractive"):  # a span of the passages (the earlier runs' rule)
+                params = replace(params, extract_from=context_token_ids(ids, tok))
+            elif setting.endswith("served"):  # ... and not only the question's words: /v1/answer's rule
+                params = extractive_params(params, ids, tok)
+            g = generate(model, tok, ids, params)
             em += exact_match(g.text, q["answers"])
             f1 += token_f1(g.text, q["answers"])
             if setting == "gold" and len(examples) < 8:
@@ -263,8 +266,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
 
 
 def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[str, dict[str, float]]:
-    """Extractive EM/F1 on the first synthetic question of `n` held-out and `n` training rows of a QA run:
-    a model that learned to find and copy scores about the same on both; one that memorised its
+    """EM/F1 (the served extractive rule) on the first synthetic question of `n` held-out and `n`
+    training rows of a QA run: a model that learned to find and copy scores about the same on both; one that memorised its
     training passages scores far lower on the held-out ones."""
     out: dict[str, dict[str, float]] = {}
     for split in ("heldout", "train"):
@@ -275,8 +278,7 @@ def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[s
             ids = [tok.bos_id, *(int(x) for x in data.prefix[r] if x >= 0)]
             target = [int(x) for x in data.targets[r] if x >= 0]
             gold = tok.decode(target[: target.index(tok.eos_id)])
-            g = generate(model, tok, ids, SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",),
-                                                         extract_from=context_token_ids(ids, tok)))
+            g = generate(model, tok, ids, extractive_params(SamplingParams(max_tokens=24, temperature=0.0), ids, tok))
             em, f1 = em + exact_match(g.text, [gold]), f1 + token_f1(g.text, [gold])
         out[split] = {"questions": len(rows), "exact_match": round(100 * em / max(1, len(rows)), 2),
                       "f1": round(100 * f1 / max(1, len(rows)), 2)}

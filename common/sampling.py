@@ -20,6 +20,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
     extract_from: tuple[int, ...] | None = None  # extractive decoding: the output must be a span of these ids
+    extract_avoid: tuple[int, ...] = ()  # ... and not only a run of these (the question's own words)
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
@@ -36,14 +37,24 @@ class SamplingParams:
         return self
 
 
-def span_continuations(source: tuple[int, ...] | list[int], generated: list[int], eos_id: int) -> set[int]:
+def span_continuations(
+    source: tuple[int, ...] | list[int], generated: list[int], eos_id: int, avoid: tuple[int, ...] | list[int] = ()
+) -> set[int]:
     """Tokens that keep `generated` a contiguous span of `source` (+ EOS once something was copied).
 
     Extractive decoding for answering from context: the model still picks which span (by its
-    logits), but can only copy, never invent. Pure; O(len(source) * len(generated)).
+    logits), but can only copy, never invent. While `generated` is also a contiguous run of `avoid`
+    (the question), EOS waits until the span leaves it or cannot grow: an answer is never only words
+    the question already says, which a sixth of a small model's SQuAD answers were (README).
+    Pure; O((len(source) + len(avoid)) * len(generated)).
     """
     n = len(generated)
     allowed = {source[i + n] for i in range(len(source) - n) if list(source[i : i + n]) == generated}
-    if n:
+    if n and not (allowed and _is_run_of(generated, avoid)):
         allowed.add(eos_id)
     return allowed
+
+
+def _is_run_of(part: list[int], whole: tuple[int, ...] | list[int]) -> bool:
+    n = len(part)
+    return any(list(whole[i : i + n]) == part for i in range(len(whole) - n + 1))

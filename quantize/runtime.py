@@ -163,9 +163,10 @@ class _Stream:
         `common.sampling.span_continuations` of what was generated so far gets -inf, the same rule
         as the torch generator's, so both back ends copy the same span."""
         source, n_prompt, eos = self._params.extract_from or (), len(self._ids), self._owner.eos_id
+        avoid = self._params.extract_avoid
 
         def only_spans(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-            allowed = [t for t in span_continuations(source, [int(t) for t in input_ids[n_prompt:]], eos)
+            allowed = [t for t in span_continuations(source, [int(t) for t in input_ids[n_prompt:]], eos, avoid)
                        if 0 <= t < len(scores)]
             out = np.full_like(scores, -np.inf)  # (V,)
             out[allowed] = scores[allowed]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from indexer.types import Hit
 from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.state import ServerState
-from trainer.lm.qa import context_token_ids
+from trainer.lm.qa import extractive_params
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,8 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
                        opts.max_tokens, gen.passage_len)
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
-    source = context_token_ids(plan.ids, gen.tokenizer) if opts.extractive else ()
-    if source:  # passages in the prompt: the answer is a span of them
-        params = replace(params, extract_from=source)
+    if opts.extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)
+        params = extractive_params(params, plan.ids, gen.tokenizer)
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)

@@ -26,7 +26,7 @@ from quantize.types import parse_types  # noqa: E402
 from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
 from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
-from trainer.lm.qa import context_token_ids, qa_prompt_ids  # noqa: E402
+from trainer.lm.qa import context_token_ids, extractive_params, qa_prompt_ids  # noqa: E402
 from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
 
 SENTENCES = [
@@ -229,6 +229,9 @@ def test_extractive_decoding_copies_the_same_span_as_torch(ckpt, f32):
             got = f32.generate(ids, params).tokens
             assert got == generate(model, tok, ids, params).tokens
             assert any(list(source[j : j + len(got)]) == got for j in range(len(source)))  # a span of the passages
+        asked = qa_prompt_ids(tok, [text], " ".join(text.split()[:3]) + "?", 36)  # the passage's own words
+        params = extractive_params(SamplingParams(max_tokens=12, temperature=0.0), asked, tok)
+        assert params.extract_avoid and f32.generate(asked, params).tokens == generate(model, tok, asked, params).tokens
     sampled = f32.generate(ids, SamplingParams(max_tokens=12, temperature=1.0, seed=3, extract_from=source)).tokens
     assert any(list(source[j : j + len(sampled)]) == sampled for j in range(len(source)))
     assert f32.generate([1, 5, 6], SamplingParams(max_tokens=4, extract_from=())).tokens == []  # nothing to copy

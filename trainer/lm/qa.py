@@ -65,13 +65,29 @@ def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ..
     return tuple(out)
 
 
+def question_token_ids(ids: Sequence[int], tokenizer: Any) -> tuple[int, ...]:
+    """The ids of the prompt's last question (after `<q>`, up to `<a>` or the end)."""
+    ids = list(ids)
+    if tokenizer.q_id not in ids:
+        return ()
+    start = len(ids) - ids[::-1].index(tokenizer.q_id)
+    end = ids.index(tokenizer.a_id, start) if tokenizer.a_id in ids[start:] else len(ids)
+    return tuple(int(i) for i in ids[start:end])
+
+
+def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:
+    """`params` restricted to a span of the prompt's passages that is not only the question's words
+    (`common.sampling.span_continuations`); unchanged params when the prompt has no passages."""
+    source = context_token_ids(ids, tokenizer)
+    return replace(params, extract_from=source, extract_avoid=question_token_ids(ids, tokenizer)) if source else params
+
+
 def extract_from_context(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:
     """`params` restricted to copying a span of the prompt's passages (extractive decoding, either
     back end); a prompt without `<ctx> ... </ctx>` passages has nothing to copy and is refused."""
-    source = context_token_ids(ids, tokenizer)
-    if not source:
+    if not context_token_ids(ids, tokenizer):
         raise InvalidInput("extractive decoding needs a prompt with <ctx> ... </ctx> passages")
-    return replace(params, extract_from=source)
+    return extractive_params(params, ids, tokenizer)
 
 
 def load_qa_jsonl(path: Path) -> list[QaExample]:

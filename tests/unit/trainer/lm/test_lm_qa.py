@@ -4,9 +4,11 @@ import random
 import pytest
 
 from common.errors import InvalidInput, NotFound
+from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
-                           invert_auxiliary, load_qa_jsonl, qa_prompt_ids, question_sentences, token_f1)
+                           extract_from_context, extractive_params, invert_auxiliary, load_qa_jsonl, qa_prompt_ids,
+                           question_sentences, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -176,3 +178,15 @@ def test_noun_phrase_spans_skip_pronouns_and_stop_words():
     text = doc.text
     assert [text[s:e] for s, e, label in noun_phrase_spans(doc)] == ["Historians", "his brutality"]
     assert {label for *_, label in noun_phrase_spans(doc)} == {"NP"}
+
+
+def test_extractive_params_copy_from_the_passages_and_avoid_the_question(tokenizer):
+    ids = qa_prompt_ids(tokenizer, ["The piano was invented in Italy.", "Rust is a language."],
+                        "Where was the piano invented?", 100)
+    p = extractive_params(SamplingParams(), ids, tokenizer)
+    assert p.extract_from == (*tokenizer.encode("The piano was invented in Italy."), *tokenizer.encode("Rust is a language."))
+    assert p.extract_avoid == tuple(tokenizer.encode("Where was the piano invented?"))
+    bare = qa_prompt_ids(tokenizer, [], "Where was the piano invented?", 100)
+    assert extractive_params(SamplingParams(), bare, tokenizer) == SamplingParams()  # nothing to copy: free decoding
+    with pytest.raises(InvalidInput, match="passages"):
+        extract_from_context(SamplingParams(), bare, tokenizer)

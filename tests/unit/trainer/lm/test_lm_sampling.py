@@ -44,6 +44,15 @@ def test_span_continuations_only_copy():
     assert span_continuations(src, [12, 10, 13], eos_id=2) == {2}
 
 
+def test_span_continuations_never_stop_inside_the_question():
+    src, question = [10, 11, 12, 10, 13], [10, 11]
+    assert span_continuations(src, [10], eos_id=2, avoid=question) == {11, 13}  # only question words yet: go on
+    assert span_continuations(src, [10, 11], eos_id=2, avoid=question) == {12}
+    assert span_continuations(src, [10, 11, 12], eos_id=2, avoid=question) == {10, 2}  # left the question
+    assert span_continuations(src, [10, 13], eos_id=2, avoid=question) == {2}
+    assert span_continuations(src, [13], eos_id=2, avoid=[13]) == {2}  # cannot grow: it may stop
+
+
 class _AlwaysEos(torch.nn.Module):
     """A model whose every next token is EOS: what an answer-tuned LM does on a plain-text prompt."""
 
