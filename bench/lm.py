@@ -304,7 +304,8 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
 
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
-                  base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False) -> dict[str, Any]:
+                  base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
+                  qa_lr: float | None = None) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
@@ -325,7 +326,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     spans = ner_spans(chunks, noun_phrases)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
                             per_sentence=per_sentence, **synthetic_options(cfg))
-    qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
+    qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": qa_lr or cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
     t0 = time.perf_counter()
@@ -341,7 +342,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
-        "synthetic_counterfactual": cfg.synthetic_counterfactual, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr,
+        "synthetic_counterfactual": cfg.synthetic_counterfactual, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
@@ -451,6 +452,7 @@ def main() -> None:
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")
     ap.add_argument("--synthetic-counterfactual", type=int, default=0, help="lm.synthetic_counterfactual")
     ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
+    ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
@@ -512,7 +514,7 @@ def main() -> None:
                   "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
-                                        a.noun_phrases)
+                                        a.noun_phrases, a.qa_lr)
     save()
     print(json.dumps(result, indent=2))
 

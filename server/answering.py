@@ -26,7 +26,7 @@ class GenOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    extractive: bool = False  # only a span of the passages in the prompt (common.sampling.span_continuations)
+    extractive: bool = False  # a span of the prompt's passages, not only question words (span_continuations)
 
 
 @dataclass
