@@ -10,7 +10,8 @@ Synthetic questions: a named entity (from the docstore's NER) or, failing that, 
 or number is removed from a sentence, and a wh-word chosen by its label leads the rest ("fronted", the
 default) or takes the span's place ("inplace"); the removed span is the answer and the chunk the
 sentence came from is the context. The model learns to find and copy
-a span, which is what extractive answering needs.
+a span, which is what extractive answering needs. Counterfactual copies of a chunk (its entities
+swapped for others of the same label) make answers that only the passage can give.
 """
 
 from __future__ import annotations
