@@ -19,6 +19,8 @@
    pre-trained by an earlier run (its bench/work/lm-NAME folder), so only QA tuning reruns.
 4. squad_eval: re-scores the QA models of earlier squad runs (`--squad-eval W1,W2`) on
    `--squad-questions` questions, the first of which are the questions a smaller run used.
+5. squad_synthetic: only the synthetic-question check of those models (held-out vs training
+   passages; `--squad-synthetic-rows W` scores all of them on run W's rows).
 
 Writes bench/results/lm.json and bench/results/lm.md.
 """
@@ -303,6 +305,19 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
     return rows
 
 
+def section_squad_synthetic(preset: str, work_dirs: list[Path], data_dir: Path | None) -> list[dict[str, Any]]:
+    """Only `synthetic_scores` for the QA models of earlier squad runs (seconds, not minutes): on each
+    run's own rows, or on `data_dir`'s rows for all, so models whose questions differ meet the same ones."""
+    rows = []
+    for d in work_dirs:
+        model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
+        rows_of = (data_dir or d) / f"squad-{preset}-qa"
+        rows.append({"work": str(d), "rows_of": str(rows_of),
+                     "synthetic_extractive": synthetic_scores(model, tok, rows_of)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
                   qa_lr: float | None = None) -> dict[str, Any]:
@@ -444,6 +459,8 @@ def main() -> None:
                     help="work folder of an earlier run (bench/work/lm-NAME) whose pre-trained LM to reuse")
     ap.add_argument("--squad-eval", default="", help="squad_eval section: comma list of bench/work/lm-NAME folders")
     ap.add_argument("--squad-questions", type=int, default=200)
+    ap.add_argument("--squad-synthetic-rows", type=Path, default=None,
+                    help="squad_synthetic section: score every model on this run's (bench/work/lm-NAME) rows")
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
     ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "inverted", "mixed"], default="inplace",
@@ -507,6 +524,10 @@ def main() -> None:
     if "squad_eval" in sections:
         result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
                                                   a.squad_questions)
+        save()
+    if "squad_synthetic" in sections:
+        result["squad_synthetic"] = section_squad_synthetic(
+            a.squad_preset, [Path(p) for p in a.squad_eval.split(",")], a.squad_synthetic_rows)
         save()
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
