@@ -425,6 +425,13 @@ def render_md(r: dict[str, Any]) -> str:
         for k, v in s.get("synthetic_extractive", {}).items():
             lines.append(f"| synthetic questions, {k} passages (extractive, {v['questions']}) | {v['exact_match']} | {v['f1']} |")
         lines.append("")
+    if r.get("squad_synthetic"):
+        lines += ["## Synthetic questions (extractive, first question of held-out / training rows)", "",
+                  "| model | rows of | held-out F1 | training F1 |", "|---|---|---:|---:|"]
+        for m in r["squad_synthetic"]:
+            se = m["synthetic_extractive"]
+            lines.append(f"| {m['work']} | {m['rows_of']} | {se['heldout']['f1']} | {se['train']['f1']} |")
+        lines.append("")
     if r.get("sample_tiny"):
         t = r["sample_tiny"]
         lines += [f"## tiny preset on the bundled samples/ corpus ({t['chunks']} chunks)", "",
