@@ -357,7 +357,8 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
-        "synthetic_counterfactual": cfg.synthetic_counterfactual, "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
+        "synthetic_counterfactual": cfg.synthetic_counterfactual, "synthetic_lookup": cfg.synthetic_lookup,
+        "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None,
@@ -475,6 +476,7 @@ def main() -> None:
     ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")
     ap.add_argument("--synthetic-counterfactual", type=int, default=0, help="lm.synthetic_counterfactual")
+    ap.add_argument("--synthetic-lookup", type=int, default=0, help="lm.synthetic_lookup")
     ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
     ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
@@ -539,7 +541,8 @@ def main() -> None:
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
                   "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise,
-                  "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual}
+                  "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual,
+                  "synthetic_lookup": a.synthetic_lookup}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
                                         a.noun_phrases, a.qa_lr)

@@ -181,6 +181,10 @@ class LmConfig(Section):
         0, ge=0, le=8, description="Synthetic questions: extra copies of each chunk with its entities swapped for "
         "other same-label entities of the corpus, so answers must be copied from the passage, not recalled."
     )
+    synthetic_lookup: int = Field(
+        0, ge=0, le=32, description="Synthetic questions: lookup questions per chunk besides the cloze ones (a "
+        "phrase of the chunk asked for, the words after it answered), which teach finding the question in the passage."
+    )
     init: Literal["normal", "induction"] = Field(
         "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
     )

@@ -246,16 +246,39 @@ def counterfactual_text(
     return "".join(pieces), out
 
 
+def lookup_questions(text: str, doc_id: str, rng: random.Random, n: int) -> list[QaExample]:
+    """`n` lookup questions on a passage: a phrase of 3-6 of its words is the question and the 1-4 words
+    after it the answer. They teach the step cloze questions leave implicit (find where the question's
+    words are in the passage, then copy from there) with an answer that only that place gives."""
+    out: list[QaExample] = []
+    sentences = question_sentences(text)
+    for _ in range(n * 4 if sentences else 0):  # a few draws may not fit
+        a, b = rng.choice(sentences)
+        words = text[a:b].rstrip(".!?").split()
+        k, m = rng.randint(3, 6), rng.randint(1, 4)
+        if len(words) < k + m:
+            continue
+        i = rng.randrange(len(words) - k - m + 1)
+        phrase, answer = " ".join(words[i : i + k]), " ".join(words[i + k : i + k + m]).strip(",;:")
+        if answer and text.count(phrase) == 1:  # one place only: the answer is not ambiguous
+            out.append(QaExample(f'What comes after "{phrase}"?', answer, (text,), doc_id))
+        if len(out) >= n:
+            break
+    return out
+
+
 def cloze_questions(
     chunks: Iterable[ChunkLike], spans: Spans = regex_spans, per_chunk: int = 2, seed: int = 0,
     per_sentence: int = 1, style: Style = "fronted", noise: float = 0.0, window: int = 0, counterfactual: int = 0,
+    lookup: int = 0,
 ) -> list[QaExample]:
     """Synthetic questions: a span removed from one of the chunk's sentences becomes the answer.
 
     `style` places the wh-word (see `cloze_question`; "mixed" draws fronted or inplace per question), `window`
     shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`).
     `counterfactual` > 0 adds that many copies of each chunk with its spans swapped for other same-label
-    spans of the corpus (`counterfactual_text`), each with its own questions. A passage's questions are
+    spans of the corpus (`counterfactual_text`), each with its own questions; `lookup` > 0 adds that many
+    `lookup_questions` to each passage. A passage's questions are
     consecutive in the result, so `build_qa_dataset(pack=...)` can put them in one row after it.
     """
     rng = random.Random(seed)
@@ -270,6 +293,7 @@ def cloze_questions(
     out: list[QaExample] = []
     for chunk, sp in zip(chunks, found):
         out += _passage_questions(chunk.text, sp, chunk.doc_id, rng, per_chunk, per_sentence, style, noise, window)
+        out += lookup_questions(chunk.text, chunk.doc_id, rng, lookup) if lookup else []
         for _ in range(counterfactual):
             text, moved = counterfactual_text(chunk.text, sp, pool, rng)
             out += _passage_questions(text, moved, chunk.doc_id, rng, per_chunk, per_sentence, style, noise, window)
@@ -279,7 +303,7 @@ def cloze_questions(
 def synthetic_options(cfg: Any) -> dict[str, Any]:
     """The `lm` settings that shape synthetic questions, as `cloze_questions` keywords: one place for every caller."""
     return {"style": cfg.synthetic_style, "noise": cfg.synthetic_noise, "window": cfg.synthetic_window,
-            "counterfactual": cfg.synthetic_counterfactual}
+            "counterfactual": cfg.synthetic_counterfactual, "lookup": cfg.synthetic_lookup}
 
 
 def _passage_questions(

@@ -7,6 +7,7 @@ from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
+                           lookup_questions,
                            extract_from_context, extractive_params, invert_auxiliary, load_qa_jsonl, qa_prompt_ids,
                            question_sentences, token_f1)
 
@@ -79,6 +80,21 @@ def test_counterfactual_questions_are_answered_only_by_their_own_passage(corpus_
         assert q.answer in q.context[0] and q.answer not in q.question
         assert q.doc_id in {c.doc_id for c in corpus_chunks}  # the held-out split by document still holds
     assert any(all(q.answer not in c.text for c in corpus_chunks if c.doc_id == q.doc_id) for q in swapped)
+
+
+def test_lookup_questions_ask_for_the_words_after_a_phrase(corpus_chunks):
+    text = corpus_chunks[0].text
+    qs = lookup_questions(text, "d", random.Random(0), 3)
+    assert len(qs) == 3
+    for q in qs:
+        phrase = q.question.split('"')[1]
+        assert q.question == f'What comes after "{phrase}"?' and text.count(phrase) == 1
+        assert text[text.index(phrase) + len(phrase):].lstrip().startswith(q.answer)  # the words right after it
+        assert 1 <= len(q.answer.split()) <= 4 and q.context == (text,) and q.doc_id == "d"
+    plain = cloze_questions(corpus_chunks, per_chunk=2, seed=0)
+    mixed = cloze_questions(corpus_chunks, per_chunk=2, seed=0, lookup=2)
+    assert len([q for q in mixed if q.question.startswith("What comes after")]) == 2 * len(corpus_chunks)
+    assert [q for q in mixed if not q.question.startswith("What comes after")][:2] == plain[:2]
 
 
 def test_noisy_questions_drop_and_shuffle_words_locally():
