@@ -310,6 +310,8 @@ def _passage_questions(
     text: str, spans: Sequence[tuple[int, int, str]], doc_id: str, rng: random.Random, per_chunk: int,
     per_sentence: int, style: Style, noise: float, window: int,
 ) -> list[QaExample]:
+    if per_chunk < 1:  # lookup questions only
+        return []
     sentences = question_sentences(text)
     cands = []
     for s, e, label in spans:

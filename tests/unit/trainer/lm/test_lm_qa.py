@@ -95,6 +95,8 @@ def test_lookup_questions_ask_for_the_words_after_a_phrase(corpus_chunks):
     mixed = cloze_questions(corpus_chunks, per_chunk=2, seed=0, lookup=2)
     assert len([q for q in mixed if q.question.startswith("What comes after")]) == 2 * len(corpus_chunks)
     assert [q for q in mixed if not q.question.startswith("What comes after")][:2] == plain[:2]
+    only = cloze_questions(corpus_chunks, per_chunk=0, seed=0, lookup=2)
+    assert only and all(q.question.startswith("What comes after") for q in only)
 
 
 def test_noisy_questions_drop_and_shuffle_words_locally():
