@@ -45,7 +45,7 @@ def span_continuations(
     Extractive decoding for answering from context: the model still picks which span (by its
     logits), but can only copy, never invent. While `generated` is also a contiguous run of `avoid`
     (the question), EOS waits until the span leaves it or cannot grow: an answer is never only words
-    the question already says, which a sixth of a small model's SQuAD answers were (README).
+    the question already says, an echo small models often give (README, "Language model").
     Pure; O((len(source) + len(avoid)) * len(generated)).
     """
     n = len(generated)
