@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
 from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
-                           qa_prompt_ids, synthetic_options, token_f1)
+                           qa_prompt_ids, Style, synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -269,8 +269,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
 
 def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[str, dict[str, float]]:
     """EM/F1 (the served extractive rule) on the first synthetic question of `n` held-out and `n`
-    training rows of a QA run: a model that learned to find and copy scores about the same on both; one that memorised its
-    training passages scores far lower on the held-out ones."""
+    training rows of a QA run: a model that learned to find and copy scores about the same on both;
+    one that memorised its training passages scores far lower on the held-out ones."""
     out: dict[str, dict[str, float]] = {}
     for split in ("heldout", "train"):
         data = LmDataset(qa_run / "data" / split)
@@ -471,7 +471,7 @@ def main() -> None:
                     help="squad_synthetic section: score every model on this run's (bench/work/lm-NAME) rows")
     ap.add_argument("--synthetic-per-chunk", type=int, default=12)
     ap.add_argument("--synthetic-per-sentence", type=int, default=3)
-    ap.add_argument("--synthetic-style", choices=["inplace", "fronted", "inverted", "mixed"], default="inplace",
+    ap.add_argument("--synthetic-style", choices=get_args(Style), default="inplace",
                     help="lm.synthetic_style (the bench keeps the earlier runs' 'inplace'; the product default is 'fronted')")
     ap.add_argument("--synthetic-noise", type=float, default=0.0, help="lm.synthetic_noise")
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")

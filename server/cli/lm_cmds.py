@@ -88,7 +88,8 @@ def generate_cmd(
     top_p: float = typer.Option(1.0, "--top-p"),
     stop: list[str] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     seed: int = typer.Option(None, "--seed"),
-    extractive: bool = typer.Option(False, "--extractive", help="Only copy a span from the <ctx> passages, not only the question's words."),
+    extractive: bool = typer.Option(False, "--extractive",
+                                    help="Only copy a span from the <ctx> passages, not only the question's words."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Sample a continuation of PROMPT."""

@@ -11,7 +11,8 @@ or number is removed from a sentence, and a wh-word chosen by its label leads th
 default) or takes the span's place ("inplace"); the removed span is the answer and the chunk the
 sentence came from is the context. The model learns to find and copy
 a span, which is what extractive answering needs. Counterfactual copies of a chunk (its entities
-swapped for others of the same label) make answers that only the passage can give.
+swapped for others of the same label) make answers that only the passage can give; lookup questions
+(a phrase of the passage asked for, the words after it answered) practise finding the place alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from common.errors import InvalidInput
 from common.jsonl import iter_jsonl
 from common.sampling import SamplingParams
+from common.settings import LmConfig
 from indexer.chunking import sentence_spans
 from trainer.lm.data import ChunkLike, _write
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
@@ -86,9 +88,10 @@ def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any
 def extract_from_context(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:
     """`params` restricted to copying a span of the prompt's passages (extractive decoding, either
     back end); a prompt without `<ctx> ... </ctx>` passages has nothing to copy and is refused."""
-    if not context_token_ids(ids, tokenizer):
+    out = extractive_params(params, ids, tokenizer)
+    if not out.extract_from:
         raise InvalidInput("extractive decoding needs a prompt with <ctx> ... </ctx> passages")
-    return extractive_params(params, ids, tokenizer)
+    return out
 
 
 def load_qa_jsonl(path: Path) -> list[QaExample]:
@@ -226,21 +229,25 @@ def counterfactual_text(
     facts memorised in pre-training, only by copying from the passage (Longpre et al. 2021's entity
     substitution), which is what answering from retrieved context needs."""
     mapping: dict[str, str] = {}
+    absent: dict[str, list[str]] = {}  # per label: the pool's spans this text does not already hold
     pieces: list[str] = []
     out: list[tuple[int, int, str]] = []
-    pos = 0
+    pos = length = 0
     for s, e, label in sorted(spans):
         if s < pos:  # overlaps the previous span: left as it is
             continue
         original = text[s:e]
         if original not in mapping:  # one-to-one: two names never merge into one, so every question stays answerable
+            if label not in absent:
+                absent[label] = [t for t in pool.get(label, ()) if t not in text]
             taken = set(mapping.values())
-            others = [t for t in pool.get(label, ()) if t != original and t not in taken and t not in text]
+            others = [t for t in absent[label] if t not in taken]
             mapping[original] = rng.choice(others) if others else original
-        pieces.append(text[pos:s])
-        start = sum(map(len, pieces))
-        pieces.append(mapping[original])
-        out.append((start, start + len(mapping[original]), label))
+        new = mapping[original]
+        pieces += [text[pos:s], new]
+        length += s - pos
+        out.append((length, length + len(new), label))
+        length += len(new)
         pos = e
     pieces.append(text[pos:])
     return "".join(pieces), out
@@ -278,8 +285,8 @@ def cloze_questions(
     shortens the question to the words near the answer and `noise` > 0 perturbs them (`add_noise`).
     `counterfactual` > 0 adds that many copies of each chunk with its spans swapped for other same-label
     spans of the corpus (`counterfactual_text`), each with its own questions; `lookup` > 0 adds that many
-    `lookup_questions` to each passage. A passage's questions are
-    consecutive in the result, so `build_qa_dataset(pack=...)` can put them in one row after it.
+    `lookup_questions` to each passage. A passage's questions are consecutive in the result, so
+    `build_qa_dataset(pack=...)` can put them in one row after it.
     """
     rng = random.Random(seed)
     chunks = list(chunks)
@@ -300,7 +307,7 @@ def cloze_questions(
     return out
 
 
-def synthetic_options(cfg: Any) -> dict[str, Any]:
+def synthetic_options(cfg: LmConfig) -> dict[str, Any]:
     """The `lm` settings that shape synthetic questions, as `cloze_questions` keywords: one place for every caller."""
     return {"style": cfg.synthetic_style, "noise": cfg.synthetic_noise, "window": cfg.synthetic_window,
             "counterfactual": cfg.synthetic_counterfactual, "lookup": cfg.synthetic_lookup}
