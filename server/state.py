@@ -22,6 +22,7 @@ from server.batcher import QueryBatcher
 from server.encoding import QueryEncoder
 from server.jobs import JobRegistry
 from server.metrics import Metrics
+from trainer.lm.qa import is_question_first
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Generator:
     model_id: str
     passages: int
     passage_len: int
+    question_first: bool = False  # the prompt layout it was tuned on (its recorded prompt format)
 
 
 def load_generator(settings: Settings) -> Generator:
@@ -82,7 +84,8 @@ def load_generator(settings: Settings) -> Generator:
     model_id = f"{path.parent.name}-{path.stem.removeprefix('model-')}"
     tokenizer = GgufTokenizer(runtime)
     _warm_up(runtime, tokenizer)
-    return Generator(runtime, tokenizer, model_id, passages, passage_len)
+    return Generator(runtime, tokenizer, model_id, passages, passage_len,
+                     is_question_first(manifest.get("prompt_format")))
 
 
 def _warm_up(runtime: Any, tokenizer: Any) -> None:
