@@ -321,7 +321,7 @@ def section_squad_synthetic(preset: str, work_dirs: list[Path], data_dir: Path |
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
-                  qa_lr: float | None = None) -> dict[str, Any]:
+                  qa_lr: float | None = None, qa_init: Path | None = None) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
@@ -346,7 +346,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
                                     "ckpt_every": qa_steps, "context_mix": 1.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
     t0 = time.perf_counter()
-    qa_data = prepare_qa_run(qa_run, qa_out, lm_out, synth, qa_cfg, retrieve=None)
+    qa_data = prepare_qa_run(qa_run, qa_out, qa_init or lm_out, synth, qa_cfg, retrieve=None)
     qa_summary = run_training(qa_run)
     qa_s = time.perf_counter() - t0
     model, tok, manifest = load_model(qa_out)
@@ -363,7 +363,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
-        "lm_reused_from": str(reuse_lm) if reuse_lm else None,
+        "lm_reused_from": str(reuse_lm) if reuse_lm else None, "qa_init": str(qa_init) if qa_init else None,
         "lm_steps": lm_steps, "qa_steps": qa_steps, "questions_evaluated": min(n_questions, len(questions)),
         "lm_train_s": round(lm_s, 1), "qa_train_s": round(qa_s, 1), "answer_s": round(time.perf_counter() - t0, 1),
         "lm_heldout_ppl": lm_summary.get("heldout_ppl"), "qa_heldout_loss": qa_summary.get("heldout_loss"),
@@ -483,6 +483,9 @@ def main() -> None:
     ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--qa-question-first", action="store_true", help="lm.qa_question_first")
+    ap.add_argument("--squad-qa-init", type=Path, default=None,
+                    help="squad section: tune from this QA model (e.g. bench/work/lm-NAME/squad-model-small-qa), "
+                         "not the LM: a second stage of a curriculum")
     ap.add_argument("--sample-workspace", type=Path, default=None,
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
@@ -549,7 +552,7 @@ def main() -> None:
                   "synthetic_lookup": a.synthetic_lookup}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
-                                        a.noun_phrases, a.qa_lr)
+                                        a.noun_phrases, a.qa_lr, a.squad_qa_init)
     save()
     print(json.dumps(result, indent=2))
 
