@@ -53,7 +53,7 @@ from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
 from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
-                           is_question_first, qa_prompt_ids, Style, synthetic_options, token_f1)
+                           qa_prompt_ids, Style, synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -234,10 +234,9 @@ def squad_sample(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]
     return random.Random(0).sample(questions, min(n, len(questions)))
 
 
-def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
-                 question_first: bool = False) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
-    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans,
-    in the prompt layout the model was tuned on."""
+def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]]
+                 ) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
+    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
     for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_served", "retrieved_served"):
@@ -250,7 +249,7 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 top = searcher.search(q["question"], k=1)
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
-            ids = qa_prompt_ids(tok, ctx, q["question"], plen, question_first)
+            ids = qa_prompt_ids(tok, ctx, q["question"], plen)
             params = SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",))
             if setting.endswith("extractive"):  # a span of the passages (the earlier runs' rule)
                 params = replace(params, extract_from=context_token_ids(ids, tok))
@@ -295,10 +294,10 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
     sample = squad_sample(questions, n_questions)
     rows = []
     for d in work_dirs:
-        model, tok, manifest = load_model(d / f"squad-model-{preset}-qa")
+        model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
         t0 = time.perf_counter()
         scores, _ = squad_scores(model, tok, read_run(d / f"squad-{preset}-qa")["meta"]["qa"]["passage_len"],
-                                 searcher, sample, is_question_first(manifest.get("prompt_format")))
+                                 searcher, sample)
         rows.append({"work": str(d), "questions": len(sample), "scores": scores,
                      "answer_s": round(time.perf_counter() - t0, 1),
                      "synthetic_extractive": synthetic_scores(model, tok, d / f"squad-{preset}-qa")})
@@ -349,15 +348,14 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     qa_data = prepare_qa_run(qa_run, qa_out, qa_init or lm_out, synth, qa_cfg, retrieve=None)
     qa_summary = run_training(qa_run)
     qa_s = time.perf_counter() - t0
-    model, tok, manifest = load_model(qa_out)
+    model, tok, _ = load_model(qa_out)
     t0 = time.perf_counter()
     scores, examples = squad_scores(model, tok, read_run(qa_run)["meta"]["qa"]["passage_len"], searcher,
-                                    squad_sample(questions, n_questions), is_question_first(manifest.get("prompt_format")))
+                                    squad_sample(questions, n_questions))
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
-        "qa_question_first": qa_cfg.qa_question_first,
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
         "synthetic_counterfactual": cfg.synthetic_counterfactual, "synthetic_lookup": cfg.synthetic_lookup,
         "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
@@ -482,7 +480,6 @@ def main() -> None:
     ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
     ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
-    ap.add_argument("--qa-question-first", action="store_true", help="lm.qa_question_first")
     ap.add_argument("--squad-qa-init", type=Path, default=None,
                     help="squad section: tune from this QA model (e.g. bench/work/lm-NAME/squad-model-small-qa), "
                          "not the LM: a second stage of a curriculum")
@@ -546,7 +543,6 @@ def main() -> None:
         save()
     if "squad" in sections:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
-                  "qa_question_first": a.qa_question_first,
                   "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise,
                   "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual,
                   "synthetic_lookup": a.synthetic_lookup}

@@ -165,10 +165,6 @@ class LmConfig(Section):
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
-    qa_question_first: bool = Field(
-        False, description="QA prompt asks the question before the passages too (recorded as the model's prompt "
-        "format): passage tokens can then mark where they match it."
-    )
     synthetic_style: Literal["inplace", "fronted", "inverted", "mixed"] = Field(
         "fronted", description="Synthetic questions: wh-word leading the sentence (as people ask), also with "
         "subject-auxiliary inversion ('inverted'), in the answer's place, or fronted/in place at random "

@@ -41,23 +41,21 @@ class PromptFormat:
     ctx_close: str
     question: str
     answer: str
-    question_first: bool = False  # the question also leads the passages
 
 
 _FORMAT = re.compile(
-    r"(?P<bos><s>)?(?:(?P<lead>\S+?)\s*\{question\}\s*)?(?P<open>\S+?)\s*\{context\}\s*(?P<close></[^>\s]+>)(?P<q>\S+?)\s*\{question\}\s*"
+    r"(?P<bos><s>)?(?P<open>\S+?)\s*\{context\}\s*(?P<close></[^>\s]+>)(?P<q>\S+?)\s*\{question\}\s*"
     r"(?P<a>\S+?)\s*\{answer\}(?:</s>)?"
 )
 
 
 def parse_prompt_format(fmt: str) -> PromptFormat:
     m = _FORMAT.fullmatch(fmt.strip())
-    if not m or m.group("lead") not in (None, m.group("q")):
+    if not m:
         raise InvalidInput(
-            f"prompt format {fmt!r} is not '<s>[Q {{question}} ]OPEN {{context}} CLOSE Q {{question}} A {{answer}}</s>'"
+            f"prompt format {fmt!r} is not '<s>OPEN {{context}} CLOSE Q {{question}} A {{answer}}</s>'"
         )
-    return PromptFormat(bool(m.group("bos")), m.group("open"), m.group("close"), m.group("q"), m.group("a"),
-                        m.group("lead") is not None)
+    return PromptFormat(bool(m.group("bos")), m.group("open"), m.group("close"), m.group("q"), m.group("a"))
 
 
 def render_prompt(fmt: str, contexts: list[str] | tuple[str, ...], question: str) -> str:
@@ -69,9 +67,8 @@ def render_prompt(fmt: str, contexts: list[str] | tuple[str, ...], question: str
     special symbol. So llama.cpp tokenises this text into the ids the model was trained on.
     """
     p = parse_prompt_format(fmt)
-    lead = f"{p.question}{question}" if p.question_first else ""
     body = "".join(f"{p.ctx_open}{c}{p.ctx_close}" for c in contexts)
-    return f"{lead}{body}{p.question}{question}{p.answer}"
+    return f"{body}{p.question}{question}{p.answer}"
 
 
 def chat_template_from_prompt_format(fmt: str) -> str:
@@ -82,15 +79,13 @@ def chat_template_from_prompt_format(fmt: str) -> str:
     def lit(s: str) -> str:
         return "{{ " + json.dumps(s) + " }}"
 
-    asked = lit(p.question) + "{{ users[-1]['content'] if users else '' }}"
     return (
-        "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
-        + ("{{ bos_token }}" if p.bos else "")
-        + (asked if p.question_first else "")
+        ("{{ bos_token }}" if p.bos else "")
         + "{%- for m in messages if m['role'] == 'system' -%}"
         + lit(p.ctx_open) + "{{ m['content'] }}" + lit(p.ctx_close)
         + "{%- endfor -%}"
-        + asked + lit(p.answer)
+        + "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+        + lit(p.question) + "{{ users[-1]['content'] if users else '' }}" + lit(p.answer)
     )
 
 

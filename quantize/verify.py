@@ -91,13 +91,12 @@ def hardware_line(threads: int) -> str:
 
 def tokenizer_parity(gen: LlamaCppGenerator, tokenizer: Any, data: VerifyData, prompt_format: str | None,
                      passage_len: int) -> dict[str, Any]:
-    from trainer.lm.qa import is_question_first, qa_prompt_ids
+    from trainer.lm.qa import qa_prompt_ids
 
     same = sum(gen.tokenize(t) == [tokenizer.bos_id, *tokenizer.encode(t)] for t in data.texts)
     out: dict[str, Any] = {"tokenizer_match": same / max(len(data.texts), 1), "tokenizer_texts": len(data.texts)}
     if prompt_format and data.qa:
-        first = is_question_first(prompt_format)
-        ok = sum(gen.tokenize(render_prompt(prompt_format, ctx, q)) == qa_prompt_ids(tokenizer, ctx, q, passage_len, first)
+        ok = sum(gen.tokenize(render_prompt(prompt_format, ctx, q)) == qa_prompt_ids(tokenizer, ctx, q, passage_len)
                  for ctx, q in data.qa)
         out["prompt_format_match"] = ok / len(data.qa)
     return out

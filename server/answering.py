@@ -103,7 +103,7 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     gen = state.require_generator()
     passages = relevant[: gen.passages]
     plan = plan_prompt(gen.tokenizer, [h.chunk.text for h in passages], question, gen.runtime.n_ctx,
-                       opts.max_tokens, gen.passage_len, gen.question_first)
+                       opts.max_tokens, gen.passage_len)
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
     if opts.extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)

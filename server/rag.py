@@ -1,8 +1,7 @@
 """Retrieval-augmented answering, the pure part: which passages count, the prompt, the citations.
 
 The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`):
-`<s><ctx> passage </ctx>...<q> question <a>` (or with the question also first, as the model's recorded
-prompt format says), built by `trainer.lm.qa.qa_prompt_ids`. Passages are
+`<s><ctx> passage </ctx>...<q> question <a>`, built by `trainer.lm.qa.qa_prompt_ids`. Passages are
 dropped (lowest-ranked first), then shortened, until the prompt leaves room for new tokens.
 When no passage is relevant the answer says so and the model is never asked to invent one.
 """
@@ -61,13 +60,13 @@ class PromptPlan:
 
 
 def plan_prompt(tok: PromptTokenizer, passages: Sequence[str], question: str, n_ctx: int, max_tokens: int,
-                passage_len: int, question_first: bool = False) -> PromptPlan:
+                passage_len: int) -> PromptPlan:
     """The QA prompt that fits `n_ctx` with room for min(max_tokens, 8) new tokens, or ContextOverflow."""
     keep = list(passages)
     plen = max(1, passage_len)
     want_room = min(max_tokens, MIN_NEW_TOKENS)
     while True:
-        ids = qa_prompt_ids(tok, keep, question, plen, question_first)  # type: ignore[arg-type]
+        ids = qa_prompt_ids(tok, keep, question, plen)  # type: ignore[arg-type]
         if len(ids) + want_room <= n_ctx:
             return PromptPlan(ids, len(keep), plen, min(max_tokens, n_ctx - len(ids)))
         if len(keep) > 1:

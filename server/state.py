@@ -22,7 +22,6 @@ from server.batcher import QueryBatcher
 from server.encoding import QueryEncoder
 from server.jobs import JobRegistry
 from server.metrics import Metrics
-from trainer.lm.qa import is_question_first
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ class Generator:
     model_id: str
     passages: int
     passage_len: int
-    question_first: bool = False  # the prompt layout it was tuned on (its recorded prompt format)
 
 
 def load_generator(settings: Settings) -> Generator:
@@ -84,8 +82,7 @@ def load_generator(settings: Settings) -> Generator:
     model_id = f"{path.parent.name}-{path.stem.removeprefix('model-')}"
     tokenizer = GgufTokenizer(runtime)
     _warm_up(runtime, tokenizer)
-    return Generator(runtime, tokenizer, model_id, passages, passage_len,
-                     is_question_first(manifest.get("prompt_format")))
+    return Generator(runtime, tokenizer, model_id, passages, passage_len)
 
 
 def _warm_up(runtime: Any, tokenizer: Any) -> None:

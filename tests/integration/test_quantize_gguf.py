@@ -27,7 +27,7 @@ from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
 from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
 from trainer.lm.qa import context_token_ids, extractive_params, qa_prompt_ids  # noqa: E402
-from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_QUESTION_FIRST, train_tokenizer  # noqa: E402
+from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
 
 SENTENCES = [
     "The committee approved the budget for the new research laboratory in March.",
@@ -177,8 +177,6 @@ def test_prompt_format_text_tokenises_to_the_training_ids(ckpt, f32):
     ctxs = [SENTENCES[0], SENTENCES[3]]
     q = "Who approved the budget?"
     assert f32.tokenize(render_prompt(PROMPT_FORMAT, ctxs, q)) == qa_prompt_ids(tok, ctxs, q, 10_000)
-    assert (f32.tokenize(render_prompt(PROMPT_FORMAT_QUESTION_FIRST, ctxs, q))
-            == qa_prompt_ids(tok, ctxs, q, 10_000, question_first=True))
 
 
 def test_f32_logits_and_greedy_generation_match_torch(ckpt, f32):

@@ -34,7 +34,7 @@ from common.jsonl import iter_jsonl
 from common.sampling import SamplingParams
 from common.settings import LmConfig
 from indexer.chunking import sentence_spans
-from trainer.lm.data import ChunkLike, _write, context_prefix
+from trainer.lm.data import ChunkLike, _write
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
 
 
@@ -46,23 +46,12 @@ class QaExample:
     doc_id: str = ""
 
 
-def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int,
-                  question_first: bool = False) -> list[int]:
-    """`<s><ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer (with
-    `question_first`, `<s><q> question <ctx> c </ctx>...<q> question <a>`)."""
-    q = tokenizer.encode(question)[:64]
-    return [BOS_ID, *_prompt(tokenizer, context_prefix(tokenizer, contexts, passage_len), [q] if question_first else [], q)]
-
-
-def is_question_first(prompt_format: str | None) -> bool:
-    """Whether a recorded prompt format asks the question before the passages too."""
-    fmt = prompt_format or ""
-    return "{question}" in fmt and fmt.find("{question}") < fmt.find("{context}")
-
-
-def _prompt(tokenizer: Tokenizer, ctx: list[int], lead: Sequence[Sequence[int]], question: Sequence[int]) -> list[int]:
-    """Prompt ids after `<s>`: the leading questions, the passages, then the question asked."""
-    return [*(i for q in lead for i in (tokenizer.q_id, *q)), *ctx, tokenizer.q_id, *question, tokenizer.a_id]
+def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, passage_len: int) -> list[int]:
+    """`<s><ctx> c </ctx>...<q> question <a>`: the ids the model continues with the answer."""
+    ids = [BOS_ID]
+    for c in contexts:
+        ids += [tokenizer.ctx_open, *tokenizer.encode(c)[:passage_len], tokenizer.ctx_close]
+    return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
 
 
 def context_token_ids(ids: Sequence[int], tokenizer: Tokenizer) -> tuple[int, ...]:
@@ -363,7 +352,6 @@ def build_qa_dataset(
     max_answer: int = 32,
     pack: int = 1,
     max_row: int | None = None,
-    question_first: bool = False,
 ) -> dict[str, int]:
     """Write QA examples in the LM memmap layout: prefix = context + question, target = answer + `</s>`.
 
@@ -371,52 +359,41 @@ def build_qa_dataset(
     questions and `max_row` tokens): `ctx <q> q1 <a> a1 </s> <q> q2 <a> a2 </s> ...`, with the loss on
     the answers only (loss_mask.npy). The first pair is exactly the inference prompt; the rest multiply
     the answer tokens a row teaches, which is what a copy skill learned from scratch is short of.
-    With `question_first`, all of a row's questions also lead it (`<q> q1 <q> q2 ... ctx <q> q1 <a> ...`);
-    a row of one question is exactly the inference prompt.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[list[int], list[int], list[int]]] = []  # prefix, target, loss mask
-
-    def row(ctx: list[int], pairs: list[tuple[list[int], list[int]]]) -> tuple[list[int], list[int], list[int]]:
-        lead = [q for q, _ in pairs] if question_first else []
-        prefix, target, mask = _prompt(tokenizer, ctx, lead, pairs[0][0]), list(pairs[0][1]), [1] * len(pairs[0][1])
-        for q, a in pairs[1:]:
-            more = [tokenizer.q_id, *q, tokenizer.a_id]
-            target += more + a
-            mask += [0] * len(more) + [1] * len(a)
-        return prefix, target, mask
-
-    ctx: list[int] = []
-    pairs: list[tuple[list[int], list[int]]] = []
+    prefixes: list[list[int]] = []
+    targets: list[list[int]] = []
+    masks: list[list[int]] = []
     last_ctx: tuple[str, ...] | None = None
     for ex in examples:
         contexts = ex.context if ex.context else tuple(retrieve(ex.question) if retrieve else ())
-        pair = (tokenizer.encode(ex.question)[:64], [*tokenizer.encode(ex.answer)[:max_answer], tokenizer.eos_id])
-        if pack > 1 and ex.context and contexts == last_ctx and len(pairs) < pack:
-            p, t, _ = row(ctx, [*pairs, pair])
-            if max_row is None or len(p) + len(t) <= max_row:
-                pairs.append(pair)
+        answer = [*tokenizer.encode(ex.answer)[:max_answer], tokenizer.eos_id]  # "▁Answer": the dummy-prefix space
+        if pack > 1 and ex.context and contexts == last_ctx:
+            more = [tokenizer.q_id, *tokenizer.encode(ex.question)[:64], tokenizer.a_id]
+            fits = max_row is None or len(prefixes[-1]) + len(targets[-1]) + len(more) + len(answer) <= max_row
+            if fits and targets[-1].count(tokenizer.eos_id) < pack:
+                targets[-1] += more + answer
+                masks[-1] += [0] * len(more) + [1] * len(answer)
                 continue
-        if pairs:
-            rows.append(row(ctx, pairs))
-        ctx, pairs, last_ctx = context_prefix(tokenizer, contexts, passage_len), [pair], contexts
-    if pairs:
-        rows.append(row(ctx, pairs))
-    if not rows:
+        prefixes.append(qa_prompt_ids(tokenizer, contexts, ex.question, passage_len)[1:])  # BOS is added per row
+        targets.append(answer)
+        masks.append([1] * len(answer))
+        last_ctx = contexts
+    if not targets:
         raise InvalidInput("no QA examples to train on")
-    P, T = max(len(p) for p, _, _ in rows), max(len(t) for _, t, _ in rows)
-    pre = np.full((len(rows), P), -1, np.int32)
-    tgt = np.full((len(rows), T), -1, np.int32)
-    msk = np.zeros((len(rows), T), np.int32)
-    lens = np.zeros((len(rows), 2), np.int32)
-    for i, (p, t, m) in enumerate(rows):
+    P, T = max(map(len, prefixes)), max(map(len, targets))
+    pre = np.full((len(targets), P), -1, np.int32)
+    tgt = np.full((len(targets), T), -1, np.int32)
+    msk = np.zeros((len(targets), T), np.int32)
+    lens = np.zeros((len(targets), 2), np.int32)
+    for i, (p, t, m) in enumerate(zip(prefixes, targets, masks)):
         pre[i, : len(p)], tgt[i, : len(t)], msk[i, : len(m)], lens[i] = p, t, m, (len(t), len(p))
     _write(out_dir / "targets.npy", tgt)
     _write(out_dir / "prefix.npy", pre)
     _write(out_dir / "lens.npy", lens)
     _write(out_dir / "loss_mask.npy", msk)
-    meta = {"rows": len(rows), "questions": len(examples), "target_tokens": int(msk.sum()), "target_len": T,
+    meta = {"rows": len(targets), "questions": len(examples), "target_tokens": int(msk.sum()), "target_len": T,
             "prefix_len": P, "longest_row": int(lens.sum(axis=1).max()), "qa": True}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta

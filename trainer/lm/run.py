@@ -28,7 +28,7 @@ from trainer.lm.checkpoint import load_model, save_checkpoint
 from trainer.lm.data import LmDataset
 from trainer.lm.init import induction_init
 from trainer.lm.model import ModelArgs, Transformer
-from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer
+from trainer.lm.tokenizer import Tokenizer
 from trainer.lm.train import TrainConfig, rank_world, train
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def run_training(run_dir: Path, resume: bool = False, stop_after: int | None = N
         save_checkpoint(
             Path(spec["out"]), model, tokenizer,
             training={**spec["meta"], "config": spec["train"], "world_size": world, "init": spec["init"]},
-            metrics=summary, step=cfg.steps, prompt_format=spec["meta"].get("prompt_format", PROMPT_FORMAT),
+            metrics=summary, step=cfg.steps,
             extra_files=[run_dir / "loss.png", run_dir / "train.jsonl"],
         )
     if world > 1:

@@ -21,8 +21,7 @@ Prompt format (recorded in every LM manifest as `prompt_format`; see `PROMPT_FOR
 Exact ids (trainer.lm.qa.qa_prompt_ids; every text segment is encoded on its own, so each starts
 with SentencePiece's dummy-prefix space, and no space piece sits before a closing symbol):
     [1] + ([3] + sp(passage)[:passage_len] + [4]) * n_passages + [5] + sp(question)[:64] + [6]
-and the answer target is sp(answer) + [2]. The question-first layout (`PROMPT_FORMAT_QUESTION_FIRST`,
-setting `lm.qa_question_first`) puts `[5] + sp(question)[:64]` also right after `[1]`.
+and the answer target is sp(answer) + [2].
 Plain language-model training uses `<s>` + text; retrieval-augmented training uses
 `<s>` + `<ctx> neighbour </ctx>`... + text (same per-segment encoding).  The special symbols are user-defined pieces, so the
 literal strings "<ctx>" etc. in raw text also encode to them (and decode back to the same text).
@@ -46,12 +45,6 @@ CTX_OPEN, CTX_CLOSE, QUESTION, ANSWER = "<ctx>", "</ctx>", "<q>", "<a>"
 SPECIAL_SYMBOLS = (CTX_OPEN, CTX_CLOSE, QUESTION, ANSWER)
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 PROMPT_FORMAT = "<s>{ctx_open} {{context}} {ctx_close}{q} {{question}} {a} {{answer}}</s>".format(
-    ctx_open=CTX_OPEN, ctx_close=CTX_CLOSE, q=QUESTION, a=ANSWER
-)
-# The question also leads the passages (then is asked again after them): in a causal model only tokens
-# after the question can mark where it matches, so the answer position has marks to find
-# (bench/lm.py measures both layouts on SQuAD).
-PROMPT_FORMAT_QUESTION_FIRST = "<s>{q} {{question}} {ctx_open} {{context}} {ctx_close}{q} {{question}} {a} {{answer}}</s>".format(
     ctx_open=CTX_OPEN, ctx_close=CTX_CLOSE, q=QUESTION, a=ANSWER
 )
 MIN_VOCAB = 300  # 7 special + 256 bytes + a few merges

@@ -31,7 +31,7 @@ from trainer.lm.data import LmDataset
 from trainer.lm.flops import measure_matmul_peak, mfu
 from trainer.lm.model import Transformer
 from trainer.lm.schedule import lr_at
-from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer
+from trainer.lm.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,6 @@ def train(
                 _plot(history, run_dir / "loss.png")
                 save_checkpoint(
                     ckpt_dir, model, tokenizer, training=training_meta, step=done,
-                    prompt_format=training_meta.get("prompt_format", PROMPT_FORMAT),
                     train_state={"optimizer": opt.state_dict(), "step": done, "history": history},
                 )
             if world > 1:

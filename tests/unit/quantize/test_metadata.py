@@ -4,7 +4,6 @@ import pytest
 from common.errors import InvalidInput
 from quantize.metadata import chat_template_from_prompt_format, padded_vocab, parse_prompt_format, render_prompt
 from quantize.spm_vocab import SpmVocab
-from trainer.lm.tokenizer import PROMPT_FORMAT_QUESTION_FIRST
 
 FMT = "<s><ctx> {context} </ctx><q> {question} <a> {answer}</s>"
 
@@ -23,19 +22,10 @@ def test_render_prompt_puts_no_space_next_to_symbols():
 
 
 def test_chat_template_renders_the_same_prompt():
+    tmpl = jinja2.Environment().from_string(chat_template_from_prompt_format(FMT))
     msgs = [{"role": "system", "content": "one"}, {"role": "system", "content": "two"},
             {"role": "user", "content": "first"}, {"role": "user", "content": "why?"}]
-    for fmt in (FMT, PROMPT_FORMAT_QUESTION_FIRST):
-        tmpl = jinja2.Environment().from_string(chat_template_from_prompt_format(fmt))
-        assert tmpl.render(messages=msgs, bos_token="<s>") == "<s>" + render_prompt(fmt, ["one", "two"], "why?")
-
-
-def test_question_first_format_asks_before_and_after_the_passages():
-    p = parse_prompt_format(PROMPT_FORMAT_QUESTION_FIRST)
-    assert p.question_first and not parse_prompt_format(FMT).question_first
-    assert render_prompt(PROMPT_FORMAT_QUESTION_FIRST, ["one"], "why?") == "<q>why?<ctx>one</ctx><q>why?<a>"
-    with pytest.raises(InvalidInput):
-        parse_prompt_format("<s><a> {question} <ctx> {context} </ctx><q> {question} <a> {answer}</s>")
+    assert tmpl.render(messages=msgs, bos_token="<s>") == "<s>" + render_prompt(FMT, ["one", "two"], "why?")
 
 
 def _vocab(n: int) -> SpmVocab:

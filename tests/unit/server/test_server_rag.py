@@ -28,9 +28,6 @@ def test_prompt_follows_the_training_format():
     plan = plan_prompt(WordTokenizer(), ["alpha beta", "gamma"], "why so", n_ctx=100, max_tokens=10, passage_len=50)
     assert plan.ids == [1, 3, 105, 104, 4, 3, 105, 4, 5, 103, 102, 6]
     assert plan.passages == 2 and plan.max_new == 10
-    first = plan_prompt(WordTokenizer(), ["alpha beta"], "why so", n_ctx=100, max_tokens=10, passage_len=50,
-                        question_first=True)
-    assert first.ids == [1, 5, 103, 102, 3, 105, 104, 4, 5, 103, 102, 6]  # a question-first model's layout
 
 
 def test_prompt_drops_low_ranked_passages_then_shortens_to_fit():

@@ -6,9 +6,8 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.tokenizer import PROMPT_FORMAT, PROMPT_FORMAT_QUESTION_FIRST
 from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
-                           is_question_first, lookup_questions,
+                           lookup_questions,
                            extract_from_context, extractive_params, invert_auxiliary, load_qa_jsonl, qa_prompt_ids,
                            question_sentences, token_f1)
 
@@ -147,25 +146,6 @@ def test_packed_rows_share_the_context_and_score_every_answer(tokenizer, tmp_pat
     one_row = len(first) + len(tokenizer.encode("Italy")) + 1
     capped = build_qa_dataset(ex[:2], tokenizer, tmp_path / "capped", passage_len=64, pack=8, max_row=one_row)
     assert capped["rows"] == 2 and capped["longest_row"] <= one_row
-
-
-def test_question_first_rows_lead_with_their_questions(tokenizer, tmp_path):
-    ctx = ("The piano was invented in Italy. Bees dance in Spain.",)
-    ex = [QaExample("Where was the piano invented?", "Italy", ctx), QaExample("Where do bees dance?", "Spain", ctx)]
-    first = qa_prompt_ids(tokenizer, ctx, ex[0].question, 64, question_first=True)
-    q0 = tokenizer.encode(ex[0].question)
-    assert first[:2 + len(q0)] == [tokenizer.bos_id, tokenizer.q_id, *q0]  # asked before the passage ...
-    assert first[-len(q0) - 2:] == [tokenizer.q_id, *q0, tokenizer.a_id]  # ... and again after it
-    assert first[2 + len(q0):-len(q0) - 2] == qa_prompt_ids(tokenizer, ctx, ex[0].question, 64)[1:-len(q0) - 2]
-    assert is_question_first(PROMPT_FORMAT_QUESTION_FIRST) and not is_question_first(PROMPT_FORMAT)
-    alone = build_qa_dataset(ex[:1], tokenizer, tmp_path / "one", passage_len=64, question_first=True)
-    x, _, _ = LmDataset(tmp_path / "one").batch([0], True)
-    assert alone["rows"] == 1 and x[0, : len(first)].tolist() == first  # one question: the inference prompt
-    packed = build_qa_dataset(ex, tokenizer, tmp_path / "two", passage_len=64, pack=2, question_first=True)
-    x, y, mask = LmDataset(tmp_path / "two").batch([0], True)
-    text = tokenizer.decode(x[0].tolist())
-    assert packed["rows"] == 1 and text.index("Where do bees dance?") < text.index("The piano was invented")
-    assert y[0][mask[0]].tolist() == tokenizer.encode("Italy") + [tokenizer.eos_id] + tokenizer.encode("Spain") + [tokenizer.eos_id]
 
 
 def test_sentences_never_start_mid_word():
