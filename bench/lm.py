@@ -52,7 +52,7 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
+from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params, focus_contexts,  # noqa: E402
                            qa_prompt_ids, Style, synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
@@ -234,14 +234,16 @@ def squad_sample(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]
     return random.Random(0).sample(questions, min(n, len(questions)))
 
 
-def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]]
-                 ) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
-    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans."""
+def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
+                 focus: int = 0) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
+    """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans;
+    each passage cut to its `focus` sentences nearest the question when > 0 (`focus_passage`), and
+    `answer_in_context`: the share of prompts whose passage (after that cut) holds a gold answer."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
     for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_served", "retrieved_served"):
         em = f1 = 0.0
-        hit = 0
+        hit = present = 0
         for q in sample:
             if setting.startswith("gold"):
                 ctx = [q["context"]]
@@ -249,6 +251,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 top = searcher.search(q["question"], k=1)
                 ctx = [top[0].chunk.text] if top else []
                 hit += int(bool(top) and top[0].chunk.doc_id == q["doc_id"])
+            ctx = focus_contexts(ctx, q["question"], focus)
+            present += int(any(a in c for c in ctx for a in q["answers"]))
             ids = qa_prompt_ids(tok, ctx, q["question"], plen)
             params = SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",))
             if setting.endswith("extractive"):  # a span of the passages (the earlier runs' rule)
@@ -261,7 +265,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
             if setting == "gold" and len(examples) < 8:
                 examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
         n = max(1, len(sample))
-        scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2)}
+        scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2),
+                           "answer_in_context": round(present / n, 4)}
         if setting == "retrieved":
             scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
     return scores, examples
@@ -287,8 +292,10 @@ def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[s
     return out
 
 
-def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> list[dict[str, Any]]:
-    """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions."""
+def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, focus: int | None = None
+                       ) -> list[dict[str, Any]]:
+    """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions;
+    `focus` overrides the sentences per passage the model was tuned with (its manifest's)."""
     chunks, questions = squad_data()
     searcher = Bm25Searcher(chunks)
     sample = squad_sample(questions, n_questions)
@@ -296,9 +303,11 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int) -> 
     for d in work_dirs:
         model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
         t0 = time.perf_counter()
-        scores, _ = squad_scores(model, tok, read_run(d / f"squad-{preset}-qa")["meta"]["qa"]["passage_len"],
-                                 searcher, sample)
-        rows.append({"work": str(d), "questions": len(sample), "scores": scores,
+        qa = read_run(d / f"squad-{preset}-qa")["meta"]["qa"]
+        own = int(qa.get("context_sentences", 0))
+        scores, _ = squad_scores(model, tok, qa["passage_len"], searcher, sample, own if focus is None else focus)
+        rows.append({"work": str(d), "questions": len(sample), "context_sentences": own if focus is None else focus,
+                     "tuned_context_sentences": own, "scores": scores,
                      "answer_s": round(time.perf_counter() - t0, 1),
                      "synthetic_extractive": synthetic_scores(model, tok, d / f"squad-{preset}-qa")})
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -320,7 +329,8 @@ def section_squad_synthetic(preset: str, work_dirs: list[Path], data_dir: Path |
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
-                  qa_lr: float | None = None, qa_init: Path | None = None) -> dict[str, Any]:
+                  qa_lr: float | None = None, qa_init: Path | None = None, qa_batch: int | None = None,
+                  qa_accum: int = 1) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
@@ -342,7 +352,8 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
                             per_sentence=per_sentence, **synthetic_options(cfg))
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": qa_lr or cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
-                                    "ckpt_every": qa_steps, "context_mix": 1.0})
+                                    "ckpt_every": qa_steps, "context_mix": 1.0, "batch_size": qa_batch or cfg.batch_size,
+                                    "grad_accum": qa_accum})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
     t0 = time.perf_counter()
     qa_data = prepare_qa_run(qa_run, qa_out, qa_init or lm_out, synth, qa_cfg, retrieve=None)
@@ -351,13 +362,14 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     model, tok, _ = load_model(qa_out)
     t0 = time.perf_counter()
     scores, examples = squad_scores(model, tok, read_run(qa_run)["meta"]["qa"]["passage_len"], searcher,
-                                    squad_sample(questions, n_questions))
+                                    squad_sample(questions, n_questions), qa_cfg.qa_context_sentences)
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
         "per_chunk": per_chunk, "per_sentence": per_sentence, "qa_pack": qa_cfg.qa_pack,
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
         "synthetic_counterfactual": cfg.synthetic_counterfactual, "synthetic_lookup": cfg.synthetic_lookup,
+        "qa_context_sentences": qa_cfg.qa_context_sentences, "qa_batch": qa_cfg.batch_size, "qa_grad_accum": qa_accum,
         "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
@@ -480,6 +492,13 @@ def main() -> None:
     ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
     ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
+    ap.add_argument("--qa-context-sentences", type=int, default=0,
+                    help="lm.qa_context_sentences: sentences kept of each QA passage (0: whole passages)")
+    ap.add_argument("--qa-batch", type=int, default=None, help="QA tuning rows per step (default 16, as the LM)")
+    ap.add_argument("--qa-grad-accum", type=int, default=1,
+                    help="micro-batches per QA step (rows grouped by length: less padding, same gradient)")
+    ap.add_argument("--squad-eval-focus", type=int, default=None,
+                    help="squad_eval section: sentences per passage at answering time (default: what each model was tuned with)")
     ap.add_argument("--squad-qa-init", type=Path, default=None,
                     help="squad section: tune from this QA model (e.g. bench/work/lm-NAME/squad-model-small-qa), "
                          "not the LM: a second stage of a curriculum")
@@ -535,7 +554,7 @@ def main() -> None:
         save()
     if "squad_eval" in sections:
         result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
-                                                  a.squad_questions)
+                                                  a.squad_questions, a.squad_eval_focus)
         save()
     if "squad_synthetic" in sections:
         result["squad_synthetic"] = section_squad_synthetic(
@@ -545,10 +564,10 @@ def main() -> None:
         sq_cfg = {**base_cfg, "neighbour_len": 150, "qa_passage_len": 300, "qa_pack": a.qa_pack,
                   "synthetic_style": a.synthetic_style, "synthetic_noise": a.synthetic_noise,
                   "synthetic_window": a.synthetic_window, "synthetic_counterfactual": a.synthetic_counterfactual,
-                  "synthetic_lookup": a.synthetic_lookup}
+                  "synthetic_lookup": a.synthetic_lookup, "qa_context_sentences": a.qa_context_sentences}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
-                                        a.noun_phrases, a.qa_lr, a.squad_qa_init)
+                                        a.noun_phrases, a.qa_lr, a.squad_qa_init, a.qa_batch, a.qa_grad_accum)
     save()
     print(json.dumps(result, indent=2))
 

@@ -163,6 +163,10 @@ class LmConfig(Section):
     nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo) for training.")
     qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
+    qa_context_sentences: int = Field(
+        0, ge=0, le=64, description="Sentences kept of each QA passage, those sharing the most words with the "
+        "question (trainer.lm.qa.focus_passage); 0 keeps whole passages. Recorded in the model's manifest, so "
+        "answering reads passages as the model was tuned to.")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
     synthetic_style: Literal["inplace", "fronted", "inverted", "mixed"] = Field(

@@ -16,7 +16,7 @@ from indexer.types import Hit
 from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.state import ServerState
-from trainer.lm.qa import extractive_params
+from trainer.lm.qa import extractive_params, focus_contexts
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
 
     gen = state.require_generator()
     passages = relevant[: gen.passages]
-    plan = plan_prompt(gen.tokenizer, [h.chunk.text for h in passages], question, gen.runtime.n_ctx,
-                       opts.max_tokens, gen.passage_len)
+    texts = focus_contexts([h.chunk.text for h in passages], question, gen.context_sentences)  # as tuned
+    plan = plan_prompt(gen.tokenizer, texts, question, gen.runtime.n_ctx, opts.max_tokens, gen.passage_len)
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
     if opts.extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)

@@ -60,6 +60,7 @@ class Generator:
     model_id: str
     passages: int
     passage_len: int
+    context_sentences: int = 0  # sentences kept of each passage (trainer.lm.qa.focus_passage); 0 = all
 
 
 def load_generator(settings: Settings) -> Generator:
@@ -76,13 +77,20 @@ def load_generator(settings: Settings) -> Generator:
         manifest = gguf_manifest(path)
     except RagkilnError:
         manifest = {}
-    qa = (manifest.get("training") or {}).get("qa") or {}
-    passages = settings.server.answer_passages or settings.lm.qa_passages or 1
-    passage_len = int(qa.get("passage_len") or settings.lm.qa_passage_len)
     model_id = f"{path.parent.name}-{path.stem.removeprefix('model-')}"
     tokenizer = GgufTokenizer(runtime)
     _warm_up(runtime, tokenizer)
-    return Generator(runtime, tokenizer, model_id, passages, passage_len)
+    return Generator(runtime, tokenizer, model_id, *prompt_reading(manifest, settings))
+
+
+def prompt_reading(manifest: dict[str, Any], settings: Settings) -> tuple[int, int, int]:
+    """(passages, tokens kept of each, sentences kept of each) for the served model's prompts: how its
+    QA tuning read passages (its manifest's `training.qa`), else the settings; passages per prompt are
+    the server's choice."""
+    qa = (manifest.get("training") or {}).get("qa") or {}
+    passages = settings.server.answer_passages or settings.lm.qa_passages or 1
+    passage_len = int(qa.get("passage_len") or settings.lm.qa_passage_len)
+    return passages, passage_len, int(qa.get("context_sentences", settings.lm.qa_context_sentences))
 
 
 def _warm_up(runtime: Any, tokenizer: Any) -> None:

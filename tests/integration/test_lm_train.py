@@ -84,6 +84,17 @@ def test_induction_init_run_is_recorded_and_trains(tmp_path):
     assert summary["heldout_loss"] is not None
 
 
+def test_micro_batches_take_the_same_steps_as_one_batch(tmp_path):
+    cfg = CFG.model_copy(update={"bf16": False, "steps": 3, "eval_every": 3, "ckpt_every": 3})
+    one = prepare(tmp_path / "a", cfg)
+    four = prepare(tmp_path / "b", cfg.model_copy(update={"grad_accum": 4}))  # rows regrouped by length
+    run_training(one)
+    run_training(four)
+    la, lb = ([json.loads(l)["loss"] for l in (r / "train.jsonl").read_text().splitlines()
+               if json.loads(l)["event"] == "step"] for r in (one, four))
+    assert len(la) == 3 and la == pytest.approx(lb, abs=1e-4)
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     full = prepare(tmp_path / "a")
     run_training(full)

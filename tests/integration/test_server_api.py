@@ -187,6 +187,28 @@ def test_streamed_answer_sends_tokens_then_citations_then_done(client):
     assert events[-1][1]["answer"] == text and events[-2][1]["citations"]
 
 
+def test_a_model_tuned_on_focused_passages_reads_only_their_best_sentences(client):
+    from dataclasses import replace
+
+    from server.rag import plan_prompt
+    from trainer.lm.qa import focus_contexts
+
+    state = client.app.state.ragkiln
+    whole = state.generator
+    body = {"question": QUESTION, "max_tokens": 2}
+    plain = client.post("/v1/answer", json=body, headers=READ).json()
+    state.generator = replace(whole, context_sentences=1)  # as a manifest's training.qa.context_sentences sets it
+    try:
+        focused = client.post("/v1/answer", json=body, headers=READ).json()
+    finally:
+        state.generator = whole
+    used = [p["text"] for p in focused["passages"] if p["in_prompt"]]
+    want = plan_prompt(whole.tokenizer, focus_contexts(used, QUESTION, 1), QUESTION, whole.runtime.n_ctx, 2,
+                       whole.passage_len)
+    assert used and focused["usage"]["prompt_tokens"] == len(want.ids) < plain["usage"]["prompt_tokens"]
+    assert focused["citations"]  # cited from the whole passages, with document offsets
+
+
 def test_nothing_relevant_says_so_instead_of_answering(client):
     r = client.post("/v1/answer", json={"question": "What is the melting point of tungsten carbide?"}, headers=READ)
     a = r.json()

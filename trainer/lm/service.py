@@ -108,7 +108,7 @@ def prepare_qa_run(
     train_ex = [e for e, k in zip(examples, keys) if k not in held]
     held_ex = [e for e, k in zip(examples, keys) if k in held]
     plen = min(cfg.qa_passage_len, model.args.max_seq_len // 2)
-    pack = {"pack": cfg.qa_pack, "max_row": model.args.max_seq_len}
+    pack = {"pack": cfg.qa_pack, "max_row": model.args.max_seq_len, "focus": cfg.qa_context_sentences}
     tm = build_qa_dataset(train_ex, tok, run_dir / "data" / "train", plen, retrieve, **pack)
     if held_ex:
         build_qa_dataset(held_ex, tok, run_dir / "data" / "heldout", plen, retrieve, **pack)
@@ -116,7 +116,8 @@ def prepare_qa_run(
     if longest > model.args.max_seq_len:
         raise InvalidInput(f"QA rows of {longest} tokens exceed the model context {model.args.max_seq_len}")
     meta = {**manifest.get("training", {}), "qa": {"examples": len(train_ex), "heldout": len(held_ex),
-            "rows": tm["rows"], "passage_len": plen, "init": str(init)}, "prompt_format": PROMPT_FORMAT}
+            "rows": tm["rows"], "passage_len": plen, "context_sentences": cfg.qa_context_sentences,
+            "init": str(init)}, "prompt_format": PROMPT_FORMAT}
     write_run(run_dir, out=out, model_args=model.args, cfg=train_config(cfg, context_mix=1.0), meta=meta, init=init)
     return meta
 

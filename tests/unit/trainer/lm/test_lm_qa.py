@@ -8,8 +8,8 @@ from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
                            lookup_questions,
-                           extract_from_context, extractive_params, invert_auxiliary, load_qa_jsonl, qa_prompt_ids,
-                           question_sentences, token_f1)
+                           extract_from_context, extractive_params, focus_passage, invert_auxiliary, load_qa_jsonl,
+                           qa_prompt_ids, question_sentences, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -146,6 +146,36 @@ def test_packed_rows_share_the_context_and_score_every_answer(tokenizer, tmp_pat
     one_row = len(first) + len(tokenizer.encode("Italy")) + 1
     capped = build_qa_dataset(ex[:2], tokenizer, tmp_path / "capped", passage_len=64, pack=8, max_row=one_row)
     assert capped["rows"] == 2 and capped["longest_row"] <= one_row
+
+
+PASSAGE = ("The harbour opened in 1850. Its lighthouse was built by Ada Lovelace in 1861. "
+           "The harbour was closed in 1990 after the fishing fleet left. Tourists now visit the harbour.")
+
+
+def test_focus_keeps_the_sentences_sharing_the_questions_rarer_words_in_passage_order():
+    assert focus_passage(PASSAGE, "Who built the lighthouse?", 1) == "Its lighthouse was built by Ada Lovelace in 1861."
+    # "harbour" is in three of four sentences, so "closed" decides; stems match ("closing" ~ "closed")
+    assert focus_passage(PASSAGE, "When did the harbour's closing happen?", 1).startswith("The harbour was closed")
+    two = focus_passage(PASSAGE, "Who visits the lighthouse now?", 2)
+    assert two == "Its lighthouse was built by Ada Lovelace in 1861. Tourists now visit the harbour."
+    assert focus_passage(PASSAGE, "Who built the lighthouse?", 0) == PASSAGE  # 0: the whole passage
+    assert focus_passage(PASSAGE, "Who built the lighthouse?", 4) == PASSAGE  # no more sentences than asked
+    assert focus_passage(PASSAGE, "zebra?", 1) == "The harbour opened in 1850."  # no shared word: the first
+
+
+def test_focused_rows_hold_only_the_sentences_their_question_picks(tokenizer, tmp_path):
+    ex = [QaExample("Who built the lighthouse?", "Ada Lovelace", (PASSAGE,)),
+          QaExample("When was the lighthouse built?", "1861", (PASSAGE,)),
+          QaExample("When was the harbour closed?", "1990", (PASSAGE,))]
+    meta = build_qa_dataset(ex, tokenizer, tmp_path, passage_len=128, pack=8, focus=1)
+    assert meta["rows"] == 2  # the two lighthouse questions keep the same sentence and share a row
+    ds = LmDataset(tmp_path)
+    x, _, _ = ds.batch([0, 1], True)
+    first, second = tokenizer.decode(x[0].tolist()), tokenizer.decode(x[1].tolist())
+    assert "Ada Lovelace" in first and "1990" not in first and "When was the lighthouse built?" in first
+    assert "1990" in second and "1861" not in second
+    focused = qa_prompt_ids(tokenizer, [focus_passage(PASSAGE, ex[2].question, 1)], ex[2].question, 128)
+    assert x[1, : len(focused)].tolist() == focused  # exactly the inference prompt of a focused model
 
 
 def test_sentences_never_start_mid_word():
