@@ -167,10 +167,8 @@ def train(
         global_tokens = float(train_ds.row_loss_tokens[idx].sum())
         my_idx, my_ctx = idx[rank::world], ctx[rank::world]
         step_loss = torch.zeros((), dtype=torch.float64)
-        lens = np.asarray(train_ds.lens[my_idx])  # (rows, 2), re-indexed below as rows 0..n-1
-        parts = micro_batches(np.arange(len(my_idx)), my_ctx, lens, cfg.grad_accum)
-        for m, (rows, row_ctx) in enumerate(parts):
-            x, y, mask = train_ds.batch(my_idx[rows].tolist(), row_ctx.tolist())
+        for m, (rows, row_ctx) in enumerate(micro_batches(my_idx, my_ctx, train_ds.lens, cfg.grad_accum)):
+            x, y, mask = train_ds.batch(rows.tolist(), row_ctx.tolist())
             n_tok = float((mask & (y >= 0)).sum())
             sync = m == cfg.grad_accum - 1
             with _no_sync(net, sync), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
