@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.settings import LmConfig  # noqa: E402
-from indexer.bm25 import BM25Index  # noqa: E402
+from indexer.bm25 import BM25Index, tokenize as bm25_words  # noqa: E402
 from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
@@ -241,9 +241,10 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
     `answer_in_context`: the share of prompts whose passage (after that cut) holds a gold answer."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
-    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_served", "retrieved_served"):
+    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
+                    "gold_word_edges", "retrieved_word_edges", "gold_served", "retrieved_served"):
         em = f1 = 0.0
-        hit = present = 0
+        hit = present = opens = 0
         for q in sample:
             if setting.startswith("gold"):
                 ctx = [q["context"]]
@@ -257,8 +258,13 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
             params = SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",))
             if setting.endswith("extractive"):  # a span of the passages (the earlier runs' rule)
                 params = replace(params, extract_from=context_token_ids(ids, tok))
-            elif setting.endswith("served"):  # ... and not only the question's words: /v1/answer's rule
+            elif setting.endswith("no_echo"):  # ... and not only the question's words (the rule served until now)
+                params = extractive_params(params, ids, tok, bounds=False)
+            elif setting.endswith("word_edges"):  # ... starting and stopping at word edges
+                params = extractive_params(params, ids, tok, open_on_question=True)
+            elif setting.endswith("served"):  # ... and never opening on a question word: /v1/answer's rule
                 params = extractive_params(params, ids, tok)
+                opens += int(any(a and not _opens_on_question(a, q["question"]) for a in q["answers"]))
             g = generate(model, tok, ids, params)
             em += exact_match(g.text, q["answers"])
             f1 += token_f1(g.text, q["answers"])
@@ -267,9 +273,17 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
         n = max(1, len(sample))
         scores[setting] = {"exact_match": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2),
                            "answer_in_context": round(present / n, 4)}
+        if setting.endswith("served"):  # how often a gold answer's first word is not one the question has
+            scores[setting]["answer_opening_allowed"] = round(opens / n, 4)
         if setting == "retrieved":
             scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
     return scores, examples
+
+
+def _opens_on_question(answer: str, question: str) -> bool:
+    """Whether `answer`'s first word is a (BM25-stemmed) question word: what answer_bounds refuses."""
+    first = answer.split()[:1]
+    return bool(first and set(bm25_words(first[0])) & set(bm25_words(question)))
 
 
 def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[str, dict[str, float]]:

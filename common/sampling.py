@@ -21,6 +21,8 @@ class SamplingParams:
     seed: int | None = None
     extract_from: tuple[int, ...] | None = None  # extractive decoding: the output must be a span of these ids
     extract_avoid: tuple[int, ...] = ()  # ... and not only a run of these (the question's own words)
+    extract_starts: tuple[int, ...] | None = None  # ... beginning at one of these positions of extract_from (None: any)
+    extract_ends: tuple[int, ...] | None = None  # ... ending just before one of these positions (None: any)
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
@@ -38,7 +40,12 @@ class SamplingParams:
 
 
 def span_continuations(
-    source: tuple[int, ...] | list[int], generated: list[int], eos_id: int, avoid: tuple[int, ...] | list[int] = ()
+    source: tuple[int, ...] | list[int],
+    generated: list[int],
+    eos_id: int,
+    avoid: tuple[int, ...] | list[int] = (),
+    starts: tuple[int, ...] | list[int] | None = None,
+    ends: tuple[int, ...] | list[int] | None = None,
 ) -> set[int]:
     """Tokens that keep `generated` a contiguous span of `source` (+ EOS once something was copied).
 
@@ -46,12 +53,18 @@ def span_continuations(
     logits), but can only copy, never invent. While `generated` is also a contiguous run of `avoid`
     (the question), EOS waits until the span leaves it or cannot grow: an answer is never only words
     the question already says, an echo small models often give (README, "Language model").
-    Pure; O((len(source) + len(avoid)) * len(generated)).
+    `starts` / `ends` (positions in `source`; None: any) bound where a span may begin and before which
+    position it may stop: `trainer.lm.qa.answer_bounds` puts them at word edges and keeps spans from
+    opening on a word of the question. EOS is also allowed when the span cannot grow, so decoding
+    always ends. Pure; O((len(source) + len(avoid)) * len(generated)).
     """
     n = len(generated)
-    allowed = {source[i + n] for i in range(len(source) - n) if list(source[i : i + n]) == generated}
+    first = range(len(source) - n + 1) if starts is None else [i for i in starts if 0 <= i <= len(source) - n]
+    at = [i for i in first if list(source[i : i + n]) == generated]
+    allowed = {source[i + n] for i in at if i + n < len(source)}
     if n and not (allowed and _is_run_of(generated, avoid)):
-        allowed.add(eos_id)
+        if not allowed or ends is None or set(ends).intersection(i + n for i in at):
+            allowed.add(eos_id)
     return allowed
 
 

@@ -163,10 +163,10 @@ class _Stream:
         `common.sampling.span_continuations` of what was generated so far gets -inf, the same rule
         as the torch generator's, so both back ends copy the same span."""
         source, n_prompt, eos = self._params.extract_from or (), len(self._ids), self._owner.eos_id
-        avoid = self._params.extract_avoid
+        avoid, starts, ends = self._params.extract_avoid, self._params.extract_starts, self._params.extract_ends
 
         def only_spans(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-            allowed = [t for t in span_continuations(source, [int(t) for t in input_ids[n_prompt:]], eos, avoid)
+            allowed = [t for t in span_continuations(source, [int(t) for t in input_ids[n_prompt:]], eos, avoid, starts, ends)
                        if 0 <= t < len(scores)]
             out = np.full_like(scores, -np.inf)  # (V,)
             out[allowed] = scores[allowed]
@@ -243,6 +243,11 @@ class LlamaCppGenerator:
     def detokenize(self, ids: Sequence[int]) -> str:
         with self._tok_lock:
             return self._vocab.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def piece_bytes(self, i: int) -> bytes:
+        """The bytes token `i` adds inside a text, its leading space kept (trainer.lm's Tokenizer.piece_bytes)."""
+        with self._tok_lock:
+            return bytes(self._vocab.detokenize([int(i)])) if int(i) != self.bos_id else b""
 
     def prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]

@@ -155,6 +155,9 @@ class GgufTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._gen.tokenize(text, add_bos=False)
 
+    def piece_bytes(self, i: int) -> bytes:
+        return self._gen.piece_bytes(i)
+
 
 def gguf_perplexities(gen: LlamaCppGenerator, ds: Any, rows: int | None = None) -> dict[str, Any]:
     """Held-out perplexity of an LmDataset's target tokens through llama.cpp, without and with context."""

@@ -21,6 +21,7 @@ from quantize.export import export_model, export_source, load_source, read_expor
 from quantize.gguf_names import tensor_name_table  # noqa: E402
 from quantize.metadata import render_prompt  # noqa: E402
 from quantize.runtime import LlamaCppGenerator, SamplingParams  # noqa: E402
+from quantize.service import GgufTokenizer  # noqa: E402
 from quantize.spm_vocab import BYTE, CONTROL, UNKNOWN, USER_DEFINED, read_spm_vocab  # noqa: E402
 from quantize.types import parse_types  # noqa: E402
 from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
@@ -231,7 +232,10 @@ def test_extractive_decoding_copies_the_same_span_as_torch(ckpt, f32):
             assert any(list(source[j : j + len(got)]) == got for j in range(len(source)))  # a span of the passages
         asked = qa_prompt_ids(tok, [text], " ".join(text.split()[:3]) + "?", 36)  # the passage's own words
         params = extractive_params(SamplingParams(max_tokens=12, temperature=0.0), asked, tok)
-        assert params.extract_avoid and f32.generate(asked, params).tokens == generate(model, tok, asked, params).tokens
+        assert params.extract_avoid and params.extract_ends
+        assert f32.generate(asked, params).tokens == generate(model, tok, asked, params).tokens
+        served = extractive_params(SamplingParams(max_tokens=12, temperature=0.0), asked, GgufTokenizer(f32))
+        assert served == params  # the server reads word edges from the GGUF vocabulary: the same bounds
     sampled = f32.generate(ids, SamplingParams(max_tokens=12, temperature=1.0, seed=3, extract_from=source)).tokens
     assert any(list(source[j : j + len(sampled)]) == sampled for j in range(len(source)))
     assert f32.generate([1, 5, 6], SamplingParams(max_tokens=4, extract_from=())).tokens == []  # nothing to copy
@@ -305,7 +309,7 @@ def test_waiting_past_the_timeout_is_busy_and_frees_its_slot(export):
 
 
 def test_gguf_eval_matches_torch_perplexities_on_the_same_dataset(ckpt, f32, tmp_path):
-    from quantize.service import GgufTokenizer, gguf_perplexities
+    from quantize.service import gguf_perplexities
     from trainer.lm.data import DataSpec, LmDataset, build_dataset
     from trainer.lm.service import perplexities
 

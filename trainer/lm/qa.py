@@ -103,11 +103,50 @@ def question_token_ids(ids: Sequence[int], tokenizer: Any) -> tuple[int, ...]:
     return tuple(int(i) for i in ids[start:end])
 
 
-def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:
+def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any, bounds: bool = True,
+                      open_on_question: bool = False) -> SamplingParams:
     """`params` restricted to a span of the prompt's passages that is not only the question's words
-    (`common.sampling.span_continuations`); unchanged params when the prompt has no passages."""
+    (`common.sampling.span_continuations`), with `bounds` also starting and stopping at word edges
+    and, unless `open_on_question`, never opening on a word of the question (`answer_bounds`);
+    unchanged params when the prompt has no passages."""
     source = context_token_ids(ids, tokenizer)
-    return replace(params, extract_from=source, extract_avoid=question_token_ids(ids, tokenizer)) if source else params
+    if not source:
+        return params
+    asked = question_token_ids(ids, tokenizer)
+    starts, ends = answer_bounds(source, asked, tokenizer, open_on_question) if bounds else (None, None)
+    return replace(params, extract_from=source, extract_avoid=asked, extract_starts=starts, extract_ends=ends)
+
+
+def _wordy(c: str) -> bool:
+    return c.isalnum() or c == "\ufffd"  # a lone byte piece of a multi-byte letter decodes to U+FFFD
+
+
+def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any, open_on_question: bool = False
+                  ) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
+    """Where an extracted answer may start and stop in `source` (context token ids).
+
+    Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), holding a
+    letter or digit, and (unless `open_on_question`) not opening a word the question has (BM25 stems,
+    stop words aside). A small model that has found the right sentence still often copies from where
+    the question's own words stand ("How many Grammys has Lady Gaga won?" -> "Lady Gaga performed"),
+    and SQuAD answers rarely begin with a question word (bench/lm.py measures both). Ends: positions
+    that do not split a run of letters or digits. None for starts when no position qualifies, so
+    decoding is never left with nothing to copy. Pieces come from `tokenizer.piece_bytes`, which both
+    the SentencePiece tokenizer and the GGUF vocabulary have."""
+    pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
+    asked = set(bm25_words("".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)))
+    n = len(pieces)
+    word_start = [i == 0 or p.startswith(" ") for i, p in enumerate(pieces)]
+    after_mark = [i > 0 and not _wordy(pieces[i - 1][-1:] or " ") for i in range(n)]  # the piece before ends in punctuation
+    starts = []
+    for i in range(n):
+        if not (word_start[i] or after_mark[i]) or not any(_wordy(c) for c in pieces[i]):
+            continue
+        j = next((j for j in range(i + 1, n) if word_start[j]), n)
+        if open_on_question or not asked & set(bm25_words("".join(pieces[i:j]))):
+            starts.append(i)
+    ends = tuple(j for j in range(1, n + 1) if j == n or word_start[j] or after_mark[j] or not _wordy(pieces[j][:1] or " "))
+    return (tuple(starts) or None), ends
 
 
 def extract_from_context(params: SamplingParams, ids: Sequence[int], tokenizer: Any) -> SamplingParams:

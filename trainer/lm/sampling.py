@@ -61,7 +61,8 @@ def generate(
         logits, _ = model(torch.tensor([window]))  # (1, T, V)
         last = logits[0, -1]  # (V,)
         if params.extract_from is not None:
-            allowed = span_continuations(params.extract_from, out, tokenizer.eos_id, params.extract_avoid)
+            allowed = span_continuations(params.extract_from, out, tokenizer.eos_id, params.extract_avoid,
+                                         params.extract_starts, params.extract_ends)
             if not allowed:  # nothing to copy from
                 finish = "stop"
                 break

@@ -139,6 +139,15 @@ class Tokenizer:
             first = False
         return out.getvalue()
 
+    def piece_bytes(self, i: int) -> bytes:
+        """The bytes token `i` adds inside a text (a word-initial piece starts with b" ")."""
+        i = int(i)
+        if i in (BOS_ID, EOS_ID):
+            return b""
+        if i in self._byte_of:
+            return bytes([self._byte_of[i]])
+        return self.sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8")
+
     def describe(self) -> dict[str, object]:
         """What the manifest records about the tokenizer."""
         return {

@@ -6,7 +6,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, add_noise, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
+from trainer.lm.qa import (QaExample, add_noise, answer_bounds, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
                            lookup_questions,
                            extract_from_context, extractive_params, focus_passage, invert_auxiliary, load_qa_jsonl,
                            qa_prompt_ids, question_sentences, token_f1)
@@ -238,3 +238,25 @@ def test_extractive_params_copy_from_the_passages_and_avoid_the_question(tokeniz
     assert extractive_params(SamplingParams(), bare, tokenizer) == SamplingParams()  # nothing to copy: free decoding
     with pytest.raises(InvalidInput, match="passages"):
         extract_from_context(SamplingParams(), bare, tokenizer)
+    assert (p.extract_starts, p.extract_ends) == answer_bounds(p.extract_from, p.extract_avoid, tokenizer)
+    unbounded = extractive_params(SamplingParams(), ids, tokenizer, bounds=False)
+    assert unbounded.extract_starts is None and unbounded.extract_ends is None
+
+
+def _words_at(tokenizer, source, positions):
+    return [tokenizer.decode(source[i : i + 1]).strip() for i in positions]
+
+
+def test_answers_start_at_words_the_question_does_not_have(tokenizer):
+    source = tokenizer.encode("Bartolomeo Cristofori invented the piano in Italy around 1700.")
+    question = tokenizer.encode("Who invented the piano?")
+    starts, ends = answer_bounds(source, question, tokenizer)
+    text = [tokenizer.piece_bytes(t) for t in source]
+    assert all(text[i].startswith(b" ") or not text[i - 1][-1:].isalnum() for i in starts)  # word (or number) edges
+    assert all(j == len(source) or not (text[j - 1][-1:].isalnum() and text[j][:1].isalnum()) for j in ends)
+    opened = "".join(tokenizer.decode(source[i:]).split()[0] + " " for i in starts)
+    assert "invented" not in opened and "piano" not in opened  # the question's words never open an answer
+    assert {"Bartolomeo", "the", "Italy"} <= set(opened.split())  # stop words and other words do
+    assert len(starts) < len(answer_bounds(source, question, tokenizer, open_on_question=True)[0])
+    asked = tokenizer.encode("Cristofori invented pianos, Italy")
+    assert answer_bounds(asked, asked, tokenizer)[0] is None  # every word asked: no start is refused

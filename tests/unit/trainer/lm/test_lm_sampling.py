@@ -53,6 +53,16 @@ def test_span_continuations_never_stop_inside_the_question():
     assert span_continuations(src, [13], eos_id=2, avoid=[13]) == {2}  # cannot grow: it may stop
 
 
+def test_span_continuations_start_and_stop_only_at_the_given_positions():
+    src = [10, 11, 12, 10, 13]
+    assert span_continuations(src, [], eos_id=2, starts=[1, 3]) == {11, 10}
+    assert span_continuations(src, [10], eos_id=2, starts=[3]) == {13, 2}  # only the copy at 3 counts
+    assert span_continuations(src, [10], eos_id=2, ends=[2]) == {11, 13}  # 0..1 may not stop before 1 ...
+    assert span_continuations(src, [10, 11], eos_id=2, ends=[2]) == {12, 2}  # ... 0..2 may
+    assert span_continuations(src, [12, 10, 13], eos_id=2, ends=[1]) == {2}  # cannot grow: it may stop
+    assert span_continuations(src, [11], eos_id=2, starts=[3]) == {2}  # no copy from an allowed start: only EOS
+
+
 class _AlwaysEos(torch.nn.Module):
     """A model whose every next token is EOS: what an answer-tuned LM does on a plain-text prompt."""
 
