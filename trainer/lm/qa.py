@@ -17,6 +17,7 @@ swapped for others of the same label) make answers that only the passage can giv
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -126,25 +127,33 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
     """Where an extracted answer may start and stop in `source` (context token ids).
 
     Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), holding a
-    letter or digit, and (unless `open_on_question`) not opening a word the question has (BM25 stems,
-    stop words aside). A small model that has found the right sentence still often copies from where
-    the question's own words stand ("How many Grammys has Lady Gaga won?" -> "Lady Gaga performed"),
-    and SQuAD answers rarely begin with a question word (bench/lm.py measures both). Ends: positions
-    that do not split a run of letters or digits. None for starts when no position qualifies, so
-    decoding is never left with nothing to copy. Pieces come from `tokenizer.piece_bytes`, which both
-    the SentencePiece tokenizer and the GGUF vocabulary have."""
+    letter or digit (or the lone space piece before a split number), and, unless `open_on_question`,
+    whose first word past stop words is not one the question has (BM25 stems). A small model that has
+    found the right sentence still often copies from where the question's own words stand ("How many
+    Grammys has Lady Gaga won?" -> "Lady Gaga performed"), and SQuAD answers rarely begin with a
+    question word (bench/lm.py measures both). Ends: positions that do not split a run of letters or
+    digits. None for starts when no position qualifies, so decoding is never left with nothing to
+    copy. Pieces come from `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the
+    GGUF vocabulary have."""
     pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
     asked = set(bm25_words("".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)))
     n = len(pieces)
     word_start = [i == 0 or p.startswith(" ") for i, p in enumerate(pieces)]
     after_mark = [i > 0 and not _wordy(pieces[i - 1][-1:] or " ") for i in range(n)]  # the piece before ends in punctuation
-    starts = []
-    for i in range(n):
-        if not (word_start[i] or after_mark[i]) or not any(_wordy(c) for c in pieces[i]):
-            continue
-        j = next((j for j in range(i + 1, n) if word_start[j]), n)
-        if open_on_question or not asked & set(bm25_words("".join(pieces[i:j]))):
-            starts.append(i)
+    # a lone space piece opens a word split from its first piece (digits: " ", "2", "8"), as answers are encoded
+    wordy = [any(map(_wordy, p)) or (p == " " and i + 1 < n and _wordy(pieces[i + 1][:1] or " "))
+             for i, p in enumerate(pieces)]
+    edges = [i for i in range(n) if word_start[i]] + [n]
+
+    def opening(i: int) -> set[str]:  # stems of the first word from i that has any (stop words skipped)
+        k = bisect.bisect_right(edges, i)
+        stems = bm25_words("".join(pieces[i : edges[k]])) if k < len(edges) else []
+        while not stems and k + 1 < len(edges):
+            stems, k = bm25_words("".join(pieces[edges[k] : edges[k + 1]])), k + 1
+        return set(stems)
+
+    starts = [i for i in range(n) if (word_start[i] or after_mark[i]) and wordy[i]
+              and (open_on_question or not asked & opening(i))]
     ends = tuple(j for j in range(1, n + 1) if j == n or word_start[j] or after_mark[j] or not _wordy(pieces[j][:1] or " "))
     return (tuple(starts) or None), ends
 
