@@ -242,7 +242,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
     scores: dict[str, dict[str, float]] = {}
     examples = []
     for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
-                    "gold_word_edges", "retrieved_word_edges", "gold_served", "retrieved_served"):
+                    "gold_word_edges", "retrieved_word_edges", "gold_not_asked", "retrieved_not_asked",
+                    "gold_served", "retrieved_served"):
         em = f1 = 0.0
         hit = present = opens = 0
         for q in sample:
@@ -261,8 +262,10 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
             elif setting.endswith("no_echo"):  # ... and not only the question's words (the rule served until now)
                 params = extractive_params(params, ids, tok, bounds=False)
             elif setting.endswith("word_edges"):  # ... starting and stopping at word edges
-                params = extractive_params(params, ids, tok, open_on_question=True)
-            elif setting.endswith("served"):  # ... and never opening on a question word: /v1/answer's rule
+                params = extractive_params(params, ids, tok, opening="any")
+            elif setting.endswith("not_asked"):  # ... never opening on a question word
+                params = extractive_params(params, ids, tok, opening="not_asked")
+            elif setting.endswith("served"):  # ... nor on a stop word: /v1/answer's rule
                 params = extractive_params(params, ids, tok)
                 opens += int(any(a and not _opens_on_question(a, q["question"]) for a in q["answers"]))
             g = generate(model, tok, ids, params)

@@ -26,7 +26,7 @@ class GenOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    extractive: bool = False  # a span of the prompt's passages, not only question words (span_continuations)
+    extractive: bool = False  # a span of the prompt's passages at word edges, not opening on question words
 
 
 @dataclass

@@ -99,7 +99,8 @@ class AnswerRequest(Request):
     max_tokens: int = Field(64, ge=1, le=2048)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     extractive: bool | None = Field(
-        None, description="Answer with a span copied from the passages (never only the question's own words); null: the "
+        None, description="Answer with a span copied from the passages, from word edge to word edge, never opening on "
+        "or being only the question's own words; null: the "
         "server's answer_extractive."
     )
     stream: bool = False

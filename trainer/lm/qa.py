@@ -105,36 +105,38 @@ def question_token_ids(ids: Sequence[int], tokenizer: Any) -> tuple[int, ...]:
 
 
 def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any, bounds: bool = True,
-                      open_on_question: bool = False) -> SamplingParams:
+                      opening: Opening = "content") -> SamplingParams:
     """`params` restricted to a span of the prompt's passages that is not only the question's words
     (`common.sampling.span_continuations`), with `bounds` also starting and stopping at word edges
-    and, unless `open_on_question`, never opening on a word of the question (`answer_bounds`);
-    unchanged params when the prompt has no passages."""
+    on an `opening` word (`answer_bounds`); unchanged params when the prompt has no passages."""
     source = context_token_ids(ids, tokenizer)
     if not source:
         return params
     asked = question_token_ids(ids, tokenizer)
-    starts, ends = answer_bounds(source, asked, tokenizer, open_on_question) if bounds else (None, None)
+    starts, ends = answer_bounds(source, asked, tokenizer, opening) if bounds else (None, None)
     return replace(params, extract_from=source, extract_avoid=asked, extract_starts=starts, extract_ends=ends)
+
+
+Opening = Literal["any", "not_asked", "content"]
 
 
 def _wordy(c: str) -> bool:
     return c.isalnum() or c == "\ufffd"  # a lone byte piece of a multi-byte letter decodes to U+FFFD
 
 
-def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any, open_on_question: bool = False
+def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any, opening: Opening = "content"
                   ) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
     """Where an extracted answer may start and stop in `source` (context token ids).
 
-    Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), holding a
-    letter or digit (or the lone space piece before a split number), and, unless `open_on_question`,
-    whose first word past stop words is not one the question has (BM25 stems). A small model that has
-    found the right sentence still often copies from where the question's own words stand ("How many
-    Grammys has Lady Gaga won?" -> "Lady Gaga performed"), and SQuAD answers rarely begin with a
-    question word (bench/lm.py measures both). Ends: positions that do not split a run of letters or
-    digits. None for starts when no position qualifies, so decoding is never left with nothing to
-    copy. Pieces come from `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the
-    GGUF vocabulary have."""
+    Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), or the lone
+    space piece before a split number, whose word is (`opening`) "any", "not_asked": not one the
+    question has (BM25 stems), or "content": neither a question word nor a stop word. A small model that has found the right sentence still often
+    copies from where the question's own words stand ("How many Grammys has Lady Gaga won?" -> "Lady
+    Gaga performed"), or opens on "the" and then picks the wrong noun; SQuAD answers rarely begin with
+    a question word, and F1 ignores a leading article (bench/lm.py measures each rule). Ends:
+    positions that do not split a run of letters or digits. None for starts when no position
+    qualifies, so decoding is never left with nothing to copy. Pieces come from
+    `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the GGUF vocabulary have."""
     pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
     asked = set(bm25_words("".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)))
     n = len(pieces)
@@ -145,15 +147,11 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
              for i, p in enumerate(pieces)]
     edges = [i for i in range(n) if word_start[i]] + [n]
 
-    def opening(i: int) -> set[str]:  # stems of the first word from i that has any (stop words skipped)
-        k = bisect.bisect_right(edges, i)
-        stems = bm25_words("".join(pieces[i : edges[k]])) if k < len(edges) else []
-        while not stems and k + 1 < len(edges):
-            stems, k = bm25_words("".join(pieces[edges[k] : edges[k + 1]])), k + 1
-        return set(stems)
+    def opens(i: int) -> bool:  # the word from position i may open an answer
+        stems = set(bm25_words("".join(pieces[i : edges[bisect.bisect_right(edges, i)]])))
+        return opening == "any" or (not stems & asked and (bool(stems) or opening == "not_asked"))
 
-    starts = [i for i in range(n) if (word_start[i] or after_mark[i]) and wordy[i]
-              and (open_on_question or not asked & opening(i))]
+    starts = [i for i in range(n) if (word_start[i] or after_mark[i]) and wordy[i] and opens(i)]
     ends = tuple(j for j in range(1, n + 1) if j == n or word_start[j] or after_mark[j] or not _wordy(pieces[j][:1] or " "))
     return (tuple(starts) or None), ends
 
