@@ -55,7 +55,7 @@ def span_continuations(
     the question already says, an echo small models often give (README, "Language model").
     `starts` / `ends` (positions in `source`; None: any) bound where a span may begin and before which
     position it may stop: `trainer.lm.qa.answer_bounds` puts them at word edges and keeps spans from
-    opening on a word of the question. EOS is also allowed when the span cannot grow, so decoding
+    opening on a question word or a stop word. EOS is also allowed when the span cannot grow, so decoding
     always ends. Pure; O((len(source) + len(avoid)) * len(generated)).
     """
     n = len(generated)

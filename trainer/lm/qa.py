@@ -129,14 +129,15 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
     """Where an extracted answer may start and stop in `source` (context token ids).
 
     Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), or the lone
-    space piece before a split number, whose word is (`opening`) "any", "not_asked": not one the
-    question has (BM25 stems), or "content": neither a question word nor a stop word. A small model that has found the right sentence still often
-    copies from where the question's own words stand ("How many Grammys has Lady Gaga won?" -> "Lady
-    Gaga performed"), or opens on "the" and then picks the wrong noun; SQuAD answers rarely begin with
-    a question word, and F1 ignores a leading article (bench/lm.py measures each rule). Ends:
-    positions that do not split a run of letters or digits. None for starts when no position
-    qualifies, so decoding is never left with nothing to copy. Pieces come from
-    `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the GGUF vocabulary have."""
+    space piece before a split number, whose word is (`opening`) "any"; "not_asked": not one the
+    question has (BM25 stems); or "content": neither a question word nor a stop word. A small model
+    that has found the right sentence still often copies from where the question's own words stand
+    ("How many Grammys has Lady Gaga won?" -> "Lady Gaga performed"), or opens on "the" and then
+    picks the wrong noun; SQuAD answers rarely begin with a question word, and F1 ignores a leading
+    article (bench/lm.py measures each rule). Ends: positions that do not split a run of letters or
+    digits. None for starts when no position qualifies, so decoding is never left with nothing to
+    copy. Pieces come from `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the
+    GGUF vocabulary have."""
     pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
     asked = set(bm25_words("".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)))
     n = len(pieces)
