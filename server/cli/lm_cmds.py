@@ -89,7 +89,8 @@ def generate_cmd(
     stop: list[str] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     seed: int = typer.Option(None, "--seed"),
     extractive: bool = typer.Option(False, "--extractive",
-                                    help="Only copy a span of the <ctx> passages, at word edges, not opening on the question's words."),
+                                    help="Only copy a span of the <ctx> passages, at word edges, "
+                                    "not opening on the question's words."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Sample a continuation of PROMPT."""

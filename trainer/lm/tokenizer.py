@@ -129,13 +129,10 @@ class Tokenizer:
             i = int(i)
             if i in (BOS_ID, EOS_ID):
                 continue
-            if i in self._byte_of:
-                out.write(bytes([self._byte_of[i]]))
-            else:
-                piece = self.sp.id_to_piece(i).replace("\u2581", " ")
-                if first and piece.startswith(" "):
-                    piece = piece[1:]
-                out.write(piece.encode("utf-8"))
+            piece = self.piece_bytes(i)
+            if first and i not in self._byte_of and piece.startswith(b" "):
+                piece = piece[1:]
+            out.write(piece)
             first = False
         return out.getvalue()
 

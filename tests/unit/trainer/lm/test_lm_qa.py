@@ -6,8 +6,8 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, add_noise, answer_bounds, build_qa_dataset, cloze_questions, counterfactual_text, exact_match,
-                           lookup_questions,
+from trainer.lm.qa import (QaExample, add_noise, answer_bounds, build_qa_dataset, cloze_questions, counterfactual_text,
+                           exact_match, lookup_questions,
                            extract_from_context, extractive_params, focus_passage, invert_auxiliary, load_qa_jsonl,
                            qa_prompt_ids, question_sentences, token_f1)
 
