@@ -18,7 +18,8 @@
    `--synthetic-noise` and `--noun-phrases` vary the questions; `--squad-lm W` reuses the LM
    pre-trained by an earlier run (its bench/work/lm-NAME folder), so only QA tuning reruns.
 4. squad_eval: re-scores the QA models of earlier squad runs (`--squad-eval W1,W2`) on
-   `--squad-questions` questions, the first of which are the questions a smaller run used.
+   `--squad-questions` questions, the first of which are the questions a smaller run used
+   (`--squad-split rules`: questions outside the evaluated ones, for choosing decoding rules).
 5. squad_synthetic: only the synthetic-question check of those models (held-out vs training
    passages; `--squad-synthetic-rows W` scores all of them on run W's rows).
 
@@ -52,8 +53,8 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import (cloze_questions, context_token_ids, exact_match, extractive_params, focus_contexts,  # noqa: E402
-                           qa_prompt_ids, Style, synthetic_options, token_f1)
+from trainer.lm.qa import (answer_type, cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
+                           focus_contexts, qa_prompt_ids, Style, synthetic_options, token_f1)
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -228,10 +229,19 @@ def ner_spans(chunks: list[Chunk], noun_phrases: bool = False) -> dict[str, list
     return out
 
 
-def squad_sample(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+EVAL_RESERVE = 2000  # the first questions of the seeded sample: the evaluated ones, never used to choose a rule
+
+
+def squad_sample(questions: list[dict[str, Any]], n: int, split: str = "eval") -> list[dict[str, Any]]:
     """Seeded sample; for n up to a few thousand a larger n extends a smaller one's questions (Python's
-    set-based selection draws the same first picks), so 600 questions include the earlier 150."""
-    return random.Random(0).sample(questions, min(n, len(questions)))
+    set-based selection draws the same first picks), so 600 questions include the earlier 150. The
+    "rules" split draws from the questions outside the first EVAL_RESERVE, for choosing decoding rules
+    without looking at the questions they are then scored on."""
+    if split == "eval":
+        return random.Random(0).sample(questions, min(n, len(questions)))
+    reserved = {id(q) for q in random.Random(0).sample(questions, EVAL_RESERVE)}
+    rest = [q for q in questions if id(q) not in reserved]
+    return random.Random(1).sample(rest, min(n, len(rest)))
 
 
 def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
@@ -243,9 +253,10 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
     examples = []
     for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
                     "gold_word_edges", "retrieved_word_edges", "gold_not_asked", "retrieved_not_asked",
-                    "gold_served", "retrieved_served"):
+                    "gold_served", "retrieved_served", "gold_typed", "retrieved_typed"):
         em = f1 = 0.0
         hit = present = opens = 0
+        by_type: dict[str, list[float]] = {}
         for q in sample:
             if setting.startswith("gold"):
                 ctx = [q["context"]]
@@ -265,12 +276,15 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 params = extractive_params(params, ids, tok, opening="any")
             elif setting.endswith("not_asked"):  # ... never opening on a question word
                 params = extractive_params(params, ids, tok, opening="not_asked")
-            elif setting.endswith("served"):  # ... nor on a stop word: /v1/answer's rule
-                params = extractive_params(params, ids, tok)
+            elif setting.endswith("served"):  # ... nor on a stop word
+                params = extractive_params(params, ids, tok, opening="content")
                 opens += int(any(a and not _opens_on_question(a, q["question"]) for a in q["answers"]))
+            elif setting.endswith("typed"):  # ... on a number or a name when the question asks for one
+                params = extractive_params(params, ids, tok, opening="typed")
             g = generate(model, tok, ids, params)
             em += exact_match(g.text, q["answers"])
             f1 += token_f1(g.text, q["answers"])
+            by_type.setdefault(answer_type(q["question"]) or "untyped", []).append(token_f1(g.text, q["answers"]))
             if setting == "gold" and len(examples) < 8:
                 examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
         n = max(1, len(sample))
@@ -278,6 +292,9 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                            "answer_in_context": round(present / n, 4)}
         if setting.endswith("served"):  # how often a gold answer's first word is not one the question has
             scores[setting]["answer_opening_allowed"] = round(opens / n, 4)
+        if setting.endswith(("served", "typed")):  # F1 per answer_type of the questions
+            scores[setting]["f1_by_type"] = {k: {"questions": len(v), "f1": round(100 * sum(v) / len(v), 2)}
+                                             for k, v in sorted(by_type.items())}
         if setting == "retrieved":
             scores[setting]["retrieval_top1_gold"] = round(hit / n, 4)
     return scores, examples
@@ -309,13 +326,13 @@ def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[s
     return out
 
 
-def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, focus: int | None = None
-                       ) -> list[dict[str, Any]]:
+def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, focus: int | None = None,
+                       split: str = "eval") -> list[dict[str, Any]]:
     """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions;
     `focus` overrides the sentences per passage the model was tuned with (its manifest's)."""
     chunks, questions = squad_data()
     searcher = Bm25Searcher(chunks)
-    sample = squad_sample(questions, n_questions)
+    sample = squad_sample(questions, n_questions, split)
     rows = []
     for d in work_dirs:
         model, tok, _ = load_model(d / f"squad-model-{preset}-qa")
@@ -323,7 +340,8 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, foc
         qa = read_run(d / f"squad-{preset}-qa")["meta"]["qa"]
         own = int(qa.get("context_sentences", 0))
         scores, _ = squad_scores(model, tok, qa["passage_len"], searcher, sample, own if focus is None else focus)
-        rows.append({"work": str(d), "questions": len(sample), "context_sentences": own if focus is None else focus,
+        rows.append({"work": str(d), "questions": len(sample), "split": split,
+                     "context_sentences": own if focus is None else focus,
                      "tuned_context_sentences": own, "scores": scores,
                      "answer_s": round(time.perf_counter() - t0, 1),
                      "synthetic_extractive": synthetic_scores(model, tok, d / f"squad-{preset}-qa")})
@@ -516,6 +534,8 @@ def main() -> None:
                     help="micro-batches per QA step (rows grouped by length: less padding, same gradient)")
     ap.add_argument("--squad-eval-focus", type=int, default=None,
                     help="squad_eval section: sentences per passage at answering time (default: what each model was tuned with)")
+    ap.add_argument("--squad-split", choices=("eval", "rules"), default="eval",
+                    help="squad_eval section: the evaluated questions, or questions outside them for choosing rules")
     ap.add_argument("--squad-qa-init", type=Path, default=None,
                     help="squad section: tune from this QA model (e.g. bench/work/lm-NAME/squad-model-small-qa), "
                          "not the LM: a second stage of a curriculum")
@@ -571,7 +591,7 @@ def main() -> None:
         save()
     if "squad_eval" in sections:
         result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
-                                                  a.squad_questions, a.squad_eval_focus)
+                                                  a.squad_questions, a.squad_eval_focus, a.squad_split)
         save()
     if "squad_synthetic" in sections:
         result["squad_synthetic"] = section_squad_synthetic(

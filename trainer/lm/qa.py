@@ -117,7 +117,41 @@ def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any
     return replace(params, extract_from=source, extract_avoid=asked, extract_starts=starts, extract_ends=ends)
 
 
-Opening = Literal["any", "not_asked", "content"]
+Opening = Literal["any", "not_asked", "content", "typed"]
+AnswerType = Literal["number", "name"]
+
+# Question phrasings whose SQuAD answers (nearly) always open on a number or a name; a first guess at
+# a question's kind, not a parser, so what matches nothing (what, which, where, why) stays untyped.
+_TYPED_QUESTIONS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
+    ("number", re.compile(r"\bhow (?:many|much|long|old|far|large|big|tall|high|often)\b"
+                          r"|\b(?:what|which) (?:year|decade|century|percentage|percent|proportion|share)\b"
+                          r"|^when\b|\bwhen (?:did|was|were|is|does|do)\b", re.IGNORECASE)),
+    ("name", re.compile(r"^who\b|\bwho (?:is|was|were|did|had|has)\b|\bwhose\b|\b(?:what|which) (?:is|was) the name\b"
+                        r"|\b(?:what|which) (?:city|country|state|county|town|region|continent|river|island"
+                        r"|nation|province|company|organi[sz]ation|team|university|party|band|newspaper|person"
+                        r"|president|king|emperor|player|scientist|author|artist|composer|writer)\b", re.IGNORECASE)),
+)
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million billion "
+    "trillion dozen dozens hundreds thousands millions billions half first second third fourth fifth sixth seventh "
+    "eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth "
+    "nineteenth twentieth twenty-first january february march april may june july august september october "
+    "november december".split())
+
+
+def answer_type(question: str) -> AnswerType | None:
+    """The kind of word a SQuAD-style answer to `question` opens on: "number" (how many, what year,
+    when: a digit, a number word, an ordinal or a month) or "name" (who, which city: a capital)."""
+    q = question.strip()
+    return next((kind for kind, pattern in _TYPED_QUESTIONS if pattern.search(q)), None)
+
+
+def _fits(word: str, kind: AnswerType) -> bool:
+    word = word.strip().strip(string.punctuation)
+    if kind == "number":
+        return any(c.isdigit() for c in word) or word.lower() in _NUMBER_WORDS
+    return word[:1].isupper()
 
 
 def _wordy(c: str) -> bool:
@@ -130,7 +164,10 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
 
     Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), or the lone
     space piece before a split number, whose word is (`opening`) "any"; "not_asked": not one the
-    question has (BM25 stems); or "content": neither a question word nor a stop word. A small model
+    question has (BM25 stems); "content": neither a question word nor a stop word; or "typed": a
+    content word of the question's `answer_type` when the passage has one ("How many ..." opens on a
+    number, "Who ..." on a capitalised word; a model that found the sentence often copies the wrong
+    kind of span from it). A small model
     that has found the right sentence still often copies from where the question's own words stand
     ("How many Grammys has Lady Gaga won?" -> "Lady Gaga performed"), or opens on "the" and then
     picks the wrong noun; SQuAD answers rarely begin with a question word, and F1 ignores a leading
@@ -139,7 +176,8 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
     copy. Pieces come from `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the
     GGUF vocabulary have."""
     pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
-    asked = set(bm25_words("".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)))
+    question_text = "".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)
+    asked = set(bm25_words(question_text))
     n = len(pieces)
     word_start = [i == 0 or p.startswith(" ") for i, p in enumerate(pieces)]
     after_mark = [i > 0 and not _wordy(pieces[i - 1][-1:] or " ") for i in range(n)]  # the piece before ends in punctuation
@@ -148,11 +186,17 @@ def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any
              for i, p in enumerate(pieces)]
     edges = [i for i in range(n) if word_start[i]] + [n]
 
+    def word(i: int) -> str:  # the word from position i
+        return "".join(pieces[i : edges[bisect.bisect_right(edges, i)]])
+
     def opens(i: int) -> bool:  # the word from position i may open an answer
-        stems = set(bm25_words("".join(pieces[i : edges[bisect.bisect_right(edges, i)]])))
+        stems = set(bm25_words(word(i)))
         return opening == "any" or (not stems & asked and (bool(stems) or opening == "not_asked"))
 
     starts = [i for i in range(n) if (word_start[i] or after_mark[i]) and wordy[i] and opens(i)]
+    kind = answer_type(question_text) if opening == "typed" else None
+    if kind:  # the question's kind where the passage has such a word, else the content rule alone
+        starts = [i for i in starts if _fits(word(i), kind)] or starts
     ends = tuple(j for j in range(1, n + 1) if j == n or word_start[j] or after_mark[j] or not _wordy(pieces[j][:1] or " "))
     return (tuple(starts) or None), ends
 

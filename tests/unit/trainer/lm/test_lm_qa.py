@@ -6,10 +6,10 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, add_noise, answer_bounds, build_qa_dataset, cloze_questions, counterfactual_text,
-                           exact_match, lookup_questions,
-                           extract_from_context, extractive_params, focus_passage, invert_auxiliary, load_qa_jsonl,
-                           qa_prompt_ids, question_sentences, token_f1)
+from trainer.lm.qa import (QaExample, add_noise, answer_bounds, answer_type, build_qa_dataset, cloze_questions,
+                           counterfactual_text, exact_match, extract_from_context, extractive_params, focus_passage,
+                           invert_auxiliary, load_qa_jsonl, lookup_questions, qa_prompt_ids, question_sentences,
+                           token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -261,3 +261,26 @@ def test_answers_start_at_words_the_question_does_not_have(tokenizer):
     assert answer_bounds(source, question, tokenizer) == answer_bounds(source, question, tokenizer, "content")
     asked = tokenizer.encode("Cristofori invented pianos, Italy")
     assert answer_bounds(asked, asked, tokenizer)[0] is None  # every word asked: no start is refused
+
+
+def test_answer_type_reads_the_kind_of_answer_from_the_wh_phrase():
+    assert answer_type("How many Grammys has Lady Gaga won?") == "number"
+    assert answer_type("In what year did the war end?") == answer_type("When did the war end?") == "number"
+    assert answer_type("Who wrote Hamlet?") == answer_type("Which city hosted the games?") == "name"
+    assert answer_type("What did Tesla invent?") is answer_type("Where is Paris?") is None
+
+
+def test_typed_answers_open_on_the_kind_of_word_the_question_asks_for(tokenizer):
+    def opened(passage, question, opening="typed"):
+        source = tokenizer.encode(passage)
+        starts, _ = answer_bounds(source, tokenizer.encode(question), tokenizer, opening)
+        return {tokenizer.decode(source[i:]).split()[0] for i in starts}
+
+    passage = "Bartolomeo Cristofori invented the piano in Italy around 1700."
+    assert opened(passage, "Who invented the piano?") == {"Bartolomeo", "Cristofori", "Italy"}
+    assert opened(passage, "In what year was the piano invented?") == {"1700."}
+    untyped = "What did Cristofori make in Italy?"
+    assert opened(passage, untyped) == opened(passage, untyped, "content")
+    no_number = "Cristofori invented the piano in Italy."  # nothing of the asked kind: the content rule alone
+    when = "When was the piano invented?"
+    assert opened(no_number, when) == opened(no_number, when, "content")
