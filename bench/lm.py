@@ -36,6 +36,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
@@ -244,16 +245,20 @@ def squad_sample(questions: list[dict[str, Any]], n: int, split: str = "eval") -
     return random.Random(1).sample(rest, min(n, len(rest)))
 
 
+SQUAD_SETTINGS = ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
+                  "gold_word_edges", "retrieved_word_edges", "gold_not_asked", "retrieved_not_asked",
+                  "gold_served", "retrieved_served", "gold_typed", "retrieved_typed")
+
+
 def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
-                 focus: int = 0) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
+                 focus: int = 0, settings: Sequence[str] = SQUAD_SETTINGS
+                 ) -> tuple[dict[str, dict[str, float]], list[dict[str, str]]]:
     """EM/F1 (0-100) with the gold paragraph and the top BM25 one, free and restricted to context spans;
     each passage cut to its `focus` sentences nearest the question when > 0 (`focus_passage`), and
     `answer_in_context`: the share of prompts whose passage (after that cut) holds a gold answer."""
     scores: dict[str, dict[str, float]] = {}
     examples = []
-    for setting in ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
-                    "gold_word_edges", "retrieved_word_edges", "gold_not_asked", "retrieved_not_asked",
-                    "gold_served", "retrieved_served", "gold_typed", "retrieved_typed"):
+    for setting in settings:
         em = f1 = 0.0
         hit = present = opens = 0
         by_type: dict[str, list[float]] = {}
@@ -327,7 +332,7 @@ def synthetic_scores(model: Any, tok: Any, qa_run: Path, n: int = 200) -> dict[s
 
 
 def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, focus: int | None = None,
-                       split: str = "eval") -> list[dict[str, Any]]:
+                       split: str = "eval", settings: Sequence[str] = SQUAD_SETTINGS) -> list[dict[str, Any]]:
     """Re-score the QA models of earlier squad runs (their bench/work/lm-NAME folders) on more questions;
     `focus` overrides the sentences per passage the model was tuned with (its manifest's)."""
     chunks, questions = squad_data()
@@ -339,7 +344,8 @@ def section_squad_eval(preset: str, work_dirs: list[Path], n_questions: int, foc
         t0 = time.perf_counter()
         qa = read_run(d / f"squad-{preset}-qa")["meta"]["qa"]
         own = int(qa.get("context_sentences", 0))
-        scores, _ = squad_scores(model, tok, qa["passage_len"], searcher, sample, own if focus is None else focus)
+        scores, _ = squad_scores(model, tok, qa["passage_len"], searcher, sample, own if focus is None else focus,
+                                 settings)
         rows.append({"work": str(d), "questions": len(sample), "split": split,
                      "context_sentences": own if focus is None else focus,
                      "tuned_context_sentences": own, "scores": scores,
@@ -534,6 +540,8 @@ def main() -> None:
                     help="micro-batches per QA step (rows grouped by length: less padding, same gradient)")
     ap.add_argument("--squad-eval-focus", type=int, default=None,
                     help="squad_eval section: sentences per passage at answering time (default: what each model was tuned with)")
+    ap.add_argument("--squad-settings", default=",".join(SQUAD_SETTINGS),
+                    help="squad_eval section: comma list of the decoding settings to score (default: all)")
     ap.add_argument("--squad-split", choices=("eval", "rules"), default="eval",
                     help="squad_eval section: the evaluated questions, or questions outside them for choosing rules")
     ap.add_argument("--squad-qa-init", type=Path, default=None,
@@ -543,6 +551,9 @@ def main() -> None:
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
     a = ap.parse_args()
+    unknown = set(a.squad_settings.split(",")) - set(SQUAD_SETTINGS) - {""}
+    if unknown:
+        ap.error(f"--squad-settings: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SQUAD_SETTINGS)}")
     global WORK
     WORK = ROOT / "bench" / "work" / f"lm-{a.out.stem}"  # concurrent runs with other --out never collide
     sections = set(a.sections.split(","))
@@ -591,7 +602,8 @@ def main() -> None:
         save()
     if "squad_eval" in sections:
         result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
-                                                  a.squad_questions, a.squad_eval_focus, a.squad_split)
+                                                  a.squad_questions, a.squad_eval_focus, a.squad_split,
+                                                  [v for v in a.squad_settings.split(",") if v])
         save()
     if "squad_synthetic" in sections:
         result["squad_synthetic"] = section_squad_synthetic(
