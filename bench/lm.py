@@ -371,7 +371,7 @@ def section_squad_synthetic(preset: str, work_dirs: list[Path], data_dir: Path |
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
                   qa_lr: float | None = None, qa_init: Path | None = None, qa_batch: int | None = None,
-                  qa_accum: int = 1) -> dict[str, Any]:
+                  qa_accum: int = 1, settings: Sequence[str] = SQUAD_SETTINGS) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
 
     chunks, questions = squad_data()
@@ -403,7 +403,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     model, tok, _ = load_model(qa_out)
     t0 = time.perf_counter()
     scores, examples = squad_scores(model, tok, read_run(qa_run)["meta"]["qa"]["passage_len"], searcher,
-                                    squad_sample(questions, n_questions), qa_cfg.qa_context_sentences)
+                                    squad_sample(questions, n_questions), qa_cfg.qa_context_sentences, settings)
     return {
         "preset": preset, "paragraphs": len(chunks), "synthetic_questions": len(synth),
         "synthetic_examples": [{"question": s.question, "answer": s.answer} for s in synth[:5]],
@@ -541,7 +541,7 @@ def main() -> None:
     ap.add_argument("--squad-eval-focus", type=int, default=None,
                     help="squad_eval section: sentences per passage at answering time (default: what each model was tuned with)")
     ap.add_argument("--squad-settings", default=",".join(SQUAD_SETTINGS),
-                    help="squad_eval section: comma list of the decoding settings to score (default: all)")
+                    help="squad and squad_eval sections: comma list of the decoding settings to score (default: all)")
     ap.add_argument("--squad-split", choices=("eval", "rules"), default="eval",
                     help="squad_eval section: the evaluated questions, or questions outside them for choosing rules")
     ap.add_argument("--squad-qa-init", type=Path, default=None,
@@ -616,7 +616,8 @@ def main() -> None:
                   "synthetic_lookup": a.synthetic_lookup, "qa_context_sentences": a.qa_context_sentences}
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
-                                        a.noun_phrases, a.qa_lr, a.squad_qa_init, a.qa_batch, a.qa_grad_accum)
+                                        a.noun_phrases, a.qa_lr, a.squad_qa_init, a.qa_batch, a.qa_grad_accum,
+                                        [v for v in a.squad_settings.split(",") if v])
     save()
     print(json.dumps(result, indent=2))
 

@@ -55,8 +55,9 @@ def span_continuations(
     the question already says, an echo small models often give (README, "Language model").
     `starts` / `ends` (positions in `source`; None: any) bound where a span may begin and before which
     position it may stop: `trainer.lm.qa.answer_bounds` puts them at word edges and keeps spans from
-    opening on a question word or a stop word. EOS is also allowed when the span cannot grow, so decoding
-    always ends. Pure; O((len(source) + len(avoid)) * len(generated)).
+    opening on a question word or a stop word (or, where the question asks for a number or a name, on
+    any other word). EOS is also allowed when the span cannot grow, so decoding always ends. Pure;
+    O((len(source) + len(avoid)) * len(generated)).
     """
     n = len(generated)
     first = range(len(source) - n + 1) if starts is None else [i for i in starts if 0 <= i <= len(source) - n]

@@ -100,8 +100,8 @@ class AnswerRequest(Request):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     extractive: bool | None = Field(
         None, description="Answer with a span copied from the passages, from word edge to word edge, never opening on "
-        "or being only the question's own words; null: the "
-        "server's answer_extractive."
+        "a stop word or the question's own words (on a number or a name when the question asks for one), nor being "
+        "only the question's words; null: the server's answer_extractive."
     )
     stream: bool = False
 

@@ -90,7 +90,8 @@ def generate_cmd(
     seed: int = typer.Option(None, "--seed"),
     extractive: bool = typer.Option(False, "--extractive",
                                     help="Only copy a span of the <ctx> passages, at word edges, "
-                                    "not opening on the question's words."),
+                                    "not opening on the question's words or a stop word (on a number or "
+                                    "a name when the question asks for one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Sample a continuation of PROMPT."""

@@ -105,7 +105,7 @@ def question_token_ids(ids: Sequence[int], tokenizer: Any) -> tuple[int, ...]:
 
 
 def extractive_params(params: SamplingParams, ids: Sequence[int], tokenizer: Any, bounds: bool = True,
-                      opening: Opening = "content") -> SamplingParams:
+                      opening: Opening = "typed") -> SamplingParams:
     """`params` restricted to a span of the prompt's passages that is not only the question's words
     (`common.sampling.span_continuations`), with `bounds` also starting and stopping at word edges
     on an `opening` word (`answer_bounds`); unchanged params when the prompt has no passages."""
@@ -158,23 +158,21 @@ def _wordy(c: str) -> bool:
     return c.isalnum() or c == "\ufffd"  # a lone byte piece of a multi-byte letter decodes to U+FFFD
 
 
-def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any, opening: Opening = "content"
+def answer_bounds(source: Sequence[int], question: Sequence[int], tokenizer: Any, opening: Opening = "typed"
                   ) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
     """Where an extracted answer may start and stop in `source` (context token ids).
 
     Starts: the first piece of a word, or one right after punctuation ("(" then "1990"), or the lone
     space piece before a split number, whose word is (`opening`) "any"; "not_asked": not one the
-    question has (BM25 stems); "content": neither a question word nor a stop word; or "typed": a
-    content word of the question's `answer_type` when the passage has one ("How many ..." opens on a
-    number, "Who ..." on a capitalised word; a model that found the sentence often copies the wrong
-    kind of span from it). A small model
-    that has found the right sentence still often copies from where the question's own words stand
-    ("How many Grammys has Lady Gaga won?" -> "Lady Gaga performed"), or opens on "the" and then
-    picks the wrong noun; SQuAD answers rarely begin with a question word, and F1 ignores a leading
-    article (bench/lm.py measures each rule). Ends: positions that do not split a run of letters or
-    digits. None for starts when no position qualifies, so decoding is never left with nothing to
-    copy. Pieces come from `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the
-    GGUF vocabulary have."""
+    question has (BM25 stems); "content": neither a question word nor a stop word; or "typed" (served):
+    a content word of the question's `answer_type` when the passage has one. A small model that has
+    found the right sentence still often copies from where the question's own words stand ("How many
+    Grammys has Lady Gaga won?" -> "Lady Gaga performed"), opens on "the" and then picks the wrong
+    noun, or copies the wrong kind of span (a name for "What year ..."); SQuAD answers rarely begin
+    with a question word, and F1 ignores a leading article (bench/lm.py measures each rule). Ends:
+    positions that do not split a run of letters or digits. None for starts when no position
+    qualifies, so decoding is never left with nothing to copy. Pieces come from
+    `tokenizer.piece_bytes`, which both the SentencePiece tokenizer and the GGUF vocabulary have."""
     pieces = [tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in source]
     question_text = "".join(tokenizer.piece_bytes(t).decode("utf-8", errors="replace") for t in question)
     asked = set(bm25_words(question_text))
