@@ -288,8 +288,9 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 params = extractive_params(params, ids, tok, opening="typed")
             g = generate(model, tok, ids, params)
             em += exact_match(g.text, q["answers"])
-            f1 += token_f1(g.text, q["answers"])
-            by_type.setdefault(answer_type(q["question"]) or "untyped", []).append(token_f1(g.text, q["answers"]))
+            f1_q = token_f1(g.text, q["answers"])
+            f1 += f1_q
+            by_type.setdefault(answer_type(q["question"]) or "untyped", []).append(f1_q)
             if setting == "gold" and len(examples) < 8:
                 examples.append({"question": q["question"], "gold": q["answers"][0], "predicted": g.text.strip()})
         n = max(1, len(sample))
@@ -551,7 +552,8 @@ def main() -> None:
                     help="workspace for the samples/ corpus (ingested when empty): times `train lm --preset tiny`")
     ap.add_argument("--out", type=Path, default=OUT / "lm.json")
     a = ap.parse_args()
-    unknown = set(a.squad_settings.split(",")) - set(SQUAD_SETTINGS) - {""}
+    settings = [v for v in a.squad_settings.split(",") if v]
+    unknown = set(settings) - set(SQUAD_SETTINGS)
     if unknown:
         ap.error(f"--squad-settings: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SQUAD_SETTINGS)}")
     global WORK
@@ -603,7 +605,7 @@ def main() -> None:
     if "squad_eval" in sections:
         result["squad_eval"] = section_squad_eval(a.squad_preset, [Path(p) for p in a.squad_eval.split(",")],
                                                   a.squad_questions, a.squad_eval_focus, a.squad_split,
-                                                  [v for v in a.squad_settings.split(",") if v])
+                                                  settings)
         save()
     if "squad_synthetic" in sections:
         result["squad_synthetic"] = section_squad_synthetic(
@@ -617,7 +619,7 @@ def main() -> None:
         result["squad"] = section_squad(a.squad_preset, a.squad_lm_steps, a.squad_qa_steps, a.squad_questions,
                                         a.synthetic_per_chunk, a.synthetic_per_sentence, sq_cfg, a.squad_lm,
                                         a.noun_phrases, a.qa_lr, a.squad_qa_init, a.qa_batch, a.qa_grad_accum,
-                                        [v for v in a.squad_settings.split(",") if v])
+                                        settings)
     save()
     print(json.dumps(result, indent=2))
 
