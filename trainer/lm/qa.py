@@ -67,12 +67,18 @@ def focus_passage(text: str, question: str, sentences: int) -> str:
     spans = passage_sentences(text) if sentences > 0 else []
     if len(spans) <= sentences:
         return text
-    asked = set(bm25_words(question))
-    words = [set(bm25_words(text[s:e])) for s, e in spans]
-    df = Counter(w for ws in words for w in ws)
-    score = [sum(math.log(1 + len(spans) / df[w]) for w in asked & ws) for ws in words]
+    score = sentence_scores([text[s:e] for s, e in spans], question)
     keep = sorted(sorted(range(len(spans)), key=lambda i: (-score[i], i))[:sentences])
     return " ".join(text[spans[i][0] : spans[i][1]].strip() for i in keep)
+
+
+def sentence_scores(sentences: Sequence[str], question: str) -> list[float]:
+    """`focus_passage`'s score of each of a passage's sentences: the question's BM25 words it has, each
+    weighted by ln(1 + n/df) over the n sentences (bench/lm_focus.py compares other scorers)."""
+    asked = set(bm25_words(question))
+    words = [set(bm25_words(s)) for s in sentences]
+    df = Counter(w for ws in words for w in ws)
+    return [sum(math.log(1 + len(words) / df[w]) for w in asked & ws) for ws in words]
 
 
 def focus_contexts(contexts: Sequence[str], question: str, sentences: int) -> list[str]:

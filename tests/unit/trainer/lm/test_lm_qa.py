@@ -1,4 +1,5 @@
 import json
+import math
 import random
 
 import pytest
@@ -9,7 +10,7 @@ from trainer.lm.data import LmDataset
 from trainer.lm.qa import (QaExample, add_noise, answer_bounds, answer_type, build_qa_dataset, cloze_questions,
                            counterfactual_text, exact_match, extract_from_context, extractive_params, focus_passage,
                            invert_auxiliary, load_qa_jsonl, lookup_questions, qa_prompt_ids, question_sentences,
-                           token_f1)
+                           sentence_scores, token_f1)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -161,6 +162,14 @@ def test_focus_keeps_the_sentences_sharing_the_questions_rarer_words_in_passage_
     assert focus_passage(PASSAGE, "Who built the lighthouse?", 0) == PASSAGE  # 0: the whole passage
     assert focus_passage(PASSAGE, "Who built the lighthouse?", 4) == PASSAGE  # no more sentences than asked
     assert focus_passage(PASSAGE, "zebra?", 1) == "The harbour opened in 1850."  # no shared word: the first
+
+
+def test_sentence_scores_weigh_a_word_by_how_few_sentences_share_it():
+    sents = ["The harbour opened.", "The harbour was closed.", "The harbour light failed."]
+    common, rare = sentence_scores(sents, "When was the harbour closed?")[:2]
+    assert 0 < common < rare  # all three share "harbour" (ln 2); only one has "closed" (ln 4)
+    assert rare == pytest.approx(math.log(2) + math.log(4))
+    assert sentence_scores(sents, "zebra?") == [0.0, 0.0, 0.0]
 
 
 def test_focused_rows_hold_only_the_sentences_their_question_picks(tokenizer, tmp_path):
