@@ -10,6 +10,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 PORT ?= 8000
 WORKSPACE ?= ragkiln-data
 
+# llama.cpp is built once per machine for the CPU features every x86-64 server here has (AVX2, FMA,
+# F16C), not -march=native: a native build on a CPU that reports AMX ran its AMX kernels and crashed
+# on Q8_0 models. The wheel is kept outside the clone, keyed by version and flags, and pip's own
+# cache is bypassed so that a native wheel it holds is never reused.
+LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragkiln/llama-cpp-$(shell echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-12)
+
 .PHONY: install demo test test-fast bench clean
 
 $(STAMP):
@@ -17,7 +25,11 @@ $(STAMP):
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: an unpinned torch would pull gigabytes of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e '.[test]'
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { rm -rf $(LLAMA_WHEELS).tmp && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip wheel --quiet --no-cache-dir --no-deps \
+	    -w $(LLAMA_WHEELS).tmp llama-cpp-python==$(LLAMA_VERSION) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); }
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -201,9 +201,10 @@ def squad_data() -> tuple[list[Chunk], list[dict[str, Any]]]:
     return chunks, questions
 
 
-def ner_spans(chunks: list[Chunk], noun_phrases: bool = False) -> dict[str, list[tuple[int, int, str]]]:
+def ner_spans(chunks: list[Chunk], noun_phrases: str = "") -> dict[str, list[tuple[int, int, str]]]:
     """Entity spans from the project's spaCy enricher (en_core_web_sm), plus its parser's noun chunks
-    that overlap no entity when asked; empty when the pipeline is unavailable."""
+    that overlap no entity when asked ("plain", or "heads": asked for by their head noun); empty when
+    the pipeline is unavailable."""
     try:
         from common.settings import NerConfig
         from ner.enrich import make_enricher
@@ -222,10 +223,11 @@ def ner_spans(chunks: list[Chunk], noun_phrases: bool = False) -> dict[str, list
         from ner.pipeline import AUTO, resolve_model_name
         from trainer.lm.qa import noun_phrase_spans
 
-        parser = spacy.load(resolve_model_name(AUTO), exclude=["ner", "lemmatizer"])  # the NER pipeline has no parser
-        for c, doc in zip(chunks, parser.pipe((c.text for c in chunks), batch_size=64)):
+        heads = noun_phrases == "heads"  # the head noun's lemma needs the lemmatizer
+        parser = spacy.load(resolve_model_name(AUTO), exclude=["ner"] if heads else ["ner", "lemmatizer"])
+        for c, doc in zip(chunks, parser.pipe((c.text for c in chunks), batch_size=64)):  # NER pipeline: no parser
             taken = out[c.doc_id]
-            out[c.doc_id] = taken + [sp for sp in noun_phrase_spans(doc)
+            out[c.doc_id] = taken + [sp for sp in noun_phrase_spans(doc, heads)
                                      if not any(sp[0] < e and s < sp[1] for s, e, _ in taken)]
     return out
 
@@ -370,7 +372,7 @@ def section_squad_synthetic(preset: str, work_dirs: list[Path], data_dir: Path |
 
 
 def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, per_chunk: int, per_sentence: int,
-                  base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: bool = False,
+                  base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: str = "",
                   qa_lr: float | None = None, qa_init: Path | None = None, qa_batch: int | None = None,
                   qa_accum: int = 1, settings: Sequence[str] = SQUAD_SETTINGS) -> dict[str, Any]:
     from trainer.lm.qa import regex_spans
@@ -531,7 +533,8 @@ def main() -> None:
     ap.add_argument("--synthetic-window", type=int, default=0, help="lm.synthetic_window")
     ap.add_argument("--synthetic-counterfactual", type=int, default=0, help="lm.synthetic_counterfactual")
     ap.add_argument("--synthetic-lookup", type=int, default=0, help="lm.synthetic_lookup")
-    ap.add_argument("--noun-phrases", action="store_true", help="noun chunks as answers besides entities")
+    ap.add_argument("--noun-phrases", nargs="?", const="plain", default="", choices=["plain", "heads"],
+                    help="noun chunks as answers besides entities; 'heads': asked for by their head noun")
     ap.add_argument("--qa-lr", type=float, default=None, help="QA tuning peak lr (default: half of --lr)")
     ap.add_argument("--qa-pack", type=int, default=8, help="QA pairs per training row (1: unpacked)")
     ap.add_argument("--qa-context-sentences", type=int, default=0,

@@ -251,14 +251,20 @@ def regex_spans(chunk: ChunkLike) -> list[tuple[int, int, str]]:
     return out
 
 
-def noun_phrase_spans(doc: Any) -> list[tuple[int, int, str]]:
+def noun_phrase_spans(doc: Any, head_nouns: bool = False) -> list[tuple[int, int, str]]:
     """Answer candidates from a parsed spaCy Doc's noun chunks (a third of SQuAD's answers are common
-    noun phrases, which NER never proposes); pronouns and determiners-only chunks are skipped."""
+    noun phrases, which NER never proposes); pronouns and determiners-only chunks are skipped.
+
+    `head_nouns` labels a chunk whose common-noun head follows a content word "NP:<head lemma>", so its
+    question asks "What army ...?" for "the Red Army", as SQuAD's "What" questions often name the kind
+    of thing asked; the answer then still opens on a word the question lacks ("Red")."""
     out = []
     for nc in doc.noun_chunks:
         if nc.root.pos_ == "PRON" or all(t.is_stop for t in nc):
             continue
-        out.append((nc.start_char, nc.end_char, "NP"))
+        modified = any(not t.is_stop and not t.is_punct for t in nc if t.i < nc.root.i)
+        head = head_nouns and nc.root.pos_ == "NOUN" and modified and nc.root.i == nc.end - 1
+        out.append((nc.start_char, nc.end_char, f"NP:{(nc.root.lemma_ or nc.root.text).lower()}" if head else "NP"))
     return out
 
 
@@ -315,7 +321,7 @@ def cloze_question(sentence: str, start: int, end: int, label: str, fronted: boo
     before its subject ("inverted": "When was the game played?"). `window` > 0 keeps only that many
     words each side of the span, so the question is as short as a real one and the model must find
     the answer from a few nearby words rather than from the whole sentence repeated."""
-    wh = _WH.get(label, "what")
+    wh = _WH.get(label) or ("what " + label[3:] if label.startswith("NP:") else "what")  # NP:army -> what army
     before, after = sentence[:start], sentence[end:]
     if window > 0:
         kept_before = before.split()[-window:]

@@ -226,7 +226,7 @@ def test_noun_phrase_spans_skip_pronouns_and_stop_words():
     spacy = pytest.importorskip("spacy")
     from spacy.tokens import Doc
 
-    from trainer.lm.qa import noun_phrase_spans
+    from trainer.lm.qa import cloze_question, noun_phrase_spans
 
     words = ["Historians", "exaggerate", "his", "brutality", "and", "it", "grows"]
     doc = Doc(spacy.blank("en").vocab, words=words, spaces=[True] * 6 + [False],
@@ -235,6 +235,15 @@ def test_noun_phrase_spans_skip_pronouns_and_stop_words():
     text = doc.text
     assert [text[s:e] for s, e, label in noun_phrase_spans(doc)] == ["Historians", "his brutality"]
     assert {label for *_, label in noun_phrase_spans(doc)} == {"NP"}
+    assert {label for *_, label in noun_phrase_spans(doc, head_nouns=True)} == {"NP"}  # no content word before the head
+
+    words = ["Warsaw", "defeated", "the", "Red", "Armies"]
+    doc = Doc(spacy.blank("en").vocab, words=words, spaces=[True] * 4 + [False], heads=[1, 1, 4, 4, 1],
+              deps=["nsubj", "ROOT", "det", "amod", "dobj"], pos=["PROPN", "VERB", "DET", "ADJ", "NOUN"],
+              lemmas=["Warsaw", "defeat", "the", "red", "army"])
+    (s, e, label), = [sp for sp in noun_phrase_spans(doc, head_nouns=True) if sp[2] != "NP"]
+    assert (doc.text[s:e], label) == ("the Red Armies", "NP:army")
+    assert cloze_question(doc.text, s, e, label, fronted=True) == "What army Warsaw defeated?"
 
 
 def test_extractive_params_copy_from_the_passages_and_avoid_the_question(tokenizer):
