@@ -13,8 +13,9 @@ WORKSPACE ?= ragkiln-data
 # llama.cpp is built once per machine for the CPU features every x86-64 server here has (AVX2, FMA,
 # F16C), not -march=native: on a Xeon with AMX the native build (AMX_INT8 = 1 in
 # llama_print_system_info) segfaulted on every Q8_0 generation. Native without AMX passed but was no
-# faster than this build (bench/results/quantize-xeon-*.json). The wheel is kept outside the clone, keyed by version and flags, and pip's own
-# cache is bypassed so that a native wheel it holds is never reused.
+# faster than this build (bench/results/quantize-xeon-*.json). The wheel is kept outside the clone,
+# keyed by version and flags, and pip's own cache is bypassed so that a native wheel it holds is
+# never reused.
 LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragkiln/llama-cpp-$(shell echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-12)
