@@ -39,7 +39,8 @@ import torch  # noqa: E402
 import lm as squad_bench  # noqa: E402  (bench/lm.py: the SQuAD data, sample and BM25 searcher)
 from indexer.bm25 import tokenize as bm25_words  # noqa: E402
 from trainer.lm.checkpoint import load_model  # noqa: E402
-from trainer.lm.qa import extractive_params, passage_sentences, qa_prompt_ids, sentence_scores, token_f1  # noqa: E402
+from trainer.lm.qa import (extractive_params, passage_sentences, qa_prompt_ids, sentence_ranking,  # noqa: E402
+                           sentence_scores, token_f1)
 from trainer.lm.run import read_run  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 
@@ -70,7 +71,7 @@ def study_focus(chunks: list[Any], sample: list[dict[str, Any]], dense_weights: 
         sents = [q["context"][s:e] for s, e in passage_sentences(q["context"])]
         lexical = np.array(sentence_scores(sents, q["question"]))
         asked = set(bm25_words(q["question"]))
-        corpus = np.array([sum(math.log(1 + n_sentences / sentence_df[w]) for w in asked & set(bm25_words(s)))
+        corpus = np.array([math.fsum(math.log(1 + n_sentences / sentence_df[w]) for w in asked & set(bm25_words(s)))
                            for s in sents])
         cosine = encoder.encode(sents, batch_size=64, normalize_embeddings=True) @ qv
         scorers = {"lexical (served)": lexical, "lexical + 0.3 corpus idf": lexical + 0.3 * corpus,
@@ -87,9 +88,8 @@ def answer_candidates(model: Any, tok: Any, plen: int, question: str, passage: s
     sentence score and the model's log P(</s>) right after it."""
     sents = [passage[s:e].strip() for s, e in passage_sentences(passage)]
     scores = sentence_scores(sents, question)
-    order = sorted(range(len(sents)), key=lambda i: (-scores[i], i))[:k]
     out = []
-    for i in order:
+    for i in sentence_ranking(scores)[:k]:
         ids = qa_prompt_ids(tok, [sents[i]], question, plen)
         g = generate(model, tok, ids, extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)),
                                                         ids, tok))

@@ -67,18 +67,24 @@ def focus_passage(text: str, question: str, sentences: int) -> str:
     spans = passage_sentences(text) if sentences > 0 else []
     if len(spans) <= sentences:
         return text
-    score = sentence_scores([text[s:e] for s, e in spans], question)
-    keep = sorted(sorted(range(len(spans)), key=lambda i: (-score[i], i))[:sentences])
+    keep = sorted(sentence_ranking(sentence_scores([text[s:e] for s, e in spans], question))[:sentences])
     return " ".join(text[spans[i][0] : spans[i][1]].strip() for i in keep)
 
 
 def sentence_scores(sentences: Sequence[str], question: str) -> list[float]:
     """`focus_passage`'s score of each of a passage's sentences: the question's BM25 words it has, each
-    weighted by ln(1 + n/df) over the n sentences (bench/lm_focus.py compares other scorers)."""
+    weighted by ln(1 + n/df) over the n sentences (bench/lm_focus.py compares other scorers). Summed
+    exactly, so equal scores stay equal in every process and ties go to the earlier sentence."""
     asked = set(bm25_words(question))
     words = [set(bm25_words(s)) for s in sentences]
     df = Counter(w for ws in words for w in ws)
-    return [sum(math.log(1 + len(words) / df[w]) for w in asked & ws) for ws in words]
+    # fsum: a set's order changes with the process's string hashing, and a plain sum with it
+    return [math.fsum(math.log(1 + len(words) / df[w]) for w in asked & ws) for ws in words]
+
+
+def sentence_ranking(scores: Sequence[float]) -> list[int]:
+    """Sentence indices by their `sentence_scores`, best first; ties go to the earlier sentence."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
 def focus_contexts(contexts: Sequence[str], question: str, sentences: int) -> list[str]:
