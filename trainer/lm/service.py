@@ -16,6 +16,7 @@ from typing import Any
 
 from common.errors import InvalidInput, NotFound
 from common.settings import LmConfig, Settings
+from indexer.embedder import resolve_precision
 from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
@@ -36,7 +37,8 @@ def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
     fields = dict(
         steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
-        eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed, bf16=cfg.bf16,
+        eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed,
+        bf16=resolve_precision("auto") == "bf16" if cfg.bf16 == "auto" else cfg.bf16,
     )
     return TrainConfig(**{**fields, **over}).validate()
 

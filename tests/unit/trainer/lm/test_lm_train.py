@@ -16,3 +16,15 @@ def test_micro_batches_group_rows_of_similar_length_and_keep_every_row():
     short = micro_batches(idx, np.zeros(6, bool), lens, 3)
     assert sorted(short[-1][0].tolist()) == [1, 3]
     assert len(micro_batches(idx, ctx, lens, 1)[0][0]) == 6
+
+
+def test_bf16_auto_follows_the_cpu(monkeypatch):
+    """Emulated bf16 (AVX2 only) ran a small-preset step 40x slower than fp32, so 'auto' needs native bf16."""
+    import indexer.embedder
+    from common.settings import LmConfig
+    from trainer.lm.service import train_config
+
+    for native in (True, False):
+        monkeypatch.setattr(indexer.embedder, "bf16_supported", lambda native=native: native)
+        assert train_config(LmConfig()).bf16 is native
+        assert train_config(LmConfig(bf16=True)).bf16 is True and train_config(LmConfig(bf16=False)).bf16 is False
