@@ -249,7 +249,7 @@ def squad_sample(questions: list[dict[str, Any]], n: int, split: str = "eval") -
 
 SQUAD_SETTINGS = ("gold", "retrieved", "gold_extractive", "retrieved_extractive", "gold_no_echo", "retrieved_no_echo",
                   "gold_word_edges", "retrieved_word_edges", "gold_not_asked", "retrieved_not_asked",
-                  "gold_served", "retrieved_served", "gold_typed", "retrieved_typed")
+                  "gold_served", "retrieved_served", "gold_typed", "retrieved_typed", "gold_best", "retrieved_best")
 
 
 def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample: list[dict[str, Any]],
@@ -288,6 +288,8 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                 opens += int(any(a and not _opens_on_question(a, q["question"]) for a in q["answers"]))
             elif setting.endswith("typed"):  # ... on a number or a name when the question asks for one
                 params = extractive_params(params, ids, tok, opening="typed")
+            elif setting.endswith("best"):  # ... scoring whole spans instead of greedy decoding
+                params = replace(extractive_params(params, ids, tok, opening="typed"), extract_search="best")
             g = generate(model, tok, ids, params)
             em += exact_match(g.text, q["answers"])
             f1_q = token_f1(g.text, q["answers"])
@@ -300,7 +302,7 @@ def squad_scores(model: Any, tok: Any, plen: int, searcher: Bm25Searcher, sample
                            "answer_in_context": round(present / n, 4)}
         if setting.endswith("served"):  # how often a gold answer's first word is not one the question has
             scores[setting]["answer_opening_allowed"] = round(opens / n, 4)
-        if setting.endswith(("served", "typed")):  # F1 per answer_type of the questions
+        if setting.endswith(("served", "typed", "best")):  # F1 per answer_type of the questions
             scores[setting]["f1_by_type"] = {k: {"questions": len(v), "f1": round(100 * sum(v) / len(v), 2)}
                                              for k, v in sorted(by_type.items())}
         if setting == "retrieved":

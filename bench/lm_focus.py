@@ -9,6 +9,12 @@
           sentence score plus lambda times the model's log P(</s>) after its answer (how sure the model
           is that the span is complete), against the top sentence alone and the better of the two.
           The questions are scored in two halves, so a lambda chosen on one is checked on the other.
+  span:   the same model, its passages focused as it was tuned (as served). Greedy extractive decoding against span
+          search (`SamplingParams.extract_search = "best"`: every span the typed bounds allow, scored
+          by log P(span, then </s>)), with the score divided by (tokens + 1) ** alpha for a few alphas,
+          and the best candidate's F1 (what a perfect chooser would get). For questions `answer_type`
+          leaves untyped, a bonus may be added to spans opening on a lower-case word: the model answers
+          them with names, as its entity-based synthetic answers taught it. Two halves again.
 
 Both use the "rules" split of bench/lm.py (never the evaluated questions). Writes bench/results/lm-focus.json.
 
@@ -42,9 +48,13 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.qa import (extractive_params, passage_sentences, qa_prompt_ids, sentence_ranking,  # noqa: E402
                            sentence_scores, token_f1)
 from trainer.lm.run import read_run  # noqa: E402
-from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
+from common.sampling import span_candidates  # noqa: E402
+from trainer.lm.qa import answer_type, focus_contexts  # noqa: E402
+from trainer.lm.sampling import SamplingParams, generate, span_scores  # noqa: E402
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)
+ALPHAS = (0.0, 0.25, 0.5, 1.0)
+BONUSES = (0.0, 0.5, 1.0, 2.0)  # added to a lower-case opening for untyped questions (59% of their gold answers)
 
 
 def _has_answer(sentence: str, answers: list[str]) -> bool:
@@ -120,19 +130,63 @@ def study_rerank(model_dir: Path, sample: list[dict[str, Any]], preset: str = "s
     return out
 
 
+@torch.no_grad()
+def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "small") -> dict[str, Any]:
+    model, tok, _ = load_model(model_dir / f"squad-model-{preset}-qa")
+    meta = read_run(model_dir / f"squad-{preset}-qa")["meta"]["qa"]
+    plen, focus = meta["passage_len"], int(meta.get("context_sentences", 0))  # as the model was tuned
+    t0 = time.perf_counter()
+    rows = []  # per question: (greedy F1, {(alpha, bonus): F1}, best candidate F1)
+    t_greedy = t_search = 0.0
+    n_spans = 0
+    for q in sample:
+        ids = qa_prompt_ids(tok, focus_contexts([q["context"]], q["question"], focus), q["question"], plen)
+        params = extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)), ids, tok)
+        t = time.perf_counter()
+        greedy = token_f1(generate(model, tok, ids, params).text, q["answers"])
+        t_greedy += time.perf_counter() - t
+        t = time.perf_counter()
+        spans = span_candidates(params.extract_from or (), params.max_tokens, params.extract_avoid,
+                                params.extract_starts, params.extract_ends)
+        if not spans:
+            rows.append((greedy, {(a, b): greedy for a in ALPHAS for b in BONUSES}, greedy))
+            continue
+        scores = span_scores(model, ids, params.extract_from or (), spans, tok.eos_id)
+        t_search += time.perf_counter() - t
+        n_spans += len(spans)
+        texts = {sp: tok.decode(list(sp)) for sp in scores}
+        f1 = {sp: token_f1(text, q["answers"]) for sp, text in texts.items()}
+        untyped = answer_type(q["question"]) is None
+        lower = {sp: float(untyped and text.strip()[:1].islower()) for sp, text in texts.items()}
+        picked = {(a, b): f1[max(scores, key=lambda sp: (scores[sp] / (len(sp) + 1) ** a + b * lower[sp], -spans[sp]))]
+                  for a in ALPHAS for b in BONUSES}
+        rows.append((greedy, picked, max(f1.values())))
+    half = len(rows) // 2
+    out: dict[str, Any] = {"model": str(model_dir), "questions": len(sample), "context_sentences": focus,
+                           "answer_s": round(time.perf_counter() - t0, 1), "greedy_s": round(t_greedy, 1),
+                           "search_s": round(t_search, 1), "spans_per_question": round(n_spans / max(1, len(sample)), 1)}
+    for name, part in (("first_half", rows[:half]), ("second_half", rows[half:])):
+        n = max(1, len(part))
+        out[name] = {"questions": len(part), "f1_greedy": round(100 * sum(r[0] for r in part) / n, 2),
+                     "f1_span_search": {f"alpha {a:g}, lower bonus {b:g}": round(100 * sum(r[1][a, b] for r in part) / n, 2)
+                                        for a in ALPHAS for b in BONUSES},
+                     "f1_best_candidate": round(100 * sum(r[2] for r in part) / n, 2)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--studies", default="focus", help="comma-separated: focus, rerank")
+    ap.add_argument("--studies", default="focus", help="comma-separated: focus, rerank, span")
     ap.add_argument("--questions", type=int, default=2000, help="rules-split questions for the focus study")
     ap.add_argument("--rerank-questions", type=int, default=1000)
     ap.add_argument("--model", type=Path, default=None, help="bench/work/lm-NAME folder with a tuned QA model (rerank)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-focus.json")
     a = ap.parse_args()
     studies = [s for s in a.studies.split(",") if s]
-    if unknown := set(studies) - {"focus", "rerank"}:
+    if unknown := set(studies) - {"focus", "rerank", "span"}:
         ap.error(f"unknown studies: {', '.join(sorted(unknown))}")
-    if "rerank" in studies and (a.model is None or not (a.model / "squad-model-small-qa").is_dir()):
-        ap.error("rerank needs --model W, a bench/work/lm-NAME folder holding squad-model-small-qa")
+    if {"rerank", "span"} & set(studies) and (a.model is None or not (a.model / "squad-model-small-qa").is_dir()):
+        ap.error("rerank and span need --model W, a bench/work/lm-NAME folder holding squad-model-small-qa")
     chunks, questions = squad_bench.squad_data()
     result: dict[str, Any] = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_focus.py " + " ".join(sys.argv[1:]),
                               "split": "rules", "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}}
@@ -142,6 +196,9 @@ def main() -> None:
     if "rerank" in studies:
         result["rerank"] = study_rerank(a.model, squad_bench.squad_sample(questions, a.rerank_questions, "rules"))
         print(json.dumps(result["rerank"]), file=sys.stderr)
+    if "span" in studies:
+        result["span"] = study_span(a.model, squad_bench.squad_sample(questions, a.rerank_questions, "rules"))
+        print(json.dumps(result["span"]), file=sys.stderr)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")

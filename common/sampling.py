@@ -6,7 +6,10 @@ compares them token for token).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from common.errors import InvalidInput
 
@@ -23,6 +26,7 @@ class SamplingParams:
     extract_avoid: tuple[int, ...] = ()  # ... and not only a run of these (the question's own words)
     extract_starts: tuple[int, ...] | None = None  # ... beginning at one of these positions of extract_from (None: any)
     extract_ends: tuple[int, ...] | None = None  # ... ending just before one of these positions (None: any)
+    extract_search: str = "greedy"  # with temperature 0: "greedy" token by token, or "best": the likeliest whole span
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
@@ -36,6 +40,10 @@ class SamplingParams:
             raise InvalidInput("top_p must be in (0, 1]")
         if self.ignore_eos and self.extract_from is not None:
             raise InvalidInput("ignore_eos cannot be combined with extractive decoding (a span ends at EOS)")
+        if self.extract_search not in ("greedy", "best"):
+            raise InvalidInput("extract_search must be 'greedy' or 'best'")
+        if self.extract_search == "best" and self.temperature > 0:
+            raise InvalidInput("extract_search 'best' picks the likeliest span: it needs temperature 0")
         return self
 
 
@@ -72,3 +80,57 @@ def span_continuations(
 def _is_run_of(part: list[int], whole: tuple[int, ...] | list[int]) -> bool:
     n = len(part)
     return any(list(whole[i : i + n]) == part for i in range(len(whole) - n + 1))
+
+
+def span_candidates(
+    source: tuple[int, ...] | list[int],
+    max_len: int,
+    avoid: tuple[int, ...] | list[int] = (),
+    starts: tuple[int, ...] | list[int] | None = None,
+    ends: tuple[int, ...] | list[int] | None = None,
+) -> dict[tuple[int, ...], int]:
+    """Every answer `span_continuations` could copy, up to `max_len` tokens: token tuple -> first start.
+
+    For span search (score each span's probability whole, then keep the best) instead of greedy
+    decoding, which commits to the likeliest first token. Same rules: a span opens at one of `starts`,
+    stops before one of `ends` (or where `source` ends), and is not only a run of `avoid` unless it
+    cannot grow. Equal token runs at several places are one answer. Pure."""
+    first = range(len(source)) if starts is None else sorted(i for i in set(starts) if 0 <= i < len(source))
+    stop = None if ends is None else set(ends)
+    out: dict[tuple[int, ...], int] = {}
+    for i in first:
+        for j in range(i + 1, min(len(source), i + max_len) + 1):
+            if j < len(source) and stop is not None and j not in stop:
+                continue
+            span = tuple(source[i:j])
+            if j < len(source) and _is_run_of(list(span), avoid):
+                continue
+            out.setdefault(span, i)
+    return out
+
+
+def span_rows(spans: dict[tuple[int, ...], int]) -> list[tuple[int, int]]:
+    """(start, longest span length from it) per start: one forward pass over prompt + that run of
+    the source reads the score of every span from that start."""
+    longest: dict[int, int] = {}
+    for span, i in spans.items():
+        longest[i] = max(longest.get(i, 0), len(span))
+    return sorted(longest.items())
+
+
+def read_span_scores(source: Sequence[int], spans: dict[tuple[int, ...], int], start: int, logp: np.ndarray,
+                     eos_id: int, out: dict[tuple[int, ...], float]) -> None:
+    """Fill `out[span]` = log P(span, then EOS) for the spans from `start`. logp: (n + 1, V) log-probs,
+    row k the distribution after the prompt and the first k tokens of source[start : start + n]."""
+    n = logp.shape[0] - 1
+    run = np.asarray(source[start : start + n], dtype=np.int64)  # (n,)
+    totals = np.cumsum(logp[np.arange(n), run]) + logp[1:, eos_id]  # (n,) span of k + 1 tokens, then EOS
+    for k in range(n):
+        span = tuple(int(t) for t in run[: k + 1])
+        if span in spans and span not in out:
+            out[span] = float(totals[k])
+
+
+def likeliest_span(scores: dict[tuple[int, ...], float], spans: dict[tuple[int, ...], int]) -> list[int]:
+    """The best-scored span; a tie goes to the span opening earlier in the source."""
+    return list(max(scores, key=lambda s: (scores[s], -spans[s]))) if scores else []

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
-from common.sampling import SamplingParams, span_continuations
+from common.sampling import (SamplingParams, likeliest_span, read_span_scores, span_candidates, span_continuations,
+                             span_rows)
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,12 @@ class _Stream:
         if p.extract_from is not None and not p.extract_from:  # nothing to copy from: an empty answer
             self.result = Generation("", [], "stop", len(self._ids), 0.0, 0.0)
             return
-        gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
-                           temp=p.temperature, repeat_penalty=1.0, reset=True,
-                           logits_processor=self._span_processor(llama_cpp) if p.extract_from is not None else None)
+        if p.extract_from is not None and p.extract_search == "best" and p.temperature == 0:
+            gen: Iterator[int] = iter([*self._best_span(llm), self._owner.eos_id])
+        else:
+            gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
+                               temp=p.temperature, repeat_penalty=1.0, reset=True,
+                               logits_processor=self._span_processor(llama_cpp) if p.extract_from is not None else None)
         try:
             for tok in gen:
                 if not out:
@@ -149,7 +153,8 @@ class _Stream:
                 if len(out) >= self._max_new:
                     break
         finally:
-            gen.close()
+            if hasattr(gen, "close"):
+                gen.close()
         if not by_stop_string:  # flush text held back for a stop string that never completed
             tail = pending + decoder.decode(b"", final=True)
             if tail:
@@ -157,6 +162,34 @@ class _Stream:
                 yield tail
         t_end = time.perf_counter()
         self.result = Generation("".join(emitted), out, finish, len(self._ids), t_first - t0, t_end - t_first)
+
+    def _best_span(self, llm: Any) -> list[int]:
+        """Span search (`SamplingParams.extract_search = "best"`), as the torch generator's `best_span`:
+        the prompt is evaluated once, then each start's run of the source on top of it (the K/V cache
+        cut back to the prompt each time), with logits kept for every token of the run. Uses
+        llama-cpp-python's context and batch objects (pinned version): its `eval` keeps only the last
+        logits unless the whole context was created with logits_all."""
+        p, ids = self._params, self._ids
+        source = p.extract_from or ()
+        spans = span_candidates(source, min(p.max_tokens, self._max_new), p.extract_avoid, p.extract_starts,
+                                p.extract_ends)
+        if not spans:
+            return []
+        n_vocab = self._owner.n_vocab
+        llm.reset()
+        llm.eval(ids)
+        first = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()  # (V,) after the prompt
+        scores: dict[tuple[int, ...], float] = {}
+        for start, n in span_rows(spans):
+            llm._ctx.kv_cache_seq_rm(-1, len(ids), -1)
+            llm._batch.set_batch(batch=list(source[start : start + n]), n_past=len(ids), logits_all=True)
+            llm._ctx.decode(llm._batch)
+            rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n * n_vocab,)).reshape(n, n_vocab)
+            logits = np.vstack([first, rows]).astype(np.float64)  # (n + 1, V)
+            top = logits.max(axis=1, keepdims=True)
+            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))  # (n + 1, V)
+            read_span_scores(source, spans, start, logp, self._owner.eos_id, scores)
+        return likeliest_span(scores, spans)
 
     def _span_processor(self, llama_cpp: Any) -> Any:
         """Extractive decoding as a llama.cpp logits processor: every token outside

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from indexer.types import Hit
@@ -27,6 +27,7 @@ class GenOptions:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     extractive: bool = False  # a span of the prompt's passages at word edges, not opening on question words
+    search: str = "greedy"  # ... chosen token by token, or the likeliest whole span ("best", at temperature 0)
 
 
 @dataclass
@@ -108,6 +109,8 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
     if opts.extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)
         params = extractive_params(params, plan.ids, gen.tokenizer)
+        if params.extract_from is not None and opts.temperature == 0:
+            params = replace(params, extract_search=opts.search)
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)

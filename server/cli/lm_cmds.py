@@ -92,6 +92,8 @@ def generate_cmd(
                                     help="Only copy a span of the <ctx> passages, at word edges, "
                                     "not opening on the question's words or a stop word (on a number or "
                                     "a name when the question asks for one)."),
+    search: str = typer.Option("greedy", "--search", help="With --extractive and --temperature 0: 'greedy' "
+                               "token by token, or 'best', the likeliest whole span."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Sample a continuation of PROMPT."""
@@ -100,7 +102,9 @@ def generate_cmd(
 
     settings = load_settings(overrides_of(ctx))
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            stop=tuple(stop or ()), seed=seed)
+                            stop=tuple(stop or ()), seed=seed, extract_search=search).validate()
+    if search != "greedy" and not extractive:
+        raise InvalidInput("--search chooses among copied spans: it needs --extractive")
     if gguf is not None:
         from server.cli.quantize_cmds import gguf_generate_cmd
 

@@ -33,7 +33,8 @@ async def answer(req: AnswerRequest, request: Request, state: ServerState = READ
     When nothing relevant is found the answer says so (grounded: false) instead of inventing one."""
     r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
     extractive = state.settings.server.answer_extractive if req.extractive is None else req.extractive
-    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=extractive)
+    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=extractive,
+                      search=state.settings.server.answer_search)
     run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended)
     if req.stream:
         return StreamingResponse(_events(state, run), media_type="text/event-stream", headers=SSE_HEADERS)

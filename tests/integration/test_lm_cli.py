@@ -67,6 +67,9 @@ def test_train_eval_generate_and_qa(ws: Path, tmp_path: Path) -> None:
     ctx_prompt = f"<ctx> {TOPICS['piano']} </ctx><q> Where was the first piano built? <a>"
     ext = cli("generate", "--model", str(out), ctx_prompt, "--temperature", "0", "--max-tokens", "8", "--extractive")
     assert ext["text"].strip() and ext["text"].strip() in TOPICS["piano"]  # a copied span, whatever the model
+    best = cli("generate", "--model", str(out), ctx_prompt, "--temperature", "0", "--max-tokens", "8", "--extractive",
+               "--search", "best")
+    assert best["text"].strip() and best["text"].strip() in TOPICS["piano"] and best["finish_reason"] == "stop"
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text("\n".join(json.dumps(r) for r in [

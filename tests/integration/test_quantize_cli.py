@@ -97,3 +97,11 @@ def test_generate_gguf_and_context_overflow(ckpt, tmp_path):
               "<ctx>Solar panels convert sunlight</ctx><q>What do panels convert?<a>"], tmp_path)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["text"].strip() in "Solar panels convert sunlight"
+    r = _run(["generate", "--gguf", gguf, "--extractive", "--search", "best", "--temperature", "0", "--json",
+              "<ctx>Solar panels convert sunlight</ctx><q>What do panels convert?<a>"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["text"].strip() in "Solar panels convert sunlight"
+    r = _run(["generate", "--gguf", gguf, "--search", "best", "--temperature", "0", "Solar panels"], tmp_path)
+    assert r.exit_code == 2 and "--extractive" in r.output
+    r = _run(["generate", "--gguf", gguf, "--extractive", "--search", "best", "<ctx>Solar</ctx><q>What?<a>"], tmp_path)
+    assert r.exit_code == 2 and "temperature 0" in r.output  # the default temperature samples

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,9 @@ def test_extractive_decoding_copies_the_same_span_as_torch(ckpt, f32):
         params = extractive_params(SamplingParams(max_tokens=12, temperature=0.0), asked, tok)
         assert params.extract_avoid and params.extract_ends
         assert f32.generate(asked, params).tokens == generate(model, tok, asked, params).tokens
+        searched = replace(params, extract_search="best")
+        best = generate(model, tok, asked, searched).tokens
+        assert best and f32.generate(asked, searched).tokens == best  # span search picks the same span
         served = extractive_params(SamplingParams(max_tokens=12, temperature=0.0), asked, GgufTokenizer(f32))
         assert served == params  # the server reads word edges from the GGUF vocabulary: the same bounds
     sampled = f32.generate(ids, SamplingParams(max_tokens=12, temperature=1.0, seed=3, extract_from=source)).tokens

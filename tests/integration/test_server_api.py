@@ -176,6 +176,19 @@ def test_answers_are_spans_of_the_passages_unless_asked_otherwise(client):
     assert free.status_code == 200 and free.json()["usage"]["completion_tokens"] >= 1
 
 
+def test_span_search_answers_with_a_span_and_leaves_sampling_alone(home):
+    body = {"question": QUESTION, "k": 3, "max_tokens": 12}
+    with TestClient(create_app(settings_for(home, answer_search="best")), raise_server_exceptions=False) as c:
+        r = c.post("/v1/answer", json=body, headers=READ)
+        assert r.status_code == 200, r.text
+        a = r.json()
+        prompt = " ".join(p["text"] for p in a["passages"] if p["in_prompt"])
+        assert a["answer"].strip() and a["answer"].strip() in prompt and a["finish_reason"] == "stop", a
+        sampled = c.post("/v1/answer", json={**body, "temperature": 0.7}, headers=READ)  # search is for temperature 0
+        assert sampled.status_code == 200, sampled.text
+        assert sampled.json()["answer"].strip() in prompt
+
+
 def test_streamed_answer_sends_tokens_then_citations_then_done(client):
     with client.stream("POST", "/v1/answer", json={"question": QUESTION, "max_tokens": 6, "stream": True},
                        headers=READ) as r:
@@ -194,14 +207,16 @@ def test_a_model_tuned_on_focused_passages_reads_only_their_best_sentences(clien
     from trainer.lm.qa import focus_contexts
 
     state = client.app.state.ragkiln
-    whole = state.generator
+    loaded = state.generator
+    whole = replace(loaded, context_sentences=0)  # as a manifest's training.qa.context_sentences sets it
     body = {"question": QUESTION, "max_tokens": 2}
-    plain = client.post("/v1/answer", json=body, headers=READ).json()
-    state.generator = replace(whole, context_sentences=1)  # as a manifest's training.qa.context_sentences sets it
     try:
+        state.generator = whole
+        plain = client.post("/v1/answer", json=body, headers=READ).json()
+        state.generator = replace(whole, context_sentences=1)
         focused = client.post("/v1/answer", json=body, headers=READ).json()
     finally:
-        state.generator = whole
+        state.generator = loaded
     used = [p["text"] for p in focused["passages"] if p["in_prompt"]]
     want = plan_prompt(whole.tokenizer, focus_contexts(used, QUESTION, 1), QUESTION, whole.runtime.n_ctx, 2,
                        whole.passage_len)

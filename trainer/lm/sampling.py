@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import ContextOverflow
-from common.sampling import SamplingParams, span_continuations
+from common.sampling import (SamplingParams, likeliest_span, read_span_scores, span_candidates, span_continuations,
+                             span_rows)
 from trainer.lm.model import Transformer
 from trainer.lm.tokenizer import Tokenizer
 
@@ -52,6 +53,12 @@ def generate(
     limit = model.args.max_seq_len
     if len(ids) >= limit:
         raise ContextOverflow(f"prompt has {len(ids)} tokens; the model's context is {limit}")
+    if params.extract_from is not None and params.extract_search == "best" and params.temperature == 0:
+        out = best_span(model, ids, params, tokenizer.eos_id)
+        text = tokenizer.decode(out)
+        cut = _stop_at(text, params.stop)
+        return Generation(text=text if cut is None else text[:cut], tokens=out, finish_reason="stop",
+                          prompt_tokens=len(ids))
     gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
     out: list[int] = []
     finish = "length"
@@ -86,6 +93,36 @@ def generate(
     else:
         text = tokenizer.decode(out)
     return Generation(text=text, tokens=out, finish_reason=finish, prompt_tokens=len(ids))
+
+
+@torch.no_grad()
+def span_scores(model: Transformer, ids: list[int], source: tuple[int, ...], spans: dict[tuple[int, ...], int],
+                eos_id: int, batch: int = 16) -> dict[tuple[int, ...], float]:
+    """log P(span, then EOS | ids) for each span (token tuple -> a start in `source`): one
+    right-padded row per start, `batch` rows a forward pass."""
+    rows, p = span_rows(spans), len(ids)
+    out: dict[tuple[int, ...], float] = {}
+    for b in range(0, len(rows), batch):
+        group = rows[b : b + batch]
+        seqs = [ids + list(source[i : i + n]) for i, n in group]
+        width = max(map(len, seqs))
+        if width > model.args.max_seq_len:
+            raise ContextOverflow(f"prompt and answer need {width} tokens; the model's context is {model.args.max_seq_len}")
+        x = torch.tensor([q + [eos_id] * (width - len(q)) for q in seqs])  # (B, T): padding after a row is causal
+        logp = torch.log_softmax(model(x)[0].float(), dim=-1)  # (B, T, V)
+        for r, (i, n) in enumerate(group):
+            read_span_scores(source, spans, i, logp[r, p - 1 : p + n].numpy(), eos_id, out)  # (n + 1, V)
+    return out
+
+
+def best_span(model: Transformer, ids: list[int], params: SamplingParams, eos_id: int) -> list[int]:
+    """The likeliest span extractive decoding may copy (`span_candidates`), each scored whole. Greedy
+    decoding commits to the likeliest first token, so a span that opens less likely but ends surely
+    loses to one that opens likelier and then wanders."""
+    source = params.extract_from or ()
+    room = min(params.max_tokens, model.args.max_seq_len - len(ids))  # as llama.cpp's context allows
+    spans = span_candidates(source, room, params.extract_avoid, params.extract_starts, params.extract_ends)
+    return likeliest_span(span_scores(model, ids, source, spans, eos_id), spans) if spans else []
 
 
 def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:

@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from common.errors import InvalidInput
-from common.sampling import span_continuations
+from common.sampling import span_candidates, span_continuations
 from trainer.lm.sampling import SamplingParams, _stop_at, filter_logits
 
 
@@ -94,3 +96,46 @@ def test_ignore_eos_generates_exactly_max_tokens():
     assert timed.tokens == [2] * 5 and timed.finish_reason == "length"
     with pytest.raises(InvalidInput, match="extractive"):
         SamplingParams(ignore_eos=True, extract_from=(3,)).validate()
+
+
+def test_span_candidates_follow_the_decoding_rules():
+    src, question = [10, 11, 12, 10, 13], [10, 11]
+    assert span_candidates(src, 2) == {(10,): 0, (10, 11): 0, (11,): 1, (11, 12): 1, (12,): 2, (12, 10): 2,
+                                       (10, 13): 3, (13,): 4}  # equal runs are one answer, at their first start
+    assert set(span_candidates(src, 3, avoid=question)) == {(10, 11, 12), (11, 12), (11, 12, 10), (12,), (12, 10),
+                                                            (12, 10, 13), (10, 13), (13,)}  # never the question alone
+    assert span_candidates(src, 5, starts=[1, 3], ends=[3]) == {(11, 12): 1, (11, 12, 10, 13): 1, (10, 13): 3}  # or to the end
+    assert span_candidates(src, 5, starts=[]) == {}
+    # every candidate is a span greedy decoding could also produce, and it could end there
+    for span in span_candidates(src, 5, avoid=question, starts=[0, 2, 3], ends=[2, 4]):
+        for k in range(len(span)):
+            assert span[k] in span_continuations(src, list(span[:k]), 2, question, [0, 2, 3], [2, 4])
+        assert 2 in span_continuations(src, list(span), 2, question, [0, 2, 3], [2, 4])
+
+
+def test_span_search_scores_each_span_whole(tiny_args, tokenizer):
+    from trainer.lm.model import Transformer
+    from trainer.lm.sampling import best_span, generate, span_scores
+
+    torch.manual_seed(0)
+    model = Transformer(tiny_args).eval()
+    eos = tokenizer.eos_id
+    prompt = [tokenizer.bos_id, *tokenizer.encode("Where does the Nile flow?")]
+    source = tuple(tokenizer.encode("The Nile flows north into the Mediterranean Sea."))
+    spans = span_candidates(source, 4, starts=[0, 2, 5])
+    got = span_scores(model, prompt, source, spans, eos, batch=2)  # several batches
+    with torch.no_grad():
+        for span in spans:  # one forward pass per span, no padding: the definition
+            logp = torch.log_softmax(model(torch.tensor([prompt + list(span) + [eos]]))[0][0], -1)
+            want = sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate([*span, eos]))
+            assert got[span] == pytest.approx(want, abs=1e-4)
+    params = SamplingParams(max_tokens=4, temperature=0.0, extract_from=source, extract_starts=(0, 2, 5),
+                            extract_search="best")
+    best = best_span(model, prompt, params, eos)
+    assert tuple(best) == max(got, key=got.get)
+    g = generate(model, tokenizer, prompt, params)
+    assert g.tokens == best and g.finish_reason == "stop"
+    with pytest.raises(InvalidInput, match="extract_search"):
+        SamplingParams(extract_search="beam").validate()
+    with pytest.raises(InvalidInput, match="temperature 0"):
+        replace(params, temperature=0.7).validate()
