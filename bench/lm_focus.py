@@ -12,9 +12,12 @@
   span:   the same model, its passages focused as it was tuned (as served). Greedy extractive decoding against span
           search (`SamplingParams.extract_search = "best"`: every span the typed bounds allow, scored
           by log P(span, then </s>)), with the score divided by (tokens + 1) ** alpha for a few alphas,
-          and the best candidate's F1 (what a perfect chooser would get). For questions `answer_type`
-          leaves untyped, a bonus may be added to spans opening on a lower-case word: the model answers
-          them with names, as its entity-based synthetic answers taught it. Two halves again.
+          and the best candidate's F1 (what a perfect chooser would get). Two halves again. (A bonus
+          for lower-case openings of untyped questions, measured at commit 615c60a, is gone: it did not
+          help on both halves; bench/results/lm-span-bonus.json.)
+  span_gguf: the served back end (`--gguf FILE`, the --model's QA model exported) answers
+          `--gguf-questions` rule questions greedily and by span search (the default alpha): F1, how
+          often it copies the torch model's span, and milliseconds per answer.
 
 Both use the "rules" split of bench/lm.py (never the evaluated questions). Writes bench/results/lm-focus.json.
 
@@ -31,6 +34,7 @@ import os
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +52,12 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.qa import (extractive_params, passage_sentences, qa_prompt_ids, sentence_ranking,  # noqa: E402
                            sentence_scores, token_f1)
 from trainer.lm.run import read_run  # noqa: E402
-from common.sampling import span_candidates  # noqa: E402
-from trainer.lm.qa import answer_type, focus_contexts  # noqa: E402
+from common.sampling import likeliest_span, span_candidates  # noqa: E402
+from trainer.lm.qa import focus_contexts  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate, span_scores  # noqa: E402
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)
-ALPHAS = (0.0, 0.25, 0.5, 1.0)
-BONUSES = (0.0, 0.5, 1.0, 2.0)  # added to a lower-case opening for untyped questions (59% of their gold answers)
+ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def _has_answer(sentence: str, answers: list[str]) -> bool:
@@ -136,7 +139,7 @@ def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "sma
     meta = read_run(model_dir / f"squad-{preset}-qa")["meta"]["qa"]
     plen, focus = meta["passage_len"], int(meta.get("context_sentences", 0))  # as the model was tuned
     t0 = time.perf_counter()
-    rows = []  # per question: (greedy F1, {(alpha, bonus): F1}, best candidate F1)
+    rows = []  # per question: (greedy F1, {alpha: F1}, best candidate F1)
     t_greedy = t_search = 0.0
     n_spans = 0
     for q in sample:
@@ -149,17 +152,13 @@ def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "sma
         spans = span_candidates(params.extract_from or (), params.max_tokens, params.extract_avoid,
                                 params.extract_starts, params.extract_ends)
         if not spans:
-            rows.append((greedy, {(a, b): greedy for a in ALPHAS for b in BONUSES}, greedy))
+            rows.append((greedy, {a: greedy for a in ALPHAS}, greedy))
             continue
         scores = span_scores(model, ids, params.extract_from or (), spans, tok.eos_id)
         t_search += time.perf_counter() - t
         n_spans += len(spans)
-        texts = {sp: tok.decode(list(sp)) for sp in scores}
-        f1 = {sp: token_f1(text, q["answers"]) for sp, text in texts.items()}
-        untyped = answer_type(q["question"]) is None
-        lower = {sp: float(untyped and text.strip()[:1].islower()) for sp, text in texts.items()}
-        picked = {(a, b): f1[max(scores, key=lambda sp: (scores[sp] / (len(sp) + 1) ** a + b * lower[sp], -spans[sp]))]
-                  for a in ALPHAS for b in BONUSES}
+        f1 = {sp: token_f1(tok.decode(list(sp)), q["answers"]) for sp in scores}
+        picked = {a: f1[tuple(likeliest_span(scores, spans, a))] for a in ALPHAS}
         rows.append((greedy, picked, max(f1.values())))
     half = len(rows) // 2
     out: dict[str, Any] = {"model": str(model_dir), "questions": len(sample), "context_sentences": focus,
@@ -168,25 +167,58 @@ def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "sma
     for name, part in (("first_half", rows[:half]), ("second_half", rows[half:])):
         n = max(1, len(part))
         out[name] = {"questions": len(part), "f1_greedy": round(100 * sum(r[0] for r in part) / n, 2),
-                     "f1_span_search": {f"alpha {a:g}, lower bonus {b:g}": round(100 * sum(r[1][a, b] for r in part) / n, 2)
-                                        for a in ALPHAS for b in BONUSES},
+                     "f1_span_search": {f"alpha {a:g}": round(100 * sum(r[1][a] for r in part) / n, 2) for a in ALPHAS},
                      "f1_best_candidate": round(100 * sum(r[2] for r in part) / n, 2)}
+    return out
+
+
+def study_span_gguf(model_dir: Path, gguf: Path, sample: list[dict[str, Any]], alpha: float,
+                    preset: str = "small") -> dict[str, Any]:
+    from quantize.runtime import LlamaCppGenerator
+
+    model, tok, _ = load_model(model_dir / f"squad-model-{preset}-qa")
+    meta = read_run(model_dir / f"squad-{preset}-qa")["meta"]["qa"]
+    plen, focus = meta["passage_len"], int(meta.get("context_sentences", 0))
+    gen = LlamaCppGenerator(gguf, threads=torch.get_num_threads())
+    out: dict[str, Any] = {"gguf": str(gguf), "questions": len(sample), "alpha": alpha}
+    try:
+        for search in ("greedy", "best"):
+            f1 = same = 0.0
+            seconds = 0.0
+            for q in sample:
+                ids = qa_prompt_ids(tok, focus_contexts([q["context"]], q["question"], focus), q["question"], plen)
+                params = replace(extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)), ids, tok),
+                                 extract_search=search, extract_alpha=alpha)
+                t = time.perf_counter()
+                g = gen.generate(ids, params)
+                seconds += time.perf_counter() - t
+                f1 += token_f1(g.text, q["answers"])
+                same += int(g.tokens == generate(model, tok, ids, params).tokens)
+            n = max(1, len(sample))
+            out[search] = {"f1": round(100 * f1 / n, 2), "same_span_as_torch": round(same / n, 4),
+                           "ms_per_answer": round(1000 * seconds / n, 1)}
+    finally:
+        gen.close()
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--studies", default="focus", help="comma-separated: focus, rerank, span")
+    ap.add_argument("--studies", default="focus", help="comma-separated: focus, rerank, span, span_gguf")
     ap.add_argument("--questions", type=int, default=2000, help="rules-split questions for the focus study")
     ap.add_argument("--rerank-questions", type=int, default=1000)
     ap.add_argument("--model", type=Path, default=None, help="bench/work/lm-NAME folder with a tuned QA model (rerank)")
+    ap.add_argument("--gguf", type=Path, default=None, help="the --model's QA model exported to GGUF (span study)")
+    ap.add_argument("--gguf-questions", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm-focus.json")
     a = ap.parse_args()
     studies = [s for s in a.studies.split(",") if s]
-    if unknown := set(studies) - {"focus", "rerank", "span"}:
+    if unknown := set(studies) - {"focus", "rerank", "span", "span_gguf"}:
         ap.error(f"unknown studies: {', '.join(sorted(unknown))}")
-    if {"rerank", "span"} & set(studies) and (a.model is None or not (a.model / "squad-model-small-qa").is_dir()):
-        ap.error("rerank and span need --model W, a bench/work/lm-NAME folder holding squad-model-small-qa")
+    if "span_gguf" in studies and (a.gguf is None or not a.gguf.is_file()):
+        ap.error("span_gguf needs --gguf FILE, the --model's QA model exported to GGUF")
+    if {"rerank", "span", "span_gguf"} & set(studies) and (a.model is None or not (a.model / "squad-model-small-qa").is_dir()):
+        ap.error("rerank and span studies need --model W, a bench/work/lm-NAME folder holding squad-model-small-qa")
     chunks, questions = squad_bench.squad_data()
     result: dict[str, Any] = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_focus.py " + " ".join(sys.argv[1:]),
                               "split": "rules", "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}}
@@ -199,6 +231,10 @@ def main() -> None:
     if "span" in studies:
         result["span"] = study_span(a.model, squad_bench.squad_sample(questions, a.rerank_questions, "rules"))
         print(json.dumps(result["span"]), file=sys.stderr)
+    if "span_gguf" in studies:
+        sample = squad_bench.squad_sample(questions, a.gguf_questions, "rules")
+        result["span_gguf"] = study_span_gguf(a.model, a.gguf, sample, SamplingParams().extract_alpha)
+        print(json.dumps(result["span_gguf"]), file=sys.stderr)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -27,6 +27,7 @@ class SamplingParams:
     extract_starts: tuple[int, ...] | None = None  # ... beginning at one of these positions of extract_from (None: any)
     extract_ends: tuple[int, ...] | None = None  # ... ending just before one of these positions (None: any)
     extract_search: str = "greedy"  # with temperature 0: "greedy" token by token, or "best": the likeliest whole span
+    extract_alpha: float = 1.5  # ... "best" ranks spans by log P(span, EOS) / (tokens + 1) ** alpha (bench/lm_focus.py)
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
 
     def validate(self) -> "SamplingParams":
@@ -42,6 +43,8 @@ class SamplingParams:
             raise InvalidInput("ignore_eos cannot be combined with extractive decoding (a span ends at EOS)")
         if self.extract_search not in ("greedy", "best"):
             raise InvalidInput("extract_search must be 'greedy' or 'best'")
+        if not 0.0 <= self.extract_alpha <= 4.0:
+            raise InvalidInput("extract_alpha must be in [0, 4]")
         if self.extract_search == "best" and self.temperature > 0:
             raise InvalidInput("extract_search 'best' picks the likeliest span: it needs temperature 0")
         return self
@@ -131,6 +134,10 @@ def read_span_scores(source: Sequence[int], spans: dict[tuple[int, ...], int], s
             out[span] = float(totals[k])
 
 
-def likeliest_span(scores: dict[tuple[int, ...], float], spans: dict[tuple[int, ...], int]) -> list[int]:
-    """The best-scored span; a tie goes to the span opening earlier in the source."""
-    return list(max(scores, key=lambda s: (scores[s], -spans[s]))) if scores else []
+def likeliest_span(scores: dict[tuple[int, ...], float], spans: dict[tuple[int, ...], int], alpha: float) -> list[int]:
+    """The best span by log P(span, EOS) / (tokens + 1) ** alpha; a tie goes to the one opening earlier.
+
+    alpha 0 is the raw probability, which favours the shortest spans: on 1,000 SQuAD rule questions it
+    scored below greedy decoding, and alpha 1.5 (the per-token mean, and a little more) above it on
+    both halves (bench/lm_focus.py, README "Span search")."""
+    return list(max(scores, key=lambda s: (scores[s] / (len(s) + 1) ** alpha, -spans[s]))) if scores else []

@@ -189,7 +189,7 @@ class _Stream:
             top = logits.max(axis=1, keepdims=True)
             logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))  # (n + 1, V)
             read_span_scores(source, spans, start, logp, self._owner.eos_id, scores)
-        return likeliest_span(scores, spans)
+        return likeliest_span(scores, spans, p.extract_alpha)
 
     def _span_processor(self, llama_cpp: Any) -> Any:
         """Extractive decoding as a llama.cpp logits processor: every token outside

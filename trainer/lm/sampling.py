@@ -122,7 +122,7 @@ def best_span(model: Transformer, ids: list[int], params: SamplingParams, eos_id
     source = params.extract_from or ()
     room = min(params.max_tokens, model.args.max_seq_len - len(ids))  # as llama.cpp's context allows
     spans = span_candidates(source, room, params.extract_avoid, params.extract_starts, params.extract_ends)
-    return likeliest_span(span_scores(model, ids, source, spans, eos_id), spans) if spans else []
+    return likeliest_span(span_scores(model, ids, source, spans, eos_id), spans, params.extract_alpha) if spans else []
 
 
 def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:

@@ -132,10 +132,14 @@ def test_span_search_scores_each_span_whole(tiny_args, tokenizer):
     params = SamplingParams(max_tokens=4, temperature=0.0, extract_from=source, extract_starts=(0, 2, 5),
                             extract_search="best")
     best = best_span(model, prompt, params, eos)
-    assert tuple(best) == max(got, key=got.get)
+    assert tuple(best) == max(got, key=lambda s: got[s] / (len(s) + 1) ** 1.5)  # the default alpha
+    raw = best_span(model, prompt, replace(params, extract_alpha=0.0), eos)
+    assert tuple(raw) == max(got, key=got.get)
     g = generate(model, tokenizer, prompt, params)
     assert g.tokens == best and g.finish_reason == "stop"
     with pytest.raises(InvalidInput, match="extract_search"):
         SamplingParams(extract_search="beam").validate()
+    with pytest.raises(InvalidInput, match="extract_alpha"):
+        replace(params, extract_alpha=-1.0).validate()
     with pytest.raises(InvalidInput, match="temperature 0"):
         replace(params, temperature=0.7).validate()
