@@ -19,7 +19,7 @@
           `--gguf-questions` rule questions greedily and by span search (the default alpha): F1, how
           often it copies the torch model's span, and milliseconds per answer.
 
-Both use the "rules" split of bench/lm.py (never the evaluated questions). Writes bench/results/lm-focus.json.
+All use the "rules" split of bench/lm.py (never the evaluated questions). Writes bench/results/lm-focus.json.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/lm_focus.py --studies focus,rerank \\
         --model bench/work/lm-lm-squad-focus1 --questions 2000 --rerank-questions 1000
@@ -47,14 +47,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import lm as squad_bench  # noqa: E402  (bench/lm.py: the SQuAD data, sample and BM25 searcher)
+from common.sampling import likeliest_span  # noqa: E402
 from indexer.bm25 import tokenize as bm25_words  # noqa: E402
 from trainer.lm.checkpoint import load_model  # noqa: E402
-from trainer.lm.qa import (extractive_params, passage_sentences, qa_prompt_ids, sentence_ranking,  # noqa: E402
-                           sentence_scores, token_f1)
+from trainer.lm.qa import (extractive_params, focus_contexts, passage_sentences, qa_prompt_ids,  # noqa: E402
+                           sentence_ranking, sentence_scores, token_f1)
 from trainer.lm.run import read_run  # noqa: E402
-from common.sampling import likeliest_span, span_candidates  # noqa: E402
-from trainer.lm.qa import focus_contexts  # noqa: E402
-from trainer.lm.sampling import SamplingParams, generate, span_scores  # noqa: E402
+from trainer.lm.sampling import SamplingParams, generate, search_spans  # noqa: E402
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -133,28 +132,36 @@ def study_rerank(model_dir: Path, sample: list[dict[str, Any]], preset: str = "s
     return out
 
 
-@torch.no_grad()
-def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "small") -> dict[str, Any]:
+def _tuned_qa_model(model_dir: Path, preset: str) -> tuple[Any, Any, int, int]:
+    """The QA model of a bench/lm.py run, its passage length and the sentences it was tuned to read."""
     model, tok, _ = load_model(model_dir / f"squad-model-{preset}-qa")
     meta = read_run(model_dir / f"squad-{preset}-qa")["meta"]["qa"]
-    plen, focus = meta["passage_len"], int(meta.get("context_sentences", 0))  # as the model was tuned
+    return model, tok, meta["passage_len"], int(meta.get("context_sentences", 0))
+
+
+def _served_prompt(tok: Any, q: dict[str, Any], plen: int, focus: int) -> tuple[list[int], SamplingParams]:
+    """A question's gold-paragraph prompt, focused as tuned, and the served (typed extractive) params."""
+    ids = qa_prompt_ids(tok, focus_contexts([q["context"]], q["question"], focus), q["question"], plen)
+    return ids, extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)), ids, tok)
+
+
+@torch.no_grad()
+def study_span(model_dir: Path, sample: list[dict[str, Any]], preset: str = "small") -> dict[str, Any]:
+    model, tok, plen, focus = _tuned_qa_model(model_dir, preset)
     t0 = time.perf_counter()
     rows = []  # per question: (greedy F1, {alpha: F1}, best candidate F1)
     t_greedy = t_search = 0.0
     n_spans = 0
     for q in sample:
-        ids = qa_prompt_ids(tok, focus_contexts([q["context"]], q["question"], focus), q["question"], plen)
-        params = extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)), ids, tok)
+        ids, params = _served_prompt(tok, q, plen, focus)
         t = time.perf_counter()
         greedy = token_f1(generate(model, tok, ids, params).text, q["answers"])
         t_greedy += time.perf_counter() - t
         t = time.perf_counter()
-        spans = span_candidates(params.extract_from or (), params.max_tokens, params.extract_avoid,
-                                params.extract_starts, params.extract_ends)
+        spans, scores = search_spans(model, ids, params, tok.eos_id)
         if not spans:
             rows.append((greedy, {a: greedy for a in ALPHAS}, greedy))
             continue
-        scores = span_scores(model, ids, params.extract_from or (), spans, tok.eos_id)
         t_search += time.perf_counter() - t
         n_spans += len(spans)
         f1 = {sp: token_f1(tok.decode(list(sp)), q["answers"]) for sp in scores}
@@ -176,9 +183,7 @@ def study_span_gguf(model_dir: Path, gguf: Path, sample: list[dict[str, Any]], a
                     preset: str = "small") -> dict[str, Any]:
     from quantize.runtime import LlamaCppGenerator
 
-    model, tok, _ = load_model(model_dir / f"squad-model-{preset}-qa")
-    meta = read_run(model_dir / f"squad-{preset}-qa")["meta"]["qa"]
-    plen, focus = meta["passage_len"], int(meta.get("context_sentences", 0))
+    model, tok, plen, focus = _tuned_qa_model(model_dir, preset)
     gen = LlamaCppGenerator(gguf, threads=torch.get_num_threads())
     out: dict[str, Any] = {"gguf": str(gguf), "questions": len(sample), "alpha": alpha}
     try:
@@ -186,9 +191,8 @@ def study_span_gguf(model_dir: Path, gguf: Path, sample: list[dict[str, Any]], a
             f1 = same = 0.0
             seconds = 0.0
             for q in sample:
-                ids = qa_prompt_ids(tok, focus_contexts([q["context"]], q["question"], focus), q["question"], plen)
-                params = replace(extractive_params(SamplingParams(max_tokens=24, temperature=0.0, stop=("\n",)), ids, tok),
-                                 extract_search=search, extract_alpha=alpha)
+                ids, served = _served_prompt(tok, q, plen, focus)
+                params = replace(served, extract_search=search, extract_alpha=alpha)
                 t = time.perf_counter()
                 g = gen.generate(ids, params)
                 seconds += time.perf_counter() - t

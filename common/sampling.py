@@ -121,10 +121,13 @@ def span_rows(spans: dict[tuple[int, ...], int]) -> list[tuple[int, int]]:
     return sorted(longest.items())
 
 
-def read_span_scores(source: Sequence[int], spans: dict[tuple[int, ...], int], start: int, logp: np.ndarray,
+def read_span_scores(source: Sequence[int], spans: dict[tuple[int, ...], int], start: int, logits: np.ndarray,
                      eos_id: int, out: dict[tuple[int, ...], float]) -> None:
-    """Fill `out[span]` = log P(span, then EOS) for the spans from `start`. logp: (n + 1, V) log-probs,
-    row k the distribution after the prompt and the first k tokens of source[start : start + n]."""
+    """Fill `out[span]` = log P(span, then EOS) for the spans from `start`. logits: (n + 1, V), row k
+    the next-token logits after the prompt and the first k tokens of source[start : start + n]."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (n + 1, V) log-softmax
     n = logp.shape[0] - 1
     run = np.asarray(source[start : start + n], dtype=np.int64)  # (n,)
     totals = np.cumsum(logp[np.arange(n), run]) + logp[1:, eos_id]  # (n,) span of k + 1 tokens, then EOS

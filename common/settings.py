@@ -161,7 +161,7 @@ class LmConfig(Section):
     ckpt_every: int = Field(100, ge=1, description="Resumable checkpoint every N steps.")
     bf16: bool | Literal["auto"] = Field(
         "auto", description="bf16 autocast: 'auto' where the CPU computes bf16 natively (AVX512-BF16 or AMX; 2x "
-        "fp32's tokens/s there, bench/lm.py), else fp32: emulated bf16 ran a small-preset step 40x slower on AVX2.")
+        "fp32's tokens/s there, bench/lm.py), else fp32: emulated bf16 ran a small-preset step 30x slower on AVX2.")
     nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo) for training.")
     qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")

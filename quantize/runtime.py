@@ -129,7 +129,7 @@ class _Stream:
             self.result = Generation("", [], "stop", len(self._ids), 0.0, 0.0)
             return
         if p.extract_from is not None and p.extract_search == "best" and p.temperature == 0:
-            gen: Iterator[int] = iter([*self._best_span(llm), self._owner.eos_id])
+            gen: Iterator[int] = (t for t in [*self._best_span(llm), self._owner.eos_id])
         else:
             gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
                                temp=p.temperature, repeat_penalty=1.0, reset=True,
@@ -153,8 +153,7 @@ class _Stream:
                 if len(out) >= self._max_new:
                     break
         finally:
-            if hasattr(gen, "close"):
-                gen.close()
+            gen.close()
         if not by_stop_string:  # flush text held back for a stop string that never completed
             tail = pending + decoder.decode(b"", final=True)
             if tail:
@@ -185,10 +184,7 @@ class _Stream:
             llm._batch.set_batch(batch=list(source[start : start + n]), n_past=len(ids), logits_all=True)
             llm._ctx.decode(llm._batch)
             rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n * n_vocab,)).reshape(n, n_vocab)
-            logits = np.vstack([first, rows]).astype(np.float64)  # (n + 1, V)
-            top = logits.max(axis=1, keepdims=True)
-            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))  # (n + 1, V)
-            read_span_scores(source, spans, start, logp, self._owner.eos_id, scores)
+            read_span_scores(source, spans, start, np.vstack([first, rows]), self._owner.eos_id, scores)  # (n + 1, V)
         return likeliest_span(scores, spans, p.extract_alpha)
 
     def _span_processor(self, llama_cpp: Any) -> Any:

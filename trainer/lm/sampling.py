@@ -109,20 +109,28 @@ def span_scores(model: Transformer, ids: list[int], source: tuple[int, ...], spa
         if width > model.args.max_seq_len:
             raise ContextOverflow(f"prompt and answer need {width} tokens; the model's context is {model.args.max_seq_len}")
         x = torch.tensor([q + [eos_id] * (width - len(q)) for q in seqs])  # (B, T): padding after a row is causal
-        logp = torch.log_softmax(model(x)[0].float(), dim=-1)  # (B, T, V)
+        logits = model(x)[0].float()  # (B, T, V)
         for r, (i, n) in enumerate(group):
-            read_span_scores(source, spans, i, logp[r, p - 1 : p + n].numpy(), eos_id, out)  # (n + 1, V)
+            read_span_scores(source, spans, i, logits[r, p - 1 : p + n].numpy(), eos_id, out)  # (n + 1, V)
     return out
 
 
-def best_span(model: Transformer, ids: list[int], params: SamplingParams, eos_id: int) -> list[int]:
-    """The likeliest span extractive decoding may copy (`span_candidates`), each scored whole. Greedy
-    decoding commits to the likeliest first token, so a span that opens less likely but ends surely
-    loses to one that opens likelier and then wanders."""
+def search_spans(model: Transformer, ids: list[int], params: SamplingParams, eos_id: int
+                 ) -> tuple[dict[tuple[int, ...], int], dict[tuple[int, ...], float]]:
+    """Every span extractive decoding may copy (`span_candidates`, as long as the context allows) and
+    its log P(span, then EOS): what `best_span` chooses from (bench/lm_focus.py reads all of them)."""
     source = params.extract_from or ()
     room = min(params.max_tokens, model.args.max_seq_len - len(ids))  # as llama.cpp's context allows
     spans = span_candidates(source, room, params.extract_avoid, params.extract_starts, params.extract_ends)
-    return likeliest_span(span_scores(model, ids, source, spans, eos_id), spans, params.extract_alpha) if spans else []
+    return spans, (span_scores(model, ids, source, spans, eos_id) if spans else {})
+
+
+def best_span(model: Transformer, ids: list[int], params: SamplingParams, eos_id: int) -> list[int]:
+    """The likeliest span extractive decoding may copy, each scored whole. Greedy decoding commits to
+    the likeliest first token, so a span that opens less likely but ends surely loses to one that
+    opens likelier and then wanders."""
+    spans, scores = search_spans(model, ids, params, eos_id)
+    return likeliest_span(scores, spans, params.extract_alpha)
 
 
 def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:

@@ -19,7 +19,7 @@ def test_micro_batches_group_rows_of_similar_length_and_keep_every_row():
 
 
 def test_bf16_auto_follows_the_cpu(monkeypatch):
-    """Emulated bf16 (AVX2 only) ran a small-preset step 40x slower than fp32, so 'auto' needs native bf16."""
+    """Emulated bf16 (AVX2 only) ran a small-preset step 30x slower than fp32, so 'auto' needs native bf16."""
     import indexer.embedder
     from common.settings import LmConfig
     from trainer.lm.service import train_config
