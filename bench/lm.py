@@ -128,7 +128,8 @@ def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: f
     tps = s["tokens_per_s"]
     return {
         "preset": preset, "bf16": bf16, "n_params": model.num_params(), "steps": steps,
-        "tokens_per_s": tps, "mfu": round(tps * model.flops_per_token(int(s["avg_row_tokens"])) / peak, 4),
+        "tokens_per_s": tps,
+        "mfu": round(tps * model.flops_per_token(int(s["avg_row_tokens"]), s["scored_share"]) / peak, 4),
         "wall_s": round(wall, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "final_loss": rows[-2]["loss"] if len(rows) > 1 else None,
     }
@@ -499,6 +500,16 @@ def render_md(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Environment that changes what a run measures: settings, and the instruction sets torch, MKL and oneDNN
+# may use (set to emulate an AVX2-only CPU on a newer one).
+RECORDED_ENV = ("RAGKILN_", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
+
+
+def command_line() -> str:
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(RECORDED_ENV)]
+    return " ".join(["HF_HUB_OFFLINE=1", *env, ".venv/bin/python bench/lm.py", *sys.argv[1:]])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_child":
         run_dir, preset, steps, bf16, peak = sys.argv[2:7]
@@ -569,9 +580,9 @@ def main() -> None:
     peak = measure_matmul_peak(1024, 3.0)
     result: dict[str, Any] = {
         **prev,
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/lm.py "
-                   + " ".join(sys.argv[1:]),
+        "command": command_line(),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "fp32_peak_gflops": round(peak / 1e9, 1),
                     "bf16_peak_gflops": round(measure_matmul_peak(1024, 2.0, torch.bfloat16) / 1e9, 1)},
         "targets": {"squad_gold_f1_small": ">= 30", "squad_retrieved_f1_small": ">= 20",

@@ -155,7 +155,7 @@ def train(
     if per_rank * world != cfg.batch_size or per_rank < cfg.grad_accum:
         raise InvalidInput(f"batch_size {cfg.batch_size} must split over {world} ranks x {cfg.grad_accum} micro-batches")
     bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and rank == 0), desc="train lm", unit="step")
-    tokens_seen, t_train = 0, 0.0
+    tokens_seen, scored_seen, t_train = 0, 0.0, 0.0
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     for step in range(start, end):
@@ -177,6 +177,7 @@ def train(
             scaled.backward()
             step_loss += float(loss.detach()) * n_tok / global_tokens
             tokens_seen += x.numel()
+            scored_seen += n_tok
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -204,7 +205,7 @@ def train(
             if world > 1:
                 dist.barrier()
     bar.close()
-    summary = _summary(model, train_ds, cfg, history, tokens_seen, t_train, world)
+    summary = _summary(model, cfg, history, tokens_seen, scored_seen, t_train, world)
     if jlog:
         jlog.write("summary", **summary)
         jlog.close()
@@ -235,7 +236,8 @@ class _no_sync:
 
 
 def _summary(
-    model: Transformer, ds: LmDataset, cfg: TrainConfig, history: dict[str, list], tokens: int, seconds: float, world: int
+    model: Transformer, cfg: TrainConfig, history: dict[str, list], tokens: int, scored: float, seconds: float,
+    world: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "steps": cfg.steps,
@@ -250,12 +252,14 @@ def _summary(
         steps_run = max(1, len(history["train"]))
         avg_len = tokens / max(1, steps_run * cfg.batch_size / world)
         peak = measure_matmul_peak(seconds=1.0) * world  # each rank measured on its own threads
+        head_share = min(1.0, scored / tokens)  # positions that reach the output head (this rank's rows)
         out.update(
             tokens_per_s=round(tps, 1),
             avg_row_tokens=round(avg_len, 1),
+            scored_share=round(head_share, 4),
             train_seconds=round(seconds, 2),
             matmul_peak_gflops=round(peak / 1e9, 1),
-            mfu=round(mfu(tps, model.flops_per_token(int(avg_len)), peak), 4),
+            mfu=round(mfu(tps, model.flops_per_token(int(avg_len), head_share), peak), 4),
         )
     return out
 

@@ -70,9 +70,67 @@ def test_loss_mask_restricts_the_loss(tiny_args):
     x = torch.randint(0, tiny_args.vocab_size, (1, 10))
     mask = torch.zeros(1, 10, dtype=torch.bool)
     mask[0, 5:] = True
-    logits, masked = model(x, x, mask)
-    ce = torch.nn.functional.cross_entropy(logits[0, 5:], x[0, 5:])
+    full, _ = model(x)
+    scored, masked = model(x, x, mask)
+    assert scored.shape == (5, tiny_args.vocab_size)  # only scored positions reach the head
+    assert torch.allclose(scored, full[0, 5:], atol=1e-5)
+    ce = torch.nn.functional.cross_entropy(full[0, 5:], x[0, 5:])
     assert torch.allclose(masked, ce, atol=1e-5)
+
+
+def test_scored_head_loss_equals_full_logits_loss(tiny_args):
+    """The head runs on scored positions only; loss and gradients must be those of the full logits."""
+    torch.manual_seed(0)
+    model = Transformer(tiny_args)
+    x = torch.randint(0, tiny_args.vocab_size, (3, 16))
+    y = torch.randint(0, tiny_args.vocab_size, (3, 16))
+    y[2, 11:] = -1  # padding
+    mask = torch.rand(3, 16) < 0.6
+    _, loss = model(x, y, mask)
+    loss.backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    full, _ = model(x)  # (B, T, V)
+    keep = (y >= 0) & mask
+    ref = torch.nn.functional.cross_entropy(full[keep], y[keep])
+    ref.backward()
+    assert torch.allclose(loss, ref, atol=1e-6)
+    for n, p in model.named_parameters():
+        assert torch.allclose(fast[n], p.grad, atol=1e-6), n
+
+
+def test_nothing_scored_gives_zero_loss_and_gradients(tiny_args):
+    model = Transformer(tiny_args)
+    x = torch.randint(0, tiny_args.vocab_size, (2, 6))
+    logits, loss = model(x, x, torch.zeros(2, 6, dtype=torch.bool))
+    loss.backward()
+    assert logits.shape == (0, tiny_args.vocab_size) and loss.item() == 0.0
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in model.parameters())
+
+
+def test_grouped_query_attention_shares_kv_heads_in_llama_order(tiny_args):
+    """enable_gqa must pair query head h with K/V head h // (H / Hkv), as repeat_interleave (llama.cpp) does."""
+    torch.manual_seed(0)
+    attn = Transformer(tiny_args).layers[0].attention
+    assert attn.n_heads == 2 * attn.n_kv_heads
+    x = torch.randn(2, 7, tiny_args.dim)
+    cos, sin = rope_tables(attn.head_dim, 7, tiny_args.rope_theta)
+    B, T, H, hd, rep = 2, 7, attn.n_heads, attn.head_dim, attn.n_heads // attn.n_kv_heads
+    q = apply_rope(attn.wq(x).view(B, T, H, hd), cos, sin).transpose(1, 2)
+    k = apply_rope(attn.wk(x).view(B, T, -1, hd), cos, sin).repeat_interleave(rep, dim=2).transpose(1, 2)
+    v = attn.wv(x).view(B, T, -1, hd).repeat_interleave(rep, dim=2).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)  # (B, H, T, T)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H * hd)
+    assert torch.allclose(attn(x, cos, sin), attn.wo(y), atol=1e-5)
+
+
+def test_flops_count_the_head_once_and_only_where_scored(tiny_args):
+    tied = Transformer(tiny_args)
+    untied = Transformer(replace(tiny_args, tie_embeddings=False))
+    assert tied.flops_per_token(64) == untied.flops_per_token(64)  # output.weight is not counted twice
+    head = 6.0 * tiny_args.vocab_size * tiny_args.dim
+    assert tied.flops_per_token(64) - tied.flops_per_token(64, head_share=0.25) == pytest.approx(0.75 * head)
 
 
 def test_presets_sizes_and_validation():
