@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import faiss
@@ -23,6 +24,24 @@ MODES = ("dense", "bm25", "hybrid")
 FUSED = "hybrid"  # key of the fused (rank, score) in `ranked_ids`'s detail, next to each retriever's
 
 
+@contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """FAISS's OpenMP thread count for one call, then the calling thread's own count back.
+
+    One query at a time needs no FAISS parallelism, and idle FAISS workers spinning next to torch's
+    slowed query embedding (hybrid p50 21.7 -> 11.3 ms on 2 cores with one FAISS thread). But FAISS
+    and torch share one OpenMP runtime, whose count belongs to the calling thread: set for good, it
+    left every later torch op of the process on one thread (an LM trained after its neighbours were
+    retrieved ran at half speed).
+    """
+    prev = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(prev)
+
+
 class Searcher:
     """Answers queries from one immutable generation; safe to share between threads."""
 
@@ -37,9 +56,6 @@ class Searcher:
         self._faiss_lock = threading.Lock()
         self.query_precision = resolve_precision(cfg.query_precision)
         dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
-        # One query at a time needs no FAISS parallelism, and FAISS's OpenMP workers spinning next to
-        # torch's double the query-embedding time (measured: hybrid p50 21.7 ms -> 11.3 ms on 2 cores).
-        faiss.omp_set_num_threads(cfg.faiss_query_threads)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) query vectors exactly as `search` computes them (evaluation must measure what is served)."""
@@ -57,7 +73,7 @@ class Searcher:
         per: dict[str, tuple[list[int], list[float]]] = {}
         if mode in ("dense", "hybrid"):
             qv = query_vec if query_vec is not None else self.encode_queries([query])
-            with self._faiss_lock:
+            with self._faiss_lock, omp_threads(self.cfg.faiss_query_threads):
                 scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)
             keep = ids[0] >= 0
             per["dense"] = (ids[0][keep].tolist(), scores[0][keep].tolist())

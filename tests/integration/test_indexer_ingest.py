@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,25 @@ def test_reload_from_disk_gives_identical_results(built_workspace, settings_for)
     first = [(h.chunk.id, round(h.score, 6)) for h in service.search(s, "cats sleeping", k=5)]
     fresh = Workspace.open(s).searcher()  # a new process would load the same files
     assert [(h.chunk.id, round(h.score, 6)) for h in fresh.search("cats sleeping", k=5)] == first
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell 1 thread from the default")
+def test_searching_leaves_the_processs_torch_threads_alone(built_workspace):
+    """FAISS and torch share OpenMP's per-thread count: opening a searcher and querying it must not leave
+    later torch work of the process (an LM trained on retrieved neighbours) on FAISS's one query thread.
+    A fresh interpreter, because a test process may already have set torch's count explicitly."""
+    code = ("import sys, torch\n"
+            "from common.settings import load_settings\n"
+            "from indexer.workspace import Workspace\n"
+            "before = torch.get_num_threads()\n"
+            "searcher = Workspace.open(load_settings({'home': sys.argv[1]})).searcher()\n"
+            "assert searcher.search('cats sleeping', k=3, mode='hybrid')\n"
+            "print(before, torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(built_workspace)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split()[-2:])
+    assert before >= 2 and after == before
 
 
 @pytest.mark.parametrize("fusion", ["weighted", "rrf"])
