@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -109,6 +108,15 @@ def lm_cfg(**kw: Any) -> LmConfig:
 # ---------------------------------------------------------------------------------------------- 1
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not getrusage: Linux carries ru_maxrss over fork and exec, so a child
+    reported its parent's peak (2.3 GB for the tiny preset after the sample section); VmHWM is per image."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: float) -> dict[str, Any]:
     """Runs in a fresh process: trains `steps` steps of `preset` on the prepared rows."""
     spec = read_run(run_dir)
@@ -130,7 +138,7 @@ def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: f
         "preset": preset, "bf16": bf16, "n_params": model.num_params(), "steps": steps,
         "tokens_per_s": tps,
         "mfu": round(tps * model.flops_per_token(int(s["avg_row_tokens"]), s["scored_share"]) / peak, 4),
-        "wall_s": round(wall, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_s": round(wall, 1), "peak_rss_mb": peak_rss_mb(),
         "final_loss": rows[-2]["loss"] if len(rows) > 1 else None,
     }
 

@@ -30,7 +30,7 @@ from trainer.lm.train import TrainConfig, heldout_loss
 log = logging.getLogger(__name__)
 
 
-PRESET_STEPS = {"tiny": 200, "small": 600, "base": 1000}  # tiny: about 3 minutes on 2 cores (bench/lm.py)
+PRESET_STEPS = {"tiny": 200, "small": 600, "base": 1000}  # tiny: 80-100 s on the sample corpus, 2 cores (bench/lm.py)
 
 
 def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
