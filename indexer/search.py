@@ -29,10 +29,10 @@ def omp_threads(n: int) -> Iterator[None]:
     """FAISS's OpenMP thread count for one call, then the calling thread's own count back.
 
     One query at a time needs no FAISS parallelism, and idle FAISS workers spinning next to torch's
-    slowed query embedding (hybrid p50 21.7 -> 11.3 ms on 2 cores with one FAISS thread). But FAISS
-    and torch share one OpenMP runtime, whose count belongs to the calling thread: set for good, it
-    left every later torch op of the process on one thread (an LM trained after its neighbours were
-    retrieved ran at half speed).
+    slowed query embedding (server hybrid p50 21.7 -> 11.3 ms on 2 cores; the server also pins torch's
+    own threads, `server.torch_threads`). But FAISS and torch share one OpenMP runtime, whose count
+    belongs to the calling thread: set for good when the searcher was built, it left every later torch
+    op of that thread on one core (`train lm` after fetching neighbours: 96 s instead of 140 s).
     """
     prev = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
