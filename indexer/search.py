@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Literal
 
 import faiss
@@ -12,6 +12,7 @@ import numpy as np
 
 from common.errors import InvalidInput
 from common.settings import IndexerConfig
+from common.threads import scoped_threads
 from indexer import dense
 from indexer.docstore import DocStore
 from indexer.embedder import SentenceTransformerEmbedder, resolve_precision
@@ -24,8 +25,7 @@ MODES = ("dense", "bm25", "hybrid")
 FUSED = "hybrid"  # key of the fused (rank, score) in `ranked_ids`'s detail, next to each retriever's
 
 
-@contextmanager
-def omp_threads(n: int) -> Iterator[None]:
+def omp_threads(n: int) -> AbstractContextManager[None]:
     """FAISS's OpenMP thread count for one call, then the calling thread's own count back.
 
     One query at a time needs no FAISS parallelism, and idle FAISS workers spinning next to torch's
@@ -34,12 +34,7 @@ def omp_threads(n: int) -> Iterator[None]:
     belongs to the calling thread: set for good when the searcher was built, it left every later torch
     op of that thread on one core (`train lm` after fetching neighbours: 96 s instead of 140 s).
     """
-    prev = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(prev)
+    return scoped_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n)
 
 
 class Searcher:

@@ -20,13 +20,15 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from common.threads import scoped_threads
 from quantize.export import ExportReport
 from quantize.metadata import render_prompt
 from quantize.metrics import Agreement, ppl_delta_pct
@@ -66,14 +68,8 @@ def build_verify_data(
     return VerifyData(list(texts[:200]), out_rows, out_prompts, qa)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+def torch_threads(n: int) -> AbstractContextManager[None]:
+    return scoped_threads(torch.get_num_threads, torch.set_num_threads, n)
 
 
 def hardware_line(threads: int) -> str:

@@ -124,7 +124,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate adjacent pairs (x[2i], x[2i+1]) by the position's angle (interleaved convention).
 
     Each pair is the complex number x[2i] + i x[2i+1] times e^(i t theta_i), as in llama2.c: one
-    complex multiply is about 4x faster, forward and backward, than rotating the halves apart.
+    complex multiply was about 4x faster, forward and backward, than rotating the halves apart (one-off timing).
     """
     B, T, H, hd = x.shape
     xc = torch.view_as_complex(x.float().reshape(B, T, H, hd // 2, 2))  # (B, T, H, hd/2) complex
