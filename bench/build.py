@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--collect", type=Path, default=None, help="stderr log of a build already run; do not run it")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    cmd = [sys.executable, "-m", "server.cli", "--workspace", str(a.workspace), "build", str(a.corpus),
+    cmd = [sys.executable, "-m", "cli", "--workspace", str(a.workspace), "build", str(a.corpus),
            "--preset", a.preset, "--json"] + (["--eval-beir", str(a.eval_beir)] if a.eval_beir else [])
     if a.collect is None:
         if a.workspace.exists():

@@ -137,7 +137,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpd:
         tr, dv = split_train(Path(tmpd), 1000)
         out = Path(args.model or (Path(tempfile.gettempdir()) / "ragkiln-bench-ner-model"))
-        cmd = [sys.executable, "-m", "server.cli", "ner", "train", "--train", str(tr), "--dev", str(dv),
+        cmd = [sys.executable, "-m", "cli", "ner", "train", "--train", str(tr), "--dev", str(dv),
                "--out", str(out), *args.train_args.split(), "--json"]
         print("running:", " ".join(cmd), file=sys.stderr)
         t = time.perf_counter()

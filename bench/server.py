@@ -188,7 +188,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 300) -> None:
 def start_ragkiln(workspace: Path, generator: str, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "RAGKILN_SERVER__GENERATOR": generator, "RAGKILN_SERVER__API_KEYS": "",
            "RAGKILN_NER__ENABLED": "false", **extra_env}
-    return subprocess.Popen([sys.executable, "-m", "server.cli", "--workspace", str(workspace), "--log-level", "WARNING",
+    return subprocess.Popen([sys.executable, "-m", "cli", "--workspace", str(workspace), "--log-level", "WARNING",
                              "serve", "--port", str(port)], cwd=ROOT, env=env)
 
 

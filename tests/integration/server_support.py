@@ -88,7 +88,7 @@ class LiveServer:
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGKILN_SERVER__API_KEYS": KEYS, **(env or {})}
         self._out = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--workspace", str(home), "--log-level", "WARNING", "serve",
+            [sys.executable, "-m", "cli", "--workspace", str(home), "--log-level", "WARNING", "serve",
              "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=full_env, stdout=self._out, stderr=subprocess.STDOUT)
         deadline = time.time() + 120

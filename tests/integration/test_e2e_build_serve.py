@@ -34,7 +34,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from server.build import run_build
+    from pipeline.build import run_build
 
     root = tmp_path_factory.mktemp("e2e")
     corpus = root / "corpus"
@@ -60,7 +60,7 @@ def test_build_then_serve_search_answer_change(built: Path) -> None:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGKILN_SERVER__API_KEYS": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--workspace", str(built), "--log-level", "WARNING", "serve",
+        [sys.executable, "-m", "cli", "--workspace", str(built), "--log-level", "WARNING", "serve",
          "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:

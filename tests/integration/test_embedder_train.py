@@ -193,7 +193,7 @@ def test_cli_train_embedder_json_and_errors(tiny, ws, tmp_path):
     env = {**os.environ, "RAGKILN_INDEXER__EMBEDDER": str(tiny["model"]), "RAGKILN_EMBEDDER_TRAIN__BATCH_SIZE": "8",
            "RAGKILN_EMBEDDER_TRAIN__MINI_BATCH_SIZE": "4", "RAGKILN_EMBEDDER_TRAIN__MAX_SEQ_LENGTH": "64",
            "RAGKILN_EMBEDDER_TRAIN__DEV_DISTRACTORS": "10", "RAGKILN_EMBEDDER_TRAIN__DEV_FRACTION": "0.2"}
-    cmd = [sys.executable, "-m", "server.cli", *env_cfg, "train", "embedder", "--epochs", "1",
+    cmd = [sys.executable, "-m", "cli", *env_cfg, "train", "embedder", "--epochs", "1",
            "--out", str(tmp_path / "cli-model"), "--json"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -160,7 +160,7 @@ def test_large_text_file_is_chunked(settings_for, tmp_path):
 
 
 def test_cli_json_and_errors(built_workspace, tmp_path):
-    env_cmd = [sys.executable, "-m", "server.cli", "--workspace", str(built_workspace), "--log-level", "ERROR"]
+    env_cmd = [sys.executable, "-m", "cli", "--workspace", str(built_workspace), "--log-level", "ERROR"]
     out = subprocess.run(env_cmd + ["search", "red planet", "--json", "-k", "2"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -170,7 +170,7 @@ def test_cli_json_and_errors(built_workspace, tmp_path):
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("ragkiln: error:")
     assert len(bad.stderr.strip().splitlines()) == 1
-    missing = subprocess.run([sys.executable, "-m", "server.cli", "--workspace", str(tmp_path / "none"), "search",
+    missing = subprocess.run([sys.executable, "-m", "cli", "--workspace", str(tmp_path / "none"), "search",
                               "x"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert missing.returncode == 3 and "ingest" in missing.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from server.cli.main import app
+from cli.main import app
 from trainer.lm.checkpoint import load_model
 
 TOPICS = {

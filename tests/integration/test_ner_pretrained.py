@@ -55,7 +55,7 @@ def test_enricher_finds_people_and_places(nlp) -> None:  # type: ignore[no-untyp
 
 
 def test_eval_maps_ontonotes_to_conll(tmp_path: Path) -> None:
-    from server.cli.main import app
+    from cli.main import app
 
     data = tmp_path / "mini.conll"
     data.write_text(CONLL)

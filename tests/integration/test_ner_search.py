@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from server.cli.main import app
+from cli.main import app
 
 PATTERNS = [
     {"label": "ORG", "pattern": "Pfizer"},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from server.cli.main import app
+from cli.main import app
 
 SENTENCES = [
     ("Alice Smith joined Pfizer in Boston .", [("Alice Smith", "PER"), ("Pfizer", "ORG"), ("Boston", "LOC")]),

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("llama_cpp")
 
-from server.cli.main import app  # noqa: E402
+from cli.main import app  # noqa: E402
 from trainer.lm.checkpoint import save_checkpoint  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
 from trainer.lm.tokenizer import train_tokenizer  # noqa: E402

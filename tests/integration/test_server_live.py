@@ -122,7 +122,7 @@ def test_reindex_during_concurrent_searches_switches_once_without_failures(live)
 def test_without_keys_the_server_binds_loopback_and_says_so(base_workspace, tmp_path):  # noqa: F811
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--workspace", str(base_workspace), "serve", "--host", "0.0.0.0",
+        [sys.executable, "-m", "cli", "--workspace", str(base_workspace), "serve", "--host", "0.0.0.0",
          "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={"HF_HUB_OFFLINE": "1", "RAGKILN_SERVER__API_KEYS": "", "RAGKILN_NER__ENABLED": "false",
              "RAGKILN_SERVER__GENERATOR": "none", "PATH": "/usr/bin:/bin"})

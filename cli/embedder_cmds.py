@@ -8,9 +8,9 @@ from typing import Any
 import typer
 
 from common.settings import load_settings
-from server.cli.groups import train_app
-from server.cli.main import overrides_of
-from server.cli.output import emit, handle_errors
+from cli.groups import train_app
+from cli.main import overrides_of
+from cli.output import emit, handle_errors
 
 
 @train_app.command("embedder")

@@ -9,8 +9,8 @@ import sys
 import typer
 
 from common.settings import load_settings
-from server.cli.main import app, overrides_of
-from server.cli.output import handle_errors
+from cli.main import app, overrides_of
+from cli.output import handle_errors
 
 
 @app.command()

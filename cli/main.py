@@ -43,13 +43,13 @@ def overrides_of(ctx: typer.Context, **sections: Any) -> dict[str, Any]:
 
 def _register() -> None:
     # Each module adds its commands to `app`; imported here so `main` stays the single entry point.
-    from server.cli import index_cmds  # noqa: F401
-    from server.cli import ner_cmds  # noqa: F401
-    from server.cli import quantize_cmds  # noqa: F401
-    from server.cli import lm_cmds  # noqa: F401
-    from server.cli import serve_cmds  # noqa: F401
-    from server.cli import embedder_cmds  # noqa: F401
-    from server.cli import build_cmds  # noqa: F401
+    from cli import index_cmds  # noqa: F401
+    from cli import ner_cmds  # noqa: F401
+    from cli import quantize_cmds  # noqa: F401
+    from cli import lm_cmds  # noqa: F401
+    from cli import serve_cmds  # noqa: F401
+    from cli import embedder_cmds  # noqa: F401
+    from cli import build_cmds  # noqa: F401
 
 
 _register()

@@ -172,7 +172,7 @@ def _pseudo_queries(ws: Any, n: int) -> list[str]:
 
 
 def stage_report(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
-    from server.report import write_report
+    from pipeline.report import write_report
 
     path = write_report(ctx.home, ctx.state, ctx.preset, [str(p) for p in ctx.corpus],
                         str(ctx.eval_beir) if ctx.eval_beir else None)

@@ -10,11 +10,11 @@ from common.settings import load_settings
 from indexer import service
 from ner.enrich import open_enricher
 from ner.filters import entity_search
-from server.cli.main import app, overrides_of
-from server.cli.ner_cmds import render_facets
-from server.cli.output import emit, handle_errors
-from server.cli.groups import eval_app
-from server.cli.render import hits_to_dicts, render_hits, render_metrics, render_report
+from cli.main import app, overrides_of
+from cli.ner_cmds import render_facets
+from cli.output import emit, handle_errors
+from cli.groups import eval_app
+from cli.render import hits_to_dicts, render_hits, render_metrics, render_report
 
 
 @app.command()

@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from common.settings import load_settings
-from server.cli.main import app, overrides_of
-from server.cli.output import emit, handle_errors
+from cli.main import app, overrides_of
+from cli.output import emit, handle_errors
 
 ner_app = typer.Typer(help="Named-entity recognition: train and evaluate spaCy NER models.", no_args_is_help=True)
 app.add_typer(ner_app, name="ner")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import NotFound
-from server.build import find_eval_beir
-from server.report import write_report
+from pipeline.build import find_eval_beir
+from pipeline.report import write_report
 
 
 def beir_folder(root: Path, with_test: bool = True) -> Path:
@@ -65,7 +65,7 @@ def test_report_tables_the_beir_scores(tmp_path):
 
 
 def test_the_build_keeps_the_base_index_when_the_adapted_embedder_scores_lower():
-    from server.build_stages import regression
+    from pipeline.stages import regression
 
     def metrics(before: float, after: float) -> dict:
         return {"beir_before": {"hybrid": {"ndcg@10": before}}, "beir_after": {"hybrid": {"ndcg@10": after}}}

@@ -140,7 +140,7 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
               on_stage: Callable[[str, int, int], None] | None = None,
               eval_beir: Path | None = None) -> dict[str, Any]:
     """Run every stage that is not already up to date; returns a summary per stage."""
-    from server import build_stages as st
+    from pipeline import stages as st
 
     settings, qa_steps = preset_settings(settings, preset)
     home = Path(settings.home).expanduser().resolve()

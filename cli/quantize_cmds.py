@@ -14,8 +14,8 @@ import typer
 from common.settings import Settings, load_settings
 from quantize import service
 from quantize.runtime import SamplingParams
-from server.cli.main import app, overrides_of
-from server.cli.output import emit, handle_errors
+from cli.main import app, overrides_of
+from cli.output import emit, handle_errors
 
 quantize_app = typer.Typer(
     help="Export the trained LM to GGUF (F32, F16, Q8_0, Q4_0, K-quants) and verify it against torch.",

@@ -8,9 +8,9 @@ from typing import Any
 import typer
 
 from common.settings import load_settings
-from server.cli.groups import eval_app, train_app
-from server.cli.main import app, overrides_of
-from server.cli.output import emit, handle_errors
+from cli.groups import eval_app, train_app
+from cli.main import app, overrides_of
+from cli.output import emit, handle_errors
 
 
 @train_app.command("lm")
@@ -64,7 +64,7 @@ def eval_lm_cmd(
     if not heldout:
         raise InvalidInput("only --heldout evaluation is supported")
     if gguf is not None:
-        from server.cli.quantize_cmds import gguf_eval_cmd
+        from cli.quantize_cmds import gguf_eval_cmd
 
         gguf_eval_cmd(settings, gguf, rows, as_json)
         return
@@ -106,7 +106,7 @@ def generate_cmd(
     if search != "greedy" and not extractive:
         raise InvalidInput("--search chooses among copied spans: it needs --extractive")
     if gguf is not None:
-        from server.cli.quantize_cmds import gguf_generate_cmd
+        from cli.quantize_cmds import gguf_generate_cmd
 
         gguf_generate_cmd(settings, gguf, prompt, params, as_json, extractive)
         return

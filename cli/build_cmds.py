@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from common.settings import load_settings
-from server.cli.main import app, overrides_of
-from server.cli.output import emit, handle_errors
+from cli.main import app, overrides_of
+from cli.output import emit, handle_errors
 
 
 @app.command()
@@ -23,7 +23,7 @@ def build(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """ingest → NER → embedder training → reindex → LM → QA tuning → GGUF → verify → evaluate → report."""
-    from server.build import run_build
+    from pipeline.build import run_build
 
     settings = load_settings(overrides_of(ctx))
 

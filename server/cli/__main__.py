@@ -1,3 +1,0 @@
-from server.cli.main import app
-
-app()
