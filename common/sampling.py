@@ -63,7 +63,7 @@ def span_continuations(
     Extractive decoding for answering from context: the model still picks which span (by its
     logits), but can only copy, never invent. While `generated` is also a contiguous run of `avoid`
     (the question), EOS waits until the span leaves it or cannot grow: an answer is never only words
-    the question already says, an echo small models often give (README, "Language model").
+    the question already says, an echo small models often give (bench/results/lm-squad-served-2000.json).
     `starts` / `ends` (positions in `source`; None: any) bound where a span may begin and before which
     position it may stop: `trainer.lm.qa.answer_bounds` puts them at word edges and keeps spans from
     opening on a question word or a stop word (or, where the question asks for a number or a name, on
@@ -142,5 +142,5 @@ def likeliest_span(scores: dict[tuple[int, ...], float], spans: dict[tuple[int, 
 
     alpha 0 is the raw probability, which favours the shortest spans: on 1,000 SQuAD rule questions it
     scored below greedy decoding, and alpha 1.5 (the per-token mean, and a little more) above it on
-    both halves (bench/lm_focus.py, README "Span search")."""
+    both halves (bench/lm_focus.py → bench/results/lm-span.json)."""
     return list(max(scores, key=lambda s: (scores[s] / (len(s) + 1) ** alpha, -spans[s]))) if scores else []

@@ -26,6 +26,8 @@ class Section(BaseModel):
 
 
 class IndexerConfig(Section):
+    """Ingest, chunking, embedding and the FAISS + BM25 index."""
+
     embedder: str = Field(
         DEFAULT_EMBEDDER,
         description="Sentence-transformers model: 'all-MiniLM-L6-v2' (offline package) or a local directory.",
@@ -40,18 +42,18 @@ class IndexerConfig(Section):
     faiss_query_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads at query time.")
     faiss_nprobe: int = Field(16, ge=1, le=65536, description="IVF probes at query time.")
     hnsw_ef_search: int = Field(64, ge=1, le=65536, description="HNSW efSearch at query time.")
-    embed_batch_size: int = Field(64, ge=1, le=4096)
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks embedded per forward pass during ingest.")
     rrf_k: int = Field(60, ge=1, le=10000, description="Reciprocal-rank fusion constant.")
     fusion: Literal["rrf", "weighted"] = Field(
         "weighted", description="How hybrid mode fuses BM25 and dense: a convex combination of min-max normalised "
         "scores (measured better than reciprocal-rank fusion on SciFact and SQuAD) or RRF.")
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense scores in weighted fusion.")
     candidates: int = Field(100, ge=1, le=10000, description="Hits taken from each retriever before fusion.")
-    bm25_k1: float = Field(1.5, gt=0)
-    bm25_b: float = Field(0.75, ge=0, le=1)
+    bm25_k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation (0: none, 1: full).")
     bm25_context_chunks: int = Field(1, ge=0, le=16, description="Neighbouring chunks on each side whose "
                                      "words BM25 also scores a chunk by (its document context).")
-    stemmer_language: str = Field("english")
+    stemmer_language: str = Field("english", description="Snowball stemmer language of BM25 (PyStemmer name).")
     max_file_mb: float = Field(64.0, gt=0, description="Files larger than this are skipped with a reason.")
     threads: int = Field(0, ge=0, le=256, description="torch/FAISS threads; 0 keeps the library default.")
 
@@ -65,6 +67,8 @@ class IndexerConfig(Section):
 
 
 class NerConfig(Section):
+    """spaCy named-entity enrichment of chunks during ingest."""
+
     enabled: bool = Field(True, description="Run NER enrichment during ingest.")
     model: str = Field(
         "auto",
@@ -82,15 +86,17 @@ class NerConfig(Section):
 
 
 class EmbedderTrainConfig(Section):
-    epochs: int = Field(1, ge=1, le=100)
+    """`ragkiln train embedder`: contrastive adaptation of the embedder to the corpus."""
+
+    epochs: int = Field(1, ge=1, le=100, description="Passes over the training pairs.")
     batch_size: int = Field(64, ge=2, le=65536, description="Pairs per optimizer step (in-batch negatives).")
     mini_batch_size: int = Field(16, ge=1, le=4096, description="CachedMNRL mini-batch (memory bound).")
     loss: Literal["cached_mnrl", "mnrl", "distill"] = Field(
         "cached_mnrl", description="CachedMultipleNegativesRankingLoss (GradCache), the plain MNRL, or MNRL plus "
         "listwise distillation of the hybrid (BM25 + dense) ranking of each query's index candidates.")
-    lr: float = Field(2e-5, gt=0, le=1)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.01, ge=0, le=10)
+    lr: float = Field(2e-5, gt=0, le=1, description="Peak learning rate (AdamW, linear decay).")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Share of steps spent warming the learning rate up.")
+    weight_decay: float = Field(0.01, ge=0, le=10, description="AdamW weight decay.")
     max_seq_length: int = Field(160, ge=16, le=8192, description="Tokens per text while training (the saved "
                                 "model keeps the base model's length).")
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout while training (None: the base model's). "
@@ -133,13 +139,15 @@ class EmbedderTrainConfig(Section):
     eval_steps: int = Field(0, ge=0, le=1000000, description="Dev evaluation every N steps; 0: once per epoch.")
     save_steps: int = Field(50, ge=1, le=1000000, description="Resumable checkpoint every N steps.")
     nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo on CPU).")
-    seed: int = 42
+    seed: int = Field(42, description="Seed of pair sampling, splits and training.")
 
 
 class LmConfig(Section):
-    preset: Literal["tiny", "small", "base"] = "tiny"
+    """`ragkiln train lm`: the tokenizer and the retrieval-augmented Llama-style LM, and its QA tuning."""
+
+    preset: Literal["tiny", "small", "base"] = Field("tiny", description="Model size (tiny 0.8M, small 4M, base 24M parameters) and its default step count.")
     vocab_size: int = Field(8000, ge=300, le=262144, description="SentencePiece BPE vocabulary (shrunk if the corpus is too small).")
-    seed: int = 1337
+    seed: int = Field(1337, description="Seed of the data split, initialisation and sampling.")
     steps: int | None = Field(
         None, ge=1, le=10_000_000, description="Optimizer steps; default by preset: tiny 200, small 600, base 1000."
     )
@@ -148,7 +156,7 @@ class LmConfig(Section):
     lr: float = Field(3e-3, gt=0, le=1, description="Peak learning rate (AdamW).")
     min_lr: float = Field(3e-4, ge=0, le=1, description="Floor of the cosine decay.")
     warmup: int = Field(30, ge=0, description="Linear warmup steps.")
-    weight_decay: float = Field(0.1, ge=0, le=10)
+    weight_decay: float = Field(0.1, ge=0, le=10, description="AdamW weight decay (matrices only).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
     target_len: int = Field(128, ge=8, le=8192, description="Target tokens per training row.")
     n_neighbours: int = Field(2, ge=0, le=16, description="Retrieved neighbour chunks prefixed in retrieval mode.")
@@ -169,7 +177,7 @@ class LmConfig(Section):
         1, ge=0, le=64, description="Sentences kept of each QA passage, those sharing the most words with the "
         "question (trainer.lm.qa.focus_passage); 0 keeps whole passages. Recorded in the model's manifest, so "
         "answering reads passages as the model was tuned to. SQuAD F1 with one sentence: 26.0 / 21.7 (gold / "
-        "retrieved) against 12.2 / 9.3 for whole passages with twice the QA steps (bench/lm.py, README).")
+        "retrieved) against 12.2 / 9.3 for whole passages with twice the QA steps (bench/lm.py; bench/results/lm-squad-focus1.json).")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")
     qa_pack: int = Field(8, ge=1, le=64, description="QA pairs sharing one context packed into a training row.")
     synthetic_style: Literal["inplace", "fronted", "inverted", "mixed"] = Field(
@@ -201,6 +209,8 @@ class LmConfig(Section):
 
 
 class QuantizeConfig(Section):
+    """`ragkiln quantize`: GGUF export, verification against torch, and the llama.cpp runtime."""
+
     types: str = Field("f32,f16,q8_0,q4_0", description="Comma-separated GGUF types or 'all'.")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for llama.cpp (and torch when comparing).")
     n_ctx: int = Field(0, ge=0, le=1_048_576, description="llama.cpp context size; 0 = the model's context length.")
@@ -214,11 +224,13 @@ class QuantizeConfig(Section):
 
 
 class ServerConfig(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    """`ragkiln serve`: the HTTP API."""
+
+    host: str = Field("127.0.0.1", description="Address `ragkiln serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `ragkiln serve` binds.")
+    workers: int = Field(1, ge=1, le=64, description="Server processes over the same workspace.")
     api_keys: str = Field("", description="'key:scope,key2:scope' with scope read or admin; empty: loopback only.")
-    max_body_mb: float = Field(16.0, gt=0)
+    max_body_mb: float = Field(16.0, gt=0, description="Largest request body accepted (413 above).")
     queue_size: int = Field(8, ge=1, le=10000, description="Pending generations before 429.")
     request_timeout_s: float = Field(60.0, gt=0, description="Longest wait for a response to start (504 after).")
     generator: str = Field(
@@ -261,7 +273,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path("ragkiln-data"), description="Workspace folder (RAGKILN_HOME).")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of ragkiln's own log lines on stderr.")
     indexer: IndexerConfig = IndexerConfig()
     ner: NerConfig = NerConfig()
     embedder_train: EmbedderTrainConfig = EmbedderTrainConfig()
