@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from common.settings import load_settings
-from cli.main import app, overrides_of
+from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 
 

@@ -9,7 +9,7 @@ import typer
 
 from common.settings import load_settings
 from cli.groups import train_app
-from cli.main import overrides_of
+from cli.app import overrides_of
 from cli.output import emit, handle_errors
 
 

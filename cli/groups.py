@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.main import app
+from cli.app import app
 
 train_app = typer.Typer(help="Train models: the LM, the embedder.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate models: LM perplexity, retrieval quality.", no_args_is_help=True)

@@ -10,11 +10,10 @@ from common.settings import load_settings
 from indexer import service
 from ner.enrich import open_enricher
 from ner.filters import entity_search
-from cli.main import app, overrides_of
-from cli.ner_cmds import render_facets
+from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 from cli.groups import eval_app
-from cli.render import hits_to_dicts, render_hits, render_metrics, render_report
+from cli.render import hits_to_dicts, render_facets, render_hits, render_metrics, render_report
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 
 from common.settings import load_settings
 from cli.groups import eval_app, train_app
-from cli.main import app, overrides_of
+from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 
 

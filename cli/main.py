@@ -1,57 +1,19 @@
-"""Entry point of the `ragkiln` command. Global options live here; command groups in sibling modules."""
+"""Entry point of the `ragkiln` command: the app of `cli.app` with every command module registered.
+
+Nothing in the project imports this module (only pyproject's script entry, `__main__` and tests); the
+command modules import `cli.app`, so registering them here closes no cycle. The order is the order of
+`ragkiln --help`.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
+from cli import index_cmds  # noqa: F401  (ingest, reindex, search, eval retrieval)
+from cli import ner_cmds  # noqa: F401
+from cli import quantize_cmds  # noqa: F401
+from cli import lm_cmds  # noqa: F401
+from cli import serve_cmds  # noqa: F401
+from cli import embedder_cmds  # noqa: F401
+from cli import build_cmds  # noqa: F401
+from cli.app import app
 
-import typer
-
-from common.jsonlog import setup_logging
-
-app = typer.Typer(
-    name="ragkiln",
-    help="Turn a folder of documents into a served, domain-tuned search and QA API on CPUs.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-@app.callback()
-def main(
-    ctx: typer.Context,
-    workspace: Path = typer.Option(
-        None, "--workspace", "-w", help="Workspace folder (default ./ragkiln-data or RAGKILN_HOME)."
-    ),
-    log_level: str = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
-) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    overrides: dict[str, Any] = {"home": workspace, "log_level": log_level}
-    ctx.obj = overrides
-    setup_logging(log_level or os.environ.get("RAGKILN_LOG_LEVEL", "INFO"))
-
-
-def overrides_of(ctx: typer.Context, **sections: Any) -> dict[str, Any]:
-    """Global overrides from the callback merged with a command's own flags (None = not given)."""
-    base = dict(ctx.obj or {})
-    base.update(sections)
-    return base
-
-
-def _register() -> None:
-    # Each module adds its commands to `app`; imported here so `main` stays the single entry point.
-    from cli import index_cmds  # noqa: F401
-    from cli import ner_cmds  # noqa: F401
-    from cli import quantize_cmds  # noqa: F401
-    from cli import lm_cmds  # noqa: F401
-    from cli import serve_cmds  # noqa: F401
-    from cli import embedder_cmds  # noqa: F401
-    from cli import build_cmds  # noqa: F401
-
-
-_register()
-
-
+__all__ = ["app"]

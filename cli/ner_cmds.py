@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from common.settings import load_settings
-from cli.main import app, overrides_of
+from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 
 ner_app = typer.Typer(help="Named-entity recognition: train and evaluate spaCy NER models.", no_args_is_help=True)
@@ -116,15 +116,3 @@ def _render_entities(r: dict[str, Any]) -> str:
         return "no entities" + (f" with label {r['label']}" if r["label"] else "")
     width = max(len(e["value"]) for e in rows)
     return "\n".join(f"{e['count']:>7}  {e['label']:<12} {e['value']:<{width}}" for e in rows)
-
-
-def render_facets(result: dict[str, Any]) -> str:
-    """Facet lines appended to the human rendering of `search`."""
-    facets = result.get("facets") or {}
-    if not facets:
-        return ""
-    lines = ["entities among the hits:"]
-    for label, f in facets.items():
-        vals = ", ".join(f"{v['value']} ({v['count']})" for v in f["values"][:5])
-        lines.append(f"  {label} ({f['count']}): {vals}")
-    return "\n".join(lines)

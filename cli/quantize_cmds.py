@@ -14,7 +14,7 @@ import typer
 from common.settings import Settings, load_settings
 from quantize import service
 from quantize.runtime import SamplingParams
-from cli.main import app, overrides_of
+from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 
 quantize_app = typer.Typer(

@@ -54,3 +54,15 @@ def render_metrics(result: dict[str, Any]) -> str:
     for mode, m in result.items():
         lines.append(f"{mode:<8} {m['ndcg@10']:>8.4f} {m['recall@100']:>8.4f} {m['mrr@10']:>8.4f}")
     return "\n".join(lines)
+
+
+def render_facets(result: dict[str, Any]) -> str:
+    """Facet lines appended to the human rendering of `search`."""
+    facets = result.get("facets") or {}
+    if not facets:
+        return ""
+    lines = ["entities among the hits:"]
+    for label, f in facets.items():
+        vals = ", ".join(f"{v['value']} ({v['count']})" for v in f["values"][:5])
+        lines.append(f"  {label} ({f['count']}): {vals}")
+    return "\n".join(lines)

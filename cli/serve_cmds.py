@@ -9,7 +9,7 @@ import sys
 import typer
 
 from common.settings import load_settings
-from cli.main import app, overrides_of
+from cli.app import app, overrides_of
 from cli.output import handle_errors
 
 

@@ -34,10 +34,15 @@ def read_patterns(path: Path) -> list[dict[str, Any]]:
     return patterns
 
 
+def check_phrase_attr(attr: str) -> str:
+    """The token attribute phrase patterns match on: ORTH (exact), LOWER or NORM."""
+    if attr not in ("ORTH", "LOWER", "NORM"):
+        raise InvalidInput(f"gazetteer phrase attribute must be ORTH, LOWER or NORM, not {attr!r}")
+    return attr
+
+
 def add_entity_ruler(nlp: Language, path: Path, phrase_attr: str = "ORTH") -> Any:
     """Add an `entity_ruler` with the file's patterns before `ner` (or last when there is none)."""
-    from ner.pipeline import check_phrase_attr
-
     patterns = read_patterns(path)
     where = {"before": "ner"} if "ner" in nlp.pipe_names else {}
     ruler = nlp.add_pipe(

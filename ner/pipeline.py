@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.errors import InvalidInput, ModelUnavailable
+from common.errors import ModelUnavailable
+from ner.gazetteer import add_entity_ruler
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -75,8 +76,6 @@ def load_pipeline(model: str = AUTO, patterns: str | Path | None = None, phrase_
             raise ModelUnavailable(f"spaCy model {name} cannot be loaded: {str(e).splitlines()[0]}") from e
         _keep_only_ner(nlp)
     if patterns:
-        from ner.gazetteer import add_entity_ruler
-
         add_entity_ruler(nlp, Path(patterns), phrase_attr=phrase_attr)
     log.debug("NER pipeline %s: %s", name, nlp.pipe_names)
     return nlp
@@ -101,9 +100,3 @@ def ner_labels(nlp: Language) -> list[str]:
     for _name, proc in nlp.pipeline:
         labels.update(getattr(proc, "labels", ()) or ())
     return sorted(labels)
-
-
-def check_phrase_attr(attr: str) -> str:
-    if attr not in ("ORTH", "LOWER", "NORM"):
-        raise InvalidInput(f"gazetteer phrase attribute must be ORTH, LOWER or NORM, not {attr!r}")
-    return attr

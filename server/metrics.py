@@ -1,13 +1,18 @@
-"""Prometheus metrics of one app (own registry, so several apps in one process never collide)."""
+"""Prometheus metrics of one app (own registry, so several apps in one process never collide).
+
+Metrics knows the parts it reads (the query batcher, the job registry, a generation-depth callable),
+not the `ServerState` that holds them: `server.state.load_state` wires them in with `bind`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-if TYPE_CHECKING:
-    from server.state import ServerState
+from server.batcher import QueryBatcher
+from server.jobs import JobRegistry
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -34,13 +39,15 @@ class Metrics:
         self.batch_size = Histogram("ragkiln_embedding_batch_size", "Queries per embedding micro-batch.",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self._seen_batches = 0
+        self._batcher: QueryBatcher | None = None
 
-    def bind(self, state: ServerState) -> None:
-        """Gauges read live from the state when scraped."""
-        self.queue_depth.labels("embedding").set_function(lambda: state.batcher.depth)
-        self.queue_depth.labels("generation").set_function(lambda: _generation_depth(state))
-        self.queue_depth.labels("jobs").set_function(lambda: state.jobs.running())
-        self._state = state
+    def bind(self, batcher: QueryBatcher, jobs: JobRegistry, generation: Callable[[], float]) -> None:
+        """Gauges read live when scraped: the batcher's queue and batch sizes, the running jobs, and
+        `generation()`, the generations running or waiting (see `generation_depth`)."""
+        self.queue_depth.labels("embedding").set_function(lambda: batcher.depth)
+        self.queue_depth.labels("generation").set_function(generation)
+        self.queue_depth.labels("jobs").set_function(lambda: jobs.running())
+        self._batcher = batcher
 
     def observe_index(self, searcher: Any) -> None:
         self.index_chunks.set(searcher.size)
@@ -59,7 +66,7 @@ class Metrics:
             self.first_token.observe(first_token_s)
 
     def render(self) -> bytes:
-        stats = self._state.batcher.stats if hasattr(self, "_state") else None
+        stats = self._batcher.stats if self._batcher is not None else None
         if stats is not None:  # batch sizes recorded since the last scrape
             sizes = list(stats.sizes)
             new = min(len(sizes), stats.batches - self._seen_batches)
@@ -69,11 +76,12 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _generation_depth(state: ServerState) -> float:
-    if state.generator is None:
+def generation_depth(runtime: Any | None) -> float:
+    """Generations running or waiting in a GGUF runtime (`quantize.runtime.LlamaCppGenerator`); 0 without one."""
+    if runtime is None:
         return 0.0
-    h = state.generator.runtime.health()
-    slots = getattr(state.generator.runtime, "_slots", None)  # admitted = running + waiting (runtime internals)
+    h = runtime.health()
+    slots = getattr(runtime, "_slots", None)  # admitted = running + waiting (runtime internals)
     free = getattr(slots, "_value", None)
     if free is None:
         return float(h["busy"])

@@ -21,7 +21,7 @@ from server.auth import KeyRing
 from server.batcher import QueryBatcher
 from server.encoding import QueryEncoder
 from server.jobs import JobRegistry
-from server.metrics import Metrics
+from server.metrics import Metrics, generation_depth
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Generator:
     model_id: str
     passages: int
     passage_len: int
-    context_sentences: int = 0  # sentences kept of each passage (trainer.lm.qa.focus_passage); 0 = all
+    context_sentences: int = 0  # sentences kept of each passage (trainer.lm.qa_focus.focus_passage); 0 = all
 
 
 def load_generator(settings: Settings) -> Generator:
@@ -170,7 +170,8 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
     batcher = QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms,
                            thread_init=(lambda: limit_threads(threads)) if threads else None)
     state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry())
-    state.metrics.bind(state)
+    state.metrics.bind(batcher, state.jobs,
+                       lambda: generation_depth(state.generator.runtime if state.generator else None))
     try:
         state.searcher()  # load the index and the embedder now, not on the first request
     except NotFound as e:
