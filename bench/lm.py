@@ -53,8 +53,11 @@ from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.flops import measure_matmul_peak  # noqa: E402
 from trainer.lm.model import Transformer, preset_args  # noqa: E402
-from trainer.lm.qa import (answer_type, cloze_questions, context_token_ids, exact_match, extractive_params,  # noqa: E402
-                           focus_contexts, qa_prompt_ids, Style, synthetic_options, token_f1)
+from trainer.lm.qa import qa_prompt_ids  # noqa: E402
+from trainer.lm.qa_bounds import answer_type, context_token_ids, extractive_params  # noqa: E402
+from trainer.lm.qa_focus import focus_contexts  # noqa: E402
+from trainer.lm.qa_metrics import exact_match, token_f1  # noqa: E402
+from trainer.lm.qa_synthetic import Style, cloze_questions, synthetic_options  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
 from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
@@ -230,7 +233,7 @@ def ner_spans(chunks: list[Chunk], noun_phrases: str = "") -> dict[str, list[tup
         import spacy
 
         from ner.pipeline import AUTO, resolve_model_name
-        from trainer.lm.qa import noun_phrase_spans
+        from trainer.lm.qa_synthetic import noun_phrase_spans
 
         heads = noun_phrases == "heads"  # the head noun's lemma needs the lemmatizer
         parser = spacy.load(resolve_model_name(AUTO), exclude=["ner"] if heads else ["ner", "lemmatizer"])
@@ -386,7 +389,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
                   base_cfg: dict[str, Any], reuse_lm: Path | None = None, noun_phrases: str = "",
                   qa_lr: float | None = None, qa_init: Path | None = None, qa_batch: int | None = None,
                   qa_accum: int = 1, settings: Sequence[str] = SQUAD_SETTINGS) -> dict[str, Any]:
-    from trainer.lm.qa import regex_spans
+    from trainer.lm.qa_synthetic import regex_spans
 
     chunks, questions = squad_data()
     searcher = Bm25Searcher(chunks)

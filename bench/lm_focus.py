@@ -50,8 +50,10 @@ import lm as squad_bench  # noqa: E402  (bench/lm.py: the SQuAD data, sample and
 from common.sampling import likeliest_span  # noqa: E402
 from indexer.bm25 import tokenize as bm25_words  # noqa: E402
 from trainer.lm.checkpoint import load_model  # noqa: E402
-from trainer.lm.qa import (extractive_params, focus_contexts, passage_sentences, qa_prompt_ids,  # noqa: E402
-                           sentence_ranking, sentence_scores, token_f1)
+from trainer.lm.qa import qa_prompt_ids  # noqa: E402
+from trainer.lm.qa_bounds import extractive_params  # noqa: E402
+from trainer.lm.qa_focus import focus_contexts, passage_sentences, sentence_ranking, sentence_scores  # noqa: E402
+from trainer.lm.qa_metrics import token_f1  # noqa: E402
 from trainer.lm.run import read_run  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate, search_spans  # noqa: E402
 

@@ -98,7 +98,7 @@ def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Fine-tune the retrieval-trained LM to answer from context on synthetic cloze questions."""
     from indexer.workspace import Workspace
-    from trainer.lm.qa import cloze_questions, synthetic_options
+    from trainer.lm.qa_synthetic import cloze_questions, synthetic_options
     from trainer.lm.service import stored_entity_spans, train_lm
 
     ws = Workspace.open(ctx.settings)

@@ -117,7 +117,7 @@ def generate_gguf(settings: Settings, path: Path, prompt: str, params: SamplingP
                   extractive: bool = False) -> Generation:
     """`ragkiln generate --gguf FILE PROMPT`: one generation through llama.cpp (`extractive`: only a
     span copied from the prompt's `<ctx>` passages, as with the torch model)."""
-    from trainer.lm.qa import extract_from_context
+    from trainer.lm.qa_bounds import extract_from_context
 
     gen = open_generator(settings, path)
     try:

@@ -16,7 +16,8 @@ from indexer.types import Hit
 from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.state import ServerState
-from trainer.lm.qa import extractive_params, focus_contexts
+from trainer.lm.qa_bounds import extractive_params
+from trainer.lm.qa_focus import focus_contexts
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from quantize.types import parse_types  # noqa: E402
 from trainer.lm.checkpoint import load_model, save_checkpoint  # noqa: E402
 from trainer.lm.init import induction_init  # noqa: E402
 from trainer.lm.model import ModelArgs, Transformer  # noqa: E402
-from trainer.lm.qa import context_token_ids, extractive_params, qa_prompt_ids  # noqa: E402
+from trainer.lm.qa import qa_prompt_ids  # noqa: E402
+from trainer.lm.qa_bounds import context_token_ids, extractive_params  # noqa: E402
 from trainer.lm.tokenizer import PROMPT_FORMAT, train_tokenizer  # noqa: E402
 
 SENTENCES = [

@@ -204,7 +204,7 @@ def test_a_model_tuned_on_focused_passages_reads_only_their_best_sentences(clien
     from dataclasses import replace
 
     from server.rag import plan_prompt
-    from trainer.lm.qa import focus_contexts
+    from trainer.lm.qa_focus import focus_contexts
 
     state = client.app.state.ragkiln
     loaded = state.generator

@@ -20,8 +20,9 @@ from indexer.embedder import resolve_precision
 from trainer.lm.checkpoint import check_replaceable, load_model
 from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
 from trainer.lm.model import preset_args
-from trainer.lm.qa import (QaExample, build_qa_dataset, cloze_questions, extract_from_context, load_qa_jsonl,
-                           regex_spans, synthetic_options)
+from trainer.lm.qa import QaExample, build_qa_dataset, load_qa_jsonl
+from trainer.lm.qa_bounds import extract_from_context
+from trainer.lm.qa_synthetic import cloze_questions, regex_spans, synthetic_options
 from trainer.lm.run import launch_ddp, run_training, write_run
 from trainer.lm.sampling import Generation, SamplingParams, generate
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer, train_tokenizer

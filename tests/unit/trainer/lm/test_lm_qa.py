@@ -7,10 +7,12 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import (QaExample, add_noise, answer_bounds, answer_type, build_qa_dataset, cloze_questions,
-                           counterfactual_text, exact_match, extract_from_context, extractive_params, focus_passage,
-                           invert_auxiliary, load_qa_jsonl, lookup_questions, qa_prompt_ids, question_sentences,
-                           sentence_scores, token_f1)
+from trainer.lm.qa import QaExample, build_qa_dataset, load_qa_jsonl, qa_prompt_ids
+from trainer.lm.qa_bounds import answer_bounds, answer_type, extract_from_context, extractive_params
+from trainer.lm.qa_focus import focus_passage, sentence_scores
+from trainer.lm.qa_metrics import exact_match, token_f1
+from trainer.lm.qa_synthetic import (add_noise, cloze_questions, counterfactual_text, invert_auxiliary,
+                                     lookup_questions, question_sentences)
 
 
 def test_cloze_question_removes_the_answer_span(corpus_chunks):
@@ -215,7 +217,7 @@ def test_squad_metrics():
 
 
 def test_context_token_ids_are_the_passages(tokenizer):
-    from trainer.lm.qa import context_token_ids
+    from trainer.lm.qa_bounds import context_token_ids
 
     ids = qa_prompt_ids(tokenizer, ["Tea is brewed.", "Bees dance."], "What?", 64)
     assert context_token_ids(ids, tokenizer) == tuple(tokenizer.encode("Tea is brewed.") + tokenizer.encode("Bees dance."))
@@ -226,7 +228,7 @@ def test_noun_phrase_spans_skip_pronouns_and_stop_words():
     spacy = pytest.importorskip("spacy")
     from spacy.tokens import Doc
 
-    from trainer.lm.qa import cloze_question, noun_phrase_spans
+    from trainer.lm.qa_synthetic import cloze_question, noun_phrase_spans
 
     words = ["Historians", "exaggerate", "his", "brutality", "and", "it", "grows"]
     doc = Doc(spacy.blank("en").vocab, words=words, spaces=[True] * 6 + [False],
