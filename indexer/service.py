@@ -153,8 +153,10 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
            force: bool = False) -> IngestReport:
     cfg = ws.settings.indexer
     store = ws.store
+    # No row clean-up before the work: chunks, entities and embeddings of a killed run are reused by
+    # key (same document version and chunker) below, and the clean-up after this run's commit drops
+    # whatever neither it nor the previous generation uses.
     ws.remove_stale_generations()
-    store.collect_garbage()
     embedder = _resolve_embedder(ws, embedder_override)
     chunker = chunker_id(embedder, cfg.chunk_tokens, cfg.chunk_overlap)
     indexed = store.active_documents()

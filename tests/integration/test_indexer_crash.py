@@ -48,7 +48,20 @@ CHILD = textwrap.dedent("""
             orig(self, *a, **k)
             os.kill(os.getpid(), signal.SIGKILL)
         docstore.DocStore.commit_generation = commit_then_die
-    service.ingest(load_settings({"home": Path(home)}), [Path(corpus)], progress=False)
+    enricher = None
+    if len(sys.argv) > 4 and sys.argv[4] == "ner":
+        from indexer.types import Entity
+        def enricher(texts):  # a test fake: every capitalised word is an ORG
+            out = []
+            for t in texts:
+                ents, pos = [], 0
+                for w in t.split():
+                    s = t.index(w, pos); pos = s + len(w)
+                    if w[:1].isupper():
+                        ents.append(Entity(w, "ORG", w.lower(), s, pos, s, pos))
+                out.append(ents)
+            return out
+    service.ingest(load_settings({"home": Path(home)}), [Path(corpus)], enricher=enricher, progress=False)
 """)
 
 
@@ -68,9 +81,10 @@ def assert_consistent(home: Path) -> set[str]:
     return docs
 
 
-def run_child(home: Path, corpus: Path, kill_at: str) -> int:
+def run_child(home: Path, corpus: Path, kill_at: str, ner: bool = False) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-c", CHILD, str(home), str(corpus), kill_at], env=env, cwd=ROOT,
+    p = subprocess.run([sys.executable, "-c", CHILD, str(home), str(corpus), kill_at] + (["ner"] if ner else []),
+                       env=env, cwd=ROOT,
                        capture_output=True, timeout=300)
     return p.returncode
 
@@ -124,3 +138,33 @@ def test_sigkill_at_phases_and_random_times(built_workspace, tmp_path):
     docs = assert_consistent(home)
     assert docs == {str(p.relative_to(work).as_posix()) for p in work.rglob("*") if p.is_file()}
     assert r.documents_total == len(docs)
+
+
+def test_a_run_killed_after_embedding_is_resumed_without_embedding_or_enriching_again(built_workspace, tmp_path):
+    """Issue 29: the work of a killed ingest (chunks, entities, vectors) is kept and reused."""
+    import shutil
+
+    home = tmp_path / "ws"
+    shutil.copytree(built_workspace, home)
+    work = tmp_path / "corpus"
+    work.mkdir()
+    for n in range(6):
+        (work / f"doc{n}.txt").write_text(f"Report {n} from Ganymede Station. The Jovian survey found "
+                                          f"{n + 3} new moons orbiting far from the planet.")
+    rc = run_child(home, work, "commit_generation:before", ner=True)
+    assert rc == -signal.SIGKILL
+    assert_consistent(home)  # not committed: the previous generation still serves
+
+    seen: list[str] = []
+
+    def counting_enricher(texts):
+        seen.extend(texts)
+        return [[] for _ in texts]
+
+    r = service.ingest(load_settings({"home": home}), [work], enricher=counting_enricher, progress=False)
+    assert r.added == 6 and r.chunks_embedded == 0
+    assert seen == []  # every new chunk was enriched by the killed run
+    ws = Workspace.open(load_settings({"home": home}))
+    labels = {e.label for es in ws.store.entities_for(ws.store.active_chunk_ids().tolist()).values() for e in es}
+    assert "ORG" in labels  # the killed run's entities are the ones served
+    assert_consistent(home)
