@@ -65,7 +65,7 @@ def span_continuations(
     (the question), EOS waits until the span leaves it or cannot grow: an answer is never only words
     the question already says, an echo small models often give (bench/results/lm-squad-served-2000.json).
     `starts` / `ends` (positions in `source`; None: any) bound where a span may begin and before which
-    position it may stop: `trainer.lm.qa.answer_bounds` puts them at word edges and keeps spans from
+    position it may stop: `trainer.lm.qa_bounds.answer_bounds` puts them at word edges and keeps spans from
     opening on a question word or a stop word (or, where the question asks for a number or a name, on
     any other word). EOS is also allowed when the span cannot grow, so decoding always ends. Pure;
     O((len(source) + len(avoid)) * len(generated)).

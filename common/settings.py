@@ -104,7 +104,7 @@ class EmbedderTrainConfig(Section):
                                   "and measured 0.005 nDCG@10 lower on SciFact.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Training arithmetic: bf16 autocast (weights stay fp32) where the CPU computes bf16 "
-        "natively ('auto'), else fp32; bench/embedder_step.py measures the step time of each.")
+        "natively ('auto'), else fp32; bench/results/embedder-step.json has the step time of each.")
     base_weight: float = Field(0.0, ge=0, lt=1, description="Share of the starting model's weights averaged back "
                                "into the trained one (WiSE-FT); 0: the trained weights as they are.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
@@ -175,7 +175,7 @@ class LmConfig(Section):
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     qa_context_sentences: int = Field(
         1, ge=0, le=64, description="Sentences kept of each QA passage, those sharing the most words with the "
-        "question (trainer.lm.qa.focus_passage); 0 keeps whole passages. Recorded in the model's manifest, so "
+        "question (trainer.lm.qa_focus.focus_passage); 0 keeps whole passages. Recorded in the model's manifest, so "
         "answering reads passages as the model was tuned to. SQuAD F1 with one sentence: 26.0 / 21.7 (gold / "
         "retrieved) against 12.2 / 9.3 for whole passages with twice the QA steps (bench/lm.py; bench/results/lm-squad-focus1.json).")
     synthetic_per_chunk: int = Field(2, ge=0, le=64, description="Synthetic cloze questions per chunk in QA tuning.")

@@ -3,7 +3,7 @@
 Answering from context needs induction heads (Olsson et al. 2022, "In-context Learning and Induction
 Heads"): a previous-token head in one layer and, in the next, a head that attends to where the
 current token occurred before and copies what followed it. Trained from random weights they form
-only after a loss plateau that CPU budgets do not get past (bench/lm_copy_probe.py). Here the
+only after a loss plateau that CPU budgets do not get past (bench/results/lm-copy-probe*.json, from a probe script now in git history). Here the
 plain Llama weights are set so that layers 0 and 1 compute that circuit at step 0; training then
 keeps, sharpens or reuses it. Nothing is added to the architecture: every tensor keeps its llama.cpp
 name and shape, only the starting values differ (in the spirit of Trockman & Kolter 2023, "Mimetic
@@ -53,7 +53,7 @@ def induction_init(model: Transformer, seed: int = 0, sharpness: float = 24.0, m
     units), `copy` the norm of what the induction heads write relative to the residual stream, and
     `logit_scale` the final RMSNorm weight (with embeddings of norm ~0.5 the logits could otherwise
     not express a confident copy). Defaults measured
-    on random-token copying (bench/lm_copy_probe.py: loss at step 0 1.9 instead of ln V = 8.3 with
+    on random-token copying (bench/results/lm-copy-probe-multi-induction.json: loss at step 0 1.9 instead of ln V = 8.3 with
     rope_theta 1e6). Returns the heads used.
     """
     a = model.args
