@@ -316,7 +316,7 @@ def main() -> None:
                     help="Queries for the bf16-vs-fp32 agreement check (0 skips it).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/server.json")
     ap.add_argument("--set", action="append", default=[], metavar="RAGKILN_X=V",
-                    help="Extra server environment (e.g. RAGKILN_SERVER__QUERY_PRECISION=fp32); repeatable.")
+                    help="Extra server environment (e.g. RAGKILN_INDEXER__QUERY_PRECISION=fp32); repeatable.")
     ap.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import signal

@@ -27,6 +27,7 @@ EXIT_CODES: dict[type[errors.RagkilnError], int] = {
     errors.Conflict: 9,
     errors.Unauthorized: 10,
     errors.Forbidden: 10,
+    errors.NothingIngested: 11,
 }
 
 

@@ -17,19 +17,20 @@ from cli.output import handle_errors
 @handle_errors
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1; loopback only without keys)."),
+    host: str = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1; a public one needs API keys or --insecure)."),
     port: int = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8000)."),
     workers: int = typer.Option(None, "--workers", min=1, max=64, help="Worker processes (default 1)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --host without API keys."),
 ) -> None:
     """Serve search, answers, documents and OpenAI-compatible endpoints; docs at /docs, UI at /."""
     import uvicorn
 
     from server.app import SETTINGS_ENV, create_app
-    from server.auth import KeyRing, effective_host
+    from server.auth import KeyRing, bind_address
 
     settings = load_settings(overrides_of(ctx, server={"host": host, "port": port, "workers": workers}))
     cfg = settings.server
-    bind, warning = effective_host(cfg.host, KeyRing.parse(cfg.api_keys))
+    bind, warning = bind_address(cfg.host, KeyRing.parse(cfg.api_keys), insecure)
     if warning:
         print(f"ragkiln: warning: {warning}", file=sys.stderr)
     print(f"ragkiln: serving {settings.home} on http://{bind}:{cfg.port} (docs at /docs)", file=sys.stderr)

@@ -18,6 +18,12 @@ class InvalidInput(RagkilnError):
     code = "invalid_input"
 
 
+class NothingIngested(InvalidInput):
+    """Every input of an ingest was refused (unsupported, unreadable, too large): nothing was stored."""
+
+    code = "nothing_ingested"
+
+
 class NotFound(RagkilnError):
     """A document, job, model or workspace artifact that was asked for does not exist."""
 

@@ -10,16 +10,40 @@ from pathlib import Path
 from typing import Any
 
 
+OUR_PACKAGES = frozenset({"common", "indexer", "ner", "trainer", "quantize", "pipeline", "server", "cli"})
+
+
+class _DependencyFilter(logging.Filter):
+    """Our modules log at the chosen level; a dependency's INFO and DEBUG lines only at DEBUG, its
+    warnings (and Python `warnings`, captured into the `py.warnings` logger) always, through our format."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = record.name.split(".", 1)[0] in OUR_PACKAGES or record.name == "__main__"
+        floor = self.level if ours or self.level <= logging.DEBUG else max(self.level, logging.WARNING)
+        return record.levelno >= floor
+
+
 def setup_logging(level: str = "INFO") -> None:
+    """One stderr handler on the root logger; calling again only changes the level."""
+    numeric = logging.getLevelName(level.upper())
     root = logging.getLogger()
-    if any(getattr(h, "_ragkiln", False) for h in root.handlers):
-        root.setLevel(level)
-        return
+    logging.captureWarnings(True)
+    for h in root.handlers:
+        if getattr(h, "_ragkiln", False):
+            h.filters = [_DependencyFilter(numeric)]
+            root.setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.INFO)
+            return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_DependencyFilter(numeric))
     handler._ragkiln = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(level)
+    # The root lets INFO through to the filter, so a library's INFO is judged (and dropped) there.
+    root.setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.INFO)
 
 
 class JsonlLog:

@@ -8,8 +8,10 @@ Library code receives a section; it never reads `os.environ`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,7 +231,8 @@ class ServerConfig(Section):
     host: str = Field("127.0.0.1", description="Address `ragkiln serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `ragkiln serve` binds.")
     workers: int = Field(1, ge=1, le=64, description="Server processes over the same workspace.")
-    api_keys: str = Field("", description="'key:scope,key2:scope' with scope read or admin; empty: loopback only.")
+    api_keys: str = Field("", description="'key:scope,key2:scope' with scope read or admin; empty: every request "
+                          "is allowed, and `serve` refuses a non-loopback host unless --insecure.")
     max_body_mb: float = Field(16.0, gt=0, description="Largest request body accepted (413 above).")
     queue_size: int = Field(8, ge=1, le=10000, description="Pending generations before 429.")
     request_timeout_s: float = Field(60.0, gt=0, description="Longest wait for a response to start (504 after).")
@@ -263,6 +266,33 @@ class ServerConfig(Section):
         description="torch threads of the server process (query embedding); 1 leaves the other cores to HTTP "
         "handling and avoids OpenMP spinning when cores are shared; 0 keeps torch's default.",
     )
+    write_sync_max_chars: int = Field(
+        50_000, ge=0, le=100_000_000,
+        description="Document upserts with at most this many characters of text in all (and deletes) are answered "
+        "in the request (200) when their job commits within write_sync_wait_s; larger ones, and every reindex, "
+        "answer 202 with a job id at once (GET /v1/jobs/{id}).",
+    )
+    write_sync_wait_s: float = Field(
+        15.0, ge=0, le=3600,
+        description="Longest a small write waits in its request for its job to commit before answering 202 with "
+        "the job (never past request_timeout_s: a write is never answered 504).",
+    )
+    write_queue_size: int = Field(
+        8, ge=1, le=1000, description="Writes (upserts, deletes, reindexes) queued or running before 429 with Retry-After."
+    )
+    write_lock_wait_s: float = Field(
+        600.0, ge=0, le=86400,
+        description="How long a queued write waits for the workspace writer lock another process holds (a CLI "
+        "ingest) before its job fails.",
+    )
+    job_retention_h: float = Field(
+        24.0, gt=0, le=8760,
+        description="How long finished jobs and their Idempotency-Keys are kept (in <workspace>/jobs.sqlite, "
+        "so they survive a restart).",
+    )
+    job_retention_count: int = Field(
+        10_000, ge=10, le=10_000_000, description="Most finished jobs (and Idempotency-Keys) kept; the oldest go first."
+    )
 
 
 class Settings(BaseSettings):
@@ -293,22 +323,78 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
+ENV_PREFIX = "RAGKILN_"
+# RAGKILN_* variables that are not settings fields.
+OTHER_ENV = {
+    "RAGKILN_CONFIG": "path of the TOML settings file (default ./ragkiln.toml)",
+    "RAGKILN_SERVE_SETTINGS_JSON": "internal: the settings `ragkiln serve --workers N` hands its worker processes",
+}
+
+
+def toml_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("RAGKILN_CONFIG", "ragkiln.toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML settings file's contents ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInput(f"{path}: invalid TOML: {e}") from e
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        path = Path(os.environ.get("RAGKILN_CONFIG", "ragkiln.toml"))
-        self._data: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                self._data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise InvalidInput(f"{path}: invalid TOML: {e}") from e
+        self._data = read_toml(toml_path())
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._data)
+
+
+def _sections() -> dict[str, type[Section]]:
+    return {n: f.annotation for n, f in Settings.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, Section)}
+
+
+def env_names() -> dict[str, str]:
+    """Every settings environment variable, to the dotted field it sets (RAGKILN_LM__STEPS -> lm.steps;
+    RAGKILN_LM, a whole section as JSON, -> lm)."""
+    sections = _sections()
+    out = {f"{ENV_PREFIX}{n.upper()}": n for n in Settings.model_fields}  # a section's takes JSON
+    for sec, model in sections.items():
+        out.update({f"{ENV_PREFIX}{sec.upper()}__{f.upper()}": f"{sec}.{f}" for f in model.model_fields})
+    return out
+
+
+def nearest_env_name(name: str) -> str | None:
+    """The real variable a mistyped one most likely meant: the same field name in one section (the
+    section left out, as in RAGKILN_API_KEYS), else the closest spelling."""
+    known = env_names()
+    field = name.upper().removeprefix(ENV_PREFIX).split("__")[-1]
+    same_field = [k for k in known if k.endswith(f"__{field}")]
+    if len(same_field) == 1:
+        return same_field[0]
+    close = difflib.get_close_matches(name.upper(), [*known, *OTHER_ENV], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse RAGKILN_* variables that set nothing: a misspelt key (RAGKILN_API_KEYS for
+    RAGKILN_SERVER__API_KEYS) would otherwise leave its setting at the default without a word."""
+    known = set(env_names()) | set(OTHER_ENV)
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            hint = nearest_env_name(upper)
+            raise InvalidInput(f"unknown environment variable {name}" + (f"; did you mean {hint}?" if hint else
+                               "; see docs/configuration.md for the settings variables"))
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +414,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     the user did not give leaves the lower sources in force.
     """
     clean = _drop_none(overrides or {})
+    check_environment(os.environ)
     try:
         base = Settings()
         if not clean:
@@ -338,6 +425,43 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise InvalidInput(f"invalid setting {loc}: {first['msg']}") from e
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings_sources(overrides: dict[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> list[tuple[str, Any, str]]:
+    """(dotted field, effective value, where it came from) for every field, in model order: a flag,
+    an environment variable (named), the TOML file (named) or the default."""
+    env = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+    settings = load_settings(overrides)
+    flags = _flatten(_drop_none(overrides or {}))
+    path = toml_path(env)
+    from_toml = _flatten(read_toml(path))
+    by_field = {field: name for name, field in env_names().items()}
+    rows = []
+    for key, value in _flatten(settings.model_dump(mode="json")).items():
+        section = key.split(".")[0]
+        if key in flags:
+            source = "flag"
+        elif by_field.get(key) in env:
+            source = f"env {by_field[key]}"
+        elif section != key and by_field.get(section) in env:
+            source = f"env {by_field[section]}"
+        elif key in from_toml:
+            source = str(path)
+        else:
+            source = "default"
+        rows.append((key, value, source))
+    return rows
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

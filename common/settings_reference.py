@@ -33,8 +33,10 @@ Sources, lowest to highest:
    a section's (e.g. `RAGKILN_INDEXER__CHUNK_TOKENS=128`);
 4. command-line flags.
 
-Unknown keys in `ragkiln.toml` are errors, and so are values out of their bounds. spaCy pipelines keep
-their own `.cfg` files.
+Unknown keys in `ragkiln.toml` are errors, and so are values out of their bounds and `RAGKILN_*`
+variables that set nothing (the error names the variable you probably meant: `RAGKILN_API_KEYS` →
+`RAGKILN_SERVER__API_KEYS`). `ragkiln config` prints every effective value and where it came from
+(`--changed` for those not at their default). spaCy pipelines keep their own `.cfg` files.
 
 ```toml
 # ragkiln.toml

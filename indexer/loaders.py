@@ -4,14 +4,18 @@ stops a run."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.hashing import sha256_text
 from indexer.types import Document, Skipped
+
+log = logging.getLogger(__name__)
 
 SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
 
@@ -130,16 +134,43 @@ def _read_html(text: str) -> tuple[str, str]:
     return title, "\n".join(out).strip()
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _parser_diagnostics(logger_name: str, path: Path) -> Iterator[None]:
+    """A parser library's complaints about one file, logged once at DEBUG under our name: a file it
+    cannot read is skipped with a reason already, and one it can read needs no warning on stderr."""
+    lib = logging.getLogger(logger_name)
+    handler, propagate = _Collect(), lib.propagate
+    lib.addHandler(handler)
+    lib.propagate = False
+    try:
+        yield
+    finally:
+        lib.removeHandler(handler)
+        lib.propagate = propagate
+        if handler.messages:
+            log.debug("%s: %s said: %s", path, logger_name, "; ".join(dict.fromkeys(handler.messages)))
+
+
 def _read_pdf(path: Path) -> tuple[str, str]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            raise ValueError("encrypted PDF")
-        pages = [(p.extract_text() or "") for p in reader.pages]
-        title = (reader.metadata.title if reader.metadata and reader.metadata.title else "") or ""
+        with _parser_diagnostics("pypdf", path):
+            reader = PdfReader(str(path))
+            if reader.is_encrypted:
+                raise ValueError("encrypted PDF")
+            pages = [(p.extract_text() or "") for p in reader.pages]
+            title = (reader.metadata.title if reader.metadata and reader.metadata.title else "") or ""
     except PdfReadError as e:
         raise ValueError(f"invalid PDF: {e}") from e
     return title or path.stem, "\n\n".join(p.strip() for p in pages if p.strip())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound, NothingIngested
 from common.hashing import sha256_text
 from common.settings import IndexerConfig, Settings
 from indexer import dense
@@ -83,6 +83,13 @@ def scan(paths: Iterable[Path], max_bytes: int) -> tuple[list[Document], list[Sk
     return docs, skipped, roots
 
 
+def nothing_ingested_message(skipped: Sequence[Skipped], shown: int = 3) -> str:
+    """One line: how many inputs were refused and the first reasons."""
+    reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"nothing ingested: all {len(skipped)} input(s) were skipped ({reasons}{more})"
+
+
 def _in_roots(source: str, roots: Sequence[Path]) -> bool:
     p = Path(source)
     return any(p == r or r in p.parents for r in roots)
@@ -97,6 +104,8 @@ def ingest(settings: Settings, paths: Sequence[Path], enricher: Enricher | None 
     ws = Workspace.open(settings)
     with ws.writer():
         docs, skipped, roots = scan(paths, int(settings.indexer.max_file_mb * 2**20))
+        if skipped and not docs:  # ingesting nothing would also drop what these paths held before
+            raise NothingIngested(nothing_ingested_message(skipped))
         sources = ws.store.active_sources()
         report = _apply(ws, docs, lambda d: _in_roots(sources.get(d, ""), roots), enricher, None, progress)
     report.skipped = skipped + report.skipped

@@ -1,8 +1,8 @@
 """API keys: `key:scope,key2:scope` from settings, kept only as SHA-256 hashes, sent as Bearer tokens.
 
 Scopes: `read` (search, answer, entities, chat, embeddings, models) and `admin` (documents, reindex,
-jobs and everything `read` allows). With no key configured every request is allowed, and the
-server binds to loopback only (`effective_host`).
+jobs and everything `read` allows). With no key configured every request is allowed, so the server
+refuses a non-loopback address unless the operator says `--insecure` (`bind_address`).
 """
 
 from __future__ import annotations
@@ -81,9 +81,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def effective_host(host: str, keys: KeyRing) -> tuple[str, str | None]:
-    """The address to bind and a warning: without keys a non-loopback host is replaced by 127.0.0.1."""
+def bind_address(host: str, keys: KeyRing, insecure: bool = False) -> tuple[str, str | None]:
+    """The address to bind and a warning. Without keys every request is allowed, so a non-loopback
+    address is refused (an error, not a silent rebind to loopback) unless `insecure` is given."""
     if keys.enabled or is_loopback(host):
         return host, None
-    return LOOPBACK, (f"no API keys configured (server.api_keys / RAGKILN_SERVER__API_KEYS): binding to {LOOPBACK} "
-                      f"instead of {host}; configure keys to serve other machines")
+    if not insecure:
+        raise InvalidInput(f"no API keys configured (server.api_keys / RAGKILN_SERVER__API_KEYS): refusing to serve "
+                           f"{host} without authentication; set keys, bind {LOOPBACK}, or pass --insecure")
+    return host, f"serving {host} with no API keys (--insecure): anyone who can reach it may write and reindex"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import Forbidden, InvalidInput, Unauthorized
-from server.auth import KeyRing, effective_host, is_loopback
+from server.auth import KeyRing, bind_address, is_loopback
 
 
 def test_keys_are_kept_hashed_and_scoped():
@@ -37,13 +37,15 @@ def test_bad_key_spec_is_invalid_input_without_echoing_the_key(spec):
     assert "long-enough-key" not in str(e.value)
 
 
-def test_no_keys_allows_everything_but_binds_loopback():
+def test_no_keys_allows_everything_but_refuses_a_public_address():
     ring = KeyRing.parse("")
     ring.check(None, "admin")
-    assert effective_host("0.0.0.0", ring)[0] == "127.0.0.1"
-    assert "no API keys" in (effective_host("0.0.0.0", ring)[1] or "")
-    assert effective_host("127.0.0.1", ring) == ("127.0.0.1", None)
-    assert effective_host("0.0.0.0", KeyRing.parse("admin-key-1:admin")) == ("0.0.0.0", None)
+    with pytest.raises(InvalidInput, match="--insecure"):
+        bind_address("0.0.0.0", ring)
+    host, warning = bind_address("0.0.0.0", ring, insecure=True)
+    assert host == "0.0.0.0" and "no API keys" in (warning or "")
+    assert bind_address("127.0.0.1", ring) == ("127.0.0.1", None)
+    assert bind_address("0.0.0.0", KeyRing.parse("admin-key-1:admin")) == ("0.0.0.0", None)
 
 
 def test_loopback_detection():
