@@ -235,6 +235,48 @@ class EntitiesResponse(Response):
     entities: list[EntityCount]
 
 
+# ---- workspace ----------------------------------------------------------------------------------
+class WorkspaceEntities(Response):
+    distinct: int = Field(description="Distinct (label, value) pairs in the active corpus.")
+    mentions: int
+    informative: int = Field(description="Pairs shown as facets (the rest look like code, common words or noise).")
+    labels: dict[str, int] = Field(description="Label -> informative values, most first.")
+
+
+class GgufTypeOut(Response):
+    type: str
+    file: str
+    size_bytes: int
+
+
+class WorkspaceGenerator(Response):
+    model: str | None = Field(description="The served model id; null when no generator is loaded.")
+    loaded: bool
+    source: str | None = Field(description="The LM checkpoint the GGUF files were exported from.")
+    lm_args: dict[str, Any] = Field(description="dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len.")
+    gguf_types: list[GgufTypeOut] = Field(description="The quantization types of the export.")
+    problem: str | None
+
+
+class ExampleQuery(Response):
+    query: str
+    kind: Literal["title", "entity"]
+    filter: str | None = Field(None, description="LABEL:value to filter by (entity examples).")
+
+
+class WorkspaceResponse(Response):
+    documents: int
+    chunks: int
+    index: str | None = Field(description="The active index generation.")
+    embedder: str | None
+    embedding_dim: int | None
+    ner: str | None
+    entities: WorkspaceEntities
+    generator: WorkspaceGenerator
+    examples: list[ExampleQuery] = Field(description="Queries taken from the corpus: document titles, top entities.")
+    problems: list[str]
+
+
 # ---- health -------------------------------------------------------------------------------------
 class Health(Response):
     status: Literal["ok"]

@@ -141,6 +141,51 @@ async function ask(q) {
   }
 }
 
+// GET /v1/workspace: what the workspace holds (counts, models) and example queries from its corpus.
+function n(x) { return Number(x).toLocaleString("en"); }
+
+function modelsLine(w) {
+  const parts = [];
+  if (w.embedder) parts.push(`embedder ${w.embedder}` + (w.embedding_dim ? ` (${w.embedding_dim}-d)` : ""));
+  if (w.ner) parts.push(`NER ${w.ner}`);
+  const g = w.generator;
+  const types = g.gguf_types.map((t) => `${t.type} ${(t.size_bytes / 2 ** 20).toFixed(1)} MiB`).join(", ");
+  const lm = Object.keys(g.lm_args).length ? ` [${Object.entries(g.lm_args).map(([k, v]) => `${k} ${v}`).join(", ")}]` : "";
+  if (g.model) parts.push(`generator ${g.model}` + (g.source ? ` from LM ${g.source}` : "") + lm);
+  else parts.push("no generator loaded" + (g.problem ? ` (${g.problem})` : ""));
+  if (types) parts.push(`GGUF types: ${types}`);
+  return parts.join(" \u00b7 ");
+}
+
+function tryExample(ex) {
+  $("q").value = ex.query;
+  state.filters = ex.filter ? [ex.filter] : [];
+  run("search");
+}
+
+async function loadWorkspace() {
+  const box = $("workspace");
+  let resp;
+  try { resp = await fetch("/v1/workspace", { headers: headers() }); } catch (e) { return; }
+  if (resp.status === 401 || resp.status === 403) {
+    box.replaceChildren(el("p", { class: "meta" }, "Enter an API key (read scope) to see what this workspace holds."));
+    return;
+  }
+  if (!resp.ok) { box.replaceChildren(el("p", { class: "error" }, await errorText(resp))); return; }
+  const w = await resp.json();
+  const e = w.entities;
+  const labels = Object.entries(e.labels).slice(0, 5).map(([k, v]) => `${k} ${n(v)}`).join(", ");
+  box.replaceChildren(
+    el("p", {}, el("strong", {}, `${n(w.documents)} documents, ${n(w.chunks)} chunks`),
+      `, ${n(e.informative)} entities worth a facet` + (labels ? ` (${labels})` : "") +
+      ` of ${n(e.distinct)} found`),
+    el("p", { class: "meta" }, modelsLine(w)),
+    el("p", { class: "try" }, "Try: ", ...w.examples.map((ex) => el("button", {
+      type: "button", class: "example", "data-kind": ex.kind, title: ex.filter ? `search, filtered by ${ex.filter}` : "search",
+      onclick: () => tryExample(ex) }, ex.query))));
+  if (!w.examples.length) box.append(el("p", { class: "meta" }, "The workspace is empty: run `ragkiln ingest PATH` first."));
+}
+
 let lastAction = "search";
 async function run(action) {
   lastAction = action;
@@ -154,13 +199,14 @@ $("form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   run(ev.submitter && ev.submitter.dataset.action === "ask" ? "ask" : "search");
 });
-$("key").addEventListener("change", () => localStorage.setItem("ragkiln-key", apiKey()));
+$("key").addEventListener("change", () => { localStorage.setItem("ragkiln-key", apiKey()); loadWorkspace(); });
 
 // Start-up: key from localStorage or the URL fragment (#key=...), never sent in a URL to the server;
 // ?q=...&action=ask|search&filter=LABEL:value fills the form and submits it (links and tests use this).
 (function init() {
   const frag = new URLSearchParams(location.hash.slice(1));
   $("key").value = frag.get("key") || localStorage.getItem("ragkiln-key") || "";
+  loadWorkspace();
   const params = new URLSearchParams(location.search);
   state.filters = params.getAll("filter");
   if (params.get("mode")) $("mode").value = params.get("mode");
