@@ -1,187 +1,174 @@
-"""The build report: an HTML page and a Markdown twin with plots, from `build/state.json`."""
+"""The build report, one page from `build/state.json`: a summary first (corpus, search and answer
+quality, model sizes and speeds, the embedder served and why), warnings where a model is
+unusable, then one section per stage with its tables and figures. Written twice, as
+`report/report.md` (figures as PNG files next to it) and as a self-contained `report/report.html`
+(figures embedded as base64).
+
+Formatting rules live in `pipeline.report_format`, the summary and warnings in
+`pipeline.report_summary`, the figures in `pipeline.report_figures`; this module reads the model
+manifests, assembles the page as blocks and renders the blocks to Markdown and HTML.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from common.artifacts import atomic_write_text
+from pipeline.report_figures import Figure, draw, plan_figures
+from pipeline.report_format import Table, human_duration, tables_of
+from pipeline.report_summary import summary_rows, warnings
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+STAGE_TITLES = {
+    "ingest": "Ingest: documents to chunks, entities and the first index",
+    "embedder": "Embedder training", "reindex": "Reindex with the adapted embedder",
+    "lm": "LM training (retrieval-augmented)", "qa": "LM fine-tuning on synthetic questions",
+    "quantize": "GGUF export", "verify": "GGUF verification against torch",
+    "evaluate": "Evaluation: held-out perplexity, search latency, entities",
+}
 
-from common.artifacts import atomic_write_text  # noqa: E402
-
-
-def _fig(path: Path) -> str:
-    plt.tight_layout()
-    plt.savefig(path, dpi=90)
-    plt.close()
-    return path.name
-
-
-def _bar(path: Path, labels: list[str], values: list[float], title: str, ylabel: str) -> str:
-    plt.figure(figsize=(6, 3.2))
-    plt.bar(labels, values, color="#b5532c")
-    plt.title(title)
-    plt.ylabel(ylabel)
-    plt.xticks(rotation=30, ha="right")
-    return _fig(path)
+Block = tuple[str, Any]  # ("h2" | "p" | "warn" | "table" | "fig", payload)
 
 
-def build_figures(out: Path, stages: dict[str, Any], home: Path) -> list[tuple[str, str, str]]:
-    """Returns (title, file name, the command that produced the figure's numbers)."""
-    figs: list[tuple[str, str, str]] = []
-    emb = stages.get("embedder", {}).get("outputs", {})
-    metrics = emb.get("metrics", {})
-    if metrics.get("dev_before") and metrics.get("dev_after"):
-        keys = [k for k in ("ndcg@10", "mrr@10", "recall@100") if k in metrics["dev_before"]]
-        plt.figure(figsize=(6, 3.2))
-        xs = range(len(keys))
-        plt.bar([x - 0.2 for x in xs], [metrics["dev_before"][k] for k in keys], 0.4, label="base")
-        plt.bar([x + 0.2 for x in xs], [metrics["dev_after"][k] for k in keys], 0.4, label="adapted")
-        plt.xticks(list(xs), keys)
-        plt.title("Embedder on held-out dev pairs: before and after training")
-        plt.legend()
-        figs.append(("Embedder quality before/after", _fig(out / "embedder_ndcg.png"), "ragkiln train embedder"))
-    beir = _beir_rows(metrics)
-    if beir:
-        plt.figure(figsize=(6, 3.2))
-        xs = range(len(beir))
-        plt.bar([x - 0.2 for x in xs], [r[1] for r in beir], 0.4, label="base")
-        plt.bar([x + 0.2 for x in xs], [r[2] for r in beir], 0.4, label="adapted")
-        plt.xticks(list(xs), [r[0] for r in beir])
-        plt.ylabel("nDCG@10")
-        plt.title("Search on the BEIR test split: base and adapted embedder")
-        plt.legend()
-        figs.append(("Search nDCG@10 on the BEIR test split", _fig(out / "beir_ndcg.png"),
-                     "ragkiln train embedder --eval-beir DIR"))
-    for name, src, cmd in (("Embedder training curves", home / "models/embedder/curves.png", "ragkiln train embedder"),
-                           ("LM training loss (retrieval-augmented)", home / "models/lm-base/loss.png",
-                            "ragkiln train lm --retrieval"),
-                           ("LM QA fine-tuning loss", home / "models/lm/loss.png", "ragkiln train lm --qa FILE")):
-        if src.exists():
-            dst = out / (src.parent.name + "_" + src.name)
-            shutil.copy2(src, dst)
-            figs.append((name, dst.name, cmd))
-    types = stages.get("verify", {}).get("outputs", {}).get("types", {})
-    if types:
-        names = list(types)
-        if all(types[t].get("ppl") is not None for t in names):
-            figs.append(("Held-out perplexity per GGUF type",
-                         _bar(out / "quant_ppl.png", names, [types[t]["ppl"] for t in names],
-                              "Perplexity per quantization type", "perplexity"), "ragkiln quantize verify"))
-        if all(types[t].get("gen_tok_s") is not None for t in names):
-            figs.append(("Generation speed per GGUF type",
-                         _bar(out / "quant_speed.png", names, [types[t]["gen_tok_s"] for t in names],
-                              "llama.cpp generation tokens/s", "tokens/s"), "ragkiln quantize verify"))
-    ev = stages.get("evaluate", {}).get("outputs", {})
-    lat = ev.get("latency", {})
-    if lat:
-        plt.figure(figsize=(6, 3.2))
-        for mode, d in lat.items():
-            plt.hist(d["samples_ms"], bins=40, alpha=0.5, label=f"{mode} (p50 {d['p50_ms']} ms)")
-        plt.xlabel("ms per query (embedding, retrieval, fusion, chunk fetch)")
-        plt.legend()
-        plt.title("Search latency")
-        figs.append(("Search latency histogram", _fig(out / "latency.png"), "ragkiln build (evaluate stage)"))
-    labels = ev.get("entity_labels", {})
-    if labels:
-        top = sorted(labels.items(), key=lambda kv: -kv[1])[:15]
-        figs.append(("Entity label counts", _bar(out / "entities.png", [k for k, _ in top], [v for _, v in top],
-                                                 "Entity mentions per label", "mentions"), "ragkiln entities --json"))
-    return figs
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
-def _beir_rows(metrics: dict[str, Any]) -> list[tuple[str, float, float, float, float]]:
-    """(mode, nDCG@10 before, after, Recall@100 before, after) for each mode scored on the BEIR split."""
-    before, after = metrics.get("beir_before") or {}, metrics.get("beir_after") or {}
-    return [(m, before[m]["ndcg@10"], after[m]["ndcg@10"], before[m]["recall@100"], after[m]["recall@100"])
-            for m in ("bm25", "dense", "hybrid") if m in before and m in after]
+def _relative(obj: Any, home: str) -> Any:
+    """Workspace paths shown relative to the workspace."""
+    if isinstance(obj, str) and obj.startswith(home + "/"):
+        return obj[len(home) + 1:]
+    if isinstance(obj, dict):
+        return {k: _relative(v, home) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative(v, home) for v in obj]
+    return obj
 
 
-def _summary_rows(stages: dict[str, Any]) -> list[tuple[str, str, str]]:
-    rows = []
+def unchanged_notes(stage: str, outputs: dict[str, Any], figs: list[Figure]) -> list[str]:
+    """Text in place of a before/after plot left out because nothing changed within rounding."""
+    if stage != "embedder":
+        return []
+    metrics, drawn = outputs.get("metrics") or {}, {f.file for f in figs}
+    notes = []
+    for before, after, file, what in (("dev_before", "dev_after", "embedder_dev.png", "held-out dev pairs"),
+                                      ("beir_before", "beir_after", "beir_ndcg_at_10.png", "the BEIR test split")):
+        if metrics.get(before) and metrics.get(after) and file not in drawn:
+            notes.append(f"On {what}, the adapted embedder scores the same as the base within rounding: no change "
+                         "(no before/after plot).")
+    return notes
+
+
+def plan_report(home: Path, stages: dict[str, Any], command: str) -> tuple[list[Block], list[Figure]]:
+    """The page as blocks, and the figures it shows (not drawn yet)."""
+    emb = _manifest(home / "models" / "embedder")
+    base_name = (emb.get("base") or {}).get("name") if isinstance(emb.get("base"), dict) else None
+    vocab = {k: (_manifest(home / "models" / d).get("model_args") or {}).get("vocab_size")
+             for k, d in (("retrieval_lm", "lm-base"), ("qa_lm", "lm"))}
+    figs = plan_figures(stages, home)
+    blocks: list[Block] = [("p", f"Produced by: `{command}`"), ("h2", "Summary"),
+                           ("table", Table("", ["", "result"], [list(r) for r in summary_rows(stages, base_name)]))]
+    warns = warnings(stages, {k: v for k, v in vocab.items() if v})
+    if warns:
+        blocks += [("h2", "Warnings")] + [("warn", w) for w in warns]
+    blocks.append(("h2", "Stages"))
+    timing = Table("", ["stage", "time", "finished (UTC)"],
+                   [[n, human_duration(float(r.get("seconds") or 0)), str(r.get("finished_at", "–"))]
+                    for n, r in stages.items() if n != "report"])
+    blocks.append(("table", timing))
     for name, rec in stages.items():
         if name == "report":
             continue
-        out = rec.get("outputs", {})
-        brief = {k: v for k, v in out.items() if not isinstance(v, (dict, list))}
-        rows.append((name, f"{rec.get('seconds', 0):.1f}", json.dumps(brief, default=str)[:400]))
-    return rows
+        blocks.append(("h3", STAGE_TITLES.get(name, name)))
+        outputs = _relative(rec.get("outputs") or {}, str(home))
+        for t in tables_of(name, outputs):
+            blocks.append(("table", t))
+        blocks += [("p", n) for n in unchanged_notes(name, rec.get("outputs") or {}, figs)]
+        blocks += [("fig", f) for f in figs if f.stage == name]
+    placed = {f.file for kind, f in blocks if kind == "fig"}
+    rest = [f for f in figs if f.file not in placed]
+    if rest:
+        blocks += [("h3", "Other figures")] + [("fig", f) for f in rest]
+    return blocks, figs
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(title: str, blocks: list[Block]) -> str:
+    md = [f"# {title}", ""]
+    for kind, x in blocks:
+        if kind in ("h2", "h3"):
+            md += [("## " if kind == "h2" else "### ") + x, ""]
+        elif kind == "p":
+            md += [x, ""]
+        elif kind == "warn":
+            md += [f"> **Warning:** {x}", ""]
+        elif kind == "table":
+            if x.title:
+                md += [f"**{_md_cell(x.title)}**", ""]
+            md += ["| " + " | ".join(_md_cell(h) for h in x.headers) + " |", "|" + "---|" * len(x.headers)]
+            md += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in x.rows]
+            md.append("")
+        elif kind == "fig":
+            md += [f"![{x.title}]({x.file})", "", f"*{x.title}* (numbers from `{x.command}`)", ""]
+    return "\n".join(md) + "\n"
+
+
+def _code(s: str) -> str:
+    """`code` spans of a Markdown-ish line as <code>, the rest escaped."""
+    parts = html.escape(s).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def render_html(title: str, blocks: list[Block], out: Path) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for kind, x in blocks:
+        if kind in ("h2", "h3"):
+            body.append(f"<{kind}>{html.escape(x)}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_code(x)}</p>")
+        elif kind == "warn":
+            body.append(f"<p class='warn'><b>Warning:</b> {_code(x)}</p>")
+        elif kind == "table":
+            cap = f"<caption>{html.escape(x.title)}</caption>" if x.title else ""
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in x.headers)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in x.rows)
+            body.append(f"<table>{cap}<tr>{head}</tr>{rows}</table>")
+        elif kind == "fig":
+            data = base64.b64encode((out / x.file).read_bytes()).decode()  # self-contained: works served or opened
+            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(x.title)}'><figcaption>"
+                        f"{html.escape(x.title)} (numbers from <code>{html.escape(x.command)}</code>)"
+                        "</figcaption></figure>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>ragkiln report</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;"
+            "vertical-align:top;text-align:left}caption{text-align:left;font-weight:600;padding:4px 0}"
+            ".warn{background:#fff3cd;border-left:4px solid #b5532c;padding:6px 10px}"
+            "code{font-size:12px}img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>")
 
 
 def write_report(home: Path, state: Any, preset: str, corpus: list[str], eval_beir: str | None = None) -> Path:
+    """Write report/report.md, report/report.html and their PNG figures; returns the HTML's path."""
+    home = Path(home)
     out = home / "report"
     out.mkdir(parents=True, exist_ok=True)
-    stages = state.data["stages"]
-    figs = build_figures(out, stages, home)
+    for old in out.glob("*.png"):  # a figure that has nothing to show this time must not linger
+        old.unlink()
     command = f"ragkiln --workspace {home} build {' '.join(corpus)} --preset {preset}" + (
         f" --eval-beir {eval_beir}" if eval_beir else "")
-    beir = _beir_rows(stages.get("embedder", {}).get("outputs", {}).get("metrics", {}))
-    kept = stages.get("reindex", {}).get("outputs", {}).get("reason")  # the adapted embedder scored lower
-    verify = stages.get("verify", {}).get("outputs", {})
-    ppl = stages.get("evaluate", {}).get("outputs", {}).get("perplexity", {})
-    md = [f"# ragkiln build report ({preset})", "", f"Produced by: `{command}`", "", "## Stages", "",
-          "| stage | seconds | outputs |", "|---|---|---|"]
-    md += [f"| {n} | {s} | `{o}` |" for n, s, o in _summary_rows(stages)]
-    if beir:
-        md += ["", f"## Search on {eval_beir or 'the BEIR'} test split", "",
-               "| mode | nDCG@10 base | nDCG@10 adapted | Recall@100 base | Recall@100 adapted |", "|---|---|---|---|---|"]
-        md += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in beir]
-        if kept:
-            md += ["", f"Search serves the base embedder: {kept}."]
-    if ppl:
-        md += ["", "## Held-out perplexity", "", "```json", json.dumps(ppl, indent=2), "```"]
-    if verify:
-        md += ["", "## Quantization (`ragkiln quantize verify`)", "",
-               f"tokenizer match {verify.get('tokenizer_match')}, F32 max |logit diff| {verify.get('f32_max_abs_diff')}",
-               "", "| type | ppl | Δppl % | KL | top-1 | size (bytes) | gen tok/s | × torch |", "|---|---|---|---|---|---|---|---|"]
-        for t, d in verify.get("types", {}).items():
-            md.append(f"| {t} | {d.get('ppl')} | {d.get('ppl_delta_pct')} | {d.get('kl')} | {d.get('top1')} | "
-                      f"{d.get('size_bytes')} | {d.get('gen_tok_s')} | {d.get('gen_speedup_vs_torch')} |")
-    md += ["", "## Figures", ""]
-    for title, name, cmd in figs:
-        md += [f"### {title}", "", f"![{title}]({name})", "", f"Command: `{cmd}` (run by `{command}`)", ""]
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-
-    body = [f"<h1>ragkiln build report <small>({html.escape(preset)})</small></h1>",
-            f"<p>Produced by: <code>{html.escape(command)}</code></p>", "<h2>Stages</h2>",
-            "<table><tr><th>stage</th><th>seconds</th><th>outputs</th></tr>"]
-    body += [f"<tr><td>{html.escape(n)}</td><td>{s}</td><td><code>{html.escape(o)}</code></td></tr>"
-             for n, s, o in _summary_rows(stages)]
-    body.append("</table>")
-    if beir:
-        body.append(f"<h2>Search on {html.escape(eval_beir or 'the BEIR')} test split</h2><table><tr><th>mode</th>"
-                    "<th>nDCG@10 base</th><th>nDCG@10 adapted</th><th>Recall@100 base</th><th>Recall@100 adapted</th></tr>")
-        body += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in beir]
-        body.append("</table>")
-        if kept:
-            body.append(f"<p>Search serves the base embedder: {html.escape(kept)}.</p>")
-    if ppl:
-        body.append(f"<h2>Held-out perplexity</h2><pre>{html.escape(json.dumps(ppl, indent=2))}</pre>")
-    if verify:
-        body.append("<h2>Quantization</h2><table><tr><th>type</th><th>ppl</th><th>&Delta;ppl %</th><th>KL</th>"
-                    "<th>top-1</th><th>bytes</th><th>gen tok/s</th><th>&times; torch</th></tr>")
-        for t, d in verify.get("types", {}).items():
-            cells = [t] + [str(d.get(k)) for k in ("ppl", "ppl_delta_pct", "kl", "top1", "size_bytes", "gen_tok_s",
-                                                   "gen_speedup_vs_torch")]
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        body.append("</table>")
-    body.append("<h2>Figures</h2>")
-    for title, name, cmd in figs:
-        data = base64.b64encode((out / name).read_bytes()).decode()  # self-contained page: works served or opened
-        body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(title)}'><figcaption>"
-                    f"{html.escape(title)}: <code>{html.escape(cmd)}</code></figcaption></figure>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>ragkiln report</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;"
-            "vertical-align:top}code{font-size:12px}img{max-width:100%}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+    blocks, figs = plan_report(home, state.data["stages"], command)
+    for f in figs:
+        draw(f, out)
+    title = f"ragkiln build report ({preset})"
+    atomic_write_text(out / "report.md", render_markdown(title, blocks))
     path = out / "report.html"
-    atomic_write_text(path, page)
+    atomic_write_text(path, render_html(title, blocks, out))
     return path

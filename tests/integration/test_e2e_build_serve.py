@@ -114,3 +114,24 @@ def test_build_then_serve_search_answer_change(built: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_tiny_build_report_is_readable(built: Path) -> None:
+    """The report of a real build: summary first, no raw JSON in a table cell, and every embedded
+    figure drawn from data with at least two distinct values (no empty or flat plot)."""
+    import re
+
+    from pipeline.build import BuildState
+    from pipeline.report_figures import plan_figures
+    from pipeline.report_format import distinct
+
+    page = (built / "report" / "report.html").read_text()
+    md = (built / "report" / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Stages")
+    assert "documents" in md and "chunks" in md and "embedder served" in md
+    cells = re.findall(r"<td>(.*?)</td>", page, flags=re.S)
+    assert cells and not [c for c in cells if re.search(r"\{\s*(&quot;|&#x27;|\"|')", c)]
+    figs = plan_figures(BuildState(built / "build" / "state.json").data["stages"], built)
+    assert figs and all(distinct(f.values()) >= 2 for f in figs)
+    assert page.count("data:image/png;base64,") == len(figs)
+    assert sorted(p.name for p in (built / "report").glob("*.png")) == sorted(f.file for f in figs)
