@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.hashing import sha256_text
+from indexer.markup import looks_like_rst, markdown_to_text, rst_to_text
 from indexer.types import Document, Skipped
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
+SUPPORTED = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".jsonl"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
         if ext in (".html", ".htm"):
             title, body = _read_html(text)
         elif ext in (".md", ".markdown"):
-            title, body = _markdown_title(text), text
+            title, body = markdown_to_text(text)
+        elif ext == ".rst" or looks_like_rst(text):
+            title, body = rst_to_text(text)
         else:
             title, body = "", text
         return _from_text(path, doc_id, title or path.stem, body, mtime)
@@ -107,11 +110,6 @@ def _from_text(path: Path, doc_id: str, title: str, text: str, mtime: float) -> 
 
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _markdown_title(text: str) -> str:
-    m = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
-    return m.group(1) if m else ""
 
 
 def _read_html(text: str) -> tuple[str, str]:

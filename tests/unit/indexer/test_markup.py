@@ -1,0 +1,118 @@
+"""reStructuredText and Markdown become plain text: no directive, role, table rule or link target
+reaches a chunk, and the text reads as prose."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from indexer.loaders import load_file
+from indexer.markup import looks_like_rst, markdown_to_text, rst_to_text
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "python-docs"
+
+RST = """\
+.. _csv-module:
+
+:mod:`csv` --- CSV File Reading and Writing
+============================================
+
+.. module:: csv
+   :synopsis: Write and read tabular data to and from delimited files.
+
+.. versionadded:: 3.2
+
+The :mod:`csv` module reads and writes CSV files. Use :func:`csv.reader` or :func:`~csv.writer`;
+see :ref:`the dialects <csv-dialects>` and :class:`!Dialect`.
+
+.. toctree::
+   :maxdepth: 2
+
+   dialects.rst
+   examples.rst
+
+.. function:: reader(csvfile, dialect='excel')
+
+   Return a reader object.
+
+.. note::
+
+   Files should be opened with ``newline=''``.
+
++--------+-------+
+| name   | value |
++========+=======+
+| comma  | ,     |
++--------+-------+
+
+* first item
+* second item
+
+.. |sub| replace:: never shown
+.. a comment that is never shown
+"""
+
+
+def test_rst_roles_directives_and_tables_become_prose():
+    title, text = rst_to_text(RST)
+    assert title == "csv --- CSV File Reading and Writing"
+    assert "The csv module reads and writes CSV files. Use csv.reader() or writer();" in text
+    assert "see the dialects and Dialect." in text
+    assert "New in version 3.2." in text
+    assert "reader(csvfile, dialect='excel')\n\nReturn a reader object." in text
+    assert "Files should be opened with newline=''." in text
+    assert "name | value\ncomma | ," in text
+    assert "- first item\n- second item" in text
+    for markup in ("toctree", "dialects.rst", ":maxdepth:", ":mod:", "``", ".. ", "never shown", "synopsis", "+---"):
+        assert markup not in text, markup
+
+
+def test_rst_is_recognised_by_its_constructs_not_its_extension():
+    assert looks_like_rst(RST)
+    assert not looks_like_rst("Meeting notes: we met at 10:30.\nNext steps: ship it.\n")
+    assert not looks_like_rst("A title\n=======\n\nJust one heading and prose.\n")
+
+
+MD = """\
+# Key rotation
+
+Rotate **API keys** every [90 days](https://example.org/policy) with `kiln rotate`.
+
+- step one
+- step two
+
+| setting | default |
+|---|---|
+| period | 90 |
+
+```bash
+kiln rotate --all
+```
+
+<div class="note">An <b>HTML</b> note.</div>
+"""
+
+
+def test_markdown_keeps_the_words_and_drops_the_markup():
+    title, text = markdown_to_text(MD)
+    assert title == "Key rotation"
+    assert "Rotate API keys every 90 days with kiln rotate." in text
+    assert "- step one\n- step two" in text
+    assert "setting | default\nperiod | 90" in text
+    assert "kiln rotate --all" in text
+    assert "An HTML note." in text
+    for markup in ("**", "](", "```", "<div", "|---"):
+        assert markup not in text, markup
+
+
+def test_the_sample_corpus_stores_no_markup():
+    """Every sample page (Sphinx sources saved as .txt, Markdown, HTML) loads without RST markup."""
+    leftovers = re.compile(r"(:[a-z]+:`|^\s*\.\. [a-z-]+::|``|^\s*\.\. _)", re.MULTILINE)
+    files = [p for p in SAMPLES.rglob("*") if p.is_file()]
+    assert len(files) > 100
+    for path in files:
+        res = load_file(path, path.name, 64 * 2**20)
+        assert not res.skipped, (path, res.skipped)
+        for doc in res.documents:
+            m = leftovers.search(doc.text)
+            assert m is None, f"{path.name}: {m.group(0)!r}"
