@@ -20,7 +20,7 @@ LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyp
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragkiln/llama-cpp-$(shell echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-12)
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast docs bench clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -55,6 +55,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+docs: $(STAMP)
+	$(BIN)/python -m common.settings_reference docs/configuration.md
+	$(BIN)/python -m server.api_reference docs/api.md
 
 clean:
 	rm -rf $(VENV) $(WORKSPACE)
