@@ -49,11 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
         # bench/embedder.py's best unsupervised run: hybrid distillation on claim and inverse-cloze
         # queries, averaged with the start (SciFact: dense 0.641 -> 0.670, hybrid 0.734, 9 minutes with
-        # bf16; README "Embedder adaptation")
+        # bf16; bench/results/embedder-claims-distill-wiseft.json)
         "embedder_train": {"epochs": 1, "max_pairs": 2400, "batch_size": 32, "max_seq_length": 160,
                            "loss": "distill", "sources": "ict,claim", "distill_candidates": 4, "lr": 6e-5,
                            "dropout": 0.0, "base_weight": 0.3},
-        # the copy circuit from the start (README "Copy circuit by initialisation": SQuAD answer loss
+        # the copy circuit from the start (trainer/lm/init.py; bench/results/lm-squad-induction.json: SQuAD answer loss
         # 3.4 -> 1.9 nats against a normal init at the same lr, for a worse held-out ppl, 233 vs 196)
         "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250,
                "init": "induction", "lr": 1e-3, "min_lr": 1e-4},
