@@ -4,10 +4,15 @@ Uploads are judged by their bytes, never by their name: `%PDF-` is a PDF, valid 
 bytes is text (HTML when it looks like HTML), anything else is refused. The bytes go to a file the
 server names itself under `<workspace>/uploads/` (the client's file name is never a path) and the
 file is removed once parsed.
+
+Every write (upsert, delete, reindex) runs as a job on the server's writer thread (server/jobs.py);
+`submit_*` queue one and say what it touches, so that an Idempotency-Key can be matched to the
+request and a stopped server's job settled from the docstore.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -23,7 +28,8 @@ from indexer import service
 from indexer.loaders import load_file
 from indexer.types import Document, IngestReport
 from indexer.workspace import Workspace
-from server.schemas import ChunkRef, DocumentIn, DocumentOut, IngestOut
+from server.jobs import Job, JobRegistry
+from server.schemas import ChunkRef, DocumentIn, DocumentOut, IngestOut, JobOut, ReindexRequest
 
 _HTML = re.compile(rb"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
 _MD_HEADING = re.compile(r"^#{1,6}\s+\S", re.MULTILINE)
@@ -105,9 +111,63 @@ def delete(settings: Settings, doc_id: str) -> IngestReport:
     return service.upsert_documents(settings, [], delete_ids=[doc_id])
 
 
-def report_out(r: IngestReport) -> IngestOut:
-    d = r.to_dict()
+def report_out(r: IngestReport | dict[str, Any]) -> IngestOut:
+    d = r if isinstance(r, dict) else r.to_dict()
     return IngestOut(**{k: d[k] for k in IngestOut.model_fields})
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(**job.to_dict())
+
+
+def committed(report: IngestReport) -> tuple[dict[str, Any], str | None]:
+    """A write job's result: the ingest report and the index generation active after it."""
+    return report.to_dict(), (Path(report.index_dir).name if report.index_dir else None)
+
+
+def text_chars(docs: Sequence[Document]) -> int:
+    return sum(len(d.text) for d in docs)
+
+
+def submit_upsert(jobs: JobRegistry, settings: Settings, docs: Sequence[Document], enricher: Any,
+                  key: str | None) -> tuple[Job, bool]:
+    """Queue an upsert (or find the job `key` names); (job, whether it is a replay of an earlier request)."""
+    check_unique(docs)
+    fingerprint = sha256_text("upsert\x00" + json.dumps([[d.doc_id, d.sha256, d.metadata] for d in docs],
+                                                        sort_keys=True, default=str))
+    return _submit(jobs, "upsert", lambda: committed(upsert(settings, docs, enricher)), key, fingerprint,
+                   {"docs": {d.doc_id: d.sha256 for d in docs}}, [d.doc_id for d in docs])
+
+
+def submit_delete(jobs: JobRegistry, settings: Settings, doc_id: str, key: str | None) -> tuple[Job, bool]:
+    return _submit(jobs, "delete", lambda: committed(delete(settings, doc_id)), key,
+                   sha256_text("delete\x00" + doc_id), {"deleted": [doc_id]}, [doc_id])
+
+
+def submit_reindex(jobs: JobRegistry, settings: Settings, req: ReindexRequest, enricher: Any,
+                   key: str | None) -> tuple[Job, bool]:
+    work = lambda: committed(service.reindex(settings, embedder=req.embedder,  # noqa: E731
+                                             enricher=enricher if req.ner else None, progress=False))
+    return _submit(jobs, "reindex", work, key, sha256_text("reindex\x00" + req.model_dump_json()), None, [])
+
+
+def _submit(jobs: JobRegistry, kind: str, work: Any, key: str | None, fingerprint: str,
+            want: dict[str, Any] | None, ids: list[str]) -> tuple[Job, bool]:
+    known = jobs.find(key, fingerprint)
+    if known is not None:
+        return known, True
+    job = jobs.submit(kind, work, key=key, fingerprint=fingerprint, want=want, ids=ids)
+    return job, False
+
+
+def sync_wait_s(settings: Settings, deadline: float | None, now: float) -> float:
+    """How long a small write may wait for its job in the request: server.write_sync_wait_s, ending
+    well before the request timeout (`deadline`, monotonic) so the answer is 200 or 202, never 504."""
+    wait = settings.server.write_sync_wait_s
+    if deadline is not None:
+        margin = min(2.0, 0.1 * settings.server.request_timeout_s)
+        wait = min(wait, deadline - now - margin)
+    return max(0.0, wait)
 
 
 def get_document(ws: Workspace, doc_id: str) -> DocumentOut:

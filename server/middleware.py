@@ -1,5 +1,9 @@
 """One pure-ASGI middleware: request body limit (413), response-start timeout (504), route metrics.
 
+A write that has queued its job puts a callable under `scope[ACCEPTED]`: should the timeout come
+before its response starts, the client gets 202 with that job rather than a 504 for a write that
+still runs. `scope[DEADLINE]` is when the timeout falls (time.monotonic()), for routes that wait.
+
 Pure ASGI rather than BaseHTTPMiddleware: it adds microseconds, not a task hop per request, which
 matters at hundreds of searches per second, and it never buffers a streamed response.
 """
@@ -18,6 +22,10 @@ from server.errors import error_body
 from server.metrics import Metrics
 
 
+ACCEPTED = "ragkiln.accepted"  # () -> (job body, Location) of a write whose job is queued
+DEADLINE = "ragkiln.deadline"
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body over the {limit / 2**20:g} MB limit")
@@ -32,6 +40,7 @@ class ServerMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
+        scope[DEADLINE] = time.monotonic() + self.timeout_s
         status = 500
         started = asyncio.Event()
         try:
@@ -70,6 +79,12 @@ class ServerMiddleware:
             done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # nothing sent within the limit: give up on the request
                 task.cancel()
+                accepted = scope.get(ACCEPTED)
+                if accepted is not None:  # the write runs on as a job: say so, never "failed"
+                    body, location = accepted()
+                    status = 202
+                    await _send_json(send, 202, body, [(b"location", location.encode())])
+                    return
                 status = 504
                 await _send_json(send, 504, error_body(
                     "timeout", f"no response within {self.timeout_s:g}s (server.request_timeout_s)"))
@@ -92,8 +107,10 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     raw = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": raw})

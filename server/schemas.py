@@ -182,11 +182,13 @@ class IngestOut(Response):
 class UpsertResponse(Response):
     ids: list[str]
     report: IngestOut
+    job: JobOut | None = Field(None, description="The committed write job (the same one an Idempotency-Key names).")
 
 
 class DeleteResponse(Response):
     deleted: str
     report: IngestOut
+    job: JobOut | None = Field(None, description="The committed write job (the same one an Idempotency-Key names).")
 
 
 class ChunkRef(Response):
@@ -213,14 +215,18 @@ class ReindexRequest(Request):
 
 class JobOut(Response):
     id: str
-    kind: str
-    state: Literal["queued", "running", "succeeded", "failed"]
+    kind: Literal["upsert", "delete", "reindex"]
+    state: Literal["queued", "running", "committed", "failed"] = Field(
+        description="queued -> running -> committed (the write is in the active index) or failed (nothing of it "
+        "was written; `error` says why).")
     progress: float = Field(ge=0, le=1)
     created_at: float
     started_at: float | None
     finished_at: float | None
-    counts: dict[str, Any] | None
-    error: ErrorDetail | None
+    counts: dict[str, Any] | None = Field(description="The ingest report once committed.")
+    error: ErrorDetail | None = Field(description="Why the job failed.")
+    generation: str | None = Field(None, description="The index generation active once the job committed.")
+    ids: list[str] = Field(default_factory=list, description="The documents the write adds, replaces or deletes.")
 
 
 # ---- entities -----------------------------------------------------------------------------------

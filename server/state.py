@@ -169,7 +169,9 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
     ws = Workspace.open(settings)
     batcher = QueryBatcher(settings.server.batch_max, settings.server.batch_wait_ms,
                            thread_init=(lambda: limit_threads(threads)) if threads else None)
-    state = ServerState(settings, ws, keys, batcher, Metrics(), JobRegistry())
+    jobs = JobRegistry.for_workspace(ws.home, settings.server, probe=lambda: (
+        {i: sha for i, (sha, _chunker) in ws.store.active_documents().items()}, ws.active_index_name()))
+    state = ServerState(settings, ws, keys, batcher, Metrics(), jobs)
     state.metrics.bind(batcher, state.jobs,
                        lambda: generation_depth(state.generator.runtime if state.generator else None))
     try:

@@ -1,23 +1,47 @@
-"""Documents (upsert as JSON or multipart upload, get, delete), reindex jobs and their status."""
+"""Documents (upsert as JSON or multipart upload, get, delete), reindex jobs and their status.
+
+Writes are jobs (server/jobs.py): a small upsert or a delete waits in its request for its job and
+answers 200 when it commits in time (server.write_sync_wait_s); a large upsert
+(server.write_sync_max_chars), a reindex, or a small write still queued or running then, answers
+202 with the job at once. Writes queue behind one another (429 with Retry-After when the queue is
+full). An `Idempotency-Key` header makes a write safe to send again: the same key and request get
+the first attempt's job back.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from common.errors import InvalidInput
-from indexer import service
 from server import documents as docs_core
 from server.deps import ADMIN
+from server.errors import error_response
+from server.jobs import Job, wait_for_job
+from server.middleware import ACCEPTED, DEADLINE
 from server.schemas import (DeleteResponse, DocumentOut, ErrorResponse, JobOut, ReindexRequest, UpsertRequest,
                             UpsertResponse)
 from server.state import ServerState
 
 router = APIRouter(tags=["documents"], responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
                                                   409: {"model": ErrorResponse}})
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Any unique string (a UUID) naming this write: sent again with the same request, it gets the first "
+    "attempt's job back instead of a second write; with another request, 409. Kept for server.job_retention_h hours "
+    "(server.job_retention_count keys at most) in the workspace, so across restarts; a failed job releases its key.")]
+_WRITE_RESPONSES: dict[int | str, dict] = {
+    202: {"model": JobOut, "description": "Accepted: the write runs as a job; poll the Location (/v1/jobs/{id})."},
+    429: {"model": ErrorResponse, "description": "The write queue is full (server.write_queue_size); see Retry-After."},
+}
 
 _UPLOAD_FIELDS = {"file", "doc_id", "title"}
 _UPSERT_BODY = {
@@ -36,11 +60,14 @@ _UPSERT_BODY = {
 
 
 @router.post("/v1/documents", response_model=UpsertResponse, openapi_extra=_UPSERT_BODY,
-             responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
-                        422: {"model": ErrorResponse}})
-async def upsert_documents(request: Request, state: ServerState = ADMIN) -> UpsertResponse:
+             responses={**_WRITE_RESPONSES, 400: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                        415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def upsert_documents(request: Request, state: ServerState = ADMIN,
+                           idempotency_key: IdempotencyKey = None) -> UpsertResponse | Response:
     """Add or replace documents by id: a JSON body `{documents: [{id, text, title, metadata}]}` or a
-    multipart upload (`file`, optional `doc_id`, `title`; PDF, HTML, Markdown or text, judged by content)."""
+    multipart upload (`file`, optional `doc_id`, `title`; PDF, HTML, Markdown or text, judged by content).
+    200 once committed when the text is small (server.write_sync_max_chars characters in all) and it
+    commits within server.write_sync_wait_s; else 202 with the job to poll."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         docs = [await _from_upload(request, state)]
@@ -53,8 +80,10 @@ async def upsert_documents(request: Request, state: ServerState = ADMIN) -> Upse
         docs = [docs_core.document_from_json(d) for d in req.documents]
     else:
         return _unsupported(ctype)
-    report = await run_in_threadpool(docs_core.upsert, state.settings, docs, state.enricher)
-    return UpsertResponse(ids=[d.doc_id for d in docs], report=docs_core.report_out(report))
+    job, replayed = docs_core.submit_upsert(state.jobs, state.settings, docs, state.enricher, idempotency_key)
+    small = docs_core.text_chars(docs) <= state.settings.server.write_sync_max_chars
+    return await _write_response(request, state, job, replayed, small, lambda j: UpsertResponse(
+        ids=j.ids, report=docs_core.report_out(j.counts or {}), job=docs_core.job_out(j)))
 
 
 async def _from_upload(request: Request, state: ServerState):  # noqa: ANN202
@@ -98,25 +127,45 @@ def get_document(doc_id: str, state: ServerState = ADMIN) -> DocumentOut:
     return docs_core.get_document(state.workspace, doc_id)
 
 
-@router.delete("/v1/documents/{doc_id:path}", response_model=DeleteResponse, responses={404: {"model": ErrorResponse}})
-def delete_document(doc_id: str, state: ServerState = ADMIN) -> DeleteResponse:
-    """Remove a document from the index (a new generation without it; searches switch atomically)."""
-    report = docs_core.delete(state.settings, doc_id)
-    return DeleteResponse(deleted=doc_id, report=docs_core.report_out(report))
+@router.delete("/v1/documents/{doc_id:path}", response_model=DeleteResponse,
+               responses={**_WRITE_RESPONSES, 404: {"model": ErrorResponse}})
+async def delete_document(request: Request, doc_id: str, state: ServerState = ADMIN,
+                          idempotency_key: IdempotencyKey = None) -> DeleteResponse | Response:
+    """Remove a document from the index (a new generation without it; searches switch atomically).
+    200 once committed within server.write_sync_wait_s, else 202 with the job to poll."""
+    job, replayed = docs_core.submit_delete(state.jobs, state.settings, doc_id, idempotency_key)
+    return await _write_response(request, state, job, replayed, True, lambda j: DeleteResponse(
+        deleted=doc_id, report=docs_core.report_out(j.counts or {}), job=docs_core.job_out(j)))
 
 
-@router.post("/v1/reindex", response_model=JobOut, status_code=202, responses={422: {"model": ErrorResponse}})
-def reindex(req: ReindexRequest, response: Response, state: ServerState = ADMIN) -> JobOut:
+@router.post("/v1/reindex", response_model=JobOut, status_code=202,
+             responses={429: _WRITE_RESPONSES[429], 422: {"model": ErrorResponse}})
+async def reindex(request: Request, req: ReindexRequest, state: ServerState = ADMIN,
+                  idempotency_key: IdempotencyKey = None) -> Response:
     """Rebuild the index from the stored documents in the background (body `{}` for the defaults, or
-    another embedder); searches keep using the old index until the new one is switched in."""
-    enricher = state.enricher if req.ner else None
-    job = state.jobs.submit("reindex", lambda: service.reindex(state.settings, embedder=req.embedder,
-                                                               enricher=enricher, progress=False).to_dict())
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return JobOut(**job.to_dict())
+    another embedder); searches keep using the old index until the new one is switched in. Always 202
+    with the job (queued behind writes before it)."""
+    job, replayed = docs_core.submit_reindex(state.jobs, state.settings, req, state.enricher, idempotency_key)
+    return await _write_response(request, state, job, replayed, False, docs_core.job_out)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorResponse}})
 def get_job(job_id: str, state: ServerState = ADMIN) -> JobOut:
-    """State, progress, counts (the ingest report) and error of a background job."""
-    return JobOut(**state.jobs.get(job_id).to_dict())
+    """A write job: queued, running, committed (with the index generation it made active) or failed
+    (with the reason; nothing of it was written). Jobs are kept server.job_retention_h hours."""
+    return docs_core.job_out(state.jobs.get(job_id))
+
+
+async def _write_response(request: Request, state: ServerState, job: Job, replayed: bool, sync: bool,
+                          ok: Callable[[Job], BaseModel]) -> BaseModel | Response:
+    """200 with `ok(job)` once a synchronous write committed in time, its error if it failed, else 202."""
+    request.scope[ACCEPTED] = lambda: (docs_core.job_out(job).model_dump(mode="json"), f"/v1/jobs/{job.id}")
+    headers = {"Location": f"/v1/jobs/{job.id}", **({"Idempotent-Replayed": "true"} if replayed else {})}
+    if sync:
+        await wait_for_job(job, docs_core.sync_wait_s(state.settings, request.scope.get(DEADLINE), time.monotonic()))
+        if job.state == "committed":
+            return JSONResponse(ok(job).model_dump(mode="json"), headers=headers)
+        if job.state == "failed" and job.error:
+            return error_response(job.http_status or 500, job.error["code"], job.error["message"],
+                                  headers={"Location": f"/v1/jobs/{job.id}"})
+    return JSONResponse(docs_core.job_out(job).model_dump(mode="json"), status_code=202, headers=headers)
