@@ -65,21 +65,29 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     return keep, [str(ctx.embedder_dir)]
 
 
-def regression(metrics: dict[str, Any], mode: str = "hybrid") -> str | None:
-    """Why the adapted embedder must not be served: it scored below the base on the evaluation split
-    in the mode search serves by default. None when there is no such evidence."""
+def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | None:
+    """Why the adapted embedder must not be served, or None to switch to it.
+
+    A labelled evaluation split decides when there is one (the mode search serves by default); without
+    one the held-out dev pairs decide, and no gain there means no switch: the trainer's "did not
+    improve" and the build's choice are the same judgement."""
     before, after = (metrics.get(k, {}).get(mode, {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
-    if before is None or after is None or after >= before:
-        return None
-    return f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
+    if before is not None and after is not None:
+        return None if after >= before else f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
+    dev_before, dev_after = (metrics.get(k, {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
+    if dev_before is not None and dev_after is not None and dev_after <= dev_before:
+        return (f"no labelled evaluation split, and held-out dev nDCG@10 {dev_after} with the adapted embedder "
+                f"did not improve on {dev_before} with the base")
+    return None
 
 
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
-    """Switch the index to the adapted embedder, unless the evaluation split says it is worse."""
+    """Switch the index to the adapted embedder, unless the evaluation split (or, without one, the
+    held-out dev pairs) says it is no better."""
     from indexer import service
     from ner.enrich import open_enricher
 
-    why = regression(ctx.state.outputs("embedder").get("metrics", {}))
+    why = keep_base_reason(ctx.state.outputs("embedder").get("metrics", {}))
     if why is not None:
         log.warning("keeping the base embedder's index: %s", why)
         return {"switched": False, "reason": why}, [str(ctx.embedder_dir)]

@@ -333,8 +333,8 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
     before, after = summary["dev_before"].get("ndcg@10"), summary["dev_after"].get("ndcg@10")
     improved = before is not None and after is not None and after > before
     if not improved:
-        log.warning("dev nDCG@10 did not improve (%s -> %s): keep the current index unless a BEIR check says "
-                    "otherwise", before, after)
+        log.warning("dev nDCG@10 did not improve (%s -> %s): `ragkiln build` keeps the current index unless a "
+                    "labelled evaluation split says the adapted embedder is better", before, after)
     report = {
         "improved_on_dev": improved,
         "out": str(out), "base": spec["base"], "data": spec["data"], "metrics": metrics,

@@ -67,14 +67,18 @@ def test_report_tables_the_beir_scores(tmp_path):
 
 
 def test_the_build_keeps_the_base_index_when_the_adapted_embedder_scores_lower():
-    from pipeline.stages import regression
+    from pipeline.stages import keep_base_reason
 
     def metrics(before: float, after: float) -> dict:
         return {"beir_before": {"hybrid": {"ndcg@10": before}}, "beir_after": {"hybrid": {"ndcg@10": after}}}
 
-    assert "0.712" in regression(metrics(0.733, 0.712))
-    assert regression(metrics(0.733, 0.74)) is None
-    assert regression({"dev_before": {"ndcg@10": 0.4}, "dev_after": {"ndcg@10": 0.5}}) is None  # no evaluation split
+    assert "0.712" in keep_base_reason(metrics(0.733, 0.712))
+    assert keep_base_reason(metrics(0.733, 0.74)) is None
+    # no evaluation split: the held-out dev pairs decide, the same judgement the trainer logs
+    assert keep_base_reason({"dev_before": {"ndcg@10": 0.4}, "dev_after": {"ndcg@10": 0.5}}) is None
+    assert "did not improve" in keep_base_reason({"dev_before": {"ndcg@10": 0.5}, "dev_after": {"ndcg@10": 0.5}})
+    # a labelled split overrides the dev pairs
+    assert keep_base_reason({**metrics(0.7, 0.72), "dev_before": {"ndcg@10": 0.5}, "dev_after": {"ndcg@10": 0.4}}) is None
 
 
 def full_stages(home: str = "/ws") -> dict:
