@@ -110,7 +110,7 @@ def test_reindex_during_concurrent_searches_switches_once_without_failures(live)
         stop.set()
         for t in threads:
             t.join(60)
-    assert job["state"] == "succeeded", job
+    assert job["state"] == "committed", job
     assert failures == []
     names = [n for s in seen for n in s]
     assert len(set(names)) == 2, set(names)

@@ -1,4 +1,4 @@
-"""Background jobs: one at a time per kind, errors recorded, never raised."""
+"""Write jobs: one writer runs them in order, errors recorded, never raised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.errors import Conflict, InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound
 from server.jobs import JobRegistry
 
 
@@ -21,19 +21,22 @@ def test_job_runs_and_records_its_counts():
     reg = JobRegistry()
     job = reg.submit("reindex", lambda: {"documents_total": 3})
     _wait(job)
-    assert job.state == "succeeded" and job.progress == 1.0 and job.counts == {"documents_total": 3}
+    assert job.state == "committed" and job.progress == 1.0 and job.counts == {"documents_total": 3}
     assert reg.get(job.id) is job and job.finished_at >= job.started_at
 
 
-def test_second_job_of_a_kind_conflicts_while_the_first_runs():
+def test_a_second_write_queues_behind_the_first_instead_of_conflicting():
     reg = JobRegistry()
     gate = threading.Event()
-    first = reg.submit("reindex", lambda: (gate.wait(5), {})[1])
-    with pytest.raises(Conflict):
-        reg.submit("reindex", lambda: {})
+    order: list[str] = []
+    first = reg.submit("reindex", lambda: (gate.wait(5), order.append("first"), {})[2])
+    second = reg.submit("reindex", lambda: (order.append("second"), {})[1])
+    time.sleep(0.05)
+    assert first.state == "running" and second.state == "queued"
     gate.set()
     _wait(first)
-    _wait(reg.submit("reindex", lambda: {}))
+    _wait(second)
+    assert order == ["first", "second"] and second.state == "committed"
 
 
 def test_failures_are_recorded_without_internals():
