@@ -13,7 +13,10 @@ FilterSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: a string is never an int ("k": "5"), nor an int a bool ("stream": 0); NaN and Infinity
+    are refused (they would be stored as null); unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Response(BaseModel):

@@ -119,6 +119,29 @@ def test_validation_errors_are_422_naming_the_field(client, body, field):
     assert err["field"] == field and field in err["message"]
 
 
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/search", {"query": "x", "k": "5"}, "k"),  # no string-to-int coercion
+    ("/v1/search", {"query": "x", "k": True}, "k"),  # nor bool-to-int
+    ("/v1/search", {"query": "x", "k": 5.0}, "k"),
+    ("/v1/answer", {"question": "x", "stream": 0}, "stream"),  # nor int-to-bool
+    ("/v1/answer", {"question": "x", "temperature": float("inf")}, "temperature"),
+    ("/v1/search", {"query": "x", "filters": {"metadata": {"score": float("nan")}}}, "filters.metadata.score"),
+])
+def test_requests_are_strict_and_refuse_non_finite_numbers(client, path, body, field):
+    raw = json.dumps(body).encode()  # json.dumps writes NaN / Infinity, as some clients do
+    err = _error(client.post(path, content=raw, headers={**READ, "content-type": "application/json"}), 422,
+                 "invalid_request")
+    assert err["field"].startswith(field), err
+
+
+def test_non_finite_metadata_is_refused_and_nothing_is_stored(client):
+    body = {"documents": [{"id": "nan-doc", "text": "A document with a bad score.", "metadata": {"score": float("nan")}}]}
+    raw = json.dumps(body).encode()
+    _error(client.post("/v1/documents", content=raw, headers={**ADMIN, "content-type": "application/json"}), 422,
+           "invalid_request")
+    _error(client.get("/v1/documents/nan-doc", headers=ADMIN), 404)
+
+
 def test_bad_json_and_huge_bodies(client, home):
     _error(client.post("/v1/search", content=b"{not json", headers={**READ, "content-type": "application/json"}),
            400, "invalid_json")
