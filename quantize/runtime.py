@@ -9,11 +9,15 @@ check. llama.cpp calls release the GIL (ctypes), so contexts run truly in parall
 Prompt token budget: a prompt that leaves no room for one new token raises `ContextOverflow`;
 otherwise `max_tokens` is capped to what still fits and the result says `finish_reason="length"`.
 Prompts may be text (`<s>` is prepended, as in training) or token ids that already include `<s>`.
+
+Cancellation: a stream's `close()` is safe from any thread at any time and always frees its slot
+(see `_Stream`); `health()` reports how long the longest-held context has been held.
 """
 
 from __future__ import annotations
 
 import codecs
+import logging
 import queue
 import threading
 import time
@@ -27,6 +31,9 @@ import numpy as np
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
 from common.sampling import (SamplingParams, likeliest_span, read_span_scores, span_candidates, span_continuations,
                              span_rows)
+
+log = logging.getLogger(__name__)
+CANCEL_POLL_S = 0.05  # how often a generation waiting for a context looks at its cancel flag
 
 
 @dataclass(frozen=True)
@@ -62,61 +69,105 @@ def split_on_stop(pending: str, stops: Sequence[str]) -> tuple[str, str, bool]:
 
 
 class _Stream:
-    """Iterator of text pieces for one request; gives its context back when done, closed or collected."""
+    """Iterator of text pieces for one request; holds an admission slot and, while generating, a context.
+
+    One thread iterates at a time, but `close()` may come from any thread at any moment: the event
+    loop when a client hangs up or a request times out, a worker thread, a finaliser. A generator
+    cannot be closed while another thread runs it (`ValueError: generator already executing`, issue
+    27), so `close()` never touches a running one: it sets the cancel flag, the generating thread
+    stops at its next token (or while it waits for a context, or between span-search rows) and gives
+    the context back itself. When no thread is inside, `close()` ends the generation at once. Either
+    way the slot and the context go back exactly once, a closed stream never starts, and `close()`
+    is idempotent and never raises.
+    """
 
     def __init__(self, owner: "LlamaCppGenerator", ids: list[int], params: SamplingParams, max_new: int) -> None:
         self._owner, self._ids, self._params, self._max_new = owner, ids, params, max_new
-        self._it: Iterator[str] | None = None
         self.result: Generation | None = None
-        self._released = False
+        self._lock = threading.RLock()  # guards the fields below; re-entered by `_run`'s finally under `_shut`
+        self._cancel = threading.Event()
+        self._it: Iterator[str] | None = None
+        self._running = False  # a thread is inside next(self._it)
+        self._finished = False  # exhausted, failed or closed: never advanced again
+        self._admitted = True  # still holds its admission slot
+
+    @property
+    def cancelled(self) -> bool:
+        """Closed before the generation ended (no `result`)."""
+        return self._cancel.is_set() and self.result is None
 
     def __iter__(self) -> "_Stream":
         return self
 
     def __next__(self) -> str:
-        if self._it is None:
-            self._it = self._run()
-        return next(self._it)
+        with self._lock:
+            if self._running:
+                raise RuntimeError("a generation is iterated by one thread at a time")
+            if self._finished or self._cancel.is_set():
+                self._shut()
+                raise StopIteration
+            if self._it is None:
+                self._it = self._run()
+            self._running = True
+        try:
+            piece = next(self._it)
+        except BaseException:  # StopIteration or a failure: `_run`'s finally has given everything back
+            with self._lock:
+                self._running, self._finished = False, True
+            raise
+        with self._lock:
+            self._running = False
+            if self._cancel.is_set():  # closed while this token was made: free the context now, not at GC
+                self._shut()
+        return piece
 
     def close(self) -> None:
-        if self._it is not None:
-            self._it.close()  # type: ignore[attr-defined]
-        self._release(None)
+        """Stop the generation and free its slot; safe from any thread, any number of times."""
+        self._cancel.set()
+        with self._lock:
+            if not self._running:  # else the running thread sees the flag and frees the context itself
+                self._shut()
 
-    def __del__(self) -> None:  # a request abandoned before its first token still frees its slot
+    def __del__(self) -> None:  # a request abandoned mid-way still frees its slot
         try:
-            self.close()
+            if hasattr(self, "_lock"):
+                self.close()
         except Exception:  # noqa: BLE001 - never raise from a finaliser
             pass
 
-    def _admit_and_acquire(self) -> Any:
-        self._admit()
+    def _shut(self) -> None:
+        """End it here (the lock held, no thread inside): close the generator, give back what is held."""
+        self._finished = True
+        it, self._it = self._it, None
         try:
-            return self._acquire()
-        except Busy:
-            self._slots.release()
-            raise
+            if it is not None:
+                it.close()  # GeneratorExit at its yield: `_run`'s finally gives back the context and the slot
+        except Exception:  # noqa: BLE001 - a failing clean-up must not keep the slot or reach the caller
+            log.exception("closing a generation failed")
+        finally:
+            self._give_back(None)  # not started (or already given back): the admission slot only, once
 
-    def _release(self, llm: Any) -> None:
-        if not self._released:
-            self._released = True
-            self._owner._release(llm)
+    def _give_back(self, llm: Any) -> None:
+        with self._lock:
+            admitted, self._admitted = self._admitted, False
+        if llm is not None or admitted:
+            self._owner._release(llm, slot=admitted)
 
     def _run(self) -> Iterator[str]:
+        llm = None
         try:
-            llm = self._owner._acquire()
-        except Busy:
-            self._release(None)
-            raise
-        try:
-            yield from self._generate(llm)
+            llm = self._owner._acquire(self._cancel)  # Busy after acquire_timeout_s; None if closed meanwhile
+            if llm is not None:
+                yield from self._generate(llm)
         finally:
-            self._release(llm)
+            self._give_back(llm)
 
     def _generate(self, llm: Any) -> Iterator[str]:
         import llama_cpp
 
         p = self._params
+        if self._cancel.is_set():
+            return
         llm.set_seed(p.seed if p.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         llm.reset()
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
@@ -129,13 +180,18 @@ class _Stream:
             self.result = Generation("", [], "stop", len(self._ids), 0.0, 0.0)
             return
         if p.extract_from is not None and p.extract_search == "best" and p.temperature == 0:
-            gen: Iterator[int] = (t for t in [*self._best_span(llm), self._owner.eos_id])
+            span = self._best_span(llm)
+            if span is None:  # closed during the search
+                return
+            gen: Iterator[int] = (t for t in [*span, self._owner.eos_id])
         else:
             gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
                                temp=p.temperature, repeat_penalty=1.0, reset=True,
                                logits_processor=self._span_processor(llama_cpp) if p.extract_from is not None else None)
         try:
             for tok in gen:
+                if self._cancel.is_set():  # closed from another thread while this token was computed
+                    break
                 if not out:
                     t_first = time.perf_counter()
                 if llama_cpp.llama_token_is_eog(vocab, tok) and not p.ignore_eos:  # EOS ends the answer
@@ -154,6 +210,8 @@ class _Stream:
                     break
         finally:
             gen.close()
+        if self._cancel.is_set():  # no tail, no result: the caller has gone
+            return
         if not by_stop_string:  # flush text held back for a stop string that never completed
             tail = pending + decoder.decode(b"", final=True)
             if tail:
@@ -162,12 +220,13 @@ class _Stream:
         t_end = time.perf_counter()
         self.result = Generation("".join(emitted), out, finish, len(self._ids), t_first - t0, t_end - t_first)
 
-    def _best_span(self, llm: Any) -> list[int]:
+    def _best_span(self, llm: Any) -> list[int] | None:
         """Span search (`SamplingParams.extract_search = "best"`), as the torch generator's `best_span`:
         the prompt is evaluated once, then each start's run of the source on top of it (the K/V cache
         cut back to the prompt each time), with logits kept for every token of the run. Uses
         llama-cpp-python's context and batch objects (pinned version): its `eval` keeps only the last
-        logits unless the whole context was created with logits_all."""
+        logits unless the whole context was created with logits_all. None when closed meanwhile (the
+        flag is read between rows)."""
         p, ids = self._params, self._ids
         source = p.extract_from or ()
         spans = span_candidates(source, min(p.max_tokens, self._max_new), p.extract_avoid, p.extract_starts,
@@ -180,6 +239,8 @@ class _Stream:
         first = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()  # (V,) after the prompt
         scores: dict[tuple[int, ...], float] = {}
         for start, n in span_rows(spans):
+            if self._cancel.is_set():
+                return None
             llm._ctx.kv_cache_seq_rm(-1, len(ids), -1)
             llm._batch.set_batch(batch=list(source[start : start + n]), n_past=len(ids), logits_all=True)
             llm._ctx.decode(llm._batch)
@@ -258,7 +319,10 @@ class LlamaCppGenerator:
         self._slots = threading.BoundedSemaphore(pool_size + queue_size)
         self._tok_lock = threading.Lock()
         self._active = 0
-        self._count_lock = threading.Lock()
+        self._held: dict[int, float] = {}  # id(context) -> time.monotonic() it was taken (for `health`)
+        # Re-entrant: a collected stream's __del__ gives its context back on whatever thread the
+        # garbage collector runs, possibly one inside this lock already.
+        self._count_lock = threading.RLock()
         self.metadata: dict[str, str] = dict(first.metadata)
         self.bos_id, self.eos_id = int(self._vocab.token_bos()), int(self._vocab.token_eos())
         self.n_vocab = int(self._vocab.n_vocab())
@@ -298,13 +362,24 @@ class LlamaCppGenerator:
         if not self._slots.acquire(blocking=False):
             raise Busy(f"{self.pool_size} generation(s) running and {self.queue_size} waiting; retry later")
 
-    def _acquire(self) -> Any:
-        try:
-            llm = self._free.get(timeout=self.acquire_timeout_s)
-        except queue.Empty:  # the caller still holds its admission slot and gives it back
-            raise Busy(f"no free context within {self.acquire_timeout_s:.0f}s") from None
+    def _acquire(self, cancel: threading.Event | None = None) -> Any:
+        """A free context within acquire_timeout_s, else Busy (the caller still holds its admission
+        slot and gives it back); None as soon as `cancel` is set (its request has gone)."""
+        deadline = time.monotonic() + self.acquire_timeout_s
+        while True:
+            if cancel is not None and cancel.is_set():
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Busy(f"no free context within {self.acquire_timeout_s:.0f}s")
+            try:
+                llm = self._free.get(timeout=left if cancel is None else min(left, CANCEL_POLL_S))
+                break
+            except queue.Empty:
+                continue
         with self._count_lock:
             self._active += 1
+            self._held[id(llm)] = time.monotonic()
         return llm
 
     def _admit_and_acquire(self) -> Any:
@@ -315,12 +390,15 @@ class LlamaCppGenerator:
             self._slots.release()
             raise
 
-    def _release(self, llm: Any) -> None:
+    def _release(self, llm: Any, slot: bool = True) -> None:
+        """Give back a context (if any) and, with `slot`, the admission slot."""
         if llm is not None:
             with self._count_lock:
                 self._active -= 1
+                self._held.pop(id(llm), None)
             self._free.put(llm)
-        self._slots.release()
+        if slot:
+            self._slots.release()
 
     # ---- generation -----------------------------------------------------------------------------
     def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> _Stream:
@@ -373,11 +451,19 @@ class LlamaCppGenerator:
             self._release(llm)
 
     def health(self) -> dict[str, Any]:
-        """Pool state without touching a context (never blocked by a running generation)."""
+        """Pool state without touching a context (never blocked by a running generation).
+
+        `oldest_busy_s`: how long the longest-held context has been taken (0 when none is);
+        `stuck`: contexts held past acquire_timeout_s, so a request queued behind one of them
+        now gives up before it frees (the server reports these as not ready)."""
+        now = time.monotonic()
         with self._count_lock:
-            active = self._active
+            active, taken = self._active, list(self._held.values())
+        ages = [now - t for t in taken]
         return {"model": str(self.path), "n_ctx": self.n_ctx, "threads": self.threads,
-                "contexts": self.pool_size, "busy": active, "queue_size": self.queue_size}
+                "contexts": self.pool_size, "busy": active, "queue_size": self.queue_size,
+                "oldest_busy_s": round(max(ages, default=0.0), 3), "acquire_timeout_s": self.acquire_timeout_s,
+                "stuck": sum(a > self.acquire_timeout_s for a in ages)}
 
     def close(self) -> None:
         while True:

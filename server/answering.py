@@ -3,18 +3,32 @@
 `start_answer` does everything that can fail with a clean HTTP status (no generator, queue full,
 prompt too long) before the first byte, so a streamed response only ever fails mid-way on a real
 generation error. `AnswerRun.pieces()` is a sync iterator (run it on a worker thread).
+
+Ending a run early (issue 27): `finish_answer` and `streaming_answer` run the generation on worker
+threads and close the run from the event loop however the request ends (done, client gone, the
+timeout middleware's cancellation). `AnswerRun.close()` is safe from any thread while a worker is
+inside a token: the runtime only flags the running generation, which frees its context after that
+token, so a cut-off request never keeps a context and never raises into the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import anyio
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from indexer.types import Hit
 from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
+from server.sse import SSE_HEADERS
 from server.state import ServerState
 from trainer.lm.qa_bounds import extractive_params
 from trainer.lm.qa_focus import focus_contexts
@@ -54,6 +68,11 @@ class AnswerRun:
     def grounded(self) -> bool:
         return bool(self.relevant)
 
+    @property
+    def cancelled(self) -> bool:
+        """Closed before its generation ended (client gone, timed out): nothing more to send or record."""
+        return self.stream is not None and self.stream.cancelled
+
     def pieces(self) -> Iterator[str]:
         """The answer text piece by piece; afterwards the fields hold the result and citations."""
         if self.stream is None:
@@ -71,6 +90,8 @@ class AnswerRun:
         finally:
             self.stream.close()
         self.text = "".join(parts)
+        if self.stream.cancelled:
+            return
         res = self.stream.result
         if res is not None:
             self.finish_reason = res.finish_reason
@@ -86,8 +107,67 @@ class AnswerRun:
             pass
 
     def close(self) -> None:
+        """Stop the generation and free its context; from any thread, any number of times, never raises."""
         if self.stream is not None:
             self.stream.close()
+
+
+async def finish_answer(run: AnswerRun, request: Request) -> None:
+    """`run.finish()` on a worker thread. A client that hangs up meanwhile cancels the generation, and
+    so does this coroutine being cancelled (the timeout middleware's 504): either way the run is
+    closed here, on the event loop, and its context is free within a token."""
+    work = asyncio.ensure_future(run_in_threadpool(run.finish))
+    work.add_done_callback(_retrieve)  # after a cancellation nobody awaits it
+    gone = asyncio.ensure_future(_client_gone(request))
+    gone.add_done_callback(_retrieve)
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():  # the client hung up: stop generating, then let the worker return
+            run.close()
+        await work
+    finally:
+        gone.cancel()
+        run.close()
+
+
+def streaming_answer(run: AnswerRun, events: Iterator[str]) -> StreamingResponse:
+    """A text/event-stream response of `events` (a sync generator over `run`, run on worker threads).
+
+    Starlette never closes a sync body iterator when the client hangs up: it cancels the task and
+    drops the iterator, which kept the generation (and its context) alive until garbage collection,
+    and its thread call shields the cancellation until `next()` returns (a request queued for a
+    context would wait out acquire_timeout_s). Here each `next()` is abandoned on cancellation and
+    the run is closed at once in the finally; the worker, if inside a token or waiting for a
+    context, sees the flag and frees everything itself. The background task closes it again,
+    idempotently (Starlette runs it after a disconnect too: a cancellation while a chunk is sent)."""
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            while (event := await anyio.to_thread.run_sync(next, events, _END, abandon_on_cancel=True)) is not _END:
+                yield event
+        finally:
+            run.close()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS,
+                             background=BackgroundTask(_close, run))
+
+
+_END = object()
+
+
+async def _close(run: AnswerRun) -> None:
+    run.close()
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the request body has been read: nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)  # a stray body message: never spin
+
+
+def _retrieve(f: asyncio.Future[Any]) -> None:
+    if not f.cancelled():
+        f.exception()
 
 
 def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
@@ -151,5 +231,5 @@ def answer_response(run: AnswerRun) -> AnswerResponse:
 
 
 def record(state: ServerState, run: AnswerRun) -> None:
-    if run.stream is not None:
+    if run.stream is not None and not run.cancelled:
         state.metrics.observe_generation(run.completion_tokens, run.tokens_per_s or 0.0, run.first_token_s)

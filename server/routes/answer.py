@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.answering import (AnswerRun, GenOptions, answer_response, citation_outs, passage_outs, record,
-                              start_answer)
+from server.answering import (AnswerRun, GenOptions, answer_response, citation_outs, finish_answer, passage_outs,
+                              record, start_answer, streaming_answer)
 from server.deps import READ
 from server.errors import sse_error
 from server.querying import retrieve
 from server.schemas import AnswerRequest, AnswerResponse, ErrorResponse
-from server.sse import SSE_HEADERS, sse_event
+from server.sse import sse_event
 from server.state import ServerState
 
 router = APIRouter(tags=["answer"])
@@ -37,11 +36,8 @@ async def answer(req: AnswerRequest, request: Request, state: ServerState = READ
                       search=state.settings.server.answer_search)
     run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended)
     if req.stream:
-        return StreamingResponse(_events(state, run), media_type="text/event-stream", headers=SSE_HEADERS)
-    try:
-        await run_in_threadpool(run.finish)
-    finally:
-        run.close()
+        return streaming_answer(run, _events(state, run))
+    await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation
     record(state, run)
     return answer_response(run)
 
@@ -50,6 +46,8 @@ def _events(state: ServerState, run: AnswerRun) -> Iterator[str]:
     try:
         for piece in run.pieces():
             yield sse_event("token", {"text": piece})
+        if run.cancelled:  # closed mid-way: nobody is listening
+            return
         record(state, run)
         yield sse_event("citations", {"citations": [c.model_dump() for c in citation_outs(run)],
                                       "passages": [p.model_dump() for p in passage_outs(run)]})

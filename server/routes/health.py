@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from common.errors import RagkilnError
 from server.deps import get_state
+from server.readiness import generator_problems
 from server.schemas import Health, Readiness
 from server.state import ServerState
 
@@ -22,7 +23,7 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 def readyz(state: ServerState = STATE) -> JSONResponse:
-    """Ready when the index and the generator are loaded (503 with the reasons otherwise)."""
+    """Ready when the index and the generator are loaded and no context is stuck (503 with the reasons otherwise)."""
     problems: list[str] = []
     index = None
     try:
@@ -38,8 +39,10 @@ def readyz(state: ServerState = STATE) -> JSONResponse:
     ner = None if state.enricher is None else getattr(state.enricher, "name", "loaded")
     if state.enricher is None and state.ner_problem:
         problems.append(f"ner: {state.ner_problem}")
-    body = Readiness(ready=index is not None and generator is not None, index=index, generator=generator, ner=ner,
-                     problems=problems)
+    stuck = generator_problems(state)  # a context held past its timeout (issue 27)
+    problems += stuck
+    body = Readiness(ready=index is not None and generator is not None and not stuck, index=index, generator=generator,
+                     ner=ner, problems=problems)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 

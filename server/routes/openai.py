@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from common.errors import InvalidInput, RagkilnError
 from server import openai_compat as oai
-from server.answering import AnswerRun, GenOptions, citation_outs, record, start_answer, usage_of
+from server.answering import (AnswerRun, GenOptions, citation_outs, finish_answer, record, start_answer,
+                              streaming_answer, usage_of)
 from server.deps import READ
 from server.errors import sse_error
 from server.querying import retrieve
 from server.schemas import (ChatChoice, ChatChoiceMessage, ChatRequest, ChatResponse, EmbeddingItem,
                             EmbeddingsRequest, EmbeddingsResponse, EmbeddingUsage, ErrorResponse, ModelCard,
                             ModelList)
-from server.sse import SSE_HEADERS, sse_data
+from server.sse import sse_data
 from server.state import ServerState
 
 router = APIRouter(tags=["openai"], responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
@@ -68,12 +68,8 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
     cid, created = oai.completion_id(), oai.now()
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(_chunks(state, run, cid, created, gen.model_id, usage), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    try:
-        await run_in_threadpool(run.finish)
-    finally:
-        run.close()
+        return streaming_answer(run, _chunks(state, run, cid, created, gen.model_id, usage))
+    await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation
     record(state, run)
     return ChatResponse(id=cid, object="chat.completion", created=created, model=gen.model_id,
                         choices=[ChatChoice(index=0, message=ChatChoiceMessage(role="assistant", content=run.text),
@@ -86,6 +82,8 @@ def _chunks(state: ServerState, run: AnswerRun, cid: str, created: int, model: s
         yield sse_data(oai.chat_chunk(cid, created, model, {"role": "assistant", "content": ""}, None))
         for piece in run.pieces():
             yield sse_data(oai.chat_chunk(cid, created, model, {"content": piece}, None))
+        if run.cancelled:  # closed mid-way: nobody is listening
+            return
         record(state, run)
         yield sse_data(oai.chat_chunk(cid, created, model, {}, run.finish_reason))
         if with_usage:
