@@ -1,0 +1,49 @@
+"""What a question asks for: its wh-word class, the noun it asks about, the expected kind of answer
+(`trainer.lm.qa_bounds.answer_type`) and its content lemmas (the words an answer rarely repeats)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reader.parse import Parsed, content_lemmas
+from trainer.lm.qa_bounds import answer_type
+
+_WH = ("what", "which", "who", "whom", "whose", "when", "where", "why", "how")
+# "how" + one of these is its own class: "how many" asks for a count, "how long" for a duration
+_HOW_KINDS = frozenset("many much long old far large big tall high often fast deep wide".split())
+
+
+@dataclass(frozen=True)
+class QuestionInfo:
+    text: str
+    wh: str  # what, which, who, when, where, why, how, how_many, ..., or "other"
+    head: str  # lemma of the noun the wh-phrase asks about ("year" in "What year ..."), "" when none
+    kind: str  # qa_bounds.answer_type: "number", "name" or "" (untyped)
+    lemmas: frozenset[str]  # content lemmas of the question
+
+
+def question_info(parsed: Parsed) -> QuestionInfo:
+    toks = parsed.tokens
+    wh, wh_i = "other", -1
+    for i, t in enumerate(toks):
+        low = t.text.lower()
+        if low in _WH:
+            wh, wh_i = low, i
+            if low == "how" and i + 1 < len(toks) and toks[i + 1].text.lower() in _HOW_KINDS:
+                wh = "how_" + toks[i + 1].text.lower()
+            elif low == "whom":
+                wh = "who"
+            break
+    head = ""
+    if wh_i >= 0:
+        if toks[wh_i].dep == "det" and toks[wh_i].head != wh_i:  # "What year ...": the wh-word's head noun
+            head = toks[toks[wh_i].head].lemma
+        else:  # the first noun soon after the wh-word ("what kind of", "how many people")
+            for t in toks[wh_i + 1 : wh_i + 4]:
+                if t.pos in ("NOUN", "PROPN"):
+                    head = t.lemma
+                    break
+                if t.pos in ("VERB", "AUX"):
+                    break
+    skip = {t.text.lower() for t in toks if t.text.lower() in _WH}
+    return QuestionInfo(parsed.text, wh, head, answer_type(parsed.text) or "", frozenset(content_lemmas(parsed, skip)))
