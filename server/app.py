@@ -22,9 +22,11 @@ from common.settings import Settings
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import ServerMiddleware
+from server.openapi import install_openapi
 from server.querying import MetadataIndex
 from server.routes import answer, documents, health, openai, report, search, workspace
 from server.auth import KeyRing
+from server.deps import required_scope, scope_table
 from server.state import load_state, without_keys
 from server.workspace_info import WorkspaceInfo
 
@@ -69,12 +71,22 @@ def create_app(settings: Settings, load_models: bool = True) -> FastAPI:
                     "OpenAI-compatible endpoints over a ragkiln workspace. Send `Authorization: Bearer KEY` "
                     "when keys are configured (scopes: read, admin).",
     )
+    routers = (search.router, answer.router, documents.router, openai.router, health.router, report.router,
+               workspace.router)
+    scopes = scope_table(routers)
+
+    def authorize(method: str, path: str, header: str | None) -> None:
+        state = getattr(app.state, "ragkiln", None)
+        scope = required_scope(scopes, method, path)
+        if state is not None and scope is not None:
+            state.keys.check(header, scope)
+
     install_error_handlers(app)
     app.add_middleware(ServerMiddleware, metrics=_MetricsProxy(app), max_body=int(settings.server.max_body_mb * 2**20),
-                       timeout_s=settings.server.request_timeout_s)
-    for r in (search.router, answer.router, documents.router, openai.router, health.router, report.router,
-              workspace.router):
+                       timeout_s=settings.server.request_timeout_s, authorize=authorize)
+    for r in routers:
         app.include_router(r)
+    install_openapi(app, scopes)
     _offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
 
 from server.state import ServerState
 
@@ -22,7 +25,39 @@ def require(scope: str) -> Callable[..., ServerState]:
         return state
 
     check.__name__ = f"require_{scope}"
+    check.scope = scope  # type: ignore[attr-defined]  # read by scope_of (OpenAPI, auth before the body)
     return check
+
+
+ScopeTable = list[tuple[frozenset[str], "re.Pattern[str]", str]]
+
+
+def scope_table(routers: Sequence[APIRouter]) -> ScopeTable:
+    """(methods, path pattern, scope) of every route that needs an API key, from its dependencies:
+    the one place scopes are declared also tells the middleware (auth before the body is read) and
+    the OpenAPI document (401/403 documented)."""
+    table: ScopeTable = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and (scope := scope_of(route.dependant)) is not None:
+                table.append((frozenset(route.methods), route.path_regex, scope))
+    return table
+
+
+def required_scope(table: ScopeTable, method: str, path: str) -> str | None:
+    for methods, pattern, scope in table:
+        if method in methods and pattern.match(path):
+            return scope
+    return None
+
+
+def scope_of(dependant: Any) -> str | None:
+    """The API-key scope a route requires (its `require(...)` dependency, at any depth), or None."""
+    for dep in dependant.dependencies:
+        scope = getattr(dep.call, "scope", None) or scope_of(dep)
+        if scope:
+            return scope
+    return None
 
 
 READ = Depends(require("read"))

@@ -1,4 +1,8 @@
-"""One pure-ASGI middleware: request body limit (413), response-start timeout (504), route metrics.
+"""One pure-ASGI middleware: the API-key check, request body limit (413), response-start timeout (504),
+route metrics.
+
+The key is checked first, before the body is read or even its size judged, so a client without a
+valid key learns nothing about its request (401/403, never 400 or 413).
 
 A write that has queued its job puts a callable under `scope[ACCEPTED]`: should the timeout come
 before its response starts, the client gets 202 with that job rather than a 504 for a write that
@@ -13,13 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import error_body
+from common.errors import RagkilnError
+from server.errors import domain_error_response, error_body
 from server.metrics import Metrics
+
+Authorize = Callable[[str, str, "str | None"], None]  # (method, path, Authorization header); raises when refused
 
 
 ACCEPTED = "ragkiln.accepted"  # () -> (job body, Location) of a write whose job is queued
@@ -32,8 +40,10 @@ class BodyTooLarge(HTTPException):
 
 
 class ServerMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, timeout_s: float,
+                 authorize: Authorize | None = None) -> None:
         self.app, self.metrics, self.max_body, self.timeout_s = app, metrics, max_body, timeout_s
+        self.authorize = authorize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,6 +53,15 @@ class ServerMiddleware:
         scope[DEADLINE] = time.monotonic() + self.timeout_s
         status = 500
         started = asyncio.Event()
+        if self.authorize is not None:
+            try:
+                self.authorize(scope["method"], scope["path"], _header(scope, b"authorization"))
+            except RagkilnError as e:
+                response = domain_error_response(e)
+                status = response.status_code
+                await response(scope, receive, send)
+                self._observe(scope, status, t0)
+                return
         try:
             length = _content_length(scope)
         except ValueError:
@@ -98,6 +117,13 @@ class ServerMiddleware:
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
         self.metrics.observe_request(path, scope.get("method", ""), status, time.perf_counter() - t0)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return v.decode("latin-1")
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

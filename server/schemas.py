@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Scalar = str | int | float | bool
 DocId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-FilterSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# LABEL or LABEL:value, as ner.filters.parse_entity_filter reads it; the schema says exactly what it accepts
+FilterSpec = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                              pattern=r"^[A-Za-z0-9_.-]+(:.*[A-Za-z0-9].*)?$")]
+
+
+def _integral(v: Any) -> Any:
+    """JSON Schema's integer is a number without a fraction, so 5.0 is 5; "5" and true stay refused."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+# The integer of strict request models. An optional bounded one is written
+# `Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None`: bounds first, or the JSON schema's
+# integer branch gets pydantic's "ge"/"le" instead of "minimum"/"maximum".
+Int = Annotated[int, BeforeValidator(_integral)]
 
 
 class Request(BaseModel):
@@ -45,7 +58,7 @@ class Filters(Request):
 
 class SearchRequest(Request):
     query: str = Field(..., min_length=1, max_length=2000)
-    k: int = Field(10, ge=1, le=100)
+    k: Int = Field(10, ge=1, le=100)
     mode: Mode = "hybrid"
     filters: Filters | None = None
 
@@ -96,10 +109,10 @@ class SearchResponse(Response):
 # ---- answer -------------------------------------------------------------------------------------
 class AnswerRequest(Request):
     question: str = Field(..., min_length=1, max_length=2000)
-    k: int = Field(5, ge=1, le=50, description="Passages retrieved; the relevant ones go into the prompt.")
+    k: Int = Field(5, ge=1, le=50, description="Passages retrieved; the relevant ones go into the prompt.")
     mode: Mode = "hybrid"
     filters: Filters | None = None
-    max_tokens: int = Field(64, ge=1, le=2048)
+    max_tokens: Int = Field(64, ge=1, le=2048)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     extractive: bool | None = Field(
         None, description="Answer with a span copied from the passages, from word edge to word edge, never opening on "
@@ -313,18 +326,18 @@ class StreamOptions(Request):
 class ChatRequest(Request):
     model: str = Field(..., min_length=1, max_length=300)
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=100)
-    max_tokens: int | None = Field(None, ge=1, le=2048)
-    max_completion_tokens: int | None = Field(None, ge=1, le=2048)
+    max_tokens: Annotated[int, Field(ge=1, le=2048), BeforeValidator(_integral)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=2048), BeforeValidator(_integral)] | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None = Field(None, max_length=4)
-    n: int = Field(1, ge=1, le=1, description="Only one choice is generated.")
-    seed: int | None = None
+    n: Int = Field(1, ge=1, le=1, description="Only one choice is generated.")
+    seed: Int | None = None
     user: str | None = Field(None, max_length=300)
     rag: bool = Field(True, description="ragkiln: answer over the index (retrieved passages in the prompt).")
-    k: int = Field(5, ge=1, le=50, description="ragkiln: passages retrieved when rag is on.")
+    k: Int = Field(5, ge=1, le=50, description="ragkiln: passages retrieved when rag is on.")
     filters: Filters | None = None
 
 
@@ -353,7 +366,7 @@ class EmbeddingsRequest(Request):
     input: str | list[Annotated[str, StringConstraints(max_length=100_000)]] = Field(..., max_length=100_000)
     model: str = Field(..., min_length=1, max_length=300)
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, le=100_000)
+    dimensions: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_integral)] | None = None
     user: str | None = Field(None, max_length=300)
 
 

@@ -18,3 +18,13 @@ def sse_data(data: Any) -> str:
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_openapi(events: list[str], description: str) -> dict[str, Any]:
+    """The OpenAPI content of an event stream: each event is an object with its `event` name (one of
+    `events`; "message" when unnamed) and its `data` line (JSON text), as OpenAPI 3.2's itemSchema
+    and schemathesis read a text/event-stream."""
+    return {"text/event-stream": {"description": description, "schema": {
+        "type": "object", "required": ["data"],
+        "properties": {"event": {"enum": events}, "data": {"type": "string"}, "id": {"type": "string"},
+                       "retry": {"type": "integer"}}}}}

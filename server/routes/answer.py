@@ -13,14 +13,14 @@ from server.deps import READ
 from server.errors import sse_error
 from server.querying import retrieve
 from server.schemas import AnswerRequest, AnswerResponse, ErrorResponse
-from server.sse import sse_event
+from server.sse import sse_event, sse_openapi
 from server.state import ServerState
 
 router = APIRouter(tags=["answer"])
 
-_STREAM_DOC = {"text/event-stream": {"schema": {"type": "string"}, "description":
-               "`event: token` {text} ..., then `event: citations` {citations, passages}, then `event: done` "
-               "{answer, grounded, model, finish_reason, usage, timings}; `event: error` if generation fails."}}
+_STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
+                          "`event: token` {text} ..., then `event: citations` {citations, passages}, then `event: done` "
+                          "{answer, grounded, model, finish_reason, usage, timings}; `event: error` if generation fails.")
 
 
 @router.post("/v1/answer", response_model=AnswerResponse,

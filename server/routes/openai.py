@@ -17,7 +17,7 @@ from server.querying import retrieve
 from server.schemas import (ChatChoice, ChatChoiceMessage, ChatRequest, ChatResponse, EmbeddingItem,
                             EmbeddingsRequest, EmbeddingsResponse, EmbeddingUsage, ErrorResponse, ModelCard,
                             ModelList)
-from server.sse import sse_data
+from server.sse import sse_data, sse_openapi
 from server.state import ServerState
 
 router = APIRouter(tags=["openai"], responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
@@ -49,7 +49,8 @@ def models(state: ServerState = READ) -> ModelList:
 
 
 @router.post("/v1/chat/completions", response_model=ChatResponse,
-             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+             responses={200: {"content": sse_openapi(["message"], "With `stream: true`: one `data:` line per chat.completion.chunk "
+                                                       "(JSON), then `data: [DONE]`.")},
                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 async def chat_completions(req: ChatRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
     """Chat completion answered over the index (`rag: false` asks the model without passages)."""

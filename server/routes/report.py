@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from common.errors import NotFound
 from server.deps import READ
+from server.schemas import ErrorResponse
 from server.state import ServerState
 
 router = APIRouter(tags=["report"])
@@ -18,7 +19,7 @@ def _report_dir(state: ServerState) -> Path:
     return Path(state.settings.home).expanduser().resolve() / "report"
 
 
-@router.get("/report", response_class=FileResponse)
+@router.get("/report", response_class=FileResponse, responses={404: {"model": ErrorResponse}})
 def report(state: ServerState = READ) -> FileResponse:
     """The HTML report of the last `ragkiln build` in this workspace."""
     path = _report_dir(state) / "report.html"
@@ -27,7 +28,7 @@ def report(state: ServerState = READ) -> FileResponse:
     return FileResponse(path, media_type="text/html")
 
 
-@router.get("/report/{name}", response_class=FileResponse)
+@router.get("/report/{name}", response_class=FileResponse, responses={404: {"model": ErrorResponse}})
 def report_asset(name: str, state: ServerState = READ) -> FileResponse:
     """A figure or the Markdown twin of the report (file names only, never a path)."""
     root = _report_dir(state)

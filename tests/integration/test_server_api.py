@@ -100,9 +100,11 @@ def test_entity_filter_restricts_retrieval(client):
     assert none.status_code == 200 and none.json()["hits"] == []
 
 
-def test_bad_entity_filter_is_a_400(client):
-    _error(client.post("/v1/search", json={"query": "x", "filters": {"entities": ["ORG:"]}}, headers=READ), 400,
-           "invalid_input")
+def test_bad_entity_filter_is_a_422_naming_it(client):
+    for spec in ("ORG:", "ORG X", ":pfizer"):
+        err = _error(client.post("/v1/search", json={"query": "x", "filters": {"entities": [spec]}}, headers=READ),
+                     422, "invalid_request")
+        assert err["field"].startswith("filters.entities")
 
 
 @pytest.mark.parametrize("body,field", [
@@ -122,7 +124,7 @@ def test_validation_errors_are_422_naming_the_field(client, body, field):
 @pytest.mark.parametrize("path,body,field", [
     ("/v1/search", {"query": "x", "k": "5"}, "k"),  # no string-to-int coercion
     ("/v1/search", {"query": "x", "k": True}, "k"),  # nor bool-to-int
-    ("/v1/search", {"query": "x", "k": 5.0}, "k"),
+    ("/v1/search", {"query": "x", "k": 5.5}, "k"),  # 5.0 is JSON Schema's integer 5, 5.5 is not
     ("/v1/answer", {"question": "x", "stream": 0}, "stream"),  # nor int-to-bool
     ("/v1/answer", {"question": "x", "temperature": float("inf")}, "temperature"),
     ("/v1/search", {"query": "x", "filters": {"metadata": {"score": float("nan")}}}, "filters.metadata.score"),
@@ -140,6 +142,17 @@ def test_non_finite_metadata_is_refused_and_nothing_is_stored(client):
     _error(client.post("/v1/documents", content=raw, headers={**ADMIN, "content-type": "application/json"}), 422,
            "invalid_request")
     _error(client.get("/v1/documents/nan-doc", headers=ADMIN), 404)
+
+
+def test_auth_is_checked_before_the_body_is_read(client, home):
+    bad_json = {"content-type": "application/json"}
+    # without a key, a malformed or huge body says nothing but 401
+    _error(client.post("/v1/search", content=b"{not json", headers=bad_json), 401, "unauthorized")
+    _error(client.post("/v1/documents", content=b"x" * 10, headers={**bad_json, "content-length": str(10**12)}),
+           401, "unauthorized")
+    # a read key on an admin route: 403 before the body is judged
+    _error(client.post("/v1/reindex", content=b"{not json", headers={**READ, **bad_json}), 403, "forbidden")
+    assert client.get("/healthz").status_code == 200  # open routes stay open
 
 
 def test_bad_json_and_huge_bodies(client, home):
