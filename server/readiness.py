@@ -1,4 +1,12 @@
-"""Readiness of the generator beyond "loaded": a context held past its timeout is a fault (issue 27).
+"""Readiness per capability: search (the index loaded) and answers (a generator loaded, no context
+stuck), and which of them a `/readyz` caller needs.
+
+`need=deployment` (the default) asks for what this deployment serves: search always, answers when a
+generator is loaded or one is named explicitly (`server.generator` a file). A workspace with no GGUF
+yet and `server.generator = "auto"` is a search deployment: ready as soon as its index is loaded,
+not 503 for ever. A load balancer in front of answer traffic asks `need=answers`.
+
+A generator's context held past its timeout is a fault (issue 27).
 
 The yardstick is the runtime's own `quantize.acquire_timeout_s`, not `server.request_timeout_s`:
 it is the runtime's promise to a queued request (a context within that long, else Busy), so a
@@ -12,7 +20,16 @@ traffic elsewhere until it ends.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Need = Literal["deployment", "search", "answers"]
+
+
+@dataclass
+class Capability:
+    ready: bool
+    problems: list[str] = field(default_factory=list)
 
 
 def generator_problems(state: Any) -> list[str]:
@@ -28,3 +45,22 @@ def generator_problems(state: Any) -> list[str]:
     held = f"{stuck} of {h['contexts']} contexts have" if stuck > 1 else "a context has"
     return [f"generator: {held} been busy for up to {h['oldest_busy_s']:.0f}s, past quantize.acquire_timeout_s "
             f"({h['acquire_timeout_s']:g}s): requests waiting for a context time out"]
+
+
+def capabilities(state: Any, index_problem: str | None) -> dict[str, Capability]:
+    """Search and answers, each ready or not with its reasons (`index_problem`: why the index did not load)."""
+    search = Capability(index_problem is None, [f"index: {index_problem}"] if index_problem else [])
+    answer_problems = list(search.problems)  # answers retrieve first
+    if state.generator is None:
+        answer_problems.append(f"generator: {state.generator_problem or 'none loaded'}")
+    answer_problems += generator_problems(state)
+    return {"search": search, "answers": Capability(not answer_problems, answer_problems)}
+
+
+def needed(state: Any, need: Need) -> list[str]:
+    """The capabilities `need` asks for."""
+    if need != "deployment":
+        return [need]
+    spec = state.settings.server.generator.strip().lower()
+    serves_answers = state.generator is not None or spec not in ("auto", "none")
+    return ["search", "answers"] if serves_answers else ["search"]

@@ -304,12 +304,19 @@ class Health(Response):
     status: Literal["ok"]
 
 
-class Readiness(Response):
+class CapabilityOut(Response):
     ready: bool
+    problems: list[str]
+
+
+class Readiness(Response):
+    ready: bool = Field(description="Every capability in `need` is ready.")
+    need: list[str] = Field(description="The capabilities this answer is about (the `need` query parameter).")
+    capabilities: dict[str, CapabilityOut] = Field(description="search and answers, each with its reasons.")
     index: dict[str, Any] | None
     generator: dict[str, Any] | None
     ner: str | None
-    problems: list[str]
+    problems: list[str] = Field(description="Why the capabilities in `need` are not ready (and NER, never blocking).")
 
 
 # ---- OpenAI-compatible --------------------------------------------------------------------------

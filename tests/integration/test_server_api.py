@@ -57,6 +57,8 @@ def test_health_and_readiness(client):
     body = r.json()
     assert body["ready"] and body["index"]["chunks"] > 0 and body["generator"]["model"].endswith(".gguf")
     assert body["ner"] and body["problems"] == []
+    assert body["need"] == ["search", "answers"]  # a generator is loaded: this deployment serves both
+    assert all(c["ready"] for c in body["capabilities"].values())
 
 
 def test_openapi_docs_and_the_page(client):
@@ -299,7 +301,13 @@ def test_without_a_generator_answers_are_503_with_the_fix(home):
     with TestClient(create_app(s), raise_server_exceptions=False) as c:
         err = _error(c.post("/v1/answer", json={"question": QUESTION}, headers=READ), 503, "model_unavailable")
         assert "ragkiln quantize" in err["message"]
-        assert c.get("/readyz").status_code == 503
+        # a search-only deployment is ready for search; asked for answers, it says why not
+        ready = c.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["need"] == ["search"], ready.text
+        assert ready.json()["capabilities"]["answers"]["ready"] is False
+        answers = c.get("/readyz", params={"need": "answers"})
+        assert answers.status_code == 503 and any("generator" in p for p in answers.json()["problems"])
+        _error(c.get("/readyz", params={"need": "everything"}), 422)
         chat = c.post("/v1/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "hi"}]},
                       headers=READ)
         _error(chat, 503)
