@@ -1,7 +1,8 @@
 """Dense embedders. The real one wraps sentence-transformers, loaded offline from a local directory.
 
 An embedder has a stable `id` (name plus a hash of its weights) that index manifests record, so an
-index built by embedder A is never queried with embedder B.
+index built by embedder A is never queried with embedder B. An int8 export of a model (ONNX Runtime or
+OpenVINO, `indexer.backends`) is an embedder of its own, with its own id: its vectors differ from fp32.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from common.errors import ModelUnavailable
 from common.hashing import sha256_file, sha256_text
+from indexer.exported import ExportedEmbedder, is_export_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class Embedder(Protocol):
     path: str
     dim: int
     max_tokens: int
+    backend: str  # torch, onnx or openvino
+    quantization: str  # fp32 (torch documents) or the int8 scheme of an export
+    base_id: str  # the torch model's id (itself for torch)
+    base_path: str
 
     def encode(self, texts: Sequence[str], is_query: bool = False, batch_size: int = 64,
                show_progress: bool = False, precision: str = "fp32") -> np.ndarray: ...
@@ -107,7 +113,11 @@ def _weights_stamp(path: Path) -> tuple[int, int, int] | None:
     """Inode, size and mtime of the weights: cheap to read, and new when a model is retrained into the same
     directory (an atomic artifact swap writes a new file)."""
     f = _weights_file(path)
-    if f is None:
+    return None if f is None else _file_stamp(f)
+
+
+def _file_stamp(f: Path) -> tuple[int, int, int] | None:
+    if not f.exists():
         return None
     st = f.stat()
     return st.st_ino, st.st_size, st.st_mtime_ns
@@ -140,6 +150,8 @@ class SentenceTransformerEmbedder:
         self.name = _display_name(path)
         # The id depends on the weights only, never on how the model was named on the command line.
         self.id = f"{self.name}@{_weights_hash(path)}"
+        self.backend, self.quantization = "torch", "fp32"
+        self.base_id, self.base_path = self.id, self.path
         dim = self.model.get_embedding_dimension()
         assert dim is not None
         self.dim = int(dim)
@@ -226,18 +238,23 @@ def _plain_mean_pooling(model) -> tuple | None:  # type: ignore[no-untyped-def]
     return mods[0].auto_model, int(model.max_seq_length)
 
 
-_CACHE: dict[tuple[str, int], tuple[tuple[int, int, int] | None, SentenceTransformerEmbedder]] = {}
+_CACHE: dict[tuple[str, int], tuple[tuple[int, int, int] | None, Embedder]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_embedder(name_or_path: str, threads: int = 0) -> SentenceTransformerEmbedder:
+def load_embedder(name_or_path: str, threads: int = 0) -> Embedder:
     """Load once per process per model path (loading MiniLM costs about a second), and again when the
     weights at that path change: a model retrained into the same directory must never be served (and
-    its index labelled) with the previous model's id."""
+    its index labelled) with the previous model's id.
+
+    A directory holding an int8 export (`indexer.backends`) loads as that export, on its backend."""
     path = resolve_embedder_path(name_or_path)
-    key, stamp = (str(path), threads), _weights_stamp(path)
+    export = is_export_dir(path)
+    key = (str(path), threads)
+    stamp = _file_stamp(path / "manifest.json") if export else _weights_stamp(path)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None or cached[0] != stamp:
-            _CACHE[key] = (stamp, SentenceTransformerEmbedder(name_or_path, threads))
+            emb: Embedder = ExportedEmbedder(path, threads) if export else SentenceTransformerEmbedder(name_or_path, threads)
+            _CACHE[key] = (stamp, emb)
         return _CACHE[key][1]

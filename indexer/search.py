@@ -10,12 +10,12 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, ManifestMismatch
 from common.settings import IndexerConfig
 from common.threads import scoped_threads
 from indexer import dense
 from indexer.docstore import DocStore
-from indexer.embedder import SentenceTransformerEmbedder, resolve_precision
+from indexer.embedder import Embedder, resolve_precision
 from indexer.fusion import rrf_fuse, weighted_fuse
 from indexer.generation import Generation
 from indexer.types import Hit
@@ -40,8 +40,16 @@ def omp_threads(n: int) -> AbstractContextManager[None]:
 class Searcher:
     """Answers queries from one immutable generation; safe to share between threads."""
 
-    def __init__(self, gen: Generation, embedder: SentenceTransformerEmbedder, store: DocStore,
-                 cfg: IndexerConfig) -> None:
+    def __init__(self, gen: Generation, embedder: Embedder, store: DocStore, cfg: IndexerConfig) -> None:
+        # Queries are embedded the way the documents were: same model, same backend (an int8 export's vectors
+        # differ from torch fp32 ones). Indexes from before embed backends record no backend: torch.
+        built_with = gen.embedder.get("backend", "torch")
+        backend = getattr(embedder, "backend", "torch")
+        if backend != built_with or embedder.id != gen.embedder["id"]:
+            raise ManifestMismatch(
+                f"index {gen.path.name} was embedded with {gen.embedder['id']} ({built_with}); refusing to embed its "
+                f"queries with {embedder.id} ({backend})"
+            )
         self.gen = gen
         self.embedder = embedder
         self.store = store
@@ -49,7 +57,8 @@ class Searcher:
         self.name = gen.path.name
         self.manifest = gen.manifest
         self._faiss_lock = threading.Lock()
-        self.query_precision = resolve_precision(cfg.query_precision)
+        # bf16 query weights are a torch path; an int8 export embeds queries with its own arithmetic.
+        self.query_precision = resolve_precision(cfg.query_precision) if backend == "torch" else embedder.quantization
         dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

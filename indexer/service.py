@@ -15,9 +15,10 @@ from common.errors import InvalidInput, NotFound, NothingIngested
 from common.hashing import sha256_text
 from common.settings import IndexerConfig, Settings
 from indexer import dense
+from indexer.backends import choose_embedder, describe
 from indexer.bm25 import BM25Index
 from indexer.chunking import bm25_texts, chunk_spans, index_text, sentence_spans
-from indexer.embedder import SentenceTransformerEmbedder, load_embedder
+from indexer.embedder import Embedder, load_embedder
 from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
@@ -31,7 +32,7 @@ CHUNKER_VERSION = 1
 Enricher = Callable[[Sequence[str]], list[list[Entity]]]
 
 
-def chunker_id(embedder: SentenceTransformerEmbedder, chunk_tokens: int, overlap: int) -> str:
+def chunker_id(embedder: Embedder, chunk_tokens: int, overlap: int) -> str:
     """Chunks depend on the tokenizer's vocabulary and the sizes; a change of either re-chunks every document.
 
     Hashing the vocabulary (not the tokenizer files) keeps a fine-tuned copy of the same tokenizer, saved
@@ -41,7 +42,7 @@ def chunker_id(embedder: SentenceTransformerEmbedder, chunk_tokens: int, overlap
     return sha256_text(f"{tok_hash}:{chunk_tokens}:{overlap}:v{CHUNKER_VERSION}")[:10]
 
 
-def chunk_document(doc: Document, embedder: SentenceTransformerEmbedder, chunk_tokens: int,
+def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int,
                    overlap: int) -> list[ChunkSpan]:
     """Sentence-aware chunks of one document, measured in the embedder's tokens."""
     sents = sentence_spans(doc.text)
@@ -141,14 +142,36 @@ def upsert_documents(settings: Settings, docs: Sequence[Document], delete_ids: S
         return _apply(ws, merged, lambda d: d in set(delete_ids), enricher, None, progress=False)
 
 
-def _resolve_embedder(ws: Workspace, override: str | None) -> SentenceTransformerEmbedder:
+def _resolve_embedder(ws: Workspace, override: str | None) -> Embedder:
+    """The torch model to index with: the override, else the active index's (its base when an int8 export made
+    it), else the configured one. `indexer.embed_backend` then decides what computes the vectors."""
+    threads = ws.settings.indexer.threads
     if override is not None:
-        return load_embedder(override, ws.settings.indexer.threads)
-    active = ws.active_index_path()
-    if active is not None:
-        gen_manifest = load_generation(active).manifest
-        return load_embedder(gen_manifest["embedder"]["path"], ws.settings.indexer.threads)
-    return load_embedder(ws.settings.indexer.embedder, ws.settings.indexer.threads)
+        emb = load_embedder(override, threads)
+    elif (active := ws.active_index_path()) is not None:
+        section = load_generation(active).manifest["embedder"]
+        emb = load_embedder(section.get("base", {}).get("path") or section["path"], threads)
+    else:
+        emb = load_embedder(ws.settings.indexer.embedder, threads)
+    if emb.backend != "torch":  # an export directory given as the model: its torch base
+        emb = load_embedder(emb.base_path, threads)
+    return emb
+
+
+def _sample_texts(docs: Sequence[Document], embedder: Embedder, cfg: IndexerConfig) -> list[str]:
+    """Chunk texts as they are embedded (title + chunk), from documents in a fixed random order spread over the
+    corpus: the first `embed_sample_chunks` check an int8 export's parity and speed, the next ones calibrate
+    OpenVINO. Chunking a few hundred documents costs only their tokenization."""
+    want = cfg.embed_sample_chunks + cfg.embed_calibration_chunks
+    ordered = sorted(docs, key=lambda d: d.doc_id)
+    out: list[str] = []
+    for i in np.random.default_rng(0).permutation(len(ordered)):
+        d = ordered[int(i)]
+        out.extend(index_text(d.title, d.text[sp.start:sp.end])
+                   for sp in chunk_document(d, embedder, cfg.chunk_tokens, cfg.chunk_overlap))
+        if len(out) >= want:
+            break
+    return out[:want]
 
 
 def _bm25_config(cfg: IndexerConfig) -> dict[str, Any]:
@@ -166,14 +189,17 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     # key (same document version and chunker) below, and the clean-up after this run's commit drops
     # whatever neither it nor the previous generation uses.
     ws.remove_stale_generations()
-    embedder = _resolve_embedder(ws, embedder_override)
-    chunker = chunker_id(embedder, cfg.chunk_tokens, cfg.chunk_overlap)
+    base = _resolve_embedder(ws, embedder_override)
+    chunker = chunker_id(base, cfg.chunk_tokens, cfg.chunk_overlap)
     indexed = store.active_documents()
     # Documents outside this scan's scope stay as they are (ingesting folder B keeps folder A).
     scanned_ids = {d.doc_id for d in docs}
     kept = [store.get_document_version(i, sha) for i, (sha, _) in indexed.items()
             if i not in scanned_ids and not removable(i)]
     docs = list(docs) + [d for d in kept if d is not None]
+    # What computes the vectors: torch, or an int8 export (made once on this corpus's chunks, then cached).
+    # Its id keys the vector cache, so a switch of backend re-embeds instead of mixing vectors.
+    embedder, selection = choose_embedder(ws.models, base, cfg, lambda: _sample_texts(docs, base, cfg))
     plan = plan_reindex(indexed, {d.doc_id: d.sha256 for d in docs}, chunker, removable)
     report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
                           unchanged=len(plan.unchanged))
@@ -195,13 +221,13 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     todo = [by_id[i] for i in plan.added + plan.changed]
     store.put_documents(todo)
     for d in tqdm(todo, desc="chunk", disable=not progress or not todo, unit="doc"):
-        store.put_chunks(d, chunker, chunk_document(d, embedder, cfg.chunk_tokens, cfg.chunk_overlap))
+        store.put_chunks(d, chunker, chunk_document(d, base, cfg.chunk_tokens, cfg.chunk_overlap))
     new_active = {i: (by_id[i].sha256, chunker) for i in plan.added + plan.changed + plan.unchanged}
     # Unchanged docs chunked under another chunker (settings changed) need new chunks too.
     for i in plan.unchanged:
         if not store.chunk_ids_for(i, by_id[i].sha256, chunker):
             store.put_documents([by_id[i]])
-            store.put_chunks(by_id[i], chunker, chunk_document(by_id[i], embedder, cfg.chunk_tokens, cfg.chunk_overlap))
+            store.put_chunks(by_id[i], chunker, chunk_document(by_id[i], base, cfg.chunk_tokens, cfg.chunk_overlap))
     chunk_ids: list[int] = []
     for i, (sha, ch) in sorted(new_active.items()):
         chunk_ids.extend(store.chunk_ids_for(i, sha, ch))
@@ -249,7 +275,7 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     write_generation(
         ws.indexes / name,
         {
-            "embedder": {"id": embedder.id, "name": embedder.name, "path": embedder.path, "dim": embedder.dim},
+            "embedder": {**describe(embedder), "selection": selection},
             "chunker": chunker,
             "config": {
                 "faiss_factory": cfg.faiss_factory, "chunk_tokens": cfg.chunk_tokens,
