@@ -13,6 +13,11 @@ import numpy as np
 
 from common.errors import InvalidInput
 
+# Tokens the repetition penalty looks back over: llama-cpp-python's `last_n_tokens_size` default, passed
+# explicitly by quantize.runtime so both back ends penalise the same window (generated tokens only:
+# llama.cpp's sampler sees only what it sampled, never the prompt).
+PENALTY_LAST_N = 64
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -29,6 +34,8 @@ class SamplingParams:
     extract_search: str = "greedy"  # with temperature 0: "greedy" token by token, or "best": the likeliest whole span
     extract_alpha: float = 1.5  # ... "best" ranks spans by log P(span, EOS) / (tokens + 1) ** alpha (bench/lm_focus.py)
     ignore_eos: bool = False  # exactly max_tokens: speed checks must time a model that would stop at once
+    repeat_penalty: float = 1.0  # 1 = off (parity checks); served free generation uses server.repeat_penalty
+    stop_tokens: tuple[int, ...] = ()  # ids that end the answer like EOS (the prompt's own markers: <q>, <ctx>, ...)
 
     def validate(self) -> "SamplingParams":
         if self.max_tokens < 1:
@@ -45,9 +52,25 @@ class SamplingParams:
             raise InvalidInput("extract_search must be 'greedy' or 'best'")
         if not 0.0 <= self.extract_alpha <= 4.0:
             raise InvalidInput("extract_alpha must be in [0, 4]")
+        if not 1.0 <= self.repeat_penalty <= 2.0:
+            raise InvalidInput("repeat_penalty must be in [1, 2] (1 = off)")
         if self.extract_search == "best" and self.temperature > 0:
             raise InvalidInput("extract_search 'best' picks the likeliest span: it needs temperature 0")
         return self
+
+
+def penalize_repeats(logits: np.ndarray, generated: Sequence[int], penalty: float,
+                     last_n: int = PENALTY_LAST_N) -> np.ndarray:
+    """llama.cpp's repetition penalty (CTRL, Keskar et al. 2019, as `llama_sampler_init_penalties` applies
+    it): each distinct token among the last `last_n` generated ones has its logit divided by `penalty`
+    when positive, multiplied when not. logits: (V,); returns a new array. Pure."""
+    out = np.array(logits, dtype=np.float32, copy=True)  # (V,)
+    if penalty == 1.0 or not generated or last_n <= 0:
+        return out
+    seen = np.fromiter({int(t) for t in generated[-last_n:] if 0 <= int(t) < out.shape[0]}, dtype=np.int64)
+    vals = out[seen]
+    out[seen] = np.where(vals <= 0, vals * penalty, vals / penalty)
+    return out
 
 
 def span_continuations(

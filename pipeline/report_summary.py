@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.report_format import MB, change, human_duration, sig
+from quantize.gate import PPL_VOCAB_SHARE, generation_gate  # one rule: the server's generation gate
 
-PPL_VOCAB_SHARE = 0.1
 TOP1_MIN = 0.9
 DPPL_MAX_PCT = 10.0
 TOKENIZER_MIN = 1.0  # any mismatch: the served model reads other token ids than it was trained on
@@ -140,7 +140,7 @@ def warnings(stages: dict[str, Any], vocab: dict[str, int] | None = None) -> lis
     for m, (no_ctx, ctx) in _lm_ppl(stages).items():
         best = min(p for p in (no_ctx, ctx) if p is not None) if (no_ctx or ctx) else None
         v = vocab.get(m)
-        if best is not None and v and best > PPL_VOCAB_SHARE * v:
+        if best is not None and v and not generation_gate(best, v)[0]:
             out.append(f"The {names.get(m, m)} is too weak to generate text: held-out perplexity {sig(best)} is above "
                        f"{sig(PPL_VOCAB_SHARE * v)} (a tenth of its {v:,}-token vocabulary). Its answers can only be "
                        "spans copied from the retrieved passages; train longer or on more text.")

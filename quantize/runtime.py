@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
-from common.sampling import (SamplingParams, likeliest_span, read_span_scores, span_candidates, span_continuations,
-                             span_rows)
+from common.sampling import (PENALTY_LAST_N, SamplingParams, likeliest_span, read_span_scores, span_candidates,
+                             span_continuations, span_rows)
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.05  # how often a generation waiting for a context looks at its cancel flag
@@ -186,7 +186,7 @@ class _Stream:
             gen: Iterator[int] = (t for t in [*span, self._owner.eos_id])
         else:
             gen = llm.generate(self._ids, top_k=p.top_k, top_p=p.top_p, min_p=0.0, typical_p=1.0,
-                               temp=p.temperature, repeat_penalty=1.0, reset=True,
+                               temp=p.temperature, repeat_penalty=p.repeat_penalty, reset=True,
                                logits_processor=self._span_processor(llama_cpp) if p.extract_from is not None else None)
         try:
             for tok in gen:
@@ -194,7 +194,7 @@ class _Stream:
                     break
                 if not out:
                     t_first = time.perf_counter()
-                if llama_cpp.llama_token_is_eog(vocab, tok) and not p.ignore_eos:  # EOS ends the answer
+                if (llama_cpp.llama_token_is_eog(vocab, tok) or tok in p.stop_tokens) and not p.ignore_eos:  # EOS ends it
                     finish = "stop"
                     break
                 out.append(tok)
@@ -300,7 +300,8 @@ class LlamaCppGenerator:
 
         def load(ctx_len: int) -> Any:
             return Llama(str(self.path), n_ctx=ctx_len, n_batch=512, n_ubatch=512, n_threads=threads,
-                         n_threads_batch=threads, logits_all=logits_all, type_k=kv, type_v=kv, verbose=False)
+                         n_threads_batch=threads, logits_all=logits_all, type_k=kv, type_v=kv, verbose=False,
+                         last_n_tokens_size=PENALTY_LAST_N)  # the repetition penalty's window, as the torch generator
 
         try:
             first = load(n_ctx)  # n_ctx=0: llama.cpp sizes the context from the file
@@ -328,10 +329,16 @@ class LlamaCppGenerator:
         self.n_vocab = int(self._vocab.n_vocab())
 
     # ---- tokens ---------------------------------------------------------------------------------
-    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        """llama.cpp's tokenisation (user-defined symbols such as <ctx> are matched, <s>/</s> are not)."""
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
+        """llama.cpp's tokenisation (user-defined symbols such as <ctx> are matched; control tokens such as
+        <s> or a chat template's <|im_start|> only with `special`, for text a chat template rendered)."""
         with self._tok_lock:
-            return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False))
+            return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def token_text(self, i: int) -> str:
+        """The text of token `i` as the vocabulary stores it (a chat template's bos_token / eos_token)."""
+        with self._tok_lock:
+            return self._vocab._model.token_get_text(int(i)) if 0 <= int(i) < self.n_vocab else ""
 
     def detokenize(self, ids: Sequence[int]) -> str:
         with self._tok_lock:

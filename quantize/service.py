@@ -101,8 +101,33 @@ def verify_model(
     data = build_verify_data(texts, tokenizer, model.args.max_seq_len, rows=cfg.verify_rows, prompts=cfg.verify_prompts)
     result = verify_export(model, tokenizer, export, [q.name for q in qtypes], data, threads=cfg.threads,
                            gen_tokens=cfg.verify_gen_tokens, prompt_format=manifest.get("prompt_format"))
-    return {"model": str(model_dir), "held_out": str(text_file) if text_file else "workspace held-out documents",
-            **result}
+    out = {"model": str(model_dir), "held_out": str(text_file) if text_file else "workspace held-out documents",
+           **result}
+    record_verification(Path(export.out_dir), src.source_sha256, out)
+    return out
+
+
+VERIFY_FILE = "verify.json"
+
+
+def record_verification(gguf_dir: Path, source_sha256: str, result: dict[str, Any]) -> None:
+    """Keep a verification beside the export it measured (the server's generation gate reads it); a
+    re-export replaces the directory and so drops it."""
+    from common.artifacts import atomic_write_text
+
+    atomic_write_text(Path(gguf_dir) / VERIFY_FILE,
+                      json.dumps({"source_sha256": source_sha256, **result}, default=str, sort_keys=True))
+
+
+def read_verification(gguf_dir: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
+    """The `quantize verify` result recorded for this export (None when none is, or it measured other weights)."""
+    try:
+        rec = json.loads((Path(gguf_dir) / VERIFY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or (source_sha256 and rec.get("source_sha256") != source_sha256):
+        return None
+    return rec
 
 
 def open_generator(settings: Settings, path: Path, logits_all: bool = False) -> LlamaCppGenerator:

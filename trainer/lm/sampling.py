@@ -1,4 +1,5 @@
-"""Text generation: temperature, top-k, top-p (nucleus) sampling, max tokens and stop strings.
+"""Text generation: temperature, top-k, top-p (nucleus) sampling, repetition penalty, max tokens, stop strings
+and stop tokens.
 
 `filter_logits` is pure (logits in, filtered logits out) so the sampling rules are unit-testable;
 `generate` runs the model autoregressively (full recompute over a sliding window: these models are
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import ContextOverflow
-from common.sampling import (SamplingParams, likeliest_span, read_span_scores, span_candidates, span_continuations,
-                             span_rows)
+from common.sampling import (SamplingParams, likeliest_span, penalize_repeats, read_span_scores, span_candidates,
+                             span_continuations, span_rows)
 from trainer.lm.model import Transformer
 from trainer.lm.tokenizer import Tokenizer
 
@@ -76,12 +77,14 @@ def generate(
             keep = torch.zeros_like(last, dtype=torch.bool)  # (V,)
             keep[list(allowed)] = True
             last = last.masked_fill(~keep, float("-inf"))  # (V,)
+        if params.repeat_penalty != 1.0:  # after the span mask, before sampling: llama.cpp's sampler order
+            last = torch.from_numpy(penalize_repeats(last.float().numpy(), out, params.repeat_penalty))  # (V,)
         if params.temperature == 0:
             nxt = int(torch.argmax(last))
         else:
             probs = torch.softmax(filter_logits(last, params.temperature, params.top_k, params.top_p), dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=gen))
-        if nxt == tokenizer.eos_id and not params.ignore_eos:
+        if (nxt == tokenizer.eos_id or nxt in params.stop_tokens) and not params.ignore_eos:
             finish = "stop"
             break
         out.append(nxt)
