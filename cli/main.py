@@ -15,6 +15,7 @@ from cli import serve_cmds  # noqa: F401
 from cli import embedder_cmds  # noqa: F401
 from cli import build_cmds  # noqa: F401
 from cli import config_cmds  # noqa: F401
+from cli import models_cmds  # noqa: F401  (models add, list, remove)
 from cli.app import app
 
 __all__ = ["app"]

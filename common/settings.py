@@ -265,6 +265,23 @@ class ServerConfig(Section):
         description="GGUF file answering /v1/answer and chat; 'auto' = the newest workspace gguf/*/model-q8_0.gguf "
         "(else another type); 'none' = no generator (answers are 503).",
     )
+    generators: str = Field(
+        "", description="More GGUF chat models served beside the workspace's own, 'name=/path/model.gguf,name2=...' "
+        "(also `ragkiln models add`); a request picks one by its 'model' field, the default is the workspace's own.",
+    )
+    generative: str = Field(
+        "", description="Per-model override of the generation quality gate, 'name=true,name2=false': true lets a "
+        "model answer in its own words even if its held-out perplexity fails the gate, false keeps it extractive. "
+        "Unlisted: ragkiln models generate when verified good enough, registered chat models always.",
+    )
+    generator_slots: int = Field(
+        0, ge=0, le=64, description="llama.cpp contexts per registered chat model (each one answers one request at a "
+        "time; small models can afford several); 0 = quantize.contexts.",
+    )
+    repeat_penalty: float = Field(
+        1.1, ge=1.0, le=2.0, description="Repetition penalty of free generation (llama.cpp's, over the last 64 generated "
+        "tokens; 1 = off). Extractive answers and `quantize verify` never use it.",
+    )
     batch_max: int = Field(64, ge=1, le=1024, description="Most queries embedded in one micro-batch.")
     batch_wait_ms: float = Field(
         0.0, ge=0, le=100, description="Extra wait for more queries before a batch runs (0: batch what queued meanwhile)."

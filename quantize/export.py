@@ -49,6 +49,9 @@ class LmSource:
     source_sha256: str  # identity of the weights: exported files are tied to it
     prompt_format: str | None = None
     add_bos: bool = True
+    chat_template: str | None = None  # Jinja; None: derived from prompt_format (quantize.metadata)
+    special_tokens: tuple[str, ...] = ()  # CONTROL tokens naming embedding rows past the tokenizer's pieces
+    eot_token: str | None = None  # the one of them that ends a turn
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ def write_gguf(path: Path, src: LmSource, vocab: SpmVocab, qtype: QuantType) -> 
     _refuse_incompatible(src, table, qtype)
     writer = GGUFWriter(str(path), ARCH)
     for kv in build_metadata(name=src.name, args=src.args, vocab=vocab, qtype=qtype, add_bos=src.add_bos,
-                             prompt_format=src.prompt_format, manifest=src.manifest):
+                             prompt_format=src.prompt_format, manifest=src.manifest, chat_template=src.chat_template,
+                             special_tokens=src.special_tokens, eot_token=src.eot_token):
         writer.add_key_value(kv.key, kv.value, kv.vtype, sub_type=kv.sub_type)
     types: dict[str, GGMLQuantizationType] = {}
     for sd_name, gguf_name in table.items():

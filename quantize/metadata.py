@@ -17,7 +17,7 @@ from typing import Any
 from gguf import GGML_QUANT_VERSION, GGUFValueType, Keys
 
 from common.errors import InvalidInput
-from quantize.spm_vocab import UNUSED, SpmVocab
+from quantize.spm_vocab import CONTROL, UNUSED, SpmVocab
 from quantize.types import QuantType
 
 ARCH = "llama"
@@ -130,9 +130,25 @@ def build_metadata(
     add_bos: bool,
     prompt_format: str | None,
     manifest: dict[str, Any],
+    chat_template: str | None = None,
+    special_tokens: tuple[str, ...] = (),
+    eot_token: str | None = None,
 ) -> list[KV]:
-    """Every key/value of a ragkiln GGUF file except general.architecture (the writer adds that)."""
+    """Every key/value of a ragkiln GGUF file except general.architecture (the writer adds that).
+
+    `chat_template` (Jinja, as `GGUFWriter.add_chat_template` stores it) replaces the one derived from
+    `prompt_format`; `special_tokens` name embedding rows past the tokenizer's pieces as CONTROL tokens
+    (a chat template's turn markers, matched only in text a template rendered), `eot_token` (one of
+    them) is the end-of-turn token llama.cpp stops on. With both, a ragkiln export is laid out like a
+    released chat model: its chat template and special tokens in the metadata, no prompt format."""
     tokens, scores, types = padded_vocab(vocab, args.vocab_size)
+    extra = len(tokens) - len(vocab.tokens)
+    if len(special_tokens) > extra:
+        raise InvalidInput(f"{len(special_tokens)} special tokens need as many embedding rows past the tokenizer's "
+                           f"{len(vocab.tokens)} pieces; the model has {extra}")
+    for i, name in enumerate(special_tokens):
+        j = len(vocab.tokens) + i
+        tokens[j], scores[j], types[j] = name, 0.0, CONTROL
     a = f"{ARCH}."
     U32, F32, STR, BOOL = GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING, GGUFValueType.BOOL
     kvs = [
@@ -164,9 +180,16 @@ def build_metadata(
                      (Keys.Tokenizer.PAD_ID, vocab.pad_id)):
         if tid >= 0:
             kvs.append(KV(key, tid, U32))
+    if eot_token is not None:
+        if eot_token not in special_tokens:
+            raise InvalidInput(f"eot_token {eot_token!r} is not one of the special tokens")
+        kvs.append(KV(Keys.Tokenizer.EOT_ID, len(vocab.tokens) + special_tokens.index(eot_token), U32))
     if prompt_format:
         kvs.append(KV(RAGKILN_PREFIX + "prompt_format", prompt_format, STR))
-        kvs.append(KV(Keys.Tokenizer.CHAT_TEMPLATE, chat_template_from_prompt_format(prompt_format), STR))
+    template = chat_template or (chat_template_from_prompt_format(prompt_format) if prompt_format else None)
+    if template:
+        kvs.append(KV(Keys.Tokenizer.CHAT_TEMPLATE, template, STR))
     skip = {"prompt_format"}
-    kvs += _manifest_kvs({k: v for k, v in manifest.items() if k not in skip})
+    if manifest:  # none: a plain chat model (no ragkiln.* keys), as a downloaded GGUF
+        kvs += _manifest_kvs({k: v for k, v in manifest.items() if k not in skip})
     return kvs
