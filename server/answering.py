@@ -25,8 +25,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from common.errors import ModelUnavailable
 from indexer.types import Hit
-from server.rag import ANSWER_STOPS, NO_ANSWER, Citation, plan_prompt, relevant_hits, select_citations
+from server.chat_prompt import marker_citations, rag_messages
+from server.rag import (ANSWER_STOPS, MIN_NEW_TOKENS, NO_ANSWER, Citation, plan_prompt, relevant_hits,
+                        select_citations)
 from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
 from server.sse import SSE_HEADERS
 from server.state import ServerState
@@ -41,7 +44,8 @@ class GenOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    extractive: bool = False  # a span of the prompt's passages at word edges, not opening on question words
+    extractive: bool | None = False  # a span of the prompt's passages at word edges, not opening on question words
+    # (None: server.answer_extractive for ragkiln's own models; a chat model always answers in its own words)
     search: str = "greedy"  # ... chosen token by token, or the likeliest whole span ("best", at temperature 0)
 
 
@@ -62,6 +66,9 @@ class AnswerRun:
     generation_s: float | None = None
     tokens_per_s: float | None = None
     citations: list[Citation] = field(default_factory=list)
+    mode: str = "extractive"  # "extractive": a span copied from the passages; "generative": the model's own words
+    notice: str | None = None  # why the answer is not what was asked for (a model the quality gate keeps extractive)
+    cite: str = "spans"  # "spans": rag.select_citations; "markers": the answer's [n] markers (chat models)
     _t_ready: float = 0.0
 
     @property
@@ -100,7 +107,8 @@ class AnswerRun:
             self.tokens_per_s = res.gen_tok_s or None
             if self.first_token_s is None:  # nothing emitted (e.g. EOS first): time to the decision
                 self.first_token_s = res.prompt_s
-        self.citations = select_citations(self.text, self.in_prompt, self.question)
+        self.citations = (marker_citations(self.text, self.in_prompt) if self.cite == "markers"
+                          else select_citations(self.text, self.in_prompt, self.question))
 
     def finish(self) -> None:
         for _ in self.pieces():
@@ -171,33 +179,99 @@ def _retrieve(f: asyncio.Future[Any]) -> None:
 
 
 def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
-                 rag: bool = True, retrieved_at: float | None = None) -> AnswerRun:
-    """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow.
+                 rag: bool = True, retrieved_at: float | None = None, model: str | None = None,
+                 history: Sequence[tuple[str, str]] = ()) -> AnswerRun:
+    """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow
+    (NotFound for a `model` not served; None: the default generator).
 
-    `retrieved_at` (perf_counter) is when retrieval ended: first-token latency counts from there."""
+    `retrieved_at` (perf_counter) is when retrieval ended: first-token latency counts from there.
+    `history`: (role, content) of a chat's messages, for a chat model's prompt. A model the quality gate
+    (quantize/gate.py) keeps extractive answers with a span of the passages whatever was asked, says so
+    in `notice`, and is never run free: without passages (`rag` off) it refuses (ModelUnavailable)."""
     cfg = state.settings.server
     relevant = relevant_hits(hits, cfg.answer_min_similarity, cfg.answer_min_bm25) if rag else []
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None)
     if rag and not relevant:
         return run
+    gen = state.require_generator(model)
+    run.model = gen.model_id
+    run._t_ready = retrieved_at if retrieved_at is not None else time.perf_counter()
+    if gen.kind == "chat":
+        _start_chat(run, gen, state.settings.server, opts, rag, history)
+    else:
+        _start_ragkiln(run, gen, state.settings.server, opts, rag)
+    return run
+
+
+def gated_message(gen: Any) -> str:
+    return (f"model {gen.model_id!r} may not generate free text ({gen.gate}); it answers only with spans of "
+            "retrieved passages: ask with rag on (the default), pick another model, or override with server.generative")
+
+
+def _start_ragkiln(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bool) -> None:
+    """ragkiln's own model: its QA prompt format, an extractive span or (past the quality gate) free text."""
     from quantize.runtime import SamplingParams
 
-    gen = state.require_generator()
+    extractive = cfg.answer_extractive if opts.extractive is None else opts.extractive
+    if not gen.generative:
+        if not rag:
+            raise ModelUnavailable(gated_message(gen))
+        if not extractive:
+            run.notice = (f"{gen.model_id} answered extractively (a span copied from the passages), not in its own "
+                          f"words: {gen.gate}")
+        extractive = True
+    question, relevant = run.question, run.relevant
     passages = relevant[: gen.passages]
     texts = focus_contexts([h.chunk.text for h in passages], question, gen.context_sentences)  # as tuned
     plan = plan_prompt(gen.tokenizer, texts, question, gen.runtime.n_ctx, opts.max_tokens, gen.passage_len)
+    tok = gen.tokenizer
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
-                            stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed)
-    if opts.extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)
+                            stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed,
+                            stop_tokens=(tok.ctx_open, tok.ctx_close, tok.q_id, tok.a_id))  # the prompt's markers
+    if extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)
         params = extractive_params(params, plan.ids, gen.tokenizer)
         if params.extract_from is not None and opts.temperature == 0:
             params = replace(params, extract_search=opts.search)
+    if params.extract_from is None:
+        if not gen.generative:  # no passage fits its context: nothing to copy, and it is never run free
+            run.notice = f"no passage fits the context of {gen.model_id}, which may only copy from passages"
+            return
+        params = replace(params, repeat_penalty=cfg.repeat_penalty)
+    run.mode = "generative" if params.extract_from is None else "extractive"
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)
-    run.model = gen.model_id
-    run._t_ready = retrieved_at if retrieved_at is not None else time.perf_counter()
-    return run
+
+
+def _start_chat(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bool,
+                history: Sequence[tuple[str, str]]) -> None:
+    """A registered chat model: its own chat template, numbered passages, [n] markers become citations."""
+    from quantize.runtime import SamplingParams
+
+    if not gen.generative:  # server.generative set it false: a chat model has no extractive mode
+        raise ModelUnavailable(gated_message(gen).replace("it answers only with spans of retrieved passages: ", ""))
+    if opts.extractive:
+        run.notice = (f"{gen.model_id} is a chat model: it answers in its own words, citing the passages as [n] "
+                      "(extractive answers are for ragkiln's own models)")
+    n_ctx = gen.runtime.n_ctx
+    passages = list(run.relevant[: gen.passages]) if rag else []
+    while True:
+        if rag:
+            messages = rag_messages(run.question, [(h.chunk.title, h.chunk.text) for h in passages], history)
+        else:  # the conversation as sent
+            messages = [{"role": "system" if r == "developer" else r, "content": c} for r, c in history] or [
+                {"role": "user", "content": run.question}]
+        ids = gen.chat.prompt_ids(messages)
+        if len(ids) + min(opts.max_tokens, MIN_NEW_TOKENS) <= n_ctx or not passages:
+            break
+        passages.pop()  # the lowest-ranked passage goes first
+    params = SamplingParams(max_tokens=max(1, min(opts.max_tokens, n_ctx - len(ids))), temperature=opts.temperature,
+                            top_p=opts.top_p, stop=tuple(dict.fromkeys((*opts.stop, *gen.chat.stop))), seed=opts.seed,
+                            stop_tokens=gen.chat.stop_tokens, repeat_penalty=cfg.repeat_penalty)
+    run.mode, run.cite = "generative", "markers"
+    run.stream = gen.runtime.stream(ids, params)  # ContextOverflow when even the question does not fit
+    run.in_prompt = passages
+    run.prompt_tokens = len(ids)
 
 
 def citation_outs(run: AnswerRun) -> list[CitationOut]:
@@ -227,7 +301,7 @@ def timings_of(run: AnswerRun) -> AnswerTimings:
 def answer_response(run: AnswerRun) -> AnswerResponse:
     return AnswerResponse(answer=run.text, grounded=run.grounded, citations=citation_outs(run),
                           passages=passage_outs(run), model=run.model, finish_reason=run.finish_reason,
-                          usage=usage_of(run), timings=timings_of(run))
+                          usage=usage_of(run), timings=timings_of(run), mode=run.mode, notice=run.notice)
 
 
 def record(state: ServerState, run: AnswerRun) -> None:

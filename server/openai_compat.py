@@ -24,6 +24,11 @@ def chat_question(messages: Sequence[ChatMessage]) -> str:
     raise InvalidInput("messages: needs a non-empty user message")
 
 
+def chat_history(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """(role, content) of every message, for a chat model's own template."""
+    return [(m.role, m.content) for m in messages]
+
+
 def check_model(requested: str, served: Sequence[str], kind: str) -> str:
     """An unknown model name is an error, never silently served by another model."""
     if requested in served or requested.lower() in (s.lower() for s in served):
@@ -37,13 +42,19 @@ def completion_id() -> str:
 
 
 def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None,
-               usage: dict[str, int] | None = None) -> dict[str, Any]:
+               usage: dict[str, int] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One chat.completion.chunk; `extra`: ragkiln's fields (citations, mode, notice) on the last content chunk."""
     out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
     if usage is not None:
         out["choices"] = []
         out["usage"] = usage
     return out
+
+
+def ragkiln_extras(citations: list[dict[str, Any]], mode: str | None, notice: str | None) -> dict[str, Any]:
+    """ragkiln's extension fields of a streamed chat completion (OpenAI clients keep unknown fields)."""
+    return {"citations": citations, "mode": mode, "notice": notice}
 
 
 def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:

@@ -117,9 +117,12 @@ class AnswerRequest(Request):
     extractive: bool | None = Field(
         None, description="Answer with a span copied from the passages, from word edge to word edge, never opening on "
         "a stop word or the question's own words (on a number or a name when the question asks for one), nor being "
-        "only the question's words; null: the server's answer_extractive."
+        "only the question's words; null: the server's answer_extractive. A model that fails the generation quality "
+        "gate always answers extractively (see `mode`, `notice`); a registered chat model always in its own words."
     )
     stream: bool = False
+    model: str | None = Field(None, min_length=1, max_length=300,
+                              description="The generator to answer with (GET /v1/models); null: the workspace's own.")
 
 
 class CitationOut(Response):
@@ -160,6 +163,13 @@ class AnswerTimings(Response):
     tokens_per_s: float | None = None
 
 
+AnswerMode = Literal["extractive", "generative"]
+MODE_DESCRIPTION = ("extractive: the answer is a span copied from the passages; generative: the model's own words "
+                    "(a chat model's cite passages as [n]).")
+NOTICE_DESCRIPTION = ("Why the answer is not what was asked for, e.g. a model that fails the generation quality gate "
+                      "(held-out perplexity above a tenth of its vocabulary) answered extractively.")
+
+
 class AnswerResponse(Response):
     answer: str
     grounded: bool = Field(description="False when retrieval found nothing relevant and the answer says so.")
@@ -169,6 +179,8 @@ class AnswerResponse(Response):
     finish_reason: str
     usage: Usage
     timings: AnswerTimings
+    mode: AnswerMode = Field("extractive", description=MODE_DESCRIPTION)
+    notice: str | None = Field(None, description=NOTICE_DESCRIPTION)
 
 
 # ---- documents ----------------------------------------------------------------------------------
@@ -367,6 +379,8 @@ class ChatResponse(Response):
     choices: list[ChatChoice]
     usage: Usage
     citations: list[CitationOut] = Field(default_factory=list, description="ragkiln: spans supporting the answer.")
+    mode: AnswerMode | None = Field(None, description="ragkiln: " + MODE_DESCRIPTION)
+    notice: str | None = Field(None, description="ragkiln: " + NOTICE_DESCRIPTION)
 
 
 class EmbeddingsRequest(Request):
@@ -401,6 +415,12 @@ class ModelCard(Response):
     created: int
     owned_by: str
     kind: Literal["generator", "embedder"]
+    format: Literal["ragkiln", "chat"] | None = Field(
+        None, description="ragkiln (generators): its QA prompt format, or a chat model answering through its own "
+        "chat template.")
+    generative: bool | None = Field(None, description="ragkiln (generators): may answer in its own words; false: "
+                                    "extractive answers only (the generation quality gate).")
+    gate: str | None = Field(None, description="ragkiln (generators): why.")
 
 
 class ModelList(Response):

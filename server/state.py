@@ -25,30 +25,14 @@ from server.metrics import Metrics, generation_depth
 
 log = logging.getLogger(__name__)
 
-GGUF_PREFERENCE = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "f16", "f32")
 NO_GENERATOR = "no generator model: run `ragkiln quantize` (or set server.generator to a GGUF file)"
 
 
 def find_generator(settings: Settings) -> Path | None:
-    """The GGUF file `server.generator` names; 'auto' picks the newest export in the workspace."""
-    spec = settings.server.generator.strip()
-    if spec.lower() == "none":
-        return None
-    if spec.lower() != "auto":
-        p = Path(spec).expanduser()
-        if not p.is_file():
-            raise NotFound(f"server.generator {spec} is not a file")
-        return p
-    root = Path(settings.home).expanduser() / "gguf"
-    if not root.is_dir():
-        return None
-    exports = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
-    for d in exports:
-        for t in GGUF_PREFERENCE:
-            f = d / f"model-{t}.gguf"
-            if f.is_file():
-                return f
-    return None
+    """The workspace's own GGUF file (`server.generator`; 'auto' picks the newest export)."""
+    from quantize.registry import workspace_generator
+
+    return workspace_generator(settings)
 
 
 @dataclass
@@ -61,26 +45,74 @@ class Generator:
     passages: int
     passage_len: int
     context_sentences: int = 0  # sentences kept of each passage (trainer.lm.qa_focus.focus_passage); 0 = all
+    kind: str = "ragkiln"  # "ragkiln": its QA prompt format; "chat": its own chat template (quantize.chat_template)
+    generative: bool = True  # the quality gate (quantize/gate.py): may it answer in its own words?
+    gate: str = ""  # why
+    chat: Any = None  # quantize.chat_template.ChatFormat of a chat model
 
 
-def load_generator(settings: Settings) -> Generator:
-    path = find_generator(settings)
-    if path is None:
-        raise ModelUnavailable(NO_GENERATOR)
+def load_generator(settings: Settings, entry: Any = None) -> Generator:
+    """Load one generator: `entry` a quantize.registry.ModelEntry, None for the workspace's own model."""
+    from quantize.registry import ModelEntry, own_model_id, parse_overrides, read_gguf_info
+
+    if entry is None:
+        path = find_generator(settings)
+        if path is None:
+            raise ModelUnavailable(NO_GENERATOR)
+        entry = ModelEntry(own_model_id(path), str(path), "workspace", read_gguf_info(path))
     try:
+        from quantize.gate import gate_model
+        from quantize.registry import file_type, verification_for
+        from quantize.runtime import SamplingParams
         from quantize.service import GgufTokenizer, gguf_manifest, open_generator
     except ImportError as e:
         raise ModelUnavailable(f"the GGUF runtime is not available ({e}); {NO_GENERATOR}") from e
-    q = settings.quantize.model_copy(update={"queue_size": settings.server.queue_size})
+    path = Path(entry.path)
+    contexts = settings.quantize.contexts if entry.kind == "ragkiln" else (
+        settings.server.generator_slots or settings.quantize.contexts)
+    q = settings.quantize.model_copy(update={"queue_size": settings.server.queue_size, "contexts": contexts})
     runtime = open_generator(settings.model_copy(update={"quantize": q}), path)
+    override = parse_overrides(settings.server.generative).get(entry.name)
+    if entry.kind == "chat":
+        from quantize.chat_template import ChatFormat
+
+        try:
+            chat = ChatFormat(runtime)
+            for _ in range(runtime.pool_size):  # the first use of a context allocates its buffers
+                runtime.generate(chat.prompt_ids([{"role": "user", "content": "hi"}]), SamplingParams(max_tokens=1,
+                                                                                                   temperature=0))
+        except Exception:
+            runtime.close()
+            raise
+        ok, why = gate_model(None, None, None, override)
+        return Generator(runtime, None, entry.name, settings.server.answer_passages or 5, 0, 0, kind="chat",
+                         generative=ok, gate=why, chat=chat)
     try:
         manifest = gguf_manifest(path)
     except RagkilnError:
         manifest = {}
-    model_id = f"{path.parent.name}-{path.stem.removeprefix('model-')}"
     tokenizer = GgufTokenizer(runtime)
     _warm_up(runtime, tokenizer)
-    return Generator(runtime, tokenizer, model_id, *prompt_reading(manifest, settings))
+    ok, why = gate_model(manifest, verification_for(settings, path), file_type(path), override)
+    return Generator(runtime, tokenizer, entry.name, *prompt_reading(manifest, settings), generative=ok, gate=why)
+
+
+def load_generators(settings: Settings) -> tuple[dict[str, Generator], dict[str, str]]:
+    """Every generator `quantize.registry.list_models` names, by name; and why each one that failed did."""
+    from quantize.registry import ModelEntry, list_models, read_gguf_info
+
+    loaded: dict[str, Generator] = {}
+    problems: dict[str, str] = {}
+    for entry in list_models(settings, check_files=False):
+        try:
+            full = ModelEntry(entry.name, entry.path, entry.source, read_gguf_info(Path(entry.path)))
+            loaded[entry.name] = load_generator(settings, full)
+            log.info("generator %s loaded (%s; %s)", entry.name, full.kind,
+                     "generative" if loaded[entry.name].generative else "extractive: " + loaded[entry.name].gate)
+        except RagkilnError as e:
+            problems[entry.name] = str(e)
+            log.warning("generator %s not loaded: %s", entry.name, e)
+    return loaded, problems
 
 
 def prompt_reading(manifest: dict[str, Any], settings: Settings) -> tuple[int, int, int]:
@@ -110,8 +142,10 @@ class ServerState:
     batcher: QueryBatcher
     metrics: Metrics
     jobs: JobRegistry
-    generator: Generator | None = None
+    generator: Generator | None = None  # the default: the workspace's own model (else the first loaded)
     generator_problem: str | None = None
+    generators: dict[str, Generator] = field(default_factory=dict)  # every loaded one, by name
+    generator_problems: dict[str, str] = field(default_factory=dict)  # by name: why it is not loaded
     enricher: Any = None
     ner_problem: str | None = None
     _encoders: dict[str, QueryEncoder] = field(default_factory=dict)
@@ -129,16 +163,36 @@ class ServerState:
             self._encoders[searcher.embedder.id] = enc
         return enc
 
-    def require_generator(self) -> Generator:
+    def require_generator(self, name: str | None = None) -> Generator:
+        """The generator a request names (None or 'ragkiln': the default); ModelUnavailable when none is
+        loaded, NotFound for a name not served (never answered by another model)."""
         if self.generator is None:
             raise ModelUnavailable(self.generator_problem or NO_GENERATOR)
-        return self.generator
+        if name is None or name.lower() in ("ragkiln", self.generator.model_id.lower()):
+            return self.generator
+        for n, g in self.generators.items():
+            if n.lower() == name.lower():
+                return g
+        if name in self.generator_problems:
+            raise ModelUnavailable(f"model {name!r} is registered but not loaded: {self.generator_problems[name]}")
+        raise NotFound(f"model {name!r} is not served here; generator models: "
+                       f"{', '.join(self.generator_names())} (GET /v1/models)")
+
+    def generator_names(self) -> list[str]:
+        """The default generator's id first, then the others'."""
+        if self.generator is None:
+            return []
+        return [self.generator.model_id, *(n for n in self.generators if n != self.generator.model_id)]
+
+    def all_generators(self) -> list[Generator]:
+        out = [] if self.generator is None else [self.generator]
+        return out + [g for n, g in self.generators.items() if self.generator is None or n != self.generator.model_id]
 
     def close(self) -> None:
         self.batcher.close()
         self.jobs.close()
-        if self.generator is not None:
-            self.generator.runtime.close()
+        for g in {id(g): g for g in [*self.generators.values(), *([self.generator] if self.generator else [])]}.values():
+            g.runtime.close()
         if self.enricher is not None and hasattr(self.enricher, "close"):
             self.enricher.close()
 
@@ -192,9 +246,28 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
             state.ner_problem = str(e)
             log.warning("NER disabled: %s", e)
     try:
-        state.generator = load_generator(settings)
-        log.info("generator %s loaded", state.generator.model_id)
-    except RagkilnError as e:
-        state.generator_problem = str(e)
-        log.warning("answers disabled: %s", e)
+        state.generators, state.generator_problems = load_generators(settings)
+    except RagkilnError as e:  # an unreadable registry or a bad server.generators / server.generator
+        state.generator_problems = {"": str(e)}
+    own = find_generator_or_none(settings)
+    default = own.name if own is not None else None
+    if default is not None and default in state.generators:
+        state.generator = state.generators[default]
+    elif state.generators and default is None:  # no own model: the first registered one answers by default
+        state.generator = next(iter(state.generators.values()))
+    if state.generator is None:
+        state.generator_problem = (state.generator_problems.get(default or "") or
+                                   next(iter(state.generator_problems.values()), None) or NO_GENERATOR)
+        log.warning("answers disabled: %s", state.generator_problem)
     return state
+
+
+def find_generator_or_none(settings: Settings) -> Any:
+    """The workspace's own model as a registry entry (headers unread), None when there is none or it is
+    misnamed (that problem is the loader's to report)."""
+    from quantize.registry import list_models
+
+    try:
+        return next((m for m in list_models(settings, check_files=False) if m.source == "workspace"), None)
+    except RagkilnError:
+        return None

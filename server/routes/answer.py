@@ -30,11 +30,13 @@ _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
 async def answer(req: AnswerRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
     """Retrieve, answer from the relevant passages with the GGUF model, cite the supporting spans.
     When nothing relevant is found the answer says so (grounded: false) instead of inventing one."""
+    if req.model is not None:  # an unknown model is 404 before any work, never answered by another
+        state.require_generator(req.model)
     r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
-    extractive = state.settings.server.answer_extractive if req.extractive is None else req.extractive
-    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=extractive,
+    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=req.extractive,
                       search=state.settings.server.answer_search)
-    run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended)
+    run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended,
+                                  req.model)
     if req.stream:
         return streaming_answer(run, _events(state, run))
     await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation

@@ -25,7 +25,7 @@ router = APIRouter(tags=["openai"], responses={401: {"model": ErrorResponse}, 40
 
 
 def _generator_ids(state: ServerState) -> list[str]:
-    return [state.generator.model_id, oai.GENERATOR_ALIAS] if state.generator else []
+    return [*state.generator_names(), oai.GENERATOR_ALIAS] if state.generator else []
 
 
 def _embedder_ids(state: ServerState) -> list[str]:
@@ -36,10 +36,8 @@ def _embedder_ids(state: ServerState) -> list[str]:
 @router.get("/v1/models", response_model=ModelList)
 def models(state: ServerState = READ) -> ModelList:
     """The generator (answers, chat) and the index's embedder (embeddings)."""
-    cards = []
-    if state.generator is not None:
-        cards.append(ModelCard(id=state.generator.model_id, object="model", created=oai.now(), owned_by="ragkiln",
-                               kind="generator"))
+    cards = [ModelCard(id=g.model_id, object="model", created=oai.now(), owned_by="ragkiln", kind="generator",
+                       format=g.kind, generative=g.generative, gate=g.gate or None) for g in state.all_generators()]
     try:
         e = state.searcher().embedder
         cards.append(ModelCard(id=e.name, object="model", created=oai.now(), owned_by="ragkiln", kind="embedder"))
@@ -54,8 +52,9 @@ def models(state: ServerState = READ) -> ModelList:
                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 async def chat_completions(req: ChatRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
     """Chat completion answered over the index (`rag: false` asks the model without passages)."""
-    gen = state.require_generator()
-    oai.check_model(req.model, _generator_ids(state), "generator")
+    state.require_generator()  # none loaded: 503 with the fix
+    name = oai.check_model(req.model, _generator_ids(state), "generator")
+    gen = state.require_generator(None if name.lower() == oai.GENERATOR_ALIAS else name)
     question = oai.chat_question(req.messages)
     hits, took, ended = [], 0.0, None
     if req.rag:
@@ -65,7 +64,8 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
                       temperature=req.temperature if req.temperature is not None else 0.0,
                       top_p=req.top_p if req.top_p is not None else 1.0, stop=oai.stop_strings(req.stop),
                       seed=req.seed)
-    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended)
+    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended, gen.model_id,
+                                  oai.chat_history(req.messages))
     cid, created = oai.completion_id(), oai.now()
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -75,7 +75,8 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
     return ChatResponse(id=cid, object="chat.completion", created=created, model=gen.model_id,
                         choices=[ChatChoice(index=0, message=ChatChoiceMessage(role="assistant", content=run.text),
                                             finish_reason=run.finish_reason)],
-                        usage=usage_of(run), citations=citation_outs(run))
+                        usage=usage_of(run), citations=citation_outs(run), mode=run.mode if run.stream else None,
+                        notice=run.notice)
 
 
 def _chunks(state: ServerState, run: AnswerRun, cid: str, created: int, model: str, with_usage: bool) -> Iterator[str]:
@@ -86,7 +87,9 @@ def _chunks(state: ServerState, run: AnswerRun, cid: str, created: int, model: s
         if run.cancelled:  # closed mid-way: nobody is listening
             return
         record(state, run)
-        yield sse_data(oai.chat_chunk(cid, created, model, {}, run.finish_reason))
+        yield sse_data(oai.chat_chunk(cid, created, model, {}, run.finish_reason,
+                                      extra=oai.ragkiln_extras([c.model_dump() for c in citation_outs(run)],
+                                                               run.mode if run.stream else None, run.notice)))
         if with_usage:
             yield sse_data(oai.chat_chunk(cid, created, model, {}, None, usage_of(run).model_dump()))
         yield sse_data("[DONE]")
