@@ -158,7 +158,7 @@ def _resolve_embedder(ws: Workspace, override: str | None) -> Embedder:
     return emb
 
 
-def _sample_texts(docs: Sequence[Document], embedder: Embedder, cfg: IndexerConfig) -> list[str]:
+def sample_texts(docs: Sequence[Document], embedder: Embedder, cfg: IndexerConfig) -> list[str]:
     """Chunk texts as they are embedded (title + chunk), from documents in a fixed random order spread over the
     corpus: the first `embed_sample_chunks` check an int8 export's parity and speed, the next ones calibrate
     OpenVINO. Chunking a few hundred documents costs only their tokenization."""
@@ -199,7 +199,7 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     docs = list(docs) + [d for d in kept if d is not None]
     # What computes the vectors: torch, or an int8 export (made once on this corpus's chunks, then cached).
     # Its id keys the vector cache, so a switch of backend re-embeds instead of mixing vectors.
-    embedder, selection = choose_embedder(ws.models, base, cfg, lambda: _sample_texts(docs, base, cfg))
+    embedder, selection = choose_embedder(ws.models, base, cfg, lambda: sample_texts(docs, base, cfg))
     plan = plan_reindex(indexed, {d.doc_id: d.sha256 for d in docs}, chunker, removable)
     report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
                           unchanged=len(plan.unchanged))

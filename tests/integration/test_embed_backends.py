@@ -105,6 +105,7 @@ def test_ingest_with_onnx_backend_records_it_and_queries_with_it(corpus_dir, set
     assert load_generation(Path(back.index_dir)).manifest["embedder"]["id"] == section["id"]  # the export was reused
 
 
+@pytest.mark.slow  # two exports (ONNX and OpenVINO with its calibration): 19 s idle, over 30 s on a busy machine
 def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(corpus_dir, settings_for):
     r = service.ingest(settings_for(indexer={"embed_backend": "auto"}), [corpus_dir], progress=False)
     section = load_generation(Path(r.index_dir)).manifest["embedder"]
