@@ -286,11 +286,21 @@ class ServerConfig(Section):
     batch_wait_ms: float = Field(
         0.0, ge=0, le=100, description="Extra wait for more queries before a batch runs (0: batch what queued meanwhile)."
     )
-    answer_min_similarity: float = Field(
-        0.3, ge=-1, le=1, description="Dense cosine a passage needs to count as relevant for an answer."
+    grounding_bias: float = Field(
+        -10.027, ge=-100, le=100, description="A passage supports an answer when grounding_bias + grounding_dense_weight "
+        "* its dense cosine + grounding_coverage_weight * its coverage (the IDF-weighted share of the question's terms "
+        "it holds) >= 0; with none, /v1/answer says it found nothing (grounded: false). Defaults: the logistic fit of "
+        "bench/refusal.py (bench/results/refusal.json), made with the default MiniLM embedder; refit after changing it."
     )
-    answer_min_bm25: float = Field(
-        3.0, ge=0, description="BM25 score a passage without a dense score needs to count as relevant."
+    grounding_dense_weight: float = Field(
+        16.081, ge=0, le=1000, description="Weight of the dense cosine (see grounding_bias)."
+    )
+    grounding_coverage_weight: float = Field(
+        8.317, ge=0, le=1000, description="Weight of the question-term coverage (see grounding_bias)."
+    )
+    grounding_min_coverage: float = Field(
+        0.547, ge=0, le=1, description="Coverage a passage without a dense score (BM25-only retrieval) needs to support "
+        "an answer (bench/refusal.py)."
     )
     answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
     answer_extractive: bool = Field(

@@ -61,6 +61,31 @@ class BM25Index:
             return np.zeros(len(self.ids), np.float32)
         return self.retriever.get_scores(toks)
 
+    def term_weights(self, query: str) -> dict[str, float]:
+        """Each of the query's terms (as `tokenize` makes them) with its IDF times its count in the query,
+        the most it can add to a passage's score. The IDF is bm25s's "lucene" one, log(1 + (N - df + 0.5) /
+        (df + 0.5)); a term no passage holds counts with df = 0, the highest IDF, so a question about words
+        the corpus never uses is not mistaken for one about the few words it shares with it."""
+        n_docs = len(self.ids)
+        out: dict[str, float] = {}
+        for t in tokenize(query, self.language):
+            out[t] = out.get(t, 0.0) + _lucene_idf(self._doc_freq(t), n_docs)
+        return out
+
+    def max_score(self, query: str) -> float:
+        """The BM25 score no passage can exceed for `query`: the sum of its term weights (bm25s's lucene
+        term-frequency factor tf / (tf + k1 * (1 - b + b * len / avg_len)) stays below 1). A hit's score
+        divided by it is comparable across queries and corpora; 0.0 for a query without terms."""
+        return float(sum(self.term_weights(query).values()))
+
+    def _doc_freq(self, term: str) -> int:
+        """Passages holding `term`: the length of its column in bm25s's CSC score matrix."""
+        tid = self.retriever.vocab_dict.get(term) if len(self.ids) else None
+        if tid is None:
+            return 0
+        indptr = self.retriever.scores["indptr"]
+        return int(indptr[tid + 1] - indptr[tid])
+
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, chunk ids), best first; zero-score chunks are not hits."""
         s = self.scores(query)
@@ -85,6 +110,10 @@ class BM25Index:
         ids = np.load(d / "ids.npy")
         retriever = bm25s.BM25.load(str(d), mmap=False) if len(ids) else bm25s.BM25()
         return cls(retriever, ids, language)
+
+
+def _lucene_idf(df: int, n_docs: int) -> float:
+    return float(np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)))
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:

@@ -189,7 +189,7 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     (quantize/gate.py) keeps extractive answers with a span of the passages whatever was asked, says so
     in `notice`, and is never run free: without passages (`rag` off) it refuses (ModelUnavailable)."""
     cfg = state.settings.server
-    relevant = relevant_hits(hits, cfg.answer_min_similarity, cfg.answer_min_bm25) if rag else []
+    relevant = relevant_hits(hits, question, state.searcher().gen.bm25, cfg) if rag else []
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None)
     if rag and not relevant:
         return run

@@ -3,7 +3,8 @@
 The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`):
 `<s><ctx> passage </ctx>...<q> question <a>`, built by `trainer.lm.qa.qa_prompt_ids`. Passages are
 dropped (lowest-ranked first), then shortened, until the prompt leaves room for new tokens.
-When no passage is relevant the answer says so and the model is never asked to invent one.
+When no passage supports an answer (server/grounding.py) the answer says so and the model is never
+asked to invent one.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.errors import ContextOverflow
+from common.settings import ServerConfig
 from indexer.chunking import sentence_spans
 from indexer.types import Hit
+from server.grounding import GroundingRule, TermWeighter, passage_evidence
 from trainer.lm.qa import qa_prompt_ids
 
 NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
@@ -39,16 +42,16 @@ class PromptTokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-def is_relevant(hit: Hit, min_similarity: float, min_bm25: float) -> bool:
-    """A passage counts when its dense cosine reaches `min_similarity`; without a dense score
-    (a BM25-only hit) its BM25 score must reach `min_bm25`."""
-    if "dense" in hit.scores:
-        return hit.scores["dense"] >= min_similarity
-    return hit.scores.get("bm25", 0.0) >= min_bm25
-
-
-def relevant_hits(hits: Sequence[Hit], min_similarity: float, min_bm25: float) -> list[Hit]:
-    return [h for h in hits if is_relevant(h, min_similarity, min_bm25)]
+def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: ServerConfig) -> list[Hit]:
+    """The passages that support an answer to `question` (server/grounding.py, constants `cfg.grounding_*`):
+    none, and the answer is NO_ANSWER with `grounded: false`. `terms`: the BM25 index the hits came from."""
+    rule = GroundingRule.of(cfg)
+    weights = terms.term_weights(question)
+    # With dense retrieval on, a hit without a cosine is one the dense side did not rank among its candidates:
+    # it does not count. Only BM25-only retrieval leaves coverage alone to decide.
+    dense_on = any("dense" in h.scores for h in hits)
+    return [h for h in hits if (not dense_on or "dense" in h.scores)
+            and rule.supports(passage_evidence(h, weights, terms.language))]
 
 
 @dataclass(frozen=True)
