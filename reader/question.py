@@ -19,6 +19,7 @@ class QuestionInfo:
     wh: str  # what, which, who, when, where, why, how, how_many, ..., or "other"
     head: str  # lemma of the noun the wh-phrase asks about ("year" in "What year ..."), "" when none
     kind: str  # qa_bounds.answer_type: "number", "name" or "" (untyped)
+    role: str  # the wh-phrase's dependency label (nsubj: "Who won?", dobj: "What did they win?"), "" when none
     lemmas: frozenset[str]  # content lemmas of the question
 
 
@@ -34,8 +35,15 @@ def question_info(parsed: Parsed) -> QuestionInfo:
             elif low == "whom":
                 wh = "who"
             break
-    head = ""
+    head, role = "", ""
     if wh_i >= 0:
+        k = wh_i  # up from "How" in "How many people" / "What" in "What year" to the phrase's head
+        for _ in range(2):
+            t = toks[k]
+            if t.dep in ("det", "amod", "advmod", "nummod") and t.head != k and toks[t.head].pos in (
+                    "NOUN", "PROPN", "ADJ", "ADV"):
+                k = t.head
+        role = toks[k].dep
         if toks[wh_i].dep == "det" and toks[wh_i].head != wh_i:  # "What year ...": the wh-word's head noun
             head = toks[toks[wh_i].head].lemma
         else:  # the first noun soon after the wh-word ("what kind of", "how many people")
@@ -46,4 +54,4 @@ def question_info(parsed: Parsed) -> QuestionInfo:
                 if t.pos in ("VERB", "AUX"):
                     break
     skip = {t.text.lower() for t in toks if t.text.lower() in _WH}
-    return QuestionInfo(parsed.text, wh, head, answer_type(parsed.text) or "", frozenset(content_lemmas(parsed, skip)))
+    return QuestionInfo(parsed.text, wh, head, answer_type(parsed.text) or "", role, frozenset(content_lemmas(parsed, skip)))

@@ -5,20 +5,30 @@ Sentences are `trainer.lm.qa_focus.passage_sentences` (the indexer's splitter, r
 the embedder's cosine between question and sentence (any `indexer.embedder.Embedder`, so a
 domain-adapted one works too) and its gap to the best sentence; the BM25-style IDF-weighted overlap
 of `qa_focus.sentence_scores` over all candidate sentences, its gap to the best, the share of the
-question's words matched, question bigrams found; the passage's retrieval rank and score; the
-sentence's position in its passage and its length.
+question's words matched, question bigrams found; the best cosine and overlap of the sentence's
+passage against the best passage's; whether the sentence holds the kind of word the question asks for
+(`qa_bounds.answer_type`: a number or a name not asked about); the passage's retrieval rank and score;
+the sentence's position in its passage and its length.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from indexer.bm25 import tokenize as bm25_words
+from trainer.lm.qa_bounds import answer_type
 from trainer.lm.qa_focus import passage_sentences, sentence_scores
+
+_DIGIT = re.compile(r"\d")
+_NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                          r"fifty|hundred|thousand|million|billion|dozen|half|first|second|third|January|February|"
+                          r"March|April|May|June|July|August|September|October|November|December)\b", re.IGNORECASE)
+_INNER_NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][\w'’-]*")
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,14 @@ def sentence_features(question: str, sentences: Sequence[Sentence], passages: Se
     lex_order = sorted(range(len(lex)), key=lambda i: (-lex[i], i))
     lex_rank = {i: r for r, i in enumerate(lex_order)}
     best_score = max((p.score for p in passages), default=0.0)
+    p_cos: dict[int, float] = {}
+    p_lex: dict[int, float] = {}
+    for i, s in enumerate(sentences):
+        p_cos[s.passage] = max(p_cos.get(s.passage, -1.0), float(cos[i]))
+        p_lex[s.passage] = max(p_lex.get(s.passage, 0.0), lex[i])
+    best_p_cos, best_p_lex = max(p_cos.values()), max(p_lex.values())
+    kind = answer_type(question) or ""
+    asked_lower = {w.lower() for w in re.findall(r"\w+", question)}
     out = []
     for i, s in enumerate(sentences):
         words = bm25_words(s.text)
@@ -96,6 +114,13 @@ def sentence_features(question: str, sentences: Sequence[Sentence], passages: Se
             "last": float(s.last),
             "log_pos": math.log1p(s.index),
             "log_words": math.log1p(len(s.text.split())),
+            "passage_cos_gap": p_cos[s.passage] - best_p_cos,
+            "passage_lex_gap": p_lex[s.passage] - best_p_lex,
         }
+        if kind == "number":
+            f["has_number|kind=number"] = float(bool(_DIGIT.search(s.text) or _NUMBER_WORD.search(s.text)))
+        elif kind == "name":
+            names = [m for m in _INNER_NAME.findall(s.text) if m.lower() not in asked_lower]
+            f["has_new_name|kind=name"] = float(bool(names))
         out.append(f)
     return out

@@ -178,6 +178,9 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
     f[f"hpos={head.pos}|wh={wh}"] = 1.0
     f[f"hdep={head.dep}|wh={wh}"] = 1.0
     f[f"hpos={head.pos}|hdep={head.dep}"] = 1.0
+    f[f"hdep={head.dep}|role={q.role}"] = 1.0
+    f[f"ent={ent_key}|role={q.role}"] = 1.0
+    f[f"hlemma={head.lemma}|wh={wh}"] = 1.0  # "century", "percent", "million": kept when seen often enough
     if q.head:
         f[f"hpos={head.pos}|qhead={q.head}"] = 1.0
         if head.lemma == q.head:
@@ -211,12 +214,17 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
         f["dist=" + _bucket(d)] = 1.0
         left = sum(1 for m in outside if m < i)
         f["asked_left_frac"] = left / len(outside)
+        near_left = sum(1 for m in outside if i - 3 <= m < i)
+        near_right = sum(1 for m in outside if j <= m < j + 3)
+        f[f"near_left={min(near_left, 2)}"] = 1.0
+        f[f"near_right={min(near_right, 2)}"] = 1.0
         nearest = min(outside, key=lambda m: abs(m - h))
         path, arcs = dep_path(ctx, h, nearest)
         f["tree_dist"] = math.log1p(arcs)
         if arcs <= 3:
             f[f"path={path}"] = 1.0
             f[f"path={path}|wh={wh}"] = 1.0
+            f[f"path={path}|role={q.role}"] = 1.0
         root_side = toks[nearest].head == h or head.head == nearest
         if root_side:
             f[f"adjacent|hdep={head.dep}|wh={wh}"] = 1.0
