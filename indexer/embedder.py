@@ -157,7 +157,16 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
+        # A fast tokenizer keeps its padding/truncation state on one Rust object, so two threads using it
+        # at once corrupt each other's batches (a search during an upsert: "expected sequence of length
+        # 10 ... got 4"). Documents (token_spans, model.encode) hold `_doc_lock` around the model's own
+        # tokenizer; mean-pooled queries use a private copy under `_lock`, so they never wait behind a
+        # document batch.
         self._lock = threading.Lock()
+        self._doc_lock = threading.Lock()
+        import copy
+
+        self._query_tokenizer = copy.deepcopy(self.tokenizer)
         self._mean_pooled = _plain_mean_pooling(self.model)
         self._bf16 = None
 
@@ -176,8 +185,9 @@ class SentenceTransformerEmbedder:
 
     def token_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         """Character (starts, ends) of each text's tokens, special tokens excluded, no truncation."""
-        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
-                             truncation=False, verbose=False)
+        with self._doc_lock:
+            enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                                 truncation=False, verbose=False)
         out = []
         for offsets in enc["offset_mapping"]:
             out.append(([s for s, _ in offsets], [e for _, e in offsets]))
@@ -194,8 +204,9 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if is_query:
             return np.concatenate([self._encode_lean(texts[i:i + 64], precision) for i in range(0, len(texts), 64)])
-        vecs = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=show_progress)
+        with self._doc_lock:
+            vecs = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def _encode_lean(self, texts: Sequence[str], precision: str) -> np.ndarray:
@@ -206,14 +217,15 @@ class SentenceTransformerEmbedder:
             if precision == "bf16":
                 auto_model = self._bf16_model(auto_model)
             with self._lock, torch.inference_mode():
-                f = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+                f = self._query_tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                                          max_length=max_len)
                 hidden = auto_model(**f).last_hidden_state.float()  # (n, T, dim)
                 mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (n, T, 1)
                 emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (n, dim) mean pooling
                 emb = torch.nn.functional.normalize(emb, p=2, dim=1)
                 return emb.numpy().astype(np.float32, copy=False)
-        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                                 enabled=precision == "bf16"):
+        with self._doc_lock, self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                                                  enabled=precision == "bf16"):
             features = self.model.preprocess(list(texts)) if hasattr(self.model, "preprocess") else self.model.tokenize(list(texts))
             out = self.model.forward(features)
             emb = out["sentence_embedding"].float()  # (n, dim)

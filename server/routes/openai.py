@@ -108,7 +108,7 @@ async def embeddings(req: EmbeddingsRequest, state: ServerState = READ) -> Embed
     if req.dimensions is not None and req.dimensions != embedder.dim:
         raise InvalidInput(f"dimensions: {embedder.name} has {embedder.dim} dimensions, not {req.dimensions}")
     vecs = await run_in_threadpool(embedder.encode, texts, False)
-    tokens = await run_in_threadpool(lambda: sum(len(ids) for ids in embedder.tokenizer(texts)["input_ids"]))
+    tokens = await run_in_threadpool(lambda: sum(len(starts) for starts, _ in embedder.token_spans(texts)))
     return EmbeddingsResponse(object="list", model=embedder.name, usage=EmbeddingUsage(prompt_tokens=tokens,
                                                                                         total_tokens=tokens),
                               data=[EmbeddingItem(object="embedding", index=i,

@@ -151,7 +151,9 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     atomic_write_text(run_dir / "dev.json", json.dumps(_dev_set(dev, ws, cfg)))
     emb = searcher.embedder
     spec = {
-        "base": {"name": emb.name, "id": emb.id, "path": emb.path, "max_seq_length": emb.max_tokens},
+        # an int8 index's embedder is an export: train from the torch model it was exported from
+        "base": {"name": emb.name, "id": getattr(emb, "base_id", emb.id), "path": getattr(emb, "base_path", emb.path),
+                 "max_seq_length": emb.max_tokens},
         "config": cfg.model_dump(),
         "out": str(out),
         "eval_beir": str(eval_beir) if eval_beir else None,

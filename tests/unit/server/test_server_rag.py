@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ContextOverflow
 from indexer.types import Chunk, Hit
-from server.rag import NO_ANSWER, plan_prompt, relevant_hits, select_citations
+from server.rag import NO_ANSWER, plan_prompt, select_citations
 
 
 class WordTokenizer:
@@ -40,12 +40,6 @@ def test_prompt_drops_low_ranked_passages_then_shortens_to_fit():
 def test_question_that_cannot_fit_is_a_context_overflow():
     with pytest.raises(ContextOverflow):
         plan_prompt(WordTokenizer(), [], " ".join(["q"] * 60), n_ctx=20, max_tokens=8, passage_len=10)
-
-
-def test_relevance_uses_dense_score_else_bm25():
-    hits = [hit(1, "a", dense=0.6), hit(2, "b", dense=0.1, bm25=9.0), hit(3, "c", dense=None, bm25=5.0),
-            hit(4, "d", dense=None, bm25=1.0)]
-    assert [h.chunk.id for h in relevant_hits(hits, 0.3, 3.0)] == [1, 3]
 
 
 def test_citation_quotes_the_sentence_holding_the_answer_with_document_offsets():
