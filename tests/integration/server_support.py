@@ -7,6 +7,7 @@ NER pipeline, then copied per module that changes it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -111,3 +112,12 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._out.close()
+
+
+def parse_sse(text: str) -> list[tuple[str, dict]]:
+    """(event name, JSON data) of each event of a named-event stream (/v1/answer's)."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out

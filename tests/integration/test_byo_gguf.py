@@ -28,7 +28,7 @@ pytest.importorskip("llama_cpp")
 from server.app import create_app  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_support import ADMIN, CORPUS, READ, READ_KEY, base_workspace, copy_workspace, settings_for  # noqa: E402,F401
+from server_support import ADMIN, CORPUS, READ, READ_KEY, base_workspace, copy_workspace, parse_sse, settings_for  # noqa: E402,F401
 
 QUESTION = "How many volunteers did the vaccine trial enroll?"
 ANSWER = "Pfizer trial volunteers [1]."
@@ -100,13 +100,6 @@ def _cli(home: Path, *args: str):
     return CliRunner().invoke(app, ["--workspace", str(home), *args], env={"HF_HUB_OFFLINE": "1"})
 
 
-def _sse(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
-
 
 def _check_citations(client, citations: list[dict]) -> None:
     assert [c["rank"] for c in citations] == [1] and citations[0]["doc_id"] == "vaccine.md"
@@ -157,7 +150,7 @@ def test_answer_with_a_registered_chat_model_cites_its_markers(client):
 def test_streamed_answer_from_a_chat_model(client):
     body = {"question": QUESTION, "model": "tiny-chat", "max_tokens": 40, "stream": True}
     with client.stream("POST", "/v1/answer", json=body, headers=READ) as r:
-        events = _sse(r.read().decode())
+        events = parse_sse(r.read().decode())
     assert [e for e, _ in events][-2:] == ["citations", "done"]
     assert "".join(d["text"] for e, d in events if e == "token").strip() == ANSWER
     _check_citations(client, events[-2][1]["citations"])

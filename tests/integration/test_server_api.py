@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.rag import NO_ANSWER
 sys.path.insert(0, str(Path(__file__).parent))
-from server_support import ADMIN, READ, base_workspace, copy_workspace, settings_for  # noqa: F401
+from server_support import ADMIN, READ, base_workspace, copy_workspace, parse_sse, settings_for  # noqa: F401
 
 QUESTION = "How many volunteers did the vaccine trial enroll?"
 
@@ -30,13 +30,6 @@ def client(home):
     with TestClient(create_app(settings_for(home)), raise_server_exceptions=False) as c:
         yield c
 
-
-def _sse(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
 
 
 def _error(r, status: int, code: str | None = None) -> dict:
@@ -233,7 +226,7 @@ def test_streamed_answer_sends_tokens_then_citations_then_done(client):
     with client.stream("POST", "/v1/answer", json={"question": QUESTION, "max_tokens": 6, "stream": True},
                        headers=READ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = _sse(r.read().decode())
+        events = parse_sse(r.read().decode())
     names = [e for e, _ in events]
     assert names[-2:] == ["citations", "done"] and set(names[:-2]) == {"token"}
     text = "".join(d["text"] for e, d in events if e == "token")
