@@ -100,7 +100,8 @@ async def _from_upload(request: Request, state: ServerState):  # noqa: ANN202
         doc_id, title = form.get("doc_id"), form.get("title")
         if not isinstance(doc_id, (str, type(None))) or not isinstance(title, (str, type(None))):
             raise InvalidInput("doc_id and title must be plain form fields")
-        doc_id = doc_id.strip() if doc_id else docs_core.doc_id_from_filename(file.filename)
+        # a doc_id field given empty is refused like any bad id (minLength 1), not replaced by the file name
+        doc_id = doc_id.strip() if doc_id is not None else docs_core.doc_id_from_filename(file.filename)
         if not doc_id or len(doc_id) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in doc_id):
             raise RequestValidationError([{"loc": ("form", "doc_id"), "msg": "1-256 characters, no control characters",
                                            "type": "value_error"}])
