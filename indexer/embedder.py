@@ -7,6 +7,7 @@ OpenVINO, `indexer.backends`) is an embedder of its own, with its own id: its ve
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -164,8 +165,6 @@ class SentenceTransformerEmbedder:
         # document batch.
         self._lock = threading.Lock()
         self._doc_lock = threading.Lock()
-        import copy
-
         self._query_tokenizer = copy.deepcopy(self.tokenizer)
         self._mean_pooled = _plain_mean_pooling(self.model)
         self._bf16 = None
@@ -174,8 +173,6 @@ class SentenceTransformerEmbedder:
         """A bf16 copy of the transformer, made on first use (MiniLM: 45 MB); faster than autocast,
         which converts the fp32 weights on every call."""
         if self._bf16 is None:
-            import copy
-
             import torch
 
             with self._lock:

@@ -52,7 +52,6 @@ def complete_openapi(app: FastAPI, scopes: ScopeTable) -> dict[str, Any]:
             extra = statuses_for("requestBody" in op, bool(op.get("parameters")), needs_scope)
             for status in extra:
                 op["responses"].setdefault(str(status), {"description": WHY[status], "content": ERROR_REF})
-    schema.setdefault("components", {}).setdefault("schemas", {})
     app.openapi_schema = schema
     return schema
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -121,3 +122,15 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         out.append((lines["event"], json.loads(lines["data"])))
     return out
+
+
+def served_copy(base: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LiveServer]:
+    """A live server on a fresh copy of `base` (for module fixtures: `yield from served_copy(...)`);
+    the copy's path is `server.home`."""
+    home = copy_workspace(base, tmp_path_factory.mktemp(name) / "ws")
+    server = LiveServer(home)
+    server.home = home
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from schemathesis.generation.modes import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_support import ADMIN, LiveServer, base_workspace, copy_workspace  # noqa: E402,F401
+from server_support import ADMIN, base_workspace, served_copy  # noqa: E402,F401
 
 pytestmark = pytest.mark.slow
 EXAMPLES = {"POST /v1/reindex": 2, "POST /v1/documents": 6, "DELETE /v1/documents/{doc_id}": 4}
@@ -31,10 +31,7 @@ NOT_ALWAYS_ACCEPTED = {"POST /v1/documents", "POST /v1/embeddings"}
 
 @pytest.fixture(scope="module")
 def live(base_workspace, tmp_path_factory):  # noqa: F811
-    home = copy_workspace(base_workspace, tmp_path_factory.mktemp("contract") / "ws")
-    server = LiveServer(home)
-    yield server
-    server.stop()
+    yield from served_copy(base_workspace, tmp_path_factory, "contract")
 
 
 def test_every_operation_keeps_its_documented_contract(live):

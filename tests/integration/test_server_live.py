@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_support import (ADMIN, ADMIN_KEY, READ, READ_KEY, ROOT, LiveServer, base_workspace,  # noqa: E402,F401
-                            copy_workspace, free_port)
+from server_support import (ADMIN, ADMIN_KEY, READ, READ_KEY, ROOT, base_workspace,  # noqa: E402,F401
+                            free_port, served_copy)
 
 pytestmark = pytest.mark.slow
 QUESTION = "How many volunteers did the vaccine trial enroll?"
@@ -23,10 +23,7 @@ QUESTION = "How many volunteers did the vaccine trial enroll?"
 
 @pytest.fixture(scope="module")
 def live(base_workspace, tmp_path_factory):  # noqa: F811
-    home = copy_workspace(base_workspace, tmp_path_factory.mktemp("live") / "ws")
-    server = LiveServer(home)
-    yield server
-    server.stop()
+    yield from served_copy(base_workspace, tmp_path_factory, "live")
 
 
 def test_answer_streams_server_sent_events_over_http(live):

@@ -14,7 +14,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_support import ADMIN, LiveServer, base_workspace, copy_workspace  # noqa: E402,F401
+from server_support import ADMIN, base_workspace, served_copy  # noqa: E402,F401
 
 from indexer.docstore import DocStore  # noqa: E402
 
@@ -24,11 +24,7 @@ EXAMPLES = 25
 
 @pytest.fixture(scope="module")
 def live(base_workspace, tmp_path_factory):  # noqa: F811
-    home = copy_workspace(base_workspace, tmp_path_factory.mktemp("walk") / "ws")
-    server = LiveServer(home)
-    server.home = home
-    yield server
-    server.stop()
+    yield from served_copy(base_workspace, tmp_path_factory, "walk")
 
 
 def _stored(home: Path) -> tuple:
