@@ -23,7 +23,9 @@ def train_embedder_cmd(
     out: Path = typer.Option(None, "--out", help="Model directory (default WORKSPACE/models/embedder-TIME)."),
     eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder scored before and after (test split)."),
     sources: str = typer.Option(None, "--sources", help="Mined pair sources: title,ict,entity."),
-    max_pairs: int = typer.Option(None, "--max-pairs", help="Most training pairs."),
+    max_pairs: int = typer.Option(None, "--max-pairs", help="Most training pairs (default: sized by the planner)."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", help="Time budget on 2 cores; the planner sizes "
+                                         "pairs and steps to it and to the corpus (default 14)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Pairs per step (in-batch negatives)."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
     hard_negatives: int = typer.Option(None, "--hard-negatives", help="Hard negatives per pair from the index."),
@@ -36,9 +38,10 @@ def train_embedder_cmd(
 
     settings = load_settings(overrides_of(ctx, embedder_train={
         "epochs": epochs, "sources": sources, "max_pairs": max_pairs, "batch_size": batch_size, "lr": lr,
-        "hard_negatives": hard_negatives, "nproc": nproc}))
+        "hard_negatives": hard_negatives, "nproc": nproc, "budget_minutes": budget_minutes}))
     report = train_embedder(settings, out=out, pairs_file=pairs, beir_train=beir_train, eval_beir=eval_beir,
-                            resume=resume, progress=not as_json)
+                            resume=resume, progress=not as_json,
+                            on_plan=lambda plan: typer.echo(plan.describe(), err=True))
     emit(report, as_json, render_train_report)
 
 
@@ -47,6 +50,8 @@ def render_train_report(r: dict[str, Any]) -> str:
     lines = [f"model: {r['out']}",
              f"pairs: {d['train_pairs']} train {d['train_by_source']}, {d['dev_pairs']} dev "
              f"({d['dev_documents']} held-out documents)",
+             *([f"planned {r['plan']['steps']} steps, about {r['plan']['estimated_seconds'] / 60:.1f} minutes"]
+               if r.get("plan") else []),
              f"trained {t['steps']} steps in {t['train_seconds']:.0f}s on {t['world_size']} process(es)",
              f"dev nDCG@10 {m['dev_before'].get('ndcg@10')} -> {m['dev_after'].get('ndcg@10')}"]
     for mode in ("dense", "hybrid"):

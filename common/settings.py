@@ -115,23 +115,26 @@ class EmbedderTrainConfig(Section):
     """`ragkiln train embedder`: contrastive adaptation of the embedder to the corpus."""
 
     epochs: int = Field(1, ge=1, le=100, description="Passes over the training pairs.")
-    batch_size: int = Field(64, ge=2, le=65536, description="Pairs per optimizer step (in-batch negatives).")
+    batch_size: int = Field(32, ge=2, le=65536, description="Pairs per optimizer step (in-batch negatives).")
     mini_batch_size: int = Field(16, ge=1, le=4096, description="CachedMNRL mini-batch (memory bound).")
+    budget_minutes: float | None = Field(
+        14.0, gt=0, le=100000, description="Time budget of a run on 2 cores: the planner sizes pairs and steps "
+        "to the corpus and to it (a 5,000-document corpus stays under 15 minutes); None: the corpus alone.")
     loss: Literal["cached_mnrl", "mnrl", "distill"] = Field(
-        "cached_mnrl", description="CachedMultipleNegativesRankingLoss (GradCache), the plain MNRL, or MNRL plus "
+        "distill", description="CachedMultipleNegativesRankingLoss (GradCache), the plain MNRL, or MNRL plus "
         "listwise distillation of the hybrid (BM25 + dense) ranking of each query's index candidates.")
-    lr: float = Field(2e-5, gt=0, le=1, description="Peak learning rate (AdamW, linear decay).")
+    lr: float = Field(6e-5, gt=0, le=1, description="Peak learning rate (AdamW, linear decay).")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="Share of steps spent warming the learning rate up.")
     weight_decay: float = Field(0.01, ge=0, le=10, description="AdamW weight decay.")
     max_seq_length: int = Field(160, ge=16, le=8192, description="Tokens per text while training (the saved "
                                 "model keeps the base model's length).")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout while training (None: the base model's). "
+    dropout: float | None = Field(0.0, ge=0, lt=1, description="Dropout while training (None: the base model's). "
                                   "0 is 1.6-2x faster on CPU (attention dropout stops torch's fused attention) "
                                   "and measured 0.005 nDCG@10 lower on SciFact.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Training arithmetic: bf16 autocast (weights stay fp32) where the CPU computes bf16 "
         "natively ('auto'), else fp32; bench/results/embedder-step.json has the step time of each.")
-    base_weight: float = Field(0.0, ge=0, lt=1, description="Share of the starting model's weights averaged back "
+    base_weight: float = Field(0.3, ge=0, lt=1, description="Share of the starting model's weights averaged back "
                                "into the trained one (WiSE-FT); 0: the trained weights as they are.")
     hard_negatives: int = Field(1, ge=0, le=32, description="Hard negatives per pair mined from the index.")
     negative_depth: int = Field(30, ge=1, le=1000, description="Hybrid (BM25 + dense) candidates searched per query.")
@@ -139,7 +142,7 @@ class EmbedderTrainConfig(Section):
                                     "cosine are near-duplicates, never negatives.")
     negative_skip_top: int = Field(0, ge=0, le=100, description="Filtered candidates skipped at the top "
                                    "(likeliest unlabelled positives).")
-    distill_candidates: int = Field(7, ge=2, le=64, description="Index candidates per query scored by the hybrid "
+    distill_candidates: int = Field(4, ge=2, le=64, description="Index candidates per query scored by the hybrid "
                                     "teacher (loss 'distill').")
     distill_weight: float = Field(1.0, ge=0, le=100, description="Weight of the distillation term next to MNRL.")
     distill_temperature: float = Field(0.05, gt=0, le=10, description="Teacher temperature over the fused "
@@ -149,12 +152,13 @@ class EmbedderTrainConfig(Section):
                                    "Measured harmful on SciFact: dense 0.662 -> 0.592 (it overfits the pseudo-queries).")
     teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
                                         "(the rest is BM25).")
-    sources: str = Field("title,ict", description="Comma-separated mined pair sources: title, ict, claim "
+    sources: str = Field("ict,claim", description="Comma-separated mined pair sources: title, ict, claim "
                          "(a finding sentence with its hedge cut -> its chunk without it), entity "
                          "(entity keyword queries measured harmful on SciFact: dense 0.650 -> 0.597).")
     ict_per_chunk: int = Field(1, ge=1, le=16, description="Inverse-cloze sentences sampled per chunk.")
     mine_with_labels: bool = Field(False, description="Also mine unlabelled pairs when labelled pairs are given.")
-    max_pairs: int = Field(20000, ge=1, description="Training pairs kept after the split (sampled across sources).")
+    max_pairs: int | None = Field(None, ge=1, description="Most training pairs kept after the split (sampled "
+                                  "across sources); None: as many as the corpus and budget_minutes allow.")
     hard_share: float = Field(0.0, ge=0, le=1, description="Share of max_pairs chosen as the pairs the dense model "
                               "ranks worst while BM25 finds them (the rest at random); 0: all at random.")
     max_candidates: int = Field(50000, ge=1, description="Candidate pairs ranked when hard_share > 0.")
@@ -304,13 +308,15 @@ class ServerConfig(Section):
     )
     answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
     answer_extractive: bool = Field(
-        True, description="/v1/answer copies its answer as a span of the passages in the prompt (a request's "
-        "'extractive' overrides): SQuAD F1 higher in every bench/lm.py run, and the answer cannot be invented."
+        True, description="ragkiln's own models answer /v1/answer with a span of the relevant passages chosen by the "
+        "extractive reader (reader/; a request's 'extractive' overrides): SQuAD F1 far above the compact LM's, and the "
+        "answer cannot be invented (bench/reader.py --served)."
     )
-    answer_search: Literal["greedy", "best"] = Field(
-        "best", description="How an extractive answer at temperature 0 is chosen: 'best', the span of those the "
-        "bounds allow with the highest log P(span, </s>) / (tokens + 1) ** 1.5 (SQuAD F1 30.2 / 24.7 against 28.1 / 22.9 "
-        "greedy; 4x the time of an answer on the GGUF model, 57 against 14 ms; bench/lm_focus.py), or 'greedy' token by token.")
+    reader_pipeline: str = Field(
+        "auto", min_length=1, description="spaCy pipeline the extractive reader parses with (package name or "
+        "directory); 'auto' as ner.model. Loaded on the first extractive answer; when it cannot be, the reader "
+        "falls back to a blank tokenizer and says so in the answer's notice."
+    )
     max_batch_inputs: int = Field(256, ge=1, le=100000, description="Most inputs in one /v1/embeddings call.")
     torch_threads: int = Field(
         1, ge=0, le=256,

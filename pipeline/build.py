@@ -32,7 +32,7 @@ STAGES = ("ingest", "embedder", "reindex", "lm", "qa", "quantize", "verify", "ev
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {  # the end-to-end test: seconds per stage
         "embedder_train": {"epochs": 1, "max_pairs": 64, "batch_size": 16, "mini_batch_size": 16,
-                           "max_seq_length": 64, "hard_negatives": 1},
+                           "max_seq_length": 64},
         "lm": {"preset": "tiny", "vocab_size": 400, "steps": 30, "batch_size": 8, "target_len": 64,
                "neighbour_len": 32, "eval_every": 15, "eval_rows": 16, "ckpt_every": 15, "synthetic_per_chunk": 2,
                "qa_passage_len": 96},
@@ -41,18 +41,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {  # the bundled sample corpus in about 10 minutes on 2 cores
         "embedder_train": {"epochs": 1, "max_pairs": 128, "batch_size": 32, "mini_batch_size": 32,
-                           "max_seq_length": 96, "hard_negatives": 1},
+                           "max_seq_length": 96},
         "lm": {"preset": "tiny", "steps": 80, "batch_size": 16, "eval_every": 40, "ckpt_every": 40},
         "quantize": {"types": "f32,f16,q8_0,q4_0,q4_k_m", "verify_rows": 32, "verify_prompts": 20},
         "qa_steps": 40,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
-        # bench/embedder.py's best unsupervised run: hybrid distillation on claim and inverse-cloze
-        # queries, averaged with the start (SciFact: dense 0.641 -> 0.670, hybrid 0.734, 9 minutes with
-        # bf16; bench/results/embedder-claims-distill-wiseft.json)
-        "embedder_train": {"epochs": 1, "max_pairs": 2400, "batch_size": 32, "max_seq_length": 160,
-                           "loss": "distill", "sources": "ict,claim", "distill_candidates": 4, "lr": 6e-5,
-                           "dropout": 0.0, "base_weight": 0.3},
+        # The embedder's recipe is `train embedder`'s default in every preset (chosen on SciFact train-split
+        # dev queries, docs/benchmarks.md); presets only size it. The planner fits pairs and steps into
+        # the budget (trainer/embedder/plan.py).
+        "embedder_train": {"budget_minutes": 20.0},
         # the copy circuit from the start (trainer/lm/init.py; bench/results/lm-squad-induction.json: SQuAD answer loss
         # 3.4 -> 1.9 nats against a normal init at the same lr, for a worse held-out ppl, 233 vs 196)
         "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250,

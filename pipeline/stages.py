@@ -68,12 +68,22 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | None:
     """Why the adapted embedder must not be served, or None to switch to it.
 
-    A labelled evaluation split decides when there is one (the mode search serves by default); without
-    one the held-out dev pairs decide, and no gain there means no switch: the trainer's "did not
-    improve" and the build's choice are the same judgement."""
+    A labelled evaluation split decides when there is one (the mode search serves by default). Without
+    one, the label-free probe decides (trainer/embedder/gate.py: held-out documents found from queries
+    of other kinds than the training pairs, titles and rare keywords; the trainer's dev pairs are the
+    trained kind and measured misleading); a run from before the probe falls back on the dev pairs."""
     before, after = (metrics.get(k, {}).get(mode, {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
     if before is not None and after is not None:
         return None if after >= before else f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
+    probe = metrics.get("probe")
+    if probe is not None:
+        if probe.get("gain") is None:
+            return "no labelled evaluation split, and the corpus gave too few probe queries to judge the adapted embedder"
+        if not probe.get("replace"):
+            return (f"no labelled evaluation split, and on probe queries about held-out documents (titles, keywords) "
+                    f"the adapted embedder scored {probe['gain']:+.4f} nDCG@10 against the base ({probe['after']} vs "
+                    f"{probe['before']})")
+        return None
     dev_before, dev_after = (metrics.get(k, {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
     if dev_before is not None and dev_after is not None and dev_after <= dev_before:
         return (f"no labelled evaluation split, and held-out dev nDCG@10 {dev_after} with the adapted embedder "
@@ -83,7 +93,7 @@ def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | Non
 
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Switch the index to the adapted embedder, unless the evaluation split (or, without one, the
-    held-out dev pairs) says it is no better."""
+    label-free probe) says it is no better."""
     from indexer import service
     from ner.enrich import open_enricher
 

@@ -21,6 +21,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from indexer.embedder import resolve_precision
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
+from trainer.embedder.gate import Probe, build_probe, run_probe
+from trainer.embedder.plan import TrainPlan, plan_training
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,15 @@ def _dev_set(dev: list[P.Pair], ws: Workspace, cfg: EmbedderTrainConfig) -> dict
     return {"queries": queries, "corpus": corpus, "relevant": relevant, "doc_ids": sorted(dev_docs)}
 
 
+def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str]) -> Probe:
+    """The label-free gate's probe: held-out documents' chunks and distractors (trainer/embedder/gate.py)."""
+    ids = [int(i) for i in ws.store.active_chunk_ids()]
+    random.Random(cfg.seed + 2).shuffle(ids)
+    others = [c for c in ws.store.get_chunks(ids[: cfg.dev_distractors * 2]).values() if c.doc_id not in held_out]
+    held = [c for c in ws.store.iter_chunks() if c.doc_id in held_out]
+    return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed)
+
+
 def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Path | None) -> None:
     """Fail on a missing input before any model is loaded."""
     if pairs_file is not None and not Path(pairs_file).is_file():
@@ -118,9 +130,21 @@ def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Pa
                 raise NotFound(f"{flag} {d} has no {f}")
 
 
+def plan_run(cfg: EmbedderTrainConfig, available_pairs: int, dev_texts: int = 1000) -> TrainPlan:
+    """The run's size: the config's recipe on as many pairs as the corpus, max_pairs and the budget allow."""
+    texts = 2 + (cfg.distill_candidates if cfg.loss == "distill" else cfg.hard_negatives)
+    return plan_training(available_pairs, cfg.batch_size, texts, cfg.max_seq_length, cfg.budget_minutes,
+                         max_pairs=cfg.max_pairs, epochs=cfg.epochs, dev_texts=dev_texts,
+                         bf16=resolve_precision(cfg.precision) == "bf16", dropout=(cfg.dropout is None or cfg.dropout > 0))
+
+
 def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path | None = None,
-                beir_train: Path | None = None, eval_beir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Mine pairs and hard negatives from the workspace index into `run_dir` (train/dev data + spec)."""
+                beir_train: Path | None = None, eval_beir: Path | None = None, progress: bool = True,
+                on_plan=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Mine pairs and hard negatives from the workspace index into `run_dir` (train/dev data + spec).
+
+    The plan (pairs, steps, estimated minutes) is logged, and given to `on_plan`, before the index
+    searches that mining costs."""
     cfg = settings.embedder_train
     check_inputs(pairs_file, beir_train, eval_beir)
     ws = Workspace.open(settings)
@@ -130,25 +154,31 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
     if not train or not dev:
         raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
+    plan = plan_run(cfg, len(train), dev_texts=min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors)
+    log.info("%s", plan.describe())
+    if on_plan is not None:
+        on_plan(plan)
     if cfg.hard_share == 0:
-        train = P.cap_pairs(train, cfg.max_pairs, random.Random(cfg.seed))
+        train = P.cap_pairs(train, plan.pairs, random.Random(cfg.seed))
     else:  # rank every candidate first, then keep the hardest (costs one search per candidate)
         train = P.cap_pairs(train, cfg.max_candidates, random.Random(cfg.seed))
     if cfg.loss == "distill":
         train = mine_teacher_candidates(train, searcher, cfg.distill_candidates, depth=cfg.negative_depth,
                                         max_sim=cfg.negative_max_sim, dense_weight=cfg.teacher_dense_weight,
-                                        seed=cfg.seed, progress=progress, max_pairs=cfg.max_pairs)
+                                        seed=cfg.seed, progress=progress, max_pairs=plan.pairs)
     else:
         train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
                                     max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
-                                    progress=progress, max_pairs=cfg.max_pairs, hard_share=cfg.hard_share)
+                                    progress=progress, max_pairs=plan.pairs, hard_share=cfg.hard_share)
     if not train:
         raise InvalidInput("no training pair kept after mining negatives")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "train.jsonl", P.pairs_to_jsonl(train))
-    atomic_write_text(run_dir / "dev.json", json.dumps(_dev_set(dev, ws, cfg)))
+    dev_set = _dev_set(dev, ws, cfg)
+    atomic_write_text(run_dir / "dev.json", json.dumps(dev_set))
+    atomic_write_text(run_dir / "probe.json", json.dumps(asdict(_probe(ws, cfg, set(dev_set["doc_ids"])))))
     emb = searcher.embedder
     spec = {
         # an int8 index's embedder is an export: train from the torch model it was exported from
@@ -162,6 +192,7 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
                  "dev_documents": len({p.doc_id for p in dev}),
                  "negatives_per_pair": cfg.distill_candidates if cfg.loss == "distill" else cfg.hard_negatives,
                  "index": searcher.name},
+        "plan": plan.to_dict(),
         "prepare_seconds": round(time.perf_counter() - t0, 2),
     }
     atomic_write_text(run_dir / "run.json", json.dumps(spec, indent=2))
@@ -328,6 +359,9 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
     metrics: dict[str, Any] = {"dev_before": summary["dev_before"], "dev_after": summary["dev_after"]}
     if summary.get("dev_after_unaveraged"):
         metrics["dev_after_unaveraged"] = summary["dev_after_unaveraged"]
+    if (run_dir / "probe.json").is_file():  # the label-free gate: queries unlike the training pairs
+        probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
+        metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"))
     if spec.get("eval_beir") and eval_beir_fn is not None:
         metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
         metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))
@@ -343,6 +377,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         "training": {k: summary[k] for k in ("train_seconds", "steps", "world_size", "train_loss", "pairs_per_second",
                                              "resumed_from", "precision")},
         "prepare_seconds": spec["prepare_seconds"],
+        "plan": spec.get("plan"),
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
         "dev_curve": [{"step": h["step"], "ndcg@10": h["eval_dev_cosine_ndcg@10"]} for h in history
                       if "eval_dev_cosine_ndcg@10" in h],
@@ -387,8 +422,8 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
 
 def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path | None = None,
                    beir_train: Path | None = None, eval_beir: Path | None = None, resume: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
-    """The whole `ragkiln train embedder`: prepare (or resume), train, evaluate, save."""
+                   progress: bool = True, on_plan=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The whole `ragkiln train embedder`: prepare (or resume), plan, train, evaluate, save."""
     if resume and out is None:
         raise InvalidInput("--resume needs the --out of the run to continue")
     check_inputs(pairs_file, beir_train, eval_beir)
@@ -400,7 +435,7 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
         if resume and (run_dir / "run.json").exists():
             log.info("resuming %s", run_dir)
         else:
-            prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress)
+            prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress, on_plan=on_plan)
         nproc = settings.embedder_train.nproc
         summary = launch_ddp(run_dir, nproc, resume) if nproc > 1 else run_training(run_dir, resume, progress)
         from trainer.embedder.evaluate import beir_metrics

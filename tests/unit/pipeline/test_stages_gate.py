@@ -1,0 +1,28 @@
+"""The build's keep/replace call on the adapted embedder: labels first, then the label-free probe."""
+
+from __future__ import annotations
+
+from pipeline.stages import keep_base_reason
+
+
+def test_a_labelled_split_decides_over_the_probe():
+    m = {"beir_before": {"hybrid": {"ndcg@10": 0.70}}, "beir_after": {"hybrid": {"ndcg@10": 0.72}},
+         "probe": {"replace": False, "gain": -0.02, "before": {}, "after": {}}}
+    assert keep_base_reason(m) is None
+    m["beir_after"]["hybrid"]["ndcg@10"] = 0.69
+    assert "0.69 with the adapted embedder < 0.7" in keep_base_reason(m)
+
+
+def test_without_labels_the_probe_decides_not_the_dev_pairs():
+    dev_up = {"dev_before": {"ndcg@10": 0.6}, "dev_after": {"ndcg@10": 0.7}}
+    keep = keep_base_reason({**dev_up, "probe": {"replace": False, "gain": -0.013, "before": {"title": 0.5},
+                                                 "after": {"title": 0.487}}})
+    assert keep is not None and "-0.0130" in keep and "probe" in keep
+    assert keep_base_reason({"dev_before": {"ndcg@10": 0.7}, "dev_after": {"ndcg@10": 0.6},
+                             "probe": {"replace": True, "gain": 0.01}}) is None
+    assert "too few probe queries" in keep_base_reason({"probe": {"replace": False, "gain": None}})
+
+
+def test_a_run_from_before_the_probe_falls_back_on_the_dev_pairs():
+    assert keep_base_reason({"dev_before": {"ndcg@10": 0.7}, "dev_after": {"ndcg@10": 0.6}}) is not None
+    assert keep_base_reason({"dev_before": {"ndcg@10": 0.6}, "dev_after": {"ndcg@10": 0.7}}) is None

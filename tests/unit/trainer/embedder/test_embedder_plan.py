@@ -1,0 +1,52 @@
+"""The embedder run planner: pairs and steps from the corpus size and the time budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.embedder.plan import plan_training, step_seconds
+
+
+def test_a_small_corpus_trains_on_all_its_pairs():
+    p = plan_training(300, batch_size=32, texts_per_pair=6, max_seq_length=160, budget_minutes=14)
+    assert (p.pairs, p.steps, p.limited_by) == (300, 10, "corpus")
+    assert p.estimated_seconds < 14 * 60
+
+
+@pytest.mark.parametrize("available", [5_000, 20_000, 200_000])
+def test_a_large_corpus_is_cut_to_the_budget_in_whole_batches(available):
+    p = plan_training(available, batch_size=32, texts_per_pair=6, max_seq_length=160, budget_minutes=14)
+    assert p.limited_by == "budget" and p.pairs % 32 == 0 and p.steps == p.pairs // 32
+    assert 13 * 60 < p.estimated_seconds <= 14 * 60  # the budget is spent, not exceeded
+
+
+def test_the_default_budget_keeps_a_5000_document_corpus_under_15_minutes():
+    from common.settings import EmbedderTrainConfig
+
+    cfg = EmbedderTrainConfig()
+    # about 1.8 mined pairs per document (inverse cloze + claim), 90% after the dev split
+    p = plan_training(int(5000 * 1.8 * 0.9), cfg.batch_size, 2 + cfg.distill_candidates, cfg.max_seq_length,
+                      cfg.budget_minutes)
+    assert p.estimated_seconds < 15 * 60 and p.steps >= 40
+
+
+def test_a_bigger_budget_buys_more_steps_and_max_pairs_caps_it():
+    small = plan_training(50_000, 32, 6, 160, budget_minutes=10)
+    big = plan_training(50_000, 32, 6, 160, budget_minutes=40)
+    assert big.steps > 3 * small.steps
+    capped = plan_training(50_000, 32, 6, 160, budget_minutes=40, max_pairs=640)
+    assert (capped.pairs, capped.steps, capped.limited_by) == (640, 20, "max_pairs")
+    assert plan_training(50_000, 32, 6, 160, budget_minutes=None).limited_by == "corpus"
+
+
+def test_step_cost_follows_texts_length_precision_and_dropout():
+    base = step_seconds(32, 6, 160)
+    assert step_seconds(32, 3, 160) == pytest.approx(base / 2)
+    assert step_seconds(32, 6, 80) == pytest.approx(base / 2)
+    assert step_seconds(32, 6, 160, bf16=True) < base < step_seconds(32, 6, 160, dropout=True)
+
+
+def test_a_tiny_budget_still_plans_one_batch_and_the_plan_describes_itself():
+    p = plan_training(10_000, 32, 6, 160, budget_minutes=0.1)
+    assert p.pairs == 32 and p.steps == 1
+    assert "32 pairs of 10000" in p.describe() and "budget" in p.describe()
