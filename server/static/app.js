@@ -1,4 +1,6 @@
-// ragkiln web page: search with entity facets, and "ask" with a streamed, cited answer. No build step.
+// ragkiln web page: search with entity facets, and "ask" with a streamed, cited answer (shown inside its
+// sentence, the cited passage one click away, "not found" as such), a model picker. No build step; text
+// from the server goes into the page as text nodes only (never innerHTML).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -94,27 +96,102 @@ async function search(q) {
   setStatus(`${data.hits.length} hits in ${data.took_ms.toFixed(1)} ms`);
 }
 
+// Each citation: its quote, and one click (the <summary>) opens the whole cited passage with the span marked.
 function renderCitations(data) {
   const list = $("citations");
   list.replaceChildren();
-  const passages = new Map(data.passages.map((p) => [p.chunk_id, p]));
+  state.passages = data.passages || [];
+  state.citations = data.citations || [];
+  const passages = new Map(state.passages.map((p) => [p.chunk_id, p]));
   for (const c of data.citations) {
     const p = passages.get(c.chunk_id);
     const text = p ? p.text : c.quote;
     const offset = p ? p.start : c.start;
-    list.append(el("li", { class: "citation", "data-doc": c.doc_id },
-      el("div", { class: "meta" }, `[${c.rank}] ${c.title || c.doc_id} \u2014 ${c.doc_id} [${c.start}:${c.end}]`),
-      el("p", {}, highlighted(text, [{ start: c.start - offset, end: c.end - offset }], "mark"))));
+    list.append(el("li", { class: "citation", "data-doc": c.doc_id, "data-chunk": String(c.chunk_id), "data-rank": String(c.rank) },
+      el("details", {},
+        el("summary", {},
+          el("span", { class: "meta" }, `[${c.rank}] ${c.title || c.doc_id} \u2014 ${c.doc_id} [${c.start}:${c.end}]`),
+          el("q", { class: "quote" }, c.quote)),
+        el("p", { class: "passage" }, highlighted(text, [{ start: c.start - offset, end: c.end - offset }], "mark")))));
   }
+}
+
+// Opens the cited passage of `chunkId` (else the first citation) and brings it into view.
+function openCitation(chunkId) {
+  const items = [...$("citations").querySelectorAll("li.citation")];
+  const li = items.find((x) => x.dataset.chunk === String(chunkId)) || items[0];
+  if (!li) return;
+  const d = li.querySelector("details");
+  d.open = true;
+  li.scrollIntoView({ block: "nearest" });
+  d.querySelector("summary").focus();
+}
+
+// [start, end) of the answer span inside `sentence.text` ({text, start, end, span_start, span_end}: the
+// span's document offsets inside the sentence's), or null when absent or inconsistent: show the plain answer.
+function spanInSentence(sentence) {
+  if (!sentence || typeof sentence.text !== "string") return null;
+  const a = sentence.span_start - sentence.start, b = sentence.span_end - sentence.start;
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b <= a || b > sentence.text.length) return null;
+  return [a, b];
+}
+
+function sourceButton(c) {
+  return el("button", { type: "button", class: "source", "data-chunk": String(c.chunk_id), title: "show the cited passage",
+    onclick: () => openCitation(c.chunk_id) }, `[${c.rank}] ${c.title || c.doc_id}`);
+}
+
+// The final answer (the `done` event): inside its sentence with the span marked, or as given; not found
+// (grounded: false) says so and shows no answer.
+function renderAnswer(data) {
+  const box = $("answer-box"), answer = $("answer"), meta = $("answer-meta");
+  box.classList.toggle("not-found", !data.grounded);
+  if (!data.grounded) {
+    $("answer-title").textContent = "Not found in your documents";
+    const n = (state.passages || []).length;
+    answer.replaceChildren(el("span", { class: "not-found-text" },
+      `None of the ${n} passages retrieved supports an answer to this question, so ragkiln gives none.`));
+    meta.replaceChildren();
+    return;
+  }
+  $("answer-title").textContent = "Answer";
+  const cites = state.citations || [];
+  const s = data.sentence;
+  const span = spanInSentence(s);
+  if (span) {
+    const [a, b] = span;
+    answer.replaceChildren(el("span", { class: "sentence" }, s.text.slice(0, a),
+      el("mark", { class: "answer-span" }, s.text.slice(a, b)), s.text.slice(b)));
+    answer.dataset.view = "sentence";
+    const own = cites.find((c) => String(c.chunk_id) === String(s.chunk_id));
+    if (own) answer.append(" ", sourceButton(own));
+  } else {
+    answer.replaceChildren(el("span", { class: "plain" }, data.answer));
+    answer.dataset.view = "plain";
+    for (const c of cites) answer.append(" ", sourceButton(c));
+  }
+  const parts = [];
+  if (data.model) parts.push(`${data.mode || "extractive"} answer by ${data.model}`);
+  if (data.notice) parts.push(data.notice);
+  meta.textContent = parts.join(" \u00b7 ");
 }
 
 // POST /v1/answer with stream: true and read its Server-Sent Events as they arrive.
 async function ask(q) {
   setStatus("retrieving and generating\u2026");
-  $("answer-box").hidden = false;
+  const box = $("answer-box");
+  box.hidden = false;
+  delete box.dataset.done;
+  box.classList.remove("not-found");
+  $("answer-title").textContent = "Answer";
   $("answer").textContent = "";
+  delete $("answer").dataset.view;
+  $("answer-meta").textContent = "";
   $("citations").replaceChildren();
-  const resp = await fetch("/v1/answer", { method: "POST", headers: headers(), body: body({ question: q, k: 5, stream: true, max_tokens: 96 }) });
+  state.passages = [];
+  state.citations = [];
+  const resp = await fetch("/v1/answer", { method: "POST", headers: headers(),
+    body: body({ question: q, k: 5, stream: true, max_tokens: 96, model: chosenModel() }) });
   if (!resp.ok) { setStatus(await errorText(resp), true); return; }
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
@@ -130,15 +207,36 @@ async function ask(q) {
       const ev = {};
       for (const line of block.split("\n")) { const i = line.indexOf(": "); if (i > 0) ev[line.slice(0, i)] = line.slice(i + 2); }
       const data = JSON.parse(ev.data || "{}");
-      if (ev.event === "token") $("answer").textContent += data.text;
+      if (ev.event === "token") $("answer").append(data.text);  // streamed as it comes; `done` renders it in full
       else if (ev.event === "citations") { renderCitations(data); renderHits([]); }
       else if (ev.event === "done") {
+        renderAnswer(data);
         const t = data.timings;
-        setStatus(data.grounded ? `answered by ${data.model}: first token ${t.first_token_ms} ms after retrieval (${t.retrieval_ms} ms)` : "nothing relevant in the documents");
-        $("answer-box").dataset.done = "1";
+        setStatus(data.grounded ? `answered by ${data.model}: first token ${t.first_token_ms} ms after retrieval (${t.retrieval_ms} ms)` : "not found in your documents");
+        box.dataset.done = "1";
       } else if (ev.event === "error") setStatus(data.error.message, true);
     }
   }
+}
+
+// GET /v1/models: a picker when more than one generator is served (the first listed is the default);
+// the choice goes to /v1/answer as `model`.
+async function loadModels() {
+  const pick = $("model");
+  let resp;
+  try { resp = await fetch("/v1/models", { headers: headers() }); } catch (e) { return; }
+  if (!resp.ok) { pick.hidden = true; return; }
+  const gens = (await resp.json()).data.filter((m) => m.kind === "generator");
+  const keep = pick.value;
+  pick.replaceChildren(...gens.map((m, i) => el("option", { value: m.id },
+    m.id + (m.format === "chat" ? " (chat)" : "") + (i === 0 ? " \u2014 default" : ""))));
+  if (gens.some((m) => m.id === keep)) pick.value = keep;
+  pick.hidden = gens.length < 2;
+}
+
+function chosenModel() {
+  const pick = $("model");
+  return pick.hidden || !pick.value ? undefined : pick.value;
 }
 
 // GET /v1/workspace: what the workspace holds (counts, models) and example queries from its corpus.
@@ -199,17 +297,19 @@ $("form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   run(ev.submitter && ev.submitter.dataset.action === "ask" ? "ask" : "search");
 });
-$("key").addEventListener("change", () => { localStorage.setItem("ragkiln-key", apiKey()); loadWorkspace(); });
+$("key").addEventListener("change", () => { localStorage.setItem("ragkiln-key", apiKey()); loadWorkspace(); loadModels(); });
 
 // Start-up: key from localStorage or the URL fragment (#key=...), never sent in a URL to the server;
-// ?q=...&action=ask|search&filter=LABEL:value fills the form and submits it (links and tests use this).
-(function init() {
+// ?q=...&action=ask|search&filter=LABEL:value&model=ID fills the form and submits it (links and tests use this).
+(async function init() {
   const frag = new URLSearchParams(location.hash.slice(1));
   $("key").value = frag.get("key") || localStorage.getItem("ragkiln-key") || "";
   loadWorkspace();
+  await loadModels();
   const params = new URLSearchParams(location.search);
   state.filters = params.getAll("filter");
   if (params.get("mode")) $("mode").value = params.get("mode");
+  if (params.get("model")) $("model").value = params.get("model");
   if (params.get("q")) {
     $("q").value = params.get("q");
     const button = params.get("action") === "ask" ? $("ask-btn") : $("search-btn");
