@@ -24,7 +24,9 @@ from trainer.embedder.train import train_embedder
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = {"batch_size": 8, "mini_batch_size": 4, "epochs": 4, "max_seq_length": 64, "dev_fraction": 0.2,
          "dev_distractors": 10, "lr": 1e-3, "logging_steps": 1, "save_steps": 3, "hard_negatives": 1,
-         "precision": "fp32"}
+         "precision": "fp32",
+         # the MNRL recipe these tests were written for (the default is hybrid distillation, tested below)
+         "loss": "cached_mnrl", "sources": "title,ict", "base_weight": 0.0, "dropout": None, "budget_minutes": None}
 
 
 def make_settings(home: Path, model: Path, **train) -> object:
@@ -192,13 +194,16 @@ def test_cli_train_embedder_json_and_errors(tiny, ws, tmp_path):
 
     env = {**os.environ, "RAGKILN_INDEXER__EMBEDDER": str(tiny["model"]), "RAGKILN_EMBEDDER_TRAIN__BATCH_SIZE": "8",
            "RAGKILN_EMBEDDER_TRAIN__MINI_BATCH_SIZE": "4", "RAGKILN_EMBEDDER_TRAIN__MAX_SEQ_LENGTH": "64",
-           "RAGKILN_EMBEDDER_TRAIN__DEV_DISTRACTORS": "10", "RAGKILN_EMBEDDER_TRAIN__DEV_FRACTION": "0.2"}
+           "RAGKILN_EMBEDDER_TRAIN__DEV_DISTRACTORS": "10", "RAGKILN_EMBEDDER_TRAIN__DEV_FRACTION": "0.2",
+           "RAGKILN_EMBEDDER_TRAIN__NEGATIVE_MAX_SIM": "1.0"}  # a random tiny BERT puts every text near every other
     cmd = [sys.executable, "-m", "cli", *env_cfg, "train", "embedder", "--epochs", "1",
            "--out", str(tmp_path / "cli-model"), "--json"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     obj = json.loads(r.stdout)
     assert obj["out"] == str(tmp_path / "cli-model") and (tmp_path / "cli-model" / "manifest.json").exists()
+    assert "plan: " in r.stderr and obj["plan"]["steps"] >= 1  # the plan is printed before training
+    assert obj["metrics"]["probe"]["replace"] in (True, False)  # the default recipe, with the label-free probe
     bad = subprocess.run(cmd[:-1] + ["--beir-train", str(tmp_path / "nope"), "--json"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 3 and bad.stdout == ""

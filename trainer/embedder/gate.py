@@ -7,6 +7,7 @@ run never trained on (the dev split's documents):
 
   title     the document's title -> the document's text without it (when titles tell documents apart)
   keywords  the five rarest words of one of its chunks, in their order -> the document
+            (one query per sampled chunk, so a corpus of few long documents still gets enough)
 
 The corpus is the held-out documents' chunks (without titles) plus distractor chunks of other documents;
 each model ranks documents by their best chunk (cosine), scored with nDCG@10 (one relevant document).
@@ -82,9 +83,12 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
         title = (by_doc[d][0].title or "").strip()
         if len(title.split()) >= 3 and titles[title.lower()] == 1:
             queries["title"].append((title, d))
-        kw = keyword_query(rng.choice(by_doc[d]).text, df, len(corpus))
+    # one keyword query per sampled chunk (a corpus of few long documents still gets enough)
+    held_chunks = [c for d in docs for c in by_doc[d]]
+    for c in sorted(rng.sample(held_chunks, min(max_docs, len(held_chunks))), key=lambda c: c.id):
+        kw = keyword_query(c.text, df, len(corpus))
         if kw is not None:
-            queries["keywords"].append((kw, d))
+            queries["keywords"].append((kw, c.doc_id))
     return Probe(corpus, doc_of, {k: v for k, v in queries.items() if len(v) >= MIN_QUERIES})
 
 

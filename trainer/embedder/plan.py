@@ -7,7 +7,9 @@ it encodes: batch_size x (anchor + positive + candidates) texts of up to max_seq
 
 Calibration (2 cores, fp32, dropout 0, batch 32 x 6 texts x 160 tokens): 12.45 s a step on the bench
 machine (bench/results/embedder-step.json, 'none'); bf16 on a CPU with native bf16 halves it (6.27 s).
-bench/results/embedder-plan.json records a measured run next to its estimate.
+Machines differ by 3x and more (a 2-core AVX2 EPYC under load trains several times slower than that), so
+a run measures this machine first (`measure_slowdown`: the embedder's forward pass over a few training
+texts, against the same pass on the calibration machine) and scales every estimate by the ratio.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ SEARCH_SECONDS = 0.03  # one hybrid search while mining candidates, per pair
 FIXED_SECONDS = 30.0  # loading the models, the split, saving
 EVAL_SECONDS_PER_TEXT = 0.004  # dev evaluation: encoding only, per text
 MIN_PAIRS = 64  # below this the run is not worth its fixed cost; the plan says so
+FORWARD_SHARE = 1 / 3  # a training step is about a forward and a backward (2x) pass over its texts
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class TrainPlan:
     estimated_seconds: float
     budget_seconds: float | None
     limited_by: str  # "corpus", "budget" or "max_pairs"
+    slowdown: float = 1.0  # this machine's measured time over the calibration machine's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,9 +50,10 @@ class TrainPlan:
     def describe(self) -> str:
         mins = self.estimated_seconds / 60
         budget = f" of a {self.budget_seconds / 60:.0f}-minute budget" if self.budget_seconds else ""
+        where = "on 2 cores" if self.slowdown == 1.0 else f"on this machine ({self.slowdown:.1f}x the calibration's time)"
         return (f"plan: {self.pairs} pairs of {self.available_pairs} the corpus gives ({self.limited_by} limits it), "
                 f"{self.steps} steps of {self.batch_size} x {self.epochs} epoch(s), about "
-                f"{self.seconds_per_step:.1f} s a step: {mins:.1f} minutes{budget} on 2 cores")
+                f"{self.seconds_per_step:.1f} s a step: {mins:.1f} minutes{budget} {where}")
 
 
 def step_seconds(batch_size: int, texts_per_pair: int, max_seq_length: int, bf16: bool = False,
@@ -58,33 +63,49 @@ def step_seconds(batch_size: int, texts_per_pair: int, max_seq_length: int, bf16
     return s * (BF16_FACTOR if bf16 else 1.0) * (DROPOUT_FACTOR if dropout else 1.0)
 
 
-def fixed_seconds(dev_texts: int, searched_pairs: int) -> float:
+def fixed_seconds(dev_texts: int, searched_pairs: int, slowdown: float = 1.0) -> float:
     """Loading and saving, one search per mined pair, three dev evaluations and the gate's two probes."""
-    return FIXED_SECONDS + SEARCH_SECONDS * searched_pairs + 5 * EVAL_SECONDS_PER_TEXT * dev_texts
+    return slowdown * (FIXED_SECONDS + SEARCH_SECONDS * searched_pairs + 5 * EVAL_SECONDS_PER_TEXT * dev_texts)
+
+
+def measure_slowdown(encode, texts: list[str], max_seq_length: int, model_max_tokens: int) -> float:  # type: ignore[no-untyped-def]
+    """This machine's time over the calibration machine's, from one timed forward pass of `encode` over
+    `texts` (after a warm-up batch); the calibration's forward share of a 160-token text is
+    SECONDS_PER_TEXT * FORWARD_SHARE. The texts are cut at the model's length, training at max_seq_length."""
+    import time
+
+    if len(texts) < 2:
+        return 1.0
+    encode(texts[:4])
+    t0 = time.perf_counter()
+    encode(texts)
+    per_text = (time.perf_counter() - t0) / len(texts) * min(1.0, max_seq_length / max(1, model_max_tokens))
+    return round(max(0.25, per_text / (SECONDS_PER_TEXT * FORWARD_SHARE * max_seq_length / 160)), 2)
 
 
 def plan_training(available_pairs: int, batch_size: int, texts_per_pair: int, max_seq_length: int,
                   budget_minutes: float | None, max_pairs: int | None = None, epochs: int = 1,
-                  dev_texts: int = 1000, bf16: bool = False, dropout: bool = False) -> TrainPlan:
+                  dev_texts: int = 1000, bf16: bool = False, dropout: bool = False, slowdown: float = 1.0) -> TrainPlan:
     """The most pairs (whole batches) that the corpus, max_pairs and the budget allow.
 
     The budget pays the fixed part first; what is left buys steps. A budget too small for even one step
     still plans one batch (the caller decides whether MIN_PAIRS is worth it)."""
-    per_step = step_seconds(batch_size, texts_per_pair, max_seq_length, bf16, dropout)
+    per_step = slowdown * step_seconds(batch_size, texts_per_pair, max_seq_length, bf16, dropout)
     cap, limited_by = available_pairs, "corpus"
     if max_pairs is not None and max_pairs < cap:
         cap, limited_by = max_pairs, "max_pairs"
     budget_s = budget_minutes * 60 if budget_minutes else None
     if budget_s is not None:
         # each pair costs its search while mining and its share of the steps
-        per_pair = SEARCH_SECONDS + epochs * per_step / batch_size
-        affordable = int(max(0.0, budget_s - fixed_seconds(dev_texts, 0)) / per_pair)
+        per_pair = slowdown * SEARCH_SECONDS + epochs * per_step / batch_size
+        affordable = int(max(0.0, budget_s - fixed_seconds(dev_texts, 0, slowdown)) / per_pair)
         affordable = max(batch_size, affordable // batch_size * batch_size)
         if affordable < cap:
             cap, limited_by = affordable, "budget"
     pairs = max(0, cap)
     steps = epochs * -(-pairs // batch_size)
-    est = fixed_seconds(dev_texts, pairs) + steps * per_step
+    est = fixed_seconds(dev_texts, pairs, slowdown) + steps * per_step
     return TrainPlan(available_pairs=available_pairs, pairs=pairs, steps=steps, batch_size=batch_size, epochs=epochs,
                      texts_per_pair=texts_per_pair, seconds_per_step=round(per_step, 2),
-                     estimated_seconds=round(est, 1), budget_seconds=budget_s, limited_by=limited_by)
+                     estimated_seconds=round(est, 1), budget_seconds=budget_s, limited_by=limited_by,
+                     slowdown=slowdown)

@@ -34,7 +34,7 @@ from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
 from trainer.embedder.gate import Probe, build_probe, run_probe
-from trainer.embedder.plan import TrainPlan, plan_training
+from trainer.embedder.plan import TrainPlan, measure_slowdown, plan_training
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,13 @@ def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Pa
                 raise NotFound(f"{flag} {d} has no {f}")
 
 
-def plan_run(cfg: EmbedderTrainConfig, available_pairs: int, dev_texts: int = 1000) -> TrainPlan:
+def plan_run(cfg: EmbedderTrainConfig, available_pairs: int, dev_texts: int = 1000, slowdown: float = 1.0) -> TrainPlan:
     """The run's size: the config's recipe on as many pairs as the corpus, max_pairs and the budget allow."""
     texts = 2 + (cfg.distill_candidates if cfg.loss == "distill" else cfg.hard_negatives)
     return plan_training(available_pairs, cfg.batch_size, texts, cfg.max_seq_length, cfg.budget_minutes,
                          max_pairs=cfg.max_pairs, epochs=cfg.epochs, dev_texts=dev_texts,
-                         bf16=resolve_precision(cfg.precision) == "bf16", dropout=(cfg.dropout is None or cfg.dropout > 0))
+                         bf16=resolve_precision(cfg.precision) == "bf16", dropout=(cfg.dropout is None or cfg.dropout > 0),
+                         slowdown=slowdown)
 
 
 def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path | None = None,
@@ -154,7 +155,10 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
     if not train or not dev:
         raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
-    plan = plan_run(cfg, len(train), dev_texts=min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors)
+    sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
+    slowdown = measure_slowdown(searcher.embedder.encode, sample, cfg.max_seq_length, searcher.embedder.max_tokens)
+    plan = plan_run(cfg, len(train), dev_texts=min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors,
+                    slowdown=slowdown)
     log.info("%s", plan.describe())
     if on_plan is not None:
         on_plan(plan)

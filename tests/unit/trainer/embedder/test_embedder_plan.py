@@ -50,3 +50,23 @@ def test_a_tiny_budget_still_plans_one_batch_and_the_plan_describes_itself():
     p = plan_training(10_000, 32, 6, 160, budget_minutes=0.1)
     assert p.pairs == 32 and p.steps == 1
     assert "32 pairs of 10000" in p.describe() and "budget" in p.describe()
+
+
+def test_a_slower_machine_gets_fewer_steps_in_the_same_budget_and_the_plan_says_so():
+    fast = plan_training(50_000, 32, 6, 160, budget_minutes=14)
+    slow = plan_training(50_000, 32, 6, 160, budget_minutes=14, slowdown=3.0)
+    assert slow.steps < fast.steps / 2.5 and slow.estimated_seconds <= 14 * 60
+    assert "3.0x" in slow.describe() and "on 2 cores" in fast.describe()
+
+
+def test_measure_slowdown_compares_a_timed_forward_pass_with_the_calibration():
+    import time
+
+    from trainer.embedder.plan import FORWARD_SHARE, SECONDS_PER_TEXT, measure_slowdown
+
+    per_text = SECONDS_PER_TEXT * FORWARD_SHARE * 2  # twice the calibration machine's time
+    def encode(texts):
+        time.sleep(per_text * len(texts))
+
+    assert measure_slowdown(encode, ["x"] * 8, 160, 160) == pytest.approx(2.0, rel=0.25)
+    assert measure_slowdown(encode, ["x"], 160, 160) == 1.0  # nothing to time: the calibration

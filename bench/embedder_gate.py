@@ -1,0 +1,204 @@
+"""Issue 28 item 3: does the label-free gate make the right keep/replace call on the adapted embedder?
+
+For each corpus x adapted model, three calls are compared with the truth:
+
+  probe      the label-free gate (trainer/embedder/gate.py): held-out documents found from title and
+             keyword queries, kinds the training pairs never were; what `ragkiln build` uses without labels
+  dev pairs  the trainer's own held-out pseudo-query pairs (the same kinds it trained on); the old rule
+  labels     half A of the corpus's labelled queries (what the build uses when it has a labelled split)
+
+The truth is the other half (B) of the labelled queries: the adapted model is right to serve when its
+hybrid nDCG@10 (the mode search serves) is at least the base's there. Dense is recorded too.
+
+  scifact  labels: qrels/train.tsv split by bench/embedder.py's `train_split` (A = dev, B = fit); the models
+           are the choose phase's (bench/results/embedder-choose.json), the probe is recomputed per model
+  squad    the first N paragraphs of SQuAD v1.1 dev as documents, all their questions as labels (A/B by a
+           seeded hash of the question id); the default recipe trained on the paragraphs, once
+  demo     samples/python-docs with bench/data/python_docs_questions.jsonl (each question's expected module
+           mapped to its page by hand below; A/B by hash); the demo preset's sizes
+
+Run (heavy): HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/embedder_gate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common.jsonlog import setup_logging  # noqa: E402
+from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets"
+# expected answers of the demo questions that are not a page name -> the page that answers them
+DEMO_PAGES = {"deepcopy": "copy", "hexlify": "binascii", "iskeyword": "keyword", "RobotFileParser": "urllib.robotparser",
+              "setraw": "tty", "asyncio.Queue": "asyncio-queue", "asyncio.run": "asyncio-runner", "filedialog": "dialog",
+              "csv": "csv", "timeit": "timeit", "json": "json", "deque": "collections", "bisect": "bisect",
+              "heapq": "heapq", "zlib": "zlib", "smtplib": "smtplib", "doctest": "doctest", "weakref": "weakref",
+              "sys.argv": "sys", "__main__": "__main__"}
+
+
+def half(key: str, seed: int = 28) -> str:
+    return "A" if hashlib.sha256(f"{seed}:{key}".encode()).digest()[0] < 128 else "B"
+
+
+def squad_labels(squad_json: Path, corpus_dir: Path, n: int) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:
+    from embedder import squad_as_beir
+
+    squad_as_beir(squad_json, corpus_dir, n)
+    ids = {json.loads(line)["_id"] for line in (corpus_dir / "corpus.jsonl").read_text().splitlines()}
+    queries, qrels = {}, {"A": {}, "B": {}}
+    for art in json.loads(squad_json.read_text())["data"]:
+        for j, para in enumerate(art["paragraphs"]):
+            pid = f"{art['title']}-{j}"
+            if pid not in ids:
+                continue
+            for qa in para["qas"]:
+                queries[qa["id"]] = qa["question"]
+                qrels[half(qa["id"])][qa["id"]] = {pid: 1}
+    return queries, qrels
+
+
+def demo_labels(ws_settings) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:  # type: ignore[no-untyped-def]
+    from indexer.workspace import Workspace
+
+    docs = {c.doc_id for c in Workspace.open(ws_settings).store.iter_chunks()}
+    by_stem = {Path(d).stem: d for d in docs}
+    queries, qrels = {}, {"A": {}, "B": {}}
+    for i, line in enumerate((ROOT / "bench" / "data" / "python_docs_questions.jsonl").read_text().splitlines()):
+        q = json.loads(line)
+        page = DEMO_PAGES.get(q["expected"], q["expected"])
+        if page in by_stem:
+            qid = f"q{i}"
+            queries[qid] = q["question"]
+            qrels[half(qid)][qid] = {by_stem[page]: 1}
+    return queries, qrels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "emb28")
+    ap.add_argument("--corpora", default="squad,demo,scifact")
+    ap.add_argument("--squad-paragraphs", type=int, default=300)
+    ap.add_argument("--choose", type=Path, default=ROOT / "bench" / "results" / "embedder-choose.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder-gate.json")
+    a = ap.parse_args()
+    setup_logging("INFO")
+    from embedder import save_average, train_split
+
+    from indexer import service
+    from indexer.beir_eval import evaluate_searcher, load_queries
+    from indexer.embedder import load_embedder
+    from indexer.workspace import Workspace
+    from trainer.embedder.gate import Probe, run_probe
+    from trainer.embedder.train import train_embedder
+
+    results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
+    results["command"] = " ".join(["python"] + sys.argv)
+    cases = results.setdefault("cases", {})
+
+    def save() -> None:
+        results["summary"] = summarise(cases)
+        a.out.write_text(json.dumps(results, indent=2, default=str))
+
+    def settings(home: Path, train: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+        return load_settings({"home": home, "ner": {"enabled": False}, "embedder_train": train or {}})
+
+    def truth(home: Path, model: str, queries: dict[str, str], qrels: dict[str, Any]) -> dict[str, Any]:
+        s = settings(home)
+        if Workspace.open(s).searcher().embedder.id != load_embedder(model).id:
+            service.reindex(s, embedder=model, progress=False)
+        searcher = Workspace.open(s).searcher()
+        return {part: evaluate_searcher(searcher, queries, qrels[part], ["dense", "hybrid"]) for part in ("A", "B")}
+
+    def trained_case(name: str, corpus: list[Path], train_cfg: dict[str, Any], labels) -> None:  # type: ignore[no-untyped-def]
+        home = a.work / name
+        service.ingest(settings(home), corpus, progress=False)
+        queries, qrels = labels(settings(home))
+        rec = cases.setdefault(name, {"labelled_queries": {k: len(v) for k, v in qrels.items()}})
+        if "base" not in rec:
+            rec["base"] = {"model": DEFAULT_EMBEDDER, **truth(home, DEFAULT_EMBEDDER, queries, qrels)}
+            save()
+        out = a.work / "models" / f"{name}-default"
+        if "run" not in rec:
+            t0 = time.perf_counter()
+            rep = train_embedder(settings(home, {"base_weight": 0.0, **train_cfg}), out=out, progress=False)
+            rec["run"] = {"model": str(out), "config": train_cfg, "plan": rep.get("plan"), "dev": {
+                k: rep["metrics"][k] for k in ("dev_before", "dev_after")}, "wall_seconds": round(time.perf_counter() - t0, 1)}
+            save()
+        probe = Probe(**json.loads((home / "runs" / f"embedder-{out.name}" / "probe.json").read_text()))
+        for w in (0.0, 0.3):
+            key = f"wise-{w:g}"
+            if key in rec:
+                continue
+            model = out if w == 0 else save_average(out, DEFAULT_EMBEDDER, w, out.with_name(f"{out.name}-{key}"))
+            rec[key] = {"model": str(model), "probe": run_probe(probe, DEFAULT_EMBEDDER, str(model)),
+                        "dev_pairs": rec["run"]["dev"] if w == 0 else None,
+                        **truth(home, str(model), queries, qrels)}
+            save()
+
+    corpora = a.corpora.split(",")
+    if "squad" in corpora:
+        sq_dir = a.work / "squad-beir"
+        squad_labels(DATA / "squad-v1.1" / "dev-v1.1.json", sq_dir, a.squad_paragraphs)  # writes the corpus
+        trained_case("squad", [sq_dir / "corpus.jsonl"], {},
+                     lambda s: squad_labels(DATA / "squad-v1.1" / "dev-v1.1.json", sq_dir, a.squad_paragraphs))
+    if "demo" in corpora:  # the demo preset's sizes (pipeline/build.py)
+        trained_case("demo", [ROOT / "samples" / "python-docs"],
+                     {"max_pairs": 128, "max_seq_length": 96, "mini_batch_size": 32}, demo_labels)
+    if "scifact" in corpora and a.choose.exists():
+        ch = json.loads(a.choose.read_text())["choose"]
+        home = a.work / "scifact"
+        run_dir = home / "runs" / f"embedder-{Path(ch['run']['model']).name}"
+        probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
+        rec = cases.setdefault("scifact", {"labelled_queries": {"A": ch["split"]["dev_queries"],
+                                                                "B": ch["split"]["fit_queries"]}})
+        base = ch["variants"]["base"]
+        rec["base"] = {"model": DEFAULT_EMBEDDER, "A": base["dev"], "B": base["fit"]}
+        for key, v in ch["variants"].items():
+            if key == "base" or key in rec:
+                continue
+            rec[key] = {"model": v["model"], "probe": run_probe(probe, DEFAULT_EMBEDDER, v["model"]),
+                        "dev_pairs": {k: ch["run"]["dev"][k] for k in ("dev_before", "dev_after")}
+                        if v["base_weight"] == 0 else None, "A": v["dev"], "B": v["fit"]}
+            save()
+    save()
+    print(json.dumps(results["summary"], indent=2))
+
+
+def summarise(cases: dict[str, Any]) -> dict[str, Any]:
+    """Per corpus x model: each rule's call against the truth (half B, hybrid nDCG@10 not below the base's)."""
+    rows, right = [], {"probe": 0, "dev_pairs": 0, "labels": 0}
+    counted = {"probe": 0, "dev_pairs": 0, "labels": 0}
+    for corpus, rec in cases.items():
+        base = rec.get("base")
+        for key, m in rec.items():
+            if not key.startswith("wise-") or base is None or "B" not in m:
+                continue
+            gain_b = {mode: round(m["B"][mode]["ndcg@10"] - base["B"][mode]["ndcg@10"], 4) for mode in ("dense", "hybrid")}
+            gain_a = round(m["A"]["hybrid"]["ndcg@10"] - base["A"]["hybrid"]["ndcg@10"], 4)
+            should = gain_b["hybrid"] >= 0
+            calls = {"probe": m["probe"]["replace"], "labels": gain_a >= 0}
+            if m.get("dev_pairs"):
+                d = m["dev_pairs"]
+                calls["dev_pairs"] = d["dev_after"]["ndcg@10"] > d["dev_before"]["ndcg@10"]
+            for rule, call in calls.items():
+                counted[rule] += 1
+                right[rule] += int(call == should)
+            rows.append({"corpus": corpus, "model": key, "truth_gain_B": gain_b, "should_replace": should,
+                         "probe_gain": m["probe"]["gain"], "label_gain_A": gain_a, "calls": calls})
+    return {"rows": rows, "right_calls": {k: f"{right[k]}/{counted[k]}" for k in right}}
+
+
+if __name__ == "__main__":
+    main()
