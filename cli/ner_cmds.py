@@ -23,11 +23,15 @@ def _split_labels(labels: list[str] | None) -> tuple[str, ...]:
 @handle_errors
 def train(
     train_file: Path = typer.Option(..., "--train", help="Training data: CoNLL (IOB1/IOB2) or JSONL."),
-    dev_file: Path = typer.Option(..., "--dev", help="Dev data scored after every epoch (best epoch kept)."),
+    dev_file: Path = typer.Option(None, "--dev", help="Dev data scored after every epoch (best epoch kept); "
+                                  "default: --dev-fraction of --train held out by blocks of sentences."),
     out: Path = typer.Option(..., "--out", help="Output spaCy model directory (usable as ner.model)."),
     labels: list[str] = typer.Option(None, "--labels", help="Only these labels (comma-separated or repeated)."),
     base: str = typer.Option(None, "--base", help="Start from this pipeline's NER weights ('auto', a package or dir)."),
-    preset: str = typer.Option("efficiency", "--preset", help="From-scratch tok2vec: efficiency or chars."),
+    preset: str = typer.Option("efficiency", "--preset", help="From-scratch tok2vec: efficiency, chars or wide."),
+    static_vectors: bool = typer.Option(False, "--static-vectors/--no-static-vectors",
+                                        help="Feed PPMI-SVD word vectors built from --train to the tok2vec."),
+    dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of --train held out when no --dev."),
     max_epochs: int = typer.Option(30, "--max-epochs", min=1),
     patience: int = typer.Option(5, "--patience", min=1, help="Epochs without dev improvement before stopping."),
     max_minutes: float = typer.Option(40.0, "--max-minutes", help="Wall-clock budget; the best epoch so far is kept."),
@@ -45,7 +49,7 @@ def train(
         preset=preset,  # type: ignore[arg-type]
         base=base, labels=_split_labels(labels), max_epochs=max_epochs, patience=patience,
         max_minutes=max_minutes, dropout=dropout, learn_rate=learn_rate, seed=seed,
-        misaligned=check_policy(misaligned),
+        misaligned=check_policy(misaligned), static_vectors=static_vectors, dev_fraction=dev_fraction,
     )
 
     def show(row: dict[str, Any]) -> None:

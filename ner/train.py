@@ -28,12 +28,14 @@ from common.errors import InvalidInput
 from common.jsonlog import JsonlLog
 from ner.evaluate import evaluate_examples
 from ner.readers import MisalignedPolicy, NerExample, labels_of, read_examples, to_docs
+from ner.split import split_held_out
+from ner.vectors import ppmi_svd_vectors, set_vectors
 
 log = logging.getLogger(__name__)
 
 MODEL_KIND = "ner_model"
 FORMAT_VERSION = 1
-Preset = Literal["efficiency", "chars"]
+Preset = Literal["efficiency", "chars", "wide"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,19 @@ class TrainOptions:
     batch_words_stop: int = 1000
     seed: int = 0
     misaligned: MisalignedPolicy = "error"
+    static_vectors: bool = False  # PPMI-SVD vectors from the training text feed the from-scratch tok2vec
+    vectors_dim: int = 100
+    dev_fraction: float = 0.1  # held out of the training file (by blocks) when no dev file is given
 
     def __post_init__(self) -> None:
-        if self.preset not in ("efficiency", "chars"):
-            raise InvalidInput(f"unknown NER preset {self.preset!r} (efficiency or chars)")
+        if self.preset not in ("efficiency", "chars", "wide"):
+            raise InvalidInput(f"unknown NER preset {self.preset!r} (efficiency, chars or wide)")
+        if self.static_vectors and self.base is not None:
+            raise InvalidInput("static vectors need a from-scratch tok2vec; a --base pipeline keeps its own")
+        if not 8 <= self.vectors_dim <= 1000:
+            raise InvalidInput(f"vectors_dim must be in [8, 1000], got {self.vectors_dim}")
+        if not 0 < self.dev_fraction < 1:
+            raise InvalidInput(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         if self.max_epochs < 1 or self.patience < 1 or self.max_minutes <= 0:
             raise InvalidInput("max_epochs and patience must be >= 1 and max_minutes > 0")
         if not 0 <= self.dropout < 1:
@@ -84,7 +95,15 @@ _EMBED = {
 width = 96
 attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 rows = [5000, 1000, 2500, 2500]
-include_static_vectors = false
+include_static_vectors = {static}
+""",
+    "wide": """
+[components.ner.model.tok2vec.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 128
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [20000, 5000, 5000, 5000]
+include_static_vectors = {static}
 """,
     "chars": """
 [components.ner.model.tok2vec.embed]
@@ -93,11 +112,11 @@ width = 128
 rows = 10000
 nM = 64
 nC = 8
-include_static_vectors = false
+include_static_vectors = {static}
 feature = "NORM"
 """,
 }
-_ENCODE = {"efficiency": (96, 4), "chars": (128, 4)}
+_ENCODE = {"efficiency": (96, 4), "chars": (128, 4), "wide": (128, 4)}
 
 _CONFIG = """
 [nlp]
@@ -146,7 +165,8 @@ learn_rate = {learn_rate}
 def config_for(opts: TrainOptions) -> str:
     """The spaCy config text of a from-scratch run."""
     width, depth = _ENCODE[opts.preset]
-    return _CONFIG.format(embed=_EMBED[opts.preset], width=width, depth=depth, learn_rate=opts.learn_rate)
+    embed = _EMBED[opts.preset].format(static="true" if opts.static_vectors else "false")
+    return _CONFIG.format(embed=embed, width=width, depth=depth, learn_rate=opts.learn_rate)
 
 
 def build_pipeline(opts: TrainOptions, labels: Sequence[str]):  # type: ignore[no-untyped-def]
@@ -203,6 +223,11 @@ def _restrict(examples: list[NerExample], labels: Sequence[str], dropped: dict[s
     return out
 
 
+def _words_of(nlp: Any, examples: Sequence[NerExample]) -> list[Sequence[str]]:
+    """Token strings per example: the gold tokens of CoNLL, the pipeline's tokenizer for JSONL."""
+    return [ex.words if ex.words is not None else [t.text for t in nlp.make_doc(ex.text)] for ex in examples]
+
+
 def _word_batches(examples: list[Any], start: int, stop: int, step: int) -> Any:
     from spacy.training.batchers import minibatch_by_words
 
@@ -217,13 +242,17 @@ def _word_batches(examples: list[Any], start: int, stop: int, step: int) -> Any:
 
 def train_ner(
     train_path: Path,
-    dev_path: Path,
+    dev_path: Path | None,
     out: Path,
     opts: TrainOptions = TrainOptions(),
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train, evaluate on dev after each epoch, keep the best epoch; write the model directory."""
+    """Train, evaluate on dev after each epoch, keep the best epoch; write the model directory.
+
+    Without a dev file, `opts.dev_fraction` of the training file is held out (seeded, by blocks of
+    consecutive sentences: `ner.split`) so that an evaluation file is never needed for stopping.
+    """
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
@@ -231,9 +260,14 @@ def train_ner(
 
     t0 = time.monotonic()
     spacy.util.fix_random_seed(opts.seed)
-    train_ex, dev_ex = read_examples(train_path), read_examples(dev_path)
+    train_ex = read_examples(train_path)
     if not train_ex:
         raise InvalidInput(f"{train_path} holds no annotated texts")
+    if dev_path is None:
+        train_ex, dev_ex = split_held_out(train_ex, opts.dev_fraction, opts.seed)
+        log.info("no dev file: %d of %d texts held out for stopping", len(dev_ex), len(dev_ex) + len(train_ex))
+    else:
+        dev_ex = read_examples(dev_path)
     if not dev_ex:
         raise InvalidInput(f"{dev_path} holds no annotated texts")
     dropped: dict[str, int] = {}
@@ -246,6 +280,10 @@ def train_ner(
             log.warning("entities with labels outside --labels were left out: %s", dropped)
 
     nlp, base_ner = build_pipeline(opts, labels)
+    if opts.static_vectors:
+        words, matrix = ppmi_svd_vectors(_words_of(nlp, train_ex), dim=opts.vectors_dim)
+        set_vectors(nlp, words, matrix)
+        log.info("static vectors from the training text: %d words x %d", len(words), opts.vectors_dim)
     gold_docs, report = to_docs(nlp, train_ex, opts.misaligned)
     dev_docs, dev_report = to_docs(nlp, dev_ex, opts.misaligned)
     if report.misaligned or dev_report.misaligned:
@@ -274,7 +312,8 @@ def train_ner(
     deadline = t0 + opts.max_minutes * 60
     n_words = sum(len(d) for d in gold_docs)
     manifest = make_manifest(
-        MODEL_KIND, FORMAT_VERSION, options=asdict(opts), labels=labels, train=str(train_path), dev=str(dev_path),
+        MODEL_KIND, FORMAT_VERSION, options=asdict(opts), labels=labels, train=str(train_path),
+        dev=str(dev_path) if dev_path else f"{opts.dev_fraction:.0%} of train (seed {opts.seed})",
         base_model=_resolved(opts.base), copied_from_base=copied,
     )
     with atomic_artifact_dir(Path(out), manifest) as tmp, JsonlLog(tmp / "training.jsonl") as jlog:

@@ -100,3 +100,34 @@ def test_ner_train_from_a_pretrained_base(tmp_path: Path, data: tuple[Path, Path
     assert ner_labels(nlp) == ["LOC", "ORG", "PER"]  # only the new labels, none of OntoNotes'
     # Transfer: the base's NER knowledge makes even 3 epochs on six sentences useful.
     assert json.loads(res.stdout)["best_dev"]["dev_f1"] >= 0.5
+
+
+def _conll(path: Path, n: int) -> Path:
+    """n templated CoNLL sentences (IOB2), enough blocks for the default held-out split."""
+    names, orgs, towns = ["Alice", "Bob", "Carol", "Dan"], ["Pfizer", "Moderna", "Novartis"], ["Paris", "Basel", "Boston"]
+    rows = []
+    for i in range(n):
+        who, org, town = names[i % 4], orgs[i % 3], towns[(i // 3) % 3]
+        rows.append(f"{who} B-PER\njoined O\n{org} B-ORG\nin O\n{town} B-LOC\n. O")
+    path.write_text("\n\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ner_train_without_dev_holds_out_part_of_train(tmp_path: Path) -> None:
+    train = _conll(tmp_path / "train.txt", 300)
+    out = tmp_path / "m"
+    res = CliRunner().invoke(
+        app, ["ner", "train", "--train", str(train), "--out", str(out), "--preset", "wide", "--static-vectors",
+              "--max-epochs", "2", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    start = json.loads((out / "training.jsonl").read_text().splitlines()[0])
+    assert (start["train_texts"], start["dev_texts"]) == (250, 50)  # 1 of 6 blocks of 50 (10%, rounded)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dev"] == "10% of train (seed 0)" and manifest["options"]["static_vectors"] is True
+
+    from ner.pipeline import load_pipeline
+
+    nlp = load_pipeline(str(out))
+    assert nlp.vocab.vectors.name == "ragkiln_corpus_ppmi"
+    assert nlp.vocab.vectors.shape[1] == 12  # 13 distinct words in the fit part: the dimension is capped
