@@ -1,86 +1,53 @@
-"""The indexer's core operations, shared by the CLI and the HTTP server: ingest, reindex, search."""
+"""The indexer's core operations, shared by the CLI and the HTTP server: ingest, reindex, search.
+
+An ingest streams (`indexer.stream`): the scan yields documents one file at a time, batches of the new or changed
+ones flow through chunk -> NER -> embed on overlapping threads (or Ray workers, `indexer.ray_ingest`), and every
+result lands in the docstore as it comes. The index is then built from the store page by page and switched in
+one commit; until that commit the previous generation serves, and a killed run's rows are reused by key.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from common.errors import InvalidInput, NotFound, NothingIngested
 from common.hashing import sha256_text
 from common.settings import IndexerConfig, Settings
 from indexer import dense
-from indexer.backends import choose_embedder, describe
+from indexer.backends import AUTO_ORDER, available, cached_export, choose_embedder, describe
 from indexer.bm25 import BM25Index
-from indexer.chunking import bm25_texts, chunk_spans, index_text, sentence_spans
+from indexer.chunking import index_text
 from indexer.embedder import Embedder, load_embedder
 from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
-from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
-from indexer.types import Chunk, ChunkSpan, Document, Entity, IngestReport, Skipped
+from indexer.progress import IngestProgress
+from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, batched, chunk_document,
+                            chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan, load_vectors,
+                            ordered_chunks, run_stages)
+from indexer.types import Chunk, Document, IngestReport, Skipped
 from indexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from indexer.ray_ingest import RayOptions
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = 1
-Enricher = Callable[[Sequence[str]], list[list[Entity]]]
-
-
-def chunker_id(embedder: Embedder, chunk_tokens: int, overlap: int) -> str:
-    """Chunks depend on the tokenizer's vocabulary and the sizes; a change of either re-chunks every document.
-
-    Hashing the vocabulary (not the tokenizer files) keeps a fine-tuned copy of the same tokenizer, saved
-    by another library version, on the same chunks."""
-    vocab = embedder.tokenizer.get_vocab()
-    tok_hash = sha256_text("\n".join(f"{t}\t{i}" for t, i in sorted(vocab.items(), key=lambda kv: kv[1])))[:12]
-    return sha256_text(f"{tok_hash}:{chunk_tokens}:{overlap}:v{CHUNKER_VERSION}")[:10]
-
-
-def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int,
-                   overlap: int) -> list[ChunkSpan]:
-    """Sentence-aware chunks of one document, measured in the embedder's tokens."""
-    sents = sentence_spans(doc.text)
-    if not sents:
-        return []
-    max_tokens = min(chunk_tokens, embedder.max_tokens - 2)  # room for [CLS] and [SEP]
-    starts: list[int] = []
-    ends: list[int] = []
-    # Tokenise sentence by sentence: bounded memory on large files, offsets shifted back into the doc.
-    for i in range(0, len(sents), 512):
-        block = sents[i:i + 512]
-        for (s, _e), (ts, te) in zip(block, embedder.token_spans([doc.text[s:e] for s, e in block])):
-            starts.extend(s + x for x in ts)
-            ends.extend(s + x for x in te)
-    return chunk_spans(sents, starts, ends, max_tokens, min(overlap, max_tokens - 1))
+SWEEP_DOCS = 256  # unchanged documents per sweep batch (their chunks checked for entities and vectors)
 
 
 def scan(paths: Iterable[Path], max_bytes: int) -> tuple[list[Document], list[Skipped], list[Path]]:
-    """Load every supported file under the paths; returns documents, skips and the resolved roots."""
-    docs: list[Document] = []
+    """Load every supported file under the paths into lists (small corpora, benches); ingest streams them."""
     skipped: list[Skipped] = []
     roots: list[Path] = []
-    seen: dict[str, str] = {}
-    for raw in paths:
-        root = Path(raw).expanduser()
-        if not root.exists():
-            raise NotFound(f"path {raw} does not exist")
-        root = root.resolve()
-        roots.append(root)
-        for f in iter_files(root):
-            res = load_file(f, doc_id_for(f, root), max_bytes)
-            skipped.extend(res.skipped)
-            for d in res.documents:
-                if d.doc_id in seen:
-                    skipped.append(Skipped(d.source, f"duplicate document id {d.doc_id!r} (first from {seen[d.doc_id]})"))
-                    continue
-                seen[d.doc_id] = d.source
-                docs.append(d)
+    docs = list(iter_scan(paths, max_bytes, skipped, roots))
     return docs, skipped, roots
 
 
@@ -97,49 +64,64 @@ def _in_roots(source: str, roots: Sequence[Path]) -> bool:
 
 
 def ingest(settings: Settings, paths: Sequence[Path], enricher: Enricher | None = None,
-           progress: bool = True) -> IngestReport:
-    """Bring the workspace index in line with the files under `paths` (incremental and atomic)."""
+           progress: bool = True, ray: RayOptions | None = None) -> IngestReport:
+    """Bring the workspace index in line with the files under `paths` (incremental, streamed and atomic).
+
+    With `ray`, chunking, NER and embedding of new or changed documents run on a Ray cluster's workers; the
+    docstore writes, the index build and the commit stay here."""
     if not paths:
         raise InvalidInput("give at least one file or folder to ingest")
     t0 = time.perf_counter()
     ws = Workspace.open(settings)
     with ws.writer():
-        docs, skipped, roots = scan(paths, int(settings.indexer.max_file_mb * 2**20))
-        if skipped and not docs:  # ingesting nothing would also drop what these paths held before
-            raise NothingIngested(nothing_ingested_message(skipped))
+        skipped: list[Skipped] = []
+        roots: list[Path] = []
+        meter = IngestProgress(STAGES, enabled=progress)
+        docs = iter_scan(paths, int(settings.indexer.max_file_mb * 2**20), skipped, roots,  # checks the paths
+                         on_file=lambda: meter.update("load", 1))
+        meter.expect("load", count_files(roots) if progress else 0)
         sources = ws.store.active_sources()
-        report = _apply(ws, docs, lambda d: _in_roots(sources.get(d, ""), roots), enricher, None, progress)
+        try:
+            report = _apply(ws, _counting_docs(docs, meter), lambda d: _in_roots(sources.get(d, ""), roots),
+                            enricher, None, progress, ray=ray, skipped=skipped, meter=meter)
+        finally:
+            meter.close()
     report.skipped = skipped + report.skipped
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def reindex(settings: Settings, embedder: str | None = None, enricher: Enricher | None = None,
-            progress: bool = True) -> IngestReport:
+            progress: bool = True, ray: RayOptions | None = None) -> IngestReport:
     """Rebuild the index from the stored documents, optionally with another embedder, then switch."""
     t0 = time.perf_counter()
     ws = Workspace.open(settings)
     with ws.writer():
-        docs = list(ws.store.iter_documents())
-        if not docs and ws.active_index_name() is None:
+        if ws.store.count_documents() == 0 and ws.active_index_name() is None:
             raise NotFound(f"workspace {ws.home} has no documents; run `ragkiln ingest PATH` first")
-        report = _apply(ws, docs, lambda _d: False, enricher, embedder, progress, force=embedder is not None)
+        meter = IngestProgress(STAGES, enabled=progress)
+        meter.expect("load", ws.store.count_documents(), final=True)
+        try:
+            report = _apply(ws, _counting_docs(ws.store.iter_documents(), meter, files=False), lambda _d: False,
+                            enricher, embedder, progress, force=embedder is not None, ray=ray, meter=meter)
+        finally:
+            meter.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def upsert_documents(settings: Settings, docs: Sequence[Document], delete_ids: Sequence[str] = (),
                      enricher: Enricher | None = None) -> IngestReport:
-    """Add or replace documents given directly (API uploads) and delete others, in one generation."""
+    """Add or replace documents given directly (API uploads) and delete others, in one generation.
+    The stored documents not named stay as they are (they are outside this call's scope)."""
     ws = Workspace.open(settings)
     with ws.writer():
-        keep = {d.doc_id for d in docs}
-        stored = {d.doc_id: d for d in ws.store.iter_documents()}
-        missing = [i for i in delete_ids if i not in stored]
+        indexed = ws.store.active_documents()
+        missing = [i for i in delete_ids if i not in indexed]
         if missing:
             raise NotFound(f"no document with id {missing[0]!r}")
-        merged = [d for i, d in stored.items() if i not in keep and i not in set(delete_ids)] + list(docs)
-        return _apply(ws, merged, lambda d: d in set(delete_ids), enricher, None, progress=False)
+        delete = set(delete_ids) - {d.doc_id for d in docs}
+        return _apply(ws, docs, lambda d: d in delete, enricher, None, progress=False)
 
 
 def _resolve_embedder(ws: Workspace, override: str | None) -> Embedder:
@@ -162,16 +144,35 @@ def sample_texts(docs: Sequence[Document], embedder: Embedder, cfg: IndexerConfi
     """Chunk texts as they are embedded (title + chunk), from documents in a fixed random order spread over the
     corpus: the first `embed_sample_chunks` check an int8 export's parity and speed, the next ones calibrate
     OpenVINO. Chunking a few hundred documents costs only their tokenization."""
+    by_id = {d.doc_id: d for d in docs}
+    return _sample_texts(sorted(by_id), by_id.__getitem__, embedder, cfg)
+
+
+def _sample_texts(ids: Sequence[str], fetch: Callable[[str], Document | None], embedder: Embedder,
+                  cfg: IndexerConfig) -> list[str]:
+    """`sample_texts` over sorted document ids, each document fetched when the order reaches it."""
     want = cfg.embed_sample_chunks + cfg.embed_calibration_chunks
-    ordered = sorted(docs, key=lambda d: d.doc_id)
     out: list[str] = []
-    for i in np.random.default_rng(0).permutation(len(ordered)):
-        d = ordered[int(i)]
+    for i in np.random.default_rng(0).permutation(len(ids)):
+        d = fetch(ids[int(i)])
+        if d is None:
+            continue
         out.extend(index_text(d.title, d.text[sp.start:sp.end])
                    for sp in chunk_document(d, embedder, cfg.chunk_tokens, cfg.chunk_overlap))
         if len(out) >= want:
             break
     return out[:want]
+
+
+def _ready_embedder(ws: Workspace, base: Embedder, cfg: IndexerConfig) -> tuple[Embedder | None, dict[str, Any] | None]:
+    """The embedder `choose_embedder` picks, when it can pick without this corpus's chunks: torch, or int8
+    exports already made. (None, None) when an export is still to be made from the corpus (its parity sample
+    and calibration chunks); the vectors are then computed after the chunks are stored."""
+    setting = cfg.embed_backend
+    wanted = [] if setting == "torch" else [setting] if setting != "auto" else [b for b in AUTO_ORDER if available(b)]
+    if all(cached_export(ws.models, base, b, cfg.threads) is not None for b in wanted):
+        return choose_embedder(ws.models, base, cfg, lambda: [])
+    return None, None
 
 
 def _bm25_config(cfg: IndexerConfig) -> dict[str, Any]:
@@ -180,9 +181,71 @@ def _bm25_config(cfg: IndexerConfig) -> dict[str, Any]:
             "stemmer_language": cfg.stemmer_language}
 
 
-def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], bool],
+def _same_setup(old: Any, embedder: Embedder | None, chunker: str, cfg: IndexerConfig) -> bool:
+    """Whether the previous generation was built the way this one will be (then FAISS is updated in place)."""
+    return (old is not None and embedder is not None and old.embedder["id"] == embedder.id
+            and old.manifest["config"]["faiss_factory"] == cfg.faiss_factory
+            and old.manifest["chunker"] == chunker
+            and all(old.manifest["config"].get(k) == v for k, v in _bm25_config(cfg).items()))
+
+
+class _Run:
+    """One `_apply`: what the scan saw, as it streams, and the sweeps over documents it did not rework."""
+
+    def __init__(self, ws: Workspace, indexed: dict[str, tuple[str, str]], chunker: str,
+                 removable: Callable[[str], bool], meter: IngestProgress, skipped: list[Skipped] | None) -> None:
+        self.ws, self.store, self.indexed, self.chunker = ws, ws.store, indexed, chunker
+        self.removable, self.meter, self.skipped = removable, meter, skipped
+        self.scanned: dict[str, str] = {}  # doc_id -> sha256 of every document the scan gave
+        self.kept: dict[str, str] = {}  # indexed documents outside the scan's scope, kept as they are
+        self.plan: ReindexPlan | None = None
+
+    def to_rework(self, source: Iterable[Document]) -> Iterator[Document]:
+        """The documents to (re)chunk: new versions, then kept ones chunked under another chunker. Every
+        scanned id and hash is remembered (a few dozen bytes a document); texts are not."""
+        for d in source:
+            self.scanned[d.doc_id] = d.sha256
+            if self.indexed.get(d.doc_id) != (d.sha256, self.chunker):
+                self.meter.expect("chunk", 1)
+                yield d
+        if self.skipped and not self.scanned:  # ingesting nothing would also drop what these paths held before
+            raise NothingIngested(nothing_ingested_message(self.skipped))
+        self.kept = {i: sha for i, (sha, _) in self.indexed.items() if i not in self.scanned and not self.removable(i)}
+        rechunk = sorted(i for i in self.kept if self.indexed[i][1] != self.chunker)
+        self.meter.expect("chunk", len(rechunk))
+        self.plan = plan_reindex(self.indexed, {**self.scanned, **self.kept}, self.chunker, self.removable)
+        self.meter.finish_totals()
+        for i in rechunk:
+            d = self.store.get_document_version(i, self.kept[i])
+            if d is not None:
+                yield d
+
+    @property
+    def corpus(self) -> dict[str, tuple[str, str]]:
+        """The new active corpus: doc_id -> (sha256, chunker)."""
+        return {i: (sha, self.chunker) for i, sha in sorted({**self.scanned, **self.kept}.items())}
+
+    def unchanged(self) -> list[str]:
+        """Documents of the new corpus the stages did not see: their chunks are stored already."""
+        return sorted(i for i, sha in {**self.scanned, **self.kept}.items() if self.indexed.get(i) == (sha, self.chunker))
+
+    def sweep(self, doc_ids: Sequence[str], ner: bool, embed: bool) -> Iterator[ChunkBatch]:
+        """The stored chunks of these documents in batches, for the NER and/or embed stages to complete."""
+        if not (ner or embed) or not doc_ids:
+            return
+        self.meter.expect("ner", len(doc_ids))  # both stages see every batch, whichever they complete
+        self.meter.expect("embed", len(doc_ids))
+        corpus = {**self.scanned, **self.kept}
+        for s in range(0, len(doc_ids), SWEEP_DOCS):
+            page = doc_ids[s:s + SWEEP_DOCS]
+            ids = [c for i in page for c in self.store.chunk_ids_for(i, corpus[i], self.chunker)]
+            yield ChunkBatch(ordered_chunks(self.store, ids), len(page), ner=ner, embed=embed)
+
+
+def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str], bool],
            enricher: Enricher | None, embedder_override: str | None, progress: bool,
-           force: bool = False) -> IngestReport:
+           force: bool = False, ray: RayOptions | None = None, skipped: list[Skipped] | None = None,
+           meter: IngestProgress | None = None) -> IngestReport:
     cfg = ws.settings.indexer
     store = ws.store
     # No row clean-up before the work: chunks, entities and embeddings of a killed run are reused by
@@ -192,23 +255,47 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     base = _resolve_embedder(ws, embedder_override)
     chunker = chunker_id(base, cfg.chunk_tokens, cfg.chunk_overlap)
     indexed = store.active_documents()
-    # Documents outside this scan's scope stay as they are (ingesting folder B keeps folder A).
-    scanned_ids = {d.doc_id for d in docs}
-    kept = [store.get_document_version(i, sha) for i, (sha, _) in indexed.items()
-            if i not in scanned_ids and not removable(i)]
-    docs = list(docs) + [d for d in kept if d is not None]
-    # What computes the vectors: torch, or an int8 export (made once on this corpus's chunks, then cached).
-    # Its id keys the vector cache, so a switch of backend re-embeds instead of mixing vectors.
-    embedder, selection = choose_embedder(ws.models, base, cfg, lambda: sample_texts(docs, base, cfg))
-    plan = plan_reindex(indexed, {d.doc_id: d.sha256 for d in docs}, chunker, removable)
-    report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
-                          unchanged=len(plan.unchanged))
     old_path = ws.active_index_path()
     old = load_generation(old_path) if old_path is not None else None
-    same_setup = (old is not None and old.embedder["id"] == embedder.id
-                  and old.manifest["config"]["faiss_factory"] == cfg.faiss_factory
-                  and old.manifest["chunker"] == chunker
-                  and all(old.manifest["config"].get(k) == v for k, v in _bm25_config(cfg).items()))
+    # What computes the vectors: torch, or an int8 export (made once on this corpus's chunks, then cached).
+    # Its id keys the vector cache, so a switch of backend re-embeds instead of mixing vectors.
+    embedder, selection = _ready_embedder(ws, base, cfg)
+    meter = meter if meter is not None else IngestProgress(STAGES, enabled=progress)
+    run = _Run(ws, indexed, chunker, removable, meter, skipped)
+    local = LocalStages(store, base, chunker, cfg.chunk_tokens, cfg.chunk_overlap, enricher, embedder,
+                        cfg.embed_batch_size, meter)
+    def sweeps() -> Iterator[ChunkBatch]:  # runs once the scan is over: the plan is known then
+        assert run.plan is not None
+        if run.plan.is_noop and _same_setup(old, embedder, chunker, cfg) and not force:
+            return
+        # Unchanged documents: entities for chunks never enriched; vectors unless the old index holds them.
+        yield from run.sweep(run.unchanged(), ner=enricher is not None,
+                             embed=embedder is not None and not _same_setup(old, embedder, chunker, cfg))
+
+    try:
+        # 1. Stream: new document versions stored, chunked, enriched and embedded as they are scanned.
+        batches = batched(run.to_rework(source))
+        if ray is None:
+            run_stages(itertools.chain(batches, sweeps()), local.stages(), store=store)
+        else:
+            from indexer.ray_ingest import process_on_ray
+
+            process_on_ray(ray, batches, local, embedder, enricher, cfg)
+            run_stages(sweeps(), local.stages()[1:], store=store)
+        assert run.plan is not None
+        plan = run.plan
+        report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
+                              unchanged=len(plan.unchanged))
+        if embedder is None:  # an int8 export to make first, from this corpus's chunks (now stored)
+            corpus_ids = sorted(run.corpus)
+            embedder, selection = choose_embedder(ws.models, base, cfg, lambda: _sample_texts(
+                corpus_ids, lambda i: store.get_document_version(i, run.corpus[i][0]), base, cfg))
+            local.embedder = embedder
+            if not (plan.is_noop and _same_setup(old, embedder, chunker, cfg) and not force):
+                run_stages(run.sweep(corpus_ids, ner=False, embed=True), local.stages()[2:], store=store)
+    finally:
+        meter.close()
+    same_setup = _same_setup(old, embedder, chunker, cfg)
     if plan.is_noop and same_setup and not force:
         report.chunks_total = int(old.dense.ntotal)  # type: ignore[union-attr]
         report.documents_total = len(indexed)
@@ -216,60 +303,24 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
         log.info("nothing changed: %d documents unchanged", len(plan.unchanged))
         return report
 
-    # 1. Store new document versions and their chunks (not active yet: the old index still rules).
-    by_id = {d.doc_id: d for d in docs}
-    todo = [by_id[i] for i in plan.added + plan.changed]
-    store.put_documents(todo)
-    for d in tqdm(todo, desc="chunk", disable=not progress or not todo, unit="doc"):
-        store.put_chunks(d, chunker, chunk_document(d, base, cfg.chunk_tokens, cfg.chunk_overlap))
-    new_active = {i: (by_id[i].sha256, chunker) for i in plan.added + plan.changed + plan.unchanged}
-    # Unchanged docs chunked under another chunker (settings changed) need new chunks too.
-    for i in plan.unchanged:
-        if not store.chunk_ids_for(i, by_id[i].sha256, chunker):
-            store.put_documents([by_id[i]])
-            store.put_chunks(by_id[i], chunker, chunk_document(by_id[i], base, cfg.chunk_tokens, cfg.chunk_overlap))
-    chunk_ids: list[int] = []
-    for i, (sha, ch) in sorted(new_active.items()):
-        chunk_ids.extend(store.chunk_ids_for(i, sha, ch))
-    ids = np.array(sorted(chunk_ids), dtype=np.int64)
-    chunks = store.get_chunks(ids.tolist())
-
-    # 2. Entities for chunks never enriched (only new or changed documents).
-    if enricher is not None:
-        pending = store.unenriched_chunks(ids.tolist())
-        for i in tqdm(range(0, len(pending), 256), desc="ner", disable=not progress or not pending, unit="batch"):
-            part = pending[i:i + 256]
-            ents = enricher([c.text for c in part])
-            store.put_entities(
-                (c.id, [Entity(e.text, e.label, e.norm, e.start, e.end, c.start + e.start, c.start + e.end)
-                        for e in es]) for c, es in zip(part, ents))
-
-    # 3. Embeddings: reuse the cache, embed only what is missing.
-    cached = store.get_embeddings(ids.tolist(), embedder.id, embedder.dim)
-    missing = [int(i) for i in ids if int(i) not in cached]
-    if missing:
-        texts = [index_text(chunks[i].title, chunks[i].text) for i in missing]
-        bs = cfg.embed_batch_size
-        with tqdm(total=len(missing), desc="embed", disable=not progress, unit="chunk") as bar:
-            for s in range(0, len(missing), bs * 8):
-                part = missing[s:s + bs * 8]
-                vecs = embedder.encode(texts[s:s + bs * 8], batch_size=bs)
-                store.put_embeddings(part, embedder.id, vecs)
-                cached.update(zip(part, vecs))
-                bar.update(len(part))
-    report.chunks_embedded = len(missing)
-
-    # 4. The new generation: FAISS updated in place when possible, else rebuilt; BM25 rebuilt.
-    vec_of = lambda sel: np.stack([cached[int(i)] for i in sel]) if len(sel) else np.zeros((0, embedder.dim), np.float32)  # noqa: E731
+    # 2. The new generation, read back from the store a page at a time: FAISS updated in place when
+    # possible, else rebuilt; BM25 rebuilt.
+    new_active = run.corpus
+    ids = corpus_chunk_ids(store, new_active)
+    embedded = local.counts["embedded"]
     if same_setup and dense.supports_removal(cfg.faiss_factory):
         old_ids = chunk_ids_of(old.dense)  # type: ignore[union-attr]
         remove = np.setdiff1d(old_ids, ids)
         add = np.setdiff1d(ids, old_ids)
-        index = dense.update_index(old.dense, cfg.faiss_factory, remove, add, vec_of(add))  # type: ignore[union-attr]
+        vecs, n = load_vectors(store, embedder, add, cfg.embed_batch_size)
+        index = dense.update_index(old.dense, cfg.faiss_factory, remove, add, vecs)  # type: ignore[union-attr]
     else:
-        index = dense.build_index(embedder.dim, cfg.faiss_factory, ids, vec_of(ids))
-    bm25_text = bm25_texts([chunks[int(i)] for i in ids], cfg.bm25_context_chunks)
-    bm25 = BM25Index.build([bm25_text[int(i)] for i in ids], ids, cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
+        vecs, n = load_vectors(store, embedder, ids, cfg.embed_batch_size)
+        index = dense.build_index(embedder.dim, cfg.faiss_factory, ids, vecs)
+    del vecs
+    report.chunks_embedded = embedded + n
+    bm25 = BM25Index.build(iter_bm25_texts(store, ids, new_active, cfg.bm25_context_chunks),  # type: ignore[arg-type]
+                           ids, cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
     name = new_name()
     corpus_hash = sha256_text("\n".join(f"{k}:{v[0]}" for k, v in sorted(new_active.items())))
     write_generation(
@@ -286,7 +337,7 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
         },
         index, bm25,
     )
-    # 5. The commit point: one SQLite transaction switches the corpus and the index together.
+    # 3. The commit point: one SQLite transaction switches the corpus and the index together.
     store.commit_generation(new_active, name)
     store.collect_garbage()
     ws.remove_stale_generations()
@@ -294,6 +345,13 @@ def _apply(ws: Workspace, docs: Sequence[Document], removable: Callable[[str], b
     report.documents_total = len(new_active)
     report.index_dir = str(ws.indexes / name)
     return report
+
+
+def _counting_docs(docs: Iterable[Document], meter: IngestProgress, files: bool = True) -> Iterator[Document]:
+    """The documents, counted by the load stage (as its items when the scan counts files, else as its unit)."""
+    for d in docs:
+        meter.update("load", 0 if files else 1, 1)
+        yield d
 
 
 def search(settings: Settings, query: str, k: int = 10, mode: str = "hybrid",
@@ -306,4 +364,5 @@ def search(settings: Settings, query: str, k: int = 10, mode: str = "hybrid",
                                         with_entities=with_entities)
 
 
-__all__ = ["ingest", "reindex", "search", "upsert_documents", "chunk_document", "scan", "ReindexPlan", "Chunk"]
+__all__ = ["ingest", "reindex", "search", "upsert_documents", "chunk_document", "chunker_id", "scan", "ReindexPlan",
+           "Chunk", "CHUNKER_VERSION"]
