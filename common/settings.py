@@ -193,6 +193,9 @@ class LmConfig(Section):
     neighbour_len: int = Field(96, ge=8, le=4096, description="Tokens kept of each neighbour.")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("bm25", description="Retriever for neighbours.")
     context_mix: float = Field(1.0, ge=0, le=1, description="Share of retrieval-mode rows trained with their context.")
+    context_loss: bool = Field(
+        False, description="Retrieval mode: also train on the neighbour tokens of the context (the <ctx> markers and "
+        "held-out documents never), not only on the target's.")
     heldout_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out (split by document).")
     eval_every: int = Field(100, ge=1, description="Held-out evaluation every N steps.")
     eval_rows: int = Field(256, ge=1, description="Held-out rows evaluated during training.")

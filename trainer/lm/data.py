@@ -12,7 +12,12 @@ int32 memory-mapped .npy arrays so training reads batches without holding the co
     meta.json                      shapes, counts and how the data was made
 
 The held-out split is by document (a document's chunks are all train or all held-out), chosen by a
-seeded hash of the document id so it is stable across runs and machines.
+seeded hash of the document id so it is stable across runs and machines. Training rows take their
+neighbours from training documents only (`Neighbours.excluding`), so no held-out text is trained on.
+
+Training may score the neighbour tokens too (`batch(..., context_loss=True)`; the `<ctx>` markers are
+never scored): the prefix is already in the forward pass, and predicting a neighbour after a related
+one is next-token prediction with a relevant context. Held-out perplexity scores targets only.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class ChunkLike(Protocol):
 
 
 Neighbours = Callable[[ChunkLike], list[str]]
+"""Passage texts for a chunk, from other documents. A callable may also offer `excluding(doc_ids)`, the
+same retriever that never returns those documents (what `searcher_neighbours` returns does)."""
+
+MARKERS = (3, 4)  # <ctx>, </ctx> (fixed special ids, trainer/lm/tokenizer.py): structure, never scored
+
+
+def excluding(neighbours: Neighbours, doc_ids: set[str]) -> Neighbours:
+    """`neighbours` that never returns `doc_ids` (the held-out documents, for training rows) where it can."""
+    narrowed = getattr(neighbours, "excluding", None)
+    return narrowed(doc_ids) if (narrowed is not None and doc_ids) else neighbours
 
 
 def heldout_doc_ids(doc_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -163,6 +178,10 @@ class LmDataset:
         # Scored tokens per row: the training loop normalises each step's loss by their sum.
         self.row_loss_tokens = (np.asarray(self.lens[:, 0]) if self.loss_mask is None
                                 else (np.asarray(self.loss_mask) > 0).sum(axis=1))
+        # Neighbour tokens a row adds to the loss under `context_loss` (not the markers; none for QA rows).
+        pre = np.asarray(self.prefix)
+        self.row_context_tokens = (np.zeros(len(pre), np.int64) if self.loss_mask is not None else
+                                   ((pre >= 0) & ~np.isin(pre, MARKERS)).sum(axis=1))
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -171,12 +190,21 @@ class LmDataset:
     def has_context(self) -> bool:
         return self.prefix.shape[1] > 0
 
+    def loss_tokens(self, indices: np.ndarray, with_context: np.ndarray, context_loss: bool) -> float:
+        """Tokens `batch(indices, with_context, context_loss)` scores (the step's loss normaliser)."""
+        n = self.row_loss_tokens[indices].sum()
+        if context_loss and self.has_context:
+            n += self.row_context_tokens[indices][np.asarray(with_context, dtype=bool)].sum()
+        return float(n)
+
     def batch(
-        self, indices: Sequence[int], with_context: bool | Sequence[bool]
+        self, indices: Sequence[int], with_context: bool | Sequence[bool], context_loss: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x, y, mask), each (B, T): inputs, next-token targets (-1 = pad) and the target-only loss mask.
+        """(x, y, mask), each (B, T): inputs, next-token targets (-1 = pad) and the loss mask.
 
         Rows are `<s> [prefix] target`, right-padded, so padding never influences earlier positions.
+        The mask covers the target tokens; with `context_loss` also the prefix's neighbour tokens
+        (not its `<ctx>` `</ctx>` markers; never for QA rows, whose loss_mask decides).
         """
         ctx = [with_context] * len(indices) if isinstance(with_context, bool) else list(with_context)
         rows: list[tuple[list[int], int]] = []
@@ -195,20 +223,34 @@ class LmDataset:
             mask[b, start - 1 : n] = True  # positions whose next token is a target token
             if self.loss_mask is not None:
                 mask[b, start - 1 : n] &= torch.from_numpy(self.loss_mask[i, : n - start + 1] > 0)
+            elif context_loss and start > 1:  # positions whose next token is a neighbour token
+                nxt = y[b, : start - 1]
+                mask[b, : start - 1] = ~((nxt == MARKERS[0]) | (nxt == MARKERS[1]))
         return x, y, mask
 
 
-def searcher_neighbours(searcher: object, k: int, mode: str = "hybrid", query_chars: int = 1000) -> Neighbours:
-    """Neighbours from the workspace index, never from the chunk's own document.
+class SearcherNeighbours:
+    """Neighbours from the workspace index, never from the chunk's own document (nor from `exclude`).
 
-    The Searcher is asked to exclude the document; hits from it are dropped again here so a searcher
-    that ignores the exclusion cannot leak the target into its own context.
+    The Searcher is asked to exclude the documents; hits from them are dropped again here so a searcher
+    that ignores the exclusion cannot leak the target (or a held-out document) into a training row.
     """
 
-    def neighbours(chunk: ChunkLike) -> list[str]:
-        hits = searcher.search(  # type: ignore[attr-defined]
-            chunk.text[:query_chars], k=k, mode=mode, exclude_doc_ids={chunk.doc_id}
-        )
-        return [h.chunk.text for h in hits if h.chunk.doc_id != chunk.doc_id][:k]
+    def __init__(self, searcher: object, k: int, mode: str = "hybrid", query_chars: int = 1000,
+                 exclude: frozenset[str] = frozenset()) -> None:
+        self.searcher, self.k, self.mode, self.query_chars, self.exclude = searcher, k, mode, query_chars, exclude
 
-    return neighbours
+    def __call__(self, chunk: ChunkLike) -> list[str]:
+        banned = {chunk.doc_id, *self.exclude}
+        hits = self.searcher.search(  # type: ignore[attr-defined]
+            chunk.text[: self.query_chars], k=self.k, mode=self.mode, exclude_doc_ids=banned
+        )
+        return [h.chunk.text for h in hits if h.chunk.doc_id not in banned][: self.k]
+
+    def excluding(self, doc_ids: Iterable[str]) -> "SearcherNeighbours":
+        return SearcherNeighbours(self.searcher, self.k, self.mode, self.query_chars, self.exclude | frozenset(doc_ids))
+
+
+def searcher_neighbours(searcher: object, k: int, mode: str = "hybrid", query_chars: int = 1000) -> SearcherNeighbours:
+    """Neighbours from the workspace index, never from the chunk's own document (see SearcherNeighbours)."""
+    return SearcherNeighbours(searcher, k, mode, query_chars)

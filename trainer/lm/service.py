@@ -18,7 +18,8 @@ from common.errors import InvalidInput, NotFound
 from common.settings import LmConfig, Settings
 from indexer.embedder import resolve_precision
 from trainer.lm.checkpoint import check_replaceable, load_model
-from trainer.lm.data import ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, heldout_doc_ids, searcher_neighbours
+from trainer.lm.data import (ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, excluding, heldout_doc_ids,
+                             searcher_neighbours)
 from trainer.lm.model import preset_args
 from trainer.lm.qa import QaExample, build_qa_dataset, load_qa_jsonl
 from trainer.lm.qa_bounds import extract_from_context
@@ -38,6 +39,7 @@ def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
     fields = dict(
         steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
+        context_loss=cfg.context_loss,
         eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed,
         bf16=resolve_precision("auto") == "bf16" if cfg.bf16 == "auto" else cfg.bf16,
     )
@@ -68,7 +70,8 @@ def prepare_lm_run(
     spec = data_spec(cfg)
     if neighbours is not None and cfg.n_neighbours == 0:
         raise InvalidInput("retrieval training needs n_neighbours >= 1")
-    train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, neighbours)
+    train_nb = excluding(neighbours, held) if neighbours is not None else None  # no held-out text in training rows
+    train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, train_nb)
     held_meta = build_dataset(held_chunks, tok, run_dir / "data" / "heldout", spec, neighbours)
     args = preset_args(cfg.preset, tok.vocab_size, max_seq_len=_seq_len(spec.max_row))
     theta = cfg.rope_theta or (1e6 if cfg.init == "induction" else args.rope_theta)
@@ -121,7 +124,8 @@ def prepare_qa_run(
     meta = {**manifest.get("training", {}), "qa": {"examples": len(train_ex), "heldout": len(held_ex),
             "rows": tm["rows"], "passage_len": plen, "context_sentences": cfg.qa_context_sentences,
             "init": str(init)}, "prompt_format": PROMPT_FORMAT}
-    write_run(run_dir, out=out, model_args=model.args, cfg=train_config(cfg, context_mix=1.0), meta=meta, init=init)
+    write_run(run_dir, out=out, model_args=model.args, cfg=train_config(cfg, context_mix=1.0, context_loss=False),
+              meta=meta, init=init)
     return meta
 
 

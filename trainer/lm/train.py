@@ -49,6 +49,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     context_mix: float = 1.0  # share of rows that get their context prefix (retrieval datasets)
+    context_loss: bool = False  # also score the neighbour tokens of rows trained with context (LmDataset.batch)
     eval_every: int = 100
     eval_rows: int = 256
     ckpt_every: int = 100
@@ -164,11 +165,11 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         idx, ctx = step_batch(len(train_ds), cfg.batch_size, step, cfg.seed, cfg.context_mix if with_ctx else 0.0)
-        global_tokens = float(train_ds.row_loss_tokens[idx].sum())
+        global_tokens = train_ds.loss_tokens(idx, ctx, cfg.context_loss)
         my_idx, my_ctx = idx[rank::world], ctx[rank::world]
         step_loss = torch.zeros((), dtype=torch.float64)
         for m, (rows, row_ctx) in enumerate(micro_batches(my_idx, my_ctx, train_ds.lens, cfg.grad_accum)):
-            x, y, mask = train_ds.batch(rows.tolist(), row_ctx.tolist())
+            x, y, mask = train_ds.batch(rows.tolist(), row_ctx.tolist(), cfg.context_loss)
             n_tok = float((mask & (y >= 0)).sum())
             sync = m == cfg.grad_accum - 1
             with _no_sync(net, sync), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import pytest
 
 from common.errors import InvalidInput
@@ -95,3 +96,45 @@ def test_retrieval_prefix_never_includes_own_document(corpus_chunks, tokenizer, 
                 if other.doc_id == chunk.doc_id:
                     assert other.text[:30] not in texts[row]
             row += 1
+
+
+def test_context_loss_scores_neighbour_tokens_but_not_markers_and_targets_stay_the_same(corpus_chunks, tokenizer,
+                                                                                       tmp_path):
+    spec = DataSpec(target_len=16, n_neighbours=2, neighbour_len=8)
+    meta = build_dataset(corpus_chunks, tokenizer, tmp_path, spec, _other_doc_neighbours(corpus_chunks))
+    ds = LmDataset(tmp_path)
+    rows = list(range(len(ds)))
+    _, y0, m0 = ds.batch(rows, True)
+    x1, y1, m1 = ds.batch(rows, True, context_loss=True)
+    assert torch.equal(y0, y1) and bool((m1 | ~m0).all())  # every target position is still scored
+    for b in rows:
+        p_len = int(ds.lens[b, 1])
+        prefix = np.asarray(ds.prefix[b, :p_len]).tolist()
+        scored = y1[b][m1[b] & ~m0[b]].tolist()  # the extra positions: the neighbour text, in order
+        assert scored == [t for t in prefix if t not in (tokenizer.ctx_open, tokenizer.ctx_close)]
+        assert scored and x1[b, 0] == BOS_ID
+    ctx = np.ones(len(rows), dtype=bool)
+    assert ds.loss_tokens(np.asarray(rows), ctx, True) == int(m1.sum())
+    assert ds.loss_tokens(np.asarray(rows), ctx, False) == int(m0.sum()) == meta["target_tokens"]
+    _, _, mp = ds.batch(rows, False, context_loss=True)  # rows drawn without context score their targets only
+    assert int(mp.sum()) == ds.loss_tokens(np.asarray(rows), ~ctx, True) == meta["target_tokens"]
+
+
+def test_training_neighbours_never_come_from_excluded_documents(corpus_chunks):
+    from trainer.lm.data import excluding
+
+    class EverythingSearcher(_LeakySearcher):  # ignores exclude_doc_ids and returns every chunk
+        def search(self, query, k=10, mode="hybrid", allowed_ids=None, exclude_doc_ids=None):
+            self.calls.append(exclude_doc_ids)
+            return [_Hit(_Chunk(c.doc_id, c.text)) for c in self.chunks]
+
+    searcher = EverythingSearcher(corpus_chunks)
+    held = {corpus_chunks[0].doc_id, corpus_chunks[2].doc_id}  # returned first for every query
+    nb = excluding(searcher_neighbours(searcher, k=2, mode="bm25"), held)
+    banned = {c.text for c in corpus_chunks if c.doc_id in held}
+    for chunk in corpus_chunks:
+        got = nb(chunk)
+        assert len(got) == 2 and not banned & set(got)
+        assert searcher.calls[-1] == held | {chunk.doc_id}
+    plain = _other_doc_neighbours(corpus_chunks)  # a callable without `excluding` is used as it is
+    assert excluding(plain, held) is plain
