@@ -23,7 +23,7 @@ it reads the first `settings.passages` passages given (best first), as the weigh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +63,12 @@ class SpanCandidate:
     log_prob: float
 
 
-def cosines(embedder: Any, question: str, texts: Sequence[str], question_vec: np.ndarray | None = None) -> np.ndarray:
-    """Cosine of the question with each text under `embedder` (its vectors are unit length)."""
+def cosines(embedder: Any, question: str, texts: Sequence[str], question_vec: np.ndarray | None = None,
+            encode: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
+    """Cosine of the question with each text under `embedder` (its vectors are unit length). A server
+    passes the query vector retrieval already computed and an `encode` that caches sentence vectors."""
     qv = question_vec if question_vec is not None else embedder.encode([question], is_query=True)
-    sv = embedder.encode(list(texts))
+    sv = encode(list(texts)) if encode is not None else embedder.encode(list(texts))
     return np.asarray(sv, np.float64) @ np.asarray(qv, np.float64).reshape(-1)
 
 
@@ -107,17 +109,21 @@ def rank_spans(q: QuestionInfo, chosen: Sequence[tuple[Parsed, float, int]], wei
 
 
 def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, weights: ReaderWeights | None = None,
-         top_k: int = 1, question_vec: np.ndarray | None = None) -> list[Answer]:
-    """The `top_k` best answers (distinct texts) to `question` in `passages`, best first."""
+         top_k: int = 1, question_vec: np.ndarray | None = None,
+         encode: Callable[[list[str]], np.ndarray] | None = None,
+         parse: Callable[[list[str]], list[Parsed]] | None = None) -> list[Answer]:
+    """The `top_k` best answers (distinct texts) to `question` in `passages`, best first. `encode` and
+    `parse` replace embedding sentences and running `nlp` (reader.serve caches both; `nlp` is then unused)."""
     w = weights if weights is not None else load_weights()
     passages = list(passages)[: w.settings.passages]
     sents = split_sentences(passages)
     if not sents or not question.strip():
         return []
-    cos = cosines(embedder, question, [s.text for s in sents], question_vec)
+    cos = cosines(embedder, question, [s.text for s in sents], question_vec, encode)
     sents, s_lp = rank_sentences(question, passages, cos, w, sents)
     order = sorted(range(len(sents)), key=lambda i: (-s_lp[i], i))[: w.settings.sentences]
-    parsed = parse_texts(nlp, [question] + [sents[i].text for i in order])
+    texts = [question] + [sents[i].text for i in order]
+    parsed = parse(texts) if parse is not None else parse_texts(nlp, texts)
     q = question_info(parsed[0])
     chosen = [(parsed[1 + r], s_lp[i], r) for r, i in enumerate(order)]
     out: list[Answer] = []

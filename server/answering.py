@@ -1,4 +1,10 @@
-"""Grounded answers: retrieval -> relevant passages -> QA prompt -> GGUF generation -> citations.
+"""Grounded answers: retrieval -> relevant passages -> the extractive reader (ragkiln's own models'
+extractive answers) or a QA prompt and GGUF generation (free text, chat models) -> citations.
+
+An extractive answer is read, not generated (`read_relevant`): the reader (reader/) ranks the relevant
+passages' sentences and the token-aligned spans of the best ones, and the answer is the best span, with
+its sentence and their document offsets (`AnswerResponse.sentence`). The reader's spaCy pipeline and
+caches live in one `ReaderRuntime` per server state (`reader_runtime`), made on first use.
 
 `start_answer` does everything that can fail with a clean HTTP status (no generator, queue full,
 prompt too long) before the first byte, so a streamed response only ever fails mid-way on a real
@@ -14,10 +20,14 @@ token, so a cut-off request never keeps a context and never raises into the even
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 import anyio
 from starlette.background import BackgroundTask
@@ -26,14 +36,17 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from common.errors import ModelUnavailable
+from common.settings import Settings
 from indexer.types import Hit
+from ner.pipeline import resolve_model_name
+from reader import Passage, load_weights
+from reader.serve import ReaderRuntime, ReadResult, load_reader_pipeline
 from server.chat_prompt import marker_citations, rag_messages
 from server.rag import (ANSWER_STOPS, MIN_NEW_TOKENS, NO_ANSWER, Citation, plan_prompt, relevant_hits,
                         select_citations)
-from server.schemas import AnswerResponse, AnswerTimings, CitationOut, PassageOut, Usage
+from server.schemas import AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut, Usage
 from server.sse import SSE_HEADERS
 from server.state import ServerState
-from trainer.lm.qa_bounds import extractive_params
 from trainer.lm.qa_focus import focus_contexts
 
 
@@ -44,9 +57,8 @@ class GenOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    extractive: bool | None = False  # a span of the prompt's passages at word edges, not opening on question words
+    extractive: bool | None = False  # the reader's span of the relevant passages, not generated text
     # (None: server.answer_extractive for ragkiln's own models; a chat model always answers in its own words)
-    search: str = "greedy"  # ... chosen token by token, or the likeliest whole span ("best", at temperature 0)
 
 
 @dataclass
@@ -69,6 +81,8 @@ class AnswerRun:
     mode: str = "extractive"  # "extractive": a span copied from the passages; "generative": the model's own words
     notice: str | None = None  # why the answer is not what was asked for (a model the quality gate keeps extractive)
     cite: str = "spans"  # "spans": rag.select_citations; "markers": the answer's [n] markers (chat models)
+    question_vec: Any = None  # retrieval's query vector (the reader's cosines reuse it)
+    sentence: AnswerSentenceOut | None = None  # an extractive answer's sentence and offsets
     _t_ready: float = 0.0
 
     @property
@@ -86,6 +100,9 @@ class AnswerRun:
             self.text = NO_ANSWER
             self.citations = []
             yield NO_ANSWER
+            return
+        if isinstance(self.stream, ReaderStream):
+            yield from self._read_pieces(self.stream)
             return
         parts: list[str] = []
         try:
@@ -110,6 +127,23 @@ class AnswerRun:
         self.citations = (marker_citations(self.text, self.in_prompt) if self.cite == "markers"
                           else select_citations(self.text, self.in_prompt, self.question))
 
+    def _read_pieces(self, stream: ReaderStream) -> Iterator[str]:
+        """The reader's answer: the span as one piece, cited by its own document offsets."""
+        a = stream.result.answer
+        self.first_token_s = self.generation_s = stream.result.seconds
+        if a is None:  # relevant passages, but no candidate span in them (e.g. only punctuation)
+            self.text, self.citations = NO_ANSWER, []
+            yield NO_ANSWER
+            return
+        hit = self.in_prompt[a.passage]
+        c = hit.chunk
+        self.text = a.text
+        self.citations = [Citation(c.doc_id, c.title, c.id, a.passage + 1, a.doc_start, a.doc_end, a.text,
+                                   float(hit.score), "answer")]
+        self.sentence = AnswerSentenceOut(text=a.sentence, doc_id=c.doc_id, chunk_id=c.id, start=a.sentence_doc_start,
+                                          end=a.sentence_doc_end, span_start=a.doc_start, span_end=a.doc_end)
+        yield a.text
+
     def finish(self) -> None:
         for _ in self.pieces():
             pass
@@ -118,6 +152,54 @@ class AnswerRun:
         """Stop the generation and free its context; from any thread, any number of times, never raises."""
         if self.stream is not None:
             self.stream.close()
+
+
+@dataclass
+class ReaderStream:
+    """A run's stream when the reader answered: already read, nothing to generate, cancel or free."""
+
+    result: ReadResult
+    cancelled: bool = False
+
+    def close(self) -> None:
+        pass
+
+
+_RUNTIMES: dict[int, ReaderRuntime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def reader_runtime(state: ServerState) -> ReaderRuntime:
+    """The server state's reader (weights, spaCy pipeline, caches), made on first use and dropped with the state."""
+    key = id(state)
+    with _RUNTIMES_LOCK:
+        rt = _RUNTIMES.get(key)
+        if rt is None:
+            rt = make_reader_runtime(state.settings)
+            _RUNTIMES[key] = rt
+            weakref.finalize(state, _RUNTIMES.pop, key, None)
+        return rt
+
+
+def make_reader_runtime(settings: Settings) -> ReaderRuntime:
+    """A reader with the shipped weights; its pipeline (server.reader_pipeline) is loaded on first use."""
+    return ReaderRuntime(load_weights(), settings.server.reader_pipeline,
+                         loader=lambda name: load_reader_pipeline(resolve_model_name(name)))
+
+
+def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:
+    """The first `n` hits as the reader's passages (rank = position among the relevant hits, best first)."""
+    return [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=float(h.score))
+            for i, h in enumerate(hits[:n])]
+
+
+def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant: Sequence[Hit],
+                  question_vec: np.ndarray | None = None) -> tuple[ReadResult, list[Hit]]:
+    """The reader's answer from the relevant hits (best first), and the hits it read. What /v1/answer
+    serves for an extractive answer; bench/reader.py --served and bench/demo_answers.py call it too."""
+    n = runtime.weights.settings.passages
+    used = list(relevant[:n])
+    return runtime.read(question, reader_passages(used, n), embedder, question_vec), used
 
 
 async def finish_answer(run: AnswerRun, request: Request) -> None:
@@ -180,17 +262,18 @@ def _retrieve(f: asyncio.Future[Any]) -> None:
 
 def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
                  rag: bool = True, retrieved_at: float | None = None, model: str | None = None,
-                 history: Sequence[tuple[str, str]] = ()) -> AnswerRun:
+                 history: Sequence[tuple[str, str]] = (), question_vec: np.ndarray | None = None) -> AnswerRun:
     """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow
     (NotFound for a `model` not served; None: the default generator).
 
     `retrieved_at` (perf_counter) is when retrieval ended: first-token latency counts from there.
     `history`: (role, content) of a chat's messages, for a chat model's prompt. A model the quality gate
     (quantize/gate.py) keeps extractive answers with a span of the passages whatever was asked, says so
-    in `notice`, and is never run free: without passages (`rag` off) it refuses (ModelUnavailable)."""
+    in `notice`, and is never run free: without passages (`rag` off) it refuses (ModelUnavailable).
+    `question_vec`: retrieval's query vector, reused by the reader."""
     cfg = state.settings.server
     relevant = relevant_hits(hits, question, state.searcher().gen.bm25, cfg) if rag else []
-    run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None)
+    run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None, question_vec=question_vec)
     if rag and not relevant:
         return run
     gen = state.require_generator(model)
@@ -199,7 +282,7 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     if gen.kind == "chat":
         _start_chat(run, gen, state.settings.server, opts, rag, history)
     else:
-        _start_ragkiln(run, gen, state.settings.server, opts, rag)
+        _start_ragkiln(run, gen, state, opts, rag)
     return run
 
 
@@ -208,10 +291,11 @@ def gated_message(gen: Any) -> str:
             "retrieved passages: ask with rag on (the default), pick another model, or override with server.generative")
 
 
-def _start_ragkiln(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bool) -> None:
-    """ragkiln's own model: its QA prompt format, an extractive span or (past the quality gate) free text."""
+def _start_ragkiln(run: AnswerRun, gen: Any, state: ServerState, opts: GenOptions, rag: bool) -> None:
+    """ragkiln's own model: the reader's span (extractive), or past the quality gate free text from its QA prompt."""
     from quantize.runtime import SamplingParams
 
+    cfg = state.settings.server
     extractive = cfg.answer_extractive if opts.extractive is None else opts.extractive
     if not gen.generative:
         if not rag:
@@ -220,6 +304,9 @@ def _start_ragkiln(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bo
             run.notice = (f"{gen.model_id} answered extractively (a span copied from the passages), not in its own "
                           f"words: {gen.gate}")
         extractive = True
+    if extractive and run.relevant:
+        _start_reader(run, state, gen)
+        return
     question, relevant = run.question, run.relevant
     passages = relevant[: gen.passages]
     texts = focus_contexts([h.chunk.text for h in passages], question, gen.context_sentences)  # as tuned
@@ -227,20 +314,27 @@ def _start_ragkiln(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bo
     tok = gen.tokenizer
     params = SamplingParams(max_tokens=plan.max_new, temperature=opts.temperature, top_p=opts.top_p,
                             stop=tuple(dict.fromkeys((*opts.stop, *ANSWER_STOPS))), seed=opts.seed,
-                            stop_tokens=(tok.ctx_open, tok.ctx_close, tok.q_id, tok.a_id))  # the prompt's markers
-    if extractive:  # with passages in the prompt, the answer is a span of them (none left: free decoding)
-        params = extractive_params(params, plan.ids, gen.tokenizer)
-        if params.extract_from is not None and opts.temperature == 0:
-            params = replace(params, extract_search=opts.search)
-    if params.extract_from is None:
-        if not gen.generative:  # no passage fits its context: nothing to copy, and it is never run free
-            run.notice = f"no passage fits the context of {gen.model_id}, which may only copy from passages"
-            return
-        params = replace(params, repeat_penalty=cfg.repeat_penalty)
-    run.mode = "generative" if params.extract_from is None else "extractive"
+                            stop_tokens=(tok.ctx_open, tok.ctx_close, tok.q_id, tok.a_id),  # the prompt's markers
+                            repeat_penalty=cfg.repeat_penalty)
+    run.mode = "generative"
     run.stream = gen.runtime.stream(plan.ids, params)
     run.in_prompt = passages[: plan.passages]
     run.prompt_tokens = len(plan.ids)
+
+
+def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
+    """Read the answer now (before the first byte: a failure is a clean status), with the index's embedder.
+    Usage counts the answer's tokens in the model's vocabulary, as a client billing by output would."""
+    embedder = state.searcher().embedder
+    vec = run.question_vec
+    if vec is not None and np.asarray(vec).reshape(-1).shape[0] != embedder.dim:  # the index switched embedders since
+        vec = None
+    result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec)
+    run.mode, run.in_prompt, run.stream = "extractive", used, ReaderStream(result)
+    if result.answer is not None:
+        run.completion_tokens = len(gen.tokenizer.encode(result.answer.text))
+    if result.problem:
+        run.notice = f"{run.notice}; {result.problem}" if run.notice else result.problem
 
 
 def _start_chat(run: AnswerRun, gen: Any, cfg: Any, opts: GenOptions, rag: bool,
@@ -301,9 +395,11 @@ def timings_of(run: AnswerRun) -> AnswerTimings:
 def answer_response(run: AnswerRun) -> AnswerResponse:
     return AnswerResponse(answer=run.text, grounded=run.grounded, citations=citation_outs(run),
                           passages=passage_outs(run), model=run.model, finish_reason=run.finish_reason,
-                          usage=usage_of(run), timings=timings_of(run), mode=run.mode, notice=run.notice)
+                          usage=usage_of(run), timings=timings_of(run), mode=run.mode, notice=run.notice,
+                          sentence=run.sentence)
 
 
 def record(state: ServerState, run: AnswerRun) -> None:
-    if run.stream is not None and not run.cancelled:
+    """Generation metrics of a generated answer (a read one generated nothing)."""
+    if run.stream is not None and not isinstance(run.stream, ReaderStream) and not run.cancelled:
         state.metrics.observe_generation(run.completion_tokens, run.tokens_per_s or 0.0, run.first_token_s)

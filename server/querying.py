@@ -72,6 +72,7 @@ class Retrieved:
     seconds: float
     index: str
     ended: float  # perf_counter() when retrieval finished (first-token latency is measured from here)
+    query_vec: np.ndarray | None = None  # the query's embedding (dense and hybrid modes), reused by the reader
 
 
 async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str, k: int, mode: str,
@@ -95,7 +96,7 @@ async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str
         if state.workspace.active_index_name() == searcher.name:
             break
     t1 = time.perf_counter()
-    return Retrieved(r["hits"], r["facets"], t1 - t0, searcher.name, t1)
+    return Retrieved(r["hits"], r["facets"], t1 - t0, searcher.name, t1, vec)
 
 
 def hit_out(h: Hit) -> HitOut:

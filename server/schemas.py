@@ -115,9 +115,10 @@ class AnswerRequest(Request):
     max_tokens: Int = Field(64, ge=1, le=2048)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     extractive: bool | None = Field(
-        None, description="Answer with a span copied from the passages, from word edge to word edge, never opening on "
-        "a stop word or the question's own words (on a number or a name when the question asks for one), nor being "
-        "only the question's words; null: the server's answer_extractive. A model that fails the generation quality "
+        None, description="Answer with the shortest span of the relevant passages that answers the question, chosen "
+        "by the extractive reader (reader/: sentences ranked by the embedder, BM25-style overlap and retrieval rank, "
+        "then token-aligned spans of the best ones, never starting or ending inside a word), returned with its "
+        "sentence (`sentence`); null: the server's answer_extractive. A model that fails the generation quality "
         "gate always answers extractively (see `mode`, `notice`); a registered chat model always in its own words."
     )
     stream: bool = False
@@ -164,10 +165,27 @@ class AnswerTimings(Response):
 
 
 AnswerMode = Literal["extractive", "generative"]
-MODE_DESCRIPTION = ("extractive: the answer is a span copied from the passages; generative: the model's own words "
+MODE_DESCRIPTION = ("extractive: the answer is a span copied from the passages by the extractive reader (see "
+                    "`sentence`); generative: the model's own words "
                     "(a chat model's cite passages as [n]).")
 NOTICE_DESCRIPTION = ("Why the answer is not what was asked for, e.g. a model that fails the generation quality gate "
-                      "(held-out perplexity above a tenth of its vocabulary) answered extractively.")
+                      "(held-out perplexity above a tenth of its vocabulary) answered extractively, or the reader "
+                      "ran without its spaCy pipeline.")
+
+
+class AnswerSentenceOut(Response):
+    text: str = Field(description="The sentence that contains the answer, as stored (what a citation quotes).")
+    doc_id: str
+    chunk_id: int
+    start: int = Field(description="Document offset of the sentence (the stored text, as citations count).")
+    end: int
+    span_start: int = Field(description="Document offset of the answer span: start <= span_start < span_end <= end.")
+    span_end: int
+
+
+SENTENCE_DESCRIPTION = ("For an extractive answer: the sentence that contains it, with the document offsets of the "
+                        "sentence and of the answer inside it. null for generative answers and when nothing "
+                        "relevant was found.")
 
 
 class AnswerResponse(Response):
@@ -181,6 +199,7 @@ class AnswerResponse(Response):
     timings: AnswerTimings
     mode: AnswerMode = Field("extractive", description=MODE_DESCRIPTION)
     notice: str | None = Field(None, description=NOTICE_DESCRIPTION)
+    sentence: AnswerSentenceOut | None = Field(None, description=SENTENCE_DESCRIPTION)
 
 
 # ---- documents ----------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ router = APIRouter(tags=["answer"])
 
 _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
                           "`event: token` {text} ..., then `event: citations` {citations, passages}, then `event: done` "
-                          "{answer, grounded, model, finish_reason, usage, timings}; `event: error` if generation fails.")
+                          "{answer, grounded, model, finish_reason, usage, timings, mode, notice, sentence}; `event: "
+                          "error` if generation fails. An extractive answer is read before the stream starts: one "
+                          "`token` event holds the whole span, and `done` carries its `sentence` (null otherwise).")
 
 
 @router.post("/v1/answer", response_model=AnswerResponse,
@@ -28,15 +30,15 @@ _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
                         404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
 async def answer(req: AnswerRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
-    """Retrieve, answer from the relevant passages with the GGUF model, cite the supporting spans.
-    When nothing relevant is found the answer says so (grounded: false) instead of inventing one."""
+    """Retrieve, answer from the relevant passages (the extractive reader's span and its sentence, or the GGUF
+    model's own words), cite the supporting spans. When nothing relevant is found the answer says so
+    (grounded: false) instead of inventing one."""
     if req.model is not None:  # an unknown model is 404 before any work, never answered by another
         state.require_generator(req.model)
     r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
-    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=req.extractive,
-                      search=state.settings.server.answer_search)
+    opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=req.extractive)
     run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended,
-                                  req.model)
+                                  req.model, (), r.query_vec)
     if req.stream:
         return streaming_answer(run, _events(state, run))
     await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation

@@ -209,19 +209,6 @@ def test_answers_are_spans_of_the_passages_unless_asked_otherwise(client):
     assert free.status_code == 200 and free.json()["usage"]["completion_tokens"] >= 1
 
 
-def test_span_search_answers_with_a_span_and_leaves_sampling_alone(home):
-    body = {"question": QUESTION, "k": 3, "max_tokens": 12}
-    with TestClient(create_app(settings_for(home, answer_search="best")), raise_server_exceptions=False) as c:
-        r = c.post("/v1/answer", json=body, headers=READ)
-        assert r.status_code == 200, r.text
-        a = r.json()
-        prompt = " ".join(p["text"] for p in a["passages"] if p["in_prompt"])
-        assert a["answer"].strip() and a["answer"].strip() in prompt and a["finish_reason"] == "stop", a
-        sampled = c.post("/v1/answer", json={**body, "temperature": 0.7}, headers=READ)  # search is for temperature 0
-        assert sampled.status_code == 200, sampled.text
-        assert sampled.json()["answer"].strip() in prompt
-
-
 def test_streamed_answer_sends_tokens_then_citations_then_done(client):
     with client.stream("POST", "/v1/answer", json={"question": QUESTION, "max_tokens": 6, "stream": True},
                        headers=READ) as r:
@@ -241,8 +228,9 @@ def test_a_model_tuned_on_focused_passages_reads_only_their_best_sentences(clien
 
     state = client.app.state.ragkiln
     loaded = state.generator
-    whole = replace(loaded, context_sentences=0)  # as a manifest's training.qa.context_sentences sets it
-    body = {"question": QUESTION, "max_tokens": 2}
+    # as a manifest's training.qa.context_sentences sets it; generated (extractive answers are read, not prompted)
+    whole = replace(loaded, context_sentences=0, generative=True)
+    body = {"question": QUESTION, "max_tokens": 2, "extractive": False}
     try:
         state.generator = whole
         plain = client.post("/v1/answer", json=body, headers=READ).json()
@@ -265,7 +253,11 @@ def test_nothing_relevant_says_so_instead_of_answering(client):
 
 
 def test_full_generation_queue_is_429_with_retry_after(client):
-    gen = client.app.state.ragkiln.generator.runtime
+    from dataclasses import replace
+
+    state = client.app.state.ragkiln
+    loaded = state.generator
+    gen = loaded.runtime
     held = []
     try:
         while True:  # take every context and queue slot
@@ -273,10 +265,14 @@ def test_full_generation_queue_is_429_with_retry_after(client):
                 held.append(gen.stream([1, 5, 6], _params()))
             except Exception:  # noqa: BLE001 - Busy once all are taken
                 break
-        r = client.post("/v1/answer", json={"question": QUESTION}, headers=READ)
+        state.generator = replace(loaded, generative=True)  # a generated answer needs a context
+        r = client.post("/v1/answer", json={"question": QUESTION, "extractive": False}, headers=READ)
         _error(r, 429, "busy")
         assert int(r.headers["retry-after"]) >= 1
+        read = client.post("/v1/answer", json={"question": QUESTION}, headers=READ)  # the reader needs none
+        assert read.status_code == 200 and read.json()["mode"] == "extractive", read.text
     finally:
+        state.generator = loaded
         for s in held:
             s.close()
     assert client.post("/v1/answer", json={"question": QUESTION, "max_tokens": 2}, headers=READ).status_code == 200

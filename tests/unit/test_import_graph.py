@@ -38,10 +38,10 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 # Third-party libraries that belong to one front end or one model family: spaCy stays in ner (the
-# indexer receives an enricher and never imports spaCy), the web stack in server, Typer and the
-# uvicorn launcher in cli, llama.cpp and GGUF in quantize.
+# indexer receives an enricher and never imports spaCy) and the reader (its own parsing pipeline, loaded
+# in reader.serve), the web stack in server, Typer and the uvicorn launcher in cli, llama.cpp and GGUF in quantize.
 THIRD_PARTY_OWNERS: dict[str, frozenset[str]] = {
-    "spacy": frozenset({"ner"}),
+    "spacy": frozenset({"ner", "reader"}),
     "thinc": frozenset({"ner"}),
     "fastapi": frozenset({"server"}),
     "starlette": frozenset({"server"}),

@@ -4,7 +4,8 @@
 token ids to copy from (`context_token_ids`), the question's to avoid copying alone, and the positions
 an answer may open and close on (`answer_bounds`); `common.sampling` and both back ends (torch and
 llama.cpp) enforce them. The opening rules ("any", "not_asked", "content", "typed") are the ones
-bench/lm.py compares; "typed" is served.
+bench/lm.py compares; "typed" is what `ragkiln generate --extractive` uses. The server's extractive
+answers no longer decode with these rules: the reader (reader/) picks a span of the passages instead.
 """
 
 from __future__ import annotations

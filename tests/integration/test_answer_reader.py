@@ -1,0 +1,130 @@
+"""Extractive answers through the HTTP app: the reader's span, its sentence and their document offsets
+(the contract the web page reads), streamed and not, on the server fixture workspace (MiniLM, spaCy,
+a tiny GGUF model that the reader answers for)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reader.spans import word_aligned
+from server.app import create_app
+from server.rag import NO_ANSWER
+
+sys.path.insert(0, str(Path(__file__).parent))
+from server_support import ADMIN, READ, base_workspace, copy_workspace, parse_sse, settings_for  # noqa: F401, E402
+
+QUESTIONS = [
+    ("How many volunteers did the vaccine trial enroll?", "43,000", "vaccine.md"),
+    ("Who was the chief engineer of the Golden Gate Bridge?", "Strauss", "bridge.txt"),
+]
+
+
+@pytest.fixture(scope="module")
+def home(base_workspace, tmp_path_factory) -> Path:  # noqa: F811
+    return copy_workspace(base_workspace, tmp_path_factory.mktemp("answer-reader") / "ws")
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with TestClient(create_app(settings_for(home)), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _doc(client, doc_id: str) -> str:
+    r = client.get(f"/v1/documents/{doc_id}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()["text"]
+
+
+def _check_offsets(client, a: dict) -> dict:
+    """The contract: the span and its sentence are slices of the stored document, the span inside the
+    sentence, neither starting nor ending inside a word; the answer citation quotes the span."""
+    s = a["sentence"]
+    assert s is not None, a
+    doc = _doc(client, s["doc_id"])
+    assert doc[s["span_start"]:s["span_end"]] == a["answer"]
+    assert doc[s["start"]:s["end"]] == s["text"]
+    assert s["start"] <= s["span_start"] < s["span_end"] <= s["end"]
+    assert word_aligned(doc, s["span_start"], s["span_end"]), (a["answer"], s["text"])
+    cite = a["citations"][0]
+    assert cite["match"] == "answer" and cite["quote"] == a["answer"] and cite["doc_id"] == s["doc_id"]
+    assert (cite["start"], cite["end"]) == (s["span_start"], s["span_end"]) and cite["chunk_id"] == s["chunk_id"]
+    assert any(p["chunk_id"] == s["chunk_id"] and p["in_prompt"] for p in a["passages"])
+    return s
+
+
+@pytest.mark.parametrize(("question", "expected", "doc_id"), QUESTIONS)
+def test_extractive_answer_is_the_span_with_its_sentence(client, question, expected, doc_id):
+    r = client.post("/v1/answer", json={"question": question}, headers=READ)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["mode"] == "extractive" and a["grounded"] and a["notice"] is None
+    s = _check_offsets(client, a)
+    assert s["doc_id"] == doc_id and expected in a["answer"], a["answer"]
+    assert len(a["answer"]) < len(s["text"])  # the short span, not the whole sentence
+    assert a["usage"] == {"prompt_tokens": 0, "completion_tokens": a["usage"]["total_tokens"],
+                          "total_tokens": a["usage"]["total_tokens"]} and a["usage"]["total_tokens"] >= 1
+    assert a["timings"]["generation_ms"] is not None and a["finish_reason"] == "stop"
+
+
+def test_streamed_extractive_answer_sends_the_span_then_the_sentence(client):
+    question = QUESTIONS[0][0]
+    plain = client.post("/v1/answer", json={"question": question}, headers=READ).json()
+    with client.stream("POST", "/v1/answer", json={"question": question, "stream": True}, headers=READ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(r.read().decode())
+    names = [e for e, _ in events]
+    assert names == ["token", "citations", "done"], names
+    assert events[0][1]["text"] == plain["answer"]
+    done = events[-1][1]
+    assert done["answer"] == plain["answer"] and done["sentence"] == plain["sentence"]
+    assert events[1][1]["citations"][0]["quote"] == plain["answer"]
+
+
+def test_a_gated_model_asked_for_free_text_is_read_and_says_so(client):
+    a = client.post("/v1/answer", json={"question": QUESTIONS[0][0], "extractive": False}, headers=READ).json()
+    assert a["mode"] == "extractive" and "perplexity" in a["notice"]  # the tiny random model fails the gate
+    _check_offsets(client, a)
+
+
+def test_generative_and_not_found_answers_have_no_sentence(home, client):
+    none = client.post("/v1/answer", json={"question": "What is the melting point of tungsten carbide?"},
+                       headers=READ).json()
+    assert none["answer"] == NO_ANSWER and none["sentence"] is None and not none["grounded"]
+    with TestClient(create_app(settings_for(home, generative="tiny-lm-q8_0=true")), raise_server_exceptions=False) as c:
+        free = c.post("/v1/answer", json={"question": QUESTIONS[0][0], "extractive": False, "max_tokens": 4},
+                      headers=READ).json()
+        assert free["mode"] == "generative" and free["sentence"] is None and free["notice"] is None
+        read = c.post("/v1/answer", json={"question": QUESTIONS[0][0]}, headers=READ).json()
+        assert read["mode"] == "extractive" and read["notice"] is None and read["sentence"] is not None
+
+
+def test_answers_never_start_or_end_inside_a_word(client):
+    questions = ["What did the trial measure?", "Where was the vaccine trial run?", "What does the bridge span?",
+                 "When did construction of the bridge begin?", "What is Python?", "Who reviewed the results?"]
+    for q in questions:
+        a = client.post("/v1/answer", json={"question": q}, headers=READ).json()
+        if a["answer"] != NO_ANSWER:
+            _check_offsets(client, a)
+
+
+def test_openapi_describes_the_sentence(client):
+    spec = client.get("/openapi.json").json()
+    props = spec["components"]["schemas"]["AnswerSentenceOut"]["properties"]
+    assert set(props) == {"text", "doc_id", "chunk_id", "start", "end", "span_start", "span_end"}
+    sse = spec["paths"]["/v1/answer"]["post"]["responses"]["200"]["content"]["text/event-stream"]["description"]
+    assert "sentence" in sse
+
+
+def test_without_its_spacy_pipeline_the_reader_says_so_and_still_answers(home):
+    with TestClient(create_app(settings_for(home, reader_pipeline="no_such_spacy_pipeline")),
+                    raise_server_exceptions=False) as c:
+        r = c.post("/v1/answer", json={"question": QUESTIONS[0][0]}, headers=READ)
+        assert r.status_code == 200, r.text
+        a = r.json()
+        assert a["mode"] == "extractive" and "spaCy pipeline" in a["notice"], a["notice"]
+        _check_offsets(c, a)

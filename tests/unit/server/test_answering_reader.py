@@ -1,0 +1,87 @@
+"""server.answering's extractive path without a server: hits -> the reader -> a run whose answer is the
+span, cited by its document offsets, with its sentence (blank spaCy tokenizer, fake embedder)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from indexer.types import Chunk, Hit
+from reader import load_weights
+from reader.read import Answer
+from reader.serve import ReaderRuntime, ReadResult, blank_pipeline
+from server.answering import AnswerRun, ReaderStream, answer_response, read_relevant, reader_passages, record
+from server.rag import NO_ANSWER
+
+DOC = "Intro line here. The trial enrolled 43,000 volunteers in 2020. It measured infections in Germany."
+CHUNK_START = 17  # the chunk is DOC[17:], as a second chunk of its document
+CHUNK = Chunk(7, "vaccine.md#abc:1", "vaccine.md", 1, CHUNK_START, len(DOC), DOC[CHUNK_START:], "Vaccine")
+OTHER = Chunk(9, "bridge.txt#def:0", "bridge.txt", 0, 0, 40, "Joseph Strauss was the chief engineer.", "Bridge")
+
+
+class Emb:
+    id, dim = "fake", 8
+
+    def encode(self, texts, is_query=False, **_kw):
+        rng = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim) for t in texts]
+        return np.asarray([v / np.linalg.norm(v) for v in rng], np.float32)
+
+
+def _run(result: ReadResult, used: list[Hit]) -> AnswerRun:
+    run = AnswerRun("How many volunteers?", used, used, used, 0.01, "tiny", stream=ReaderStream(result))
+    run.finish()
+    return run
+
+
+def test_reader_passages_rank_the_relevant_hits_best_first():
+    hits = [Hit(OTHER, 0.5), Hit(CHUNK, 0.25)]
+    ps = reader_passages(hits, 1)
+    assert [(p.doc_id, p.doc_start, p.rank, p.score) for p in ps] == [("bridge.txt", 0, 1, 0.5)]
+    assert [p.rank for p in reader_passages(hits, 5)] == [1, 2]
+
+
+def test_a_read_answer_is_the_span_with_its_sentence_and_document_offsets():
+    rt = ReaderRuntime(load_weights(), loader=lambda _n: blank_pipeline())
+    hits = [Hit(CHUNK, 0.9), Hit(OTHER, 0.2)]
+    result, used = read_relevant(rt, Emb(), "How many volunteers did the trial enroll?", hits)
+    assert result.answer is not None and used == hits
+    run = _run(result, used)
+    s = run.sentence
+    assert run.text == result.answer.text and s is not None
+    doc = {"vaccine.md": DOC, "bridge.txt": OTHER.text}[s.doc_id]
+    assert doc[s.span_start:s.span_end] == run.text and doc[s.start:s.end] == s.text
+    c = run.citations[0]
+    assert (c.match, c.quote, c.start, c.end, c.chunk_id) == ("answer", run.text, s.span_start, s.span_end, s.chunk_id)
+    body = answer_response(run)
+    assert body.sentence == s and body.mode == "extractive" and body.answer == run.text
+
+
+def test_offsets_are_the_chunk_offset_plus_the_passage_offset():
+    sent = "The trial enrolled 43,000 volunteers in 2020."
+    at = CHUNK.text.index(sent)
+    span_at = at + sent.index("43,000")
+    a = Answer("43,000", 0, "vaccine.md", span_at, span_at + 6, CHUNK_START + span_at, CHUNK_START + span_at + 6,
+               sent, at, at + len(sent), CHUNK_START + at, CHUNK_START + at + len(sent), 0.9, 0.8)
+    run = _run(ReadResult(a, "", 0.02), [Hit(CHUNK, 0.9)])
+    s = run.sentence
+    assert DOC[s.span_start:s.span_end] == "43,000" and DOC[s.start:s.end] == sent
+    assert run.first_token_s == run.generation_s == 0.02 and run.completion_tokens == 0  # set by the server
+
+
+def test_no_span_in_relevant_passages_says_nothing_was_found():
+    run = _run(ReadResult(None, "", 0.0), [Hit(CHUNK, 0.9)])
+    assert run.text == NO_ANSWER and run.citations == [] and run.sentence is None
+
+
+def test_a_read_answer_records_no_generation():
+    seen = []
+
+    class Metrics:
+        def observe_generation(self, *a):
+            seen.append(a)
+
+    class State:
+        metrics = Metrics()
+
+    run = _run(ReadResult(None, "", 0.0), [Hit(CHUNK, 0.9)])
+    record(State(), run)  # type: ignore[arg-type]
+    assert seen == [] and not run.cancelled
