@@ -1,4 +1,5 @@
-"""How many pairs and steps an embedder run gets: sized to the corpus and to a time budget (pure).
+"""How many pairs and steps an embedder run gets: sized to the corpus and to a time budget (pure, but for
+`measure_slowdown`, which times this machine).
 
 One recipe for every corpus (the config's loss, sources and learning rate); what changes with the corpus
 is how much of it is trained on. A run costs a fixed part (loading, mining the teacher's candidates with
