@@ -7,6 +7,16 @@ Index: all 2,067 paragraphs (BEIR corpus.jsonl written under bench/work/reader/,
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --prepare   # index + caches (~10 min)
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --fit       # dev choices, writes reader/weights.json
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --eval      # the evaluation half, once
+    HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --served [--half fit-dev|eval]
+
+--served asks every question of a half through what /v1/answer runs for an extractive answer:
+retrieval as the server runs it (query vectors at the index's query precision, hybrid, k = 5 as
+AnswerRequest's default, `ner.filters.search_with_entities` over `server.querying.VectorSearcher`),
+the grounding rule (`server.rag.relevant_hits`; a refused question scores 0) and
+`server.answering.read_relevant` with the server's `make_reader_runtime`; "gold" reads the gold
+paragraph alone through the same function. Its caches are filled from --prepare's (the same MiniLM
+vectors and spaCy parses, keyed as the server keys them); a check reads some questions with empty
+caches and counts identical answers. Writes bench/results/reader-served.json (one key per half).
 
 --fit splits the fit half's articles again (a third of them, by title hash, are the dev articles),
 chooses the passages read, the sentences whose spans are ranked, the longest span and the L2 penalties
@@ -460,6 +470,122 @@ def evaluate(squad: dict[str, Any], out: Path) -> None:
     log(json.dumps({s: res[s] for s in SETTINGS}))
 
 
+# ---------------------------------------------------------------------------------------------- served
+
+SERVED_OUT = ROOT / "bench" / "results" / "reader-served.json"
+SERVED_K = 5  # AnswerRequest.k's default
+
+
+def served_questions(squad: dict[str, Any], half: str) -> list[dict[str, Any]]:
+    if half == "eval":
+        return questions(squad, article_halves(squad)[1])
+    _train, dev, _ft, _et = split_fit(squad)
+    return dev
+
+
+def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None:
+    """Every question of `half` through the served extractive path; see the module docstring."""
+    import torch
+
+    from common.settings import load_settings
+    from indexer.types import Chunk, Hit
+    from indexer.workspace import Workspace
+    from ner.filters import search_with_entities
+    from server.answering import make_reader_runtime, read_relevant
+    from server.encoding import QueryEncoder
+    from server.querying import VectorSearcher
+    from server.rag import relevant_hits
+
+    torch.set_num_threads(1)
+    qs = served_questions(squad, half)
+    settings = load_settings({"home": str(WS), "ner": {"enabled": False}})
+    searcher = Workspace.open(settings).searcher()
+    embedder = searcher.embedder
+    runtime = make_reader_runtime(settings, vector_cache=400_000, parse_cache=400_000)
+    vec_cache = pickle.load(open(WORK / "sentvecs.pkl", "rb"))
+    prefilled = vec_cache["embedder"] == embedder.id
+    if prefilled:  # the same vectors the runtime would compute, keyed as it keys them
+        runtime.vectors.put_many([((str(embedder.id), t), v) for t, v in vec_cache["vecs"].items()])
+        runtime.parses.put_many(list(pickle.load(open(WORK / "parses.pkl", "rb")).items()))
+    log(f"{half}: {len(qs)} questions; caches prefilled: {prefilled} ({len(runtime.vectors)} vectors)")
+    t0 = time.perf_counter()
+    enc = QueryEncoder(embedder, searcher.query_precision)
+    qvecs = np.concatenate([enc.encode([q["question"] for q in qs[i:i + 64]]) for i in range(0, len(qs), 64)])
+    log(f"encoded questions in {time.perf_counter() - t0:.0f}s")
+    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    examples, answers = [], {}
+    refused = 0
+    t_read = []
+    for n, (q, v) in enumerate(zip(qs, qvecs)):
+        r = search_with_entities(VectorSearcher(searcher, v, None), searcher.store, q["question"], k=SERVED_K,
+                                 mode="hybrid", filters=[])
+        relevant = relevant_hits(r["hits"], q["question"], searcher.gen.bm25, settings.server)
+        gold_chunk = Chunk(-1, doc_id(q), doc_id(q), 0, 0, len(q["context"]), q["context"], q["title"])
+        for setting, hits in (("retrieved", relevant), ("gold", [Hit(gold_chunk, 1.0)])):
+            a = None
+            if hits:
+                t1 = time.perf_counter()
+                res, used = read_relevant(runtime, embedder, q["question"], hits, v)
+                t_read.append(time.perf_counter() - t1)
+                a = res.answer
+            elif setting == "retrieved":
+                refused += 1
+            pred, sent = (a.text, a.sentence) if a else ("", "")
+            aligned = True
+            if a is not None:
+                text = used[a.passage].chunk.text
+                aligned = (word_aligned(text, a.start, a.end) and text[a.start:a.end] == a.text
+                           and a.sentence_start <= a.start < a.end <= a.sentence_end
+                           and text[a.sentence_start:a.sentence_end] == a.sentence)
+            t = q_type(question_info(runtime.parse([q["question"]])[0]).wh)
+            for key in (setting, f"{setting}/{t}"):
+                acc[key]["em"].append(exact_match(pred, q["answers"]))
+                acc[key]["f1"].append(token_f1(pred, q["answers"]))
+                acc[key]["sentence"].append(float(contains_answer(sent, q["answers"])))
+                acc[key]["aligned"].append(float(aligned))
+                acc[key]["answered"].append(float(a is not None))
+            if setting == "retrieved":
+                answers[q["id"]] = pred
+                if len(examples) < 12 and n % 50 == 0:
+                    examples.append({"question": q["question"], "gold": q["answers"][:2], "answer": pred,
+                                     "sentence": sent})
+        if n % 500 == 0:
+            log(f"{n}/{len(qs)} retrieved F1 {100 * np.mean(acc['retrieved']['f1']):.1f} "
+                f"gold F1 {100 * np.mean(acc['gold']['f1']):.1f}")
+    res = {k: {"n": len(v["f1"]), "em": round(100 * float(np.mean(v["em"])), 1),
+               "f1": round(100 * float(np.mean(v["f1"])), 1),
+               "sentence_has_answer": round(100 * float(np.mean(v["sentence"])), 1),
+               "word_aligned_and_offsets_ok": round(100 * float(np.mean(v["aligned"])), 1),
+               "answered": round(100 * float(np.mean(v["answered"])), 1)} for k, v in sorted(acc.items())}
+    # the prefilled caches change nothing: a fresh runtime (empty caches, real MiniLM and spaCy) on some questions
+    fresh = make_reader_runtime(settings)
+    same = []
+    for q, v in list(zip(qs, qvecs))[:check]:
+        r = search_with_entities(VectorSearcher(searcher, v, None), searcher.store, q["question"], k=SERVED_K,
+                                 mode="hybrid", filters=[])
+        relevant = relevant_hits(r["hits"], q["question"], searcher.gen.bm25, settings.server)
+        a = read_relevant(fresh, embedder, q["question"], relevant, v)[0].answer if relevant else None
+        same.append((a.text if a else "") == answers[q["id"]])
+    record = load_record(out)
+    record[half] = {
+        "command": f"HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --served --half {half}",
+        "split": ("SQuAD v1.1 dev, evaluation half (24 articles, bench/squad_split.py), scored once" if half == "eval"
+                  else "SQuAD v1.1 dev, fit half's dev articles (bench/reader.py dev_articles)"),
+        "questions": len(qs), "index": "all 2,067 paragraphs, hybrid, k = 5 (bench/work/reader/squad-ws)",
+        "embedder": embedder.id, "query_precision": searcher.query_precision,
+        "reader": {"weights": dict(load_weights(WEIGHTS).manifest).get("choices"),
+                   "pipeline": settings.server.reader_pipeline, "spacy_loaded": runtime.problem == ""},
+        "grounding": {k: getattr(settings.server, k) for k in type(settings.server).model_fields if k.startswith("grounding")},
+        "refused_by_grounding": refused, "result": res,
+        "same_answer_with_empty_caches": {"questions": len(same), "same": int(sum(same))},
+        "read_ms_p50_prefilled": round(1000 * float(np.percentile(t_read, 50)), 1) if t_read else None,
+        "targets": {"retrieved_sentence_has_answer_min": 70, "retrieved_f1_min": 40, "gold_f1_min": 50},
+        "examples": examples, "machine": machine(), "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    write_record(out, record)
+    log(json.dumps({s: res[s] for s in SETTINGS}))
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -468,9 +594,15 @@ def main() -> None:
     ap.add_argument("--prepare", action="store_true", help="index + caches")
     ap.add_argument("--fit", action="store_true", help="dev choices on the fit half, write the weights")
     ap.add_argument("--eval", action="store_true", help="score the evaluation half once")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--served", action="store_true", help="a half through the served extractive path")
+    ap.add_argument("--half", choices=("fit-dev", "eval"), default="fit-dev", help="--served: which questions")
+    ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     squad = load_squad()
+    if a.served:
+        served(squad, a.half, a.out or SERVED_OUT)
+        return
+    a.out = a.out or OUT
     if a.prepare or a.fit or a.eval:
         prepare(squad)
     if a.fit:

@@ -181,10 +181,11 @@ def reader_runtime(state: ServerState) -> ReaderRuntime:
         return rt
 
 
-def make_reader_runtime(settings: Settings) -> ReaderRuntime:
-    """A reader with the shipped weights; its pipeline (server.reader_pipeline) is loaded on first use."""
+def make_reader_runtime(settings: Settings, **cache_sizes: int) -> ReaderRuntime:
+    """A reader with the shipped weights; its pipeline (server.reader_pipeline) is loaded on first use.
+    `cache_sizes`: vector_cache / parse_cache entries (a bench reading a whole corpus wants more)."""
     return ReaderRuntime(load_weights(), settings.server.reader_pipeline,
-                         loader=lambda name: load_reader_pipeline(resolve_model_name(name)))
+                         loader=lambda name: load_reader_pipeline(resolve_model_name(name)), **cache_sizes)
 
 
 def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:
