@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
 
-from common.settings import load_settings
+from common.settings import Settings, load_settings
 from indexer import service
-from ner.enrich import open_enricher
+from indexer.ray_ingest import RayOptions
+from ner.enrich import make_enricher, open_enricher
 from ner.filters import entity_search
 from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 from cli.groups import eval_app
 from cli.render import hits_to_dicts, render_facets, render_hits, render_metrics, render_report
+
+
+RAY_HELP = ("Chunk, enrich and embed new or changed documents on Ray: 'local' starts a cluster on this machine, "
+            "an address (auto, HOST:6379, ray://HOST:10001) joins one. See docs/scale-out.md.")
+
+
+def ray_options(address: str | None, settings: Settings) -> RayOptions | None:
+    """--ray: each Ray actor builds its own NER pipeline (one process each: Ray provides the parallelism)."""
+    if address is None:
+        return None
+    ner = settings.ner.model_copy(update={"n_process": 1})
+    return RayOptions(address.strip(), enricher_factory=functools.partial(make_enricher, ner) if ner.enabled else None)
 
 
 @app.command()
@@ -25,6 +39,7 @@ def ingest(
     chunk_overlap: int = typer.Option(None, help="Tokens shared by consecutive chunks."),
     faiss_factory: str = typer.Option(None, "--index-type", help="FAISS factory string (Flat, HNSW32, IVF1024,SQ8)."),
     no_ner: bool = typer.Option(False, "--no-ner", help="Skip named-entity extraction."),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Ingest documents: re-embeds only what was added or changed, removes what was deleted."""
@@ -32,7 +47,8 @@ def ingest(
         "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "faiss_factory": faiss_factory},
         ner={"enabled": False if no_ner else None}))
     with open_enricher(settings.ner) as enricher:
-        report = service.ingest(settings, paths, enricher=enricher, progress=not as_json)
+        report = service.ingest(settings, paths, enricher=enricher, progress=not as_json,
+                                ray=ray_options(ray, settings))
     emit(report.to_dict(), as_json, render_report)
 
 
@@ -42,12 +58,14 @@ def reindex(
     ctx: typer.Context,
     embedder: str = typer.Option(None, "--embedder", help="Embedder directory or name to re-embed with."),
     no_ner: bool = typer.Option(False, "--no-ner", help="Skip named-entity extraction of unenriched chunks."),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-embed the stored corpus into a new index directory and switch to it atomically."""
     settings = load_settings(overrides_of(ctx, ner={"enabled": False if no_ner else None}))
     with open_enricher(settings.ner) as enricher:
-        report = service.reindex(settings, embedder=embedder, enricher=enricher, progress=not as_json)
+        report = service.reindex(settings, embedder=embedder, enricher=enricher, progress=not as_json,
+                                 ray=ray_options(ray, settings))
     emit(report.to_dict(), as_json, render_report)
 
 
