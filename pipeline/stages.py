@@ -61,7 +61,7 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from trainer.embedder.train import train_embedder
 
     report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True)
-    keep = {k: report[k] for k in ("metrics", "training", "data", "loss_curve", "dev_curve") if k in report}
+    keep = {k: report[k] for k in ("metrics", "training", "data", "plan", "loss_curve", "dev_curve") if k in report}
     return keep, [str(ctx.embedder_dir)]
 
 
