@@ -294,20 +294,34 @@ class ServerConfig(Section):
         0.0, ge=0, le=100, description="Extra wait for more queries before a batch runs (0: batch what queued meanwhile)."
     )
     grounding_bias: float = Field(
-        -10.027, ge=-100, le=100, description="A passage supports an answer when grounding_bias + grounding_dense_weight "
+        -4.319, ge=-100, le=100, description="A passage supports an answer when grounding_bias + grounding_dense_weight "
         "* its dense cosine + grounding_coverage_weight * its coverage (the IDF-weighted share of the question's terms "
-        "it holds) >= 0; with none, /v1/answer says it found nothing (grounded: false). Defaults: the logistic fit of "
-        "bench/refusal.py (bench/results/refusal.json), made with the default MiniLM embedder; refit after changing it."
+        "it holds) + grounding_sentence_weight * its best sentence's coverage - grounding_missing_weight * its "
+        "heaviest missing term's share >= 0 (server/grounding.py); with none, /v1/answer says it found nothing "
+        "(grounded: false). Defaults: the logistic fit of bench/refusal.py (bench/results/refusal.json), made with "
+        "the default MiniLM embedder; refit after changing it."
     )
     grounding_dense_weight: float = Field(
-        16.081, ge=0, le=1000, description="Weight of the dense cosine (see grounding_bias)."
+        14.091, ge=0, le=1000, description="Weight of the dense cosine (see grounding_bias)."
     )
     grounding_coverage_weight: float = Field(
-        8.317, ge=0, le=1000, description="Weight of the question-term coverage (see grounding_bias)."
+        0.0, ge=0, le=1000, description="Weight of the question-term coverage (see grounding_bias)."
+    )
+    grounding_sentence_weight: float = Field(
+        4.76, ge=0, le=1000, description="Weight of the best sentence's coverage (the same share for the passage's "
+        "sentence holding most of the question's terms; see grounding_bias)."
+    )
+    grounding_missing_weight: float = Field(
+        11.955, ge=0, le=1000, description="Subtracted times the weight of the question's heaviest term the passage lacks, "
+        "as a share of all its terms' weight (see grounding_bias)."
     )
     grounding_min_coverage: float = Field(
-        0.547, ge=0, le=1, description="Coverage a passage without a dense score (BM25-only retrieval) needs to support "
-        "an answer (bench/refusal.py)."
+        0.101, ge=0, le=1, description="What a passage without a dense score (BM25-only retrieval) needs to support an "
+        "answer: its best sentence's coverage - grounding_lexical_missing_weight * its heaviest missing term's share "
+        "(bench/refusal.py)."
+    )
+    grounding_lexical_missing_weight: float = Field(
+        1.467, ge=0, le=1000, description="The missing-term penalty of BM25-only retrieval (see grounding_min_coverage)."
     )
     answer_passages: int = Field(0, ge=0, le=16, description="Passages in the answer prompt; 0 = lm.qa_passages.")
     answer_extractive: bool = Field(

@@ -8,26 +8,51 @@ from the BM25 index (no model call):
 - `dense`: the passage's dense cosine;
 - `coverage`: the IDF-weighted share of the question's terms that the passage (with its title) holds,
   a term the corpus never uses weighing the most (`BM25Index.term_weights`). "What is the capital of
-  France?" against the Python docs: "franc" is nowhere, so no passage covers more than a sliver.
+  France?" against the Python docs: "franc" is nowhere, so no passage covers more than a sliver;
+- `sentence_coverage`: the same share held by the passage's best sentence (with the title): the
+  sentence that answers a question tends to hold most of its terms together, while a long passage on a
+  neighbouring subject collects them one by one across sentences;
+- `missing`: the weight of the question's heaviest term that the passage lacks, as a share of all its
+  terms' weight. A question's rarest term usually names what it is about ("Where does the Danube end?"
+  against a passage on the Rhine: rivers, seas and countries match, the Danube does not).
 
-A passage supports the question when `bias + w_dense * dense + w_coverage * coverage >= 0`; without a
-dense score (BM25-only retrieval) when its coverage reaches `min_coverage`. `bench/refusal.py` fitted
-both on SQuAD v1.1 dev questions (their gold paragraphs) against off-topic questions, on fit halves
-only; the constants are the defaults of `server.grounding_*`, and bench/results/refusal.json holds the
-data and the rates on the evaluation halves. They were fitted with the default MiniLM embedder: another
-embedder's cosines sit elsewhere, so refit them after switching.
+The question's own function words (who, which, did, how many, ...; BM25 keeps them, its stop list is
+short) are left out: they say how a question is asked, not what about. In a small corpus that never says
+"who" it would be the heaviest term every passage lacks; and an encyclopedia rarely says "should" or
+"do", which made the style of a how-to question pass for evidence that it is off-topic.
+
+A passage supports the question when `bias + w_dense * dense + w_coverage * coverage + w_sentence *
+sentence_coverage - w_missing * missing >= 0`; without a dense score (BM25-only retrieval) when
+`sentence_coverage - lexical_missing * missing` reaches `min_coverage`. `bench/refusal.py` fits the
+weights (logistic models; it chooses which features carry weight) on SQuAD v1.1 dev questions (their
+gold paragraphs) against off-topic questions, on fit halves only; the constants are the defaults of
+`server.grounding_*`, and bench/results/refusal.json holds the data and the rates on the evaluation
+halves. They were fitted with the default MiniLM embedder: another embedder's cosines sit elsewhere, so
+refit them after switching.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 from common.settings import ServerConfig
 from indexer.bm25 import tokenize
-from indexer.chunking import index_text
+from indexer.chunking import sentence_spans
 from indexer.types import Hit
+
+
+# Interrogatives, auxiliaries and request words: how a question is asked, not what it is about (English).
+QUESTION_WORDS = ("who whom whose what which when where why how whichever whatever "
+                  "do does did done doing has have had having am were been being can could shall should will would "
+                  "may might must many much tell explain describe")
+
+
+@cache
+def _question_stems(language: str) -> frozenset[str]:
+    return frozenset(tokenize(QUESTION_WORDS, language))
 
 
 class TermWeighter(Protocol):
@@ -40,10 +65,12 @@ class TermWeighter(Protocol):
 
 @dataclass(frozen=True)
 class Evidence:
-    """The features of one passage for one question."""
+    """The features of one passage for one question (shares in [0, 1])."""
 
     dense: float | None  # cosine; None without a dense score
-    coverage: float  # IDF-weighted share of the question's terms found in the passage, in [0, 1]
+    coverage: float  # IDF-weighted share of the question's terms found in the passage or its title
+    sentence_coverage: float = 0.0  # the same for the passage's best sentence (with the title)
+    missing: float = 0.0  # the heaviest question term absent from passage and title, as a share of the weight
 
 
 @dataclass(frozen=True)
@@ -52,17 +79,22 @@ class GroundingRule:
     w_dense: float
     w_coverage: float
     min_coverage: float  # a passage without a dense score (BM25-only retrieval)
+    w_sentence: float = 0.0
+    w_missing: float = 0.0  # subtracted: a missing heavy term speaks against the passage
+    lexical_missing: float = 0.0  # the same without a dense score, relative to the sentence coverage
 
     @classmethod
     def of(cls, cfg: ServerConfig) -> "GroundingRule":
         return cls(cfg.grounding_bias, cfg.grounding_dense_weight, cfg.grounding_coverage_weight,
-                   cfg.grounding_min_coverage)
+                   cfg.grounding_min_coverage, cfg.grounding_sentence_weight, cfg.grounding_missing_weight,
+                   cfg.grounding_lexical_missing_weight)
 
     def logit(self, ev: Evidence) -> float:
         """>= 0: the passage supports an answer."""
         if ev.dense is None:
-            return ev.coverage - self.min_coverage
-        return self.bias + self.w_dense * ev.dense + self.w_coverage * ev.coverage
+            return ev.sentence_coverage - self.lexical_missing * ev.missing - self.min_coverage
+        return (self.bias + self.w_dense * ev.dense + self.w_coverage * ev.coverage
+                + self.w_sentence * ev.sentence_coverage - self.w_missing * ev.missing)
 
     def supports(self, ev: Evidence) -> bool:
         return self.logit(ev) >= 0.0
@@ -71,9 +103,20 @@ class GroundingRule:
 def passage_evidence(hit: Hit, weights: Mapping[str, float], language: str = "english") -> Evidence:
     """`weights`: the question's term weights (`BM25Index.term_weights`); a question without terms (only
     stop words) has no lexical evidence."""
+    skip = _question_stems(language)
+    weights = {t: w for t, w in weights.items() if t not in skip}
     total = sum(weights.values())
     dense = hit.scores.get("dense")
     if total <= 0:
         return Evidence(dense, 0.0)
-    have = set(tokenize(index_text(hit.chunk.title, hit.chunk.text), language))
-    return Evidence(dense, sum(w for t, w in weights.items() if t in have) / total)
+    text = hit.chunk.text
+    title = set(tokenize(hit.chunk.title, language)) if hit.chunk.title else set()
+    sentences = [set(tokenize(text[s:e], language)) for s, e in sentence_spans(text)]
+    have = title.union(*sentences)
+
+    def share(terms: set[str]) -> float:
+        return sum(w for t, w in weights.items() if t in terms) / total
+
+    best = max((share(title | s) for s in sentences), default=share(title))
+    missing = max((w for t, w in weights.items() if t not in have), default=0.0) / total
+    return Evidence(dense, share(have), best, missing)

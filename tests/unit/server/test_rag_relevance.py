@@ -17,6 +17,9 @@ from server.rag import relevant_hits
 
 RESULT = Path(__file__).resolve().parents[3] / "bench" / "results" / "refusal.json"
 RULE = GroundingRule(bias=-10.0, w_dense=16.0, w_coverage=8.0, min_coverage=0.55)
+# the served shape: dense cosine, best sentence's coverage, heaviest missing term (defaults' rounded values)
+SERVED = GroundingRule(bias=-4.0, w_dense=13.0, w_coverage=0.0, min_coverage=0.12, w_sentence=6.0, w_missing=17.0,
+                       lexical_missing=2.0)
 
 
 def hit(cid: int, text: str, dense: float | None = None, bm25: float | None = None, title: str = "") -> Hit:
@@ -45,9 +48,21 @@ def test_rule_needs_cosine_and_coverage_together():
     assert RULE.logit(Evidence(dense=0.5, coverage=0.25)) == pytest.approx(0.0)  # the boundary counts
 
 
-def test_without_a_cosine_coverage_alone_decides():
-    assert RULE.supports(Evidence(dense=None, coverage=0.55))
-    assert not RULE.supports(Evidence(dense=None, coverage=0.5))
+def test_a_missing_heavy_term_outweighs_a_similar_passage():
+    # "Where does the Danube river end?" against a passage on the Rhine: river and end match, Danube does not
+    on = Evidence(dense=0.55, coverage=0.9, sentence_coverage=0.9, missing=0.0)
+    off = Evidence(dense=0.55, coverage=0.6, sentence_coverage=0.6, missing=0.4)
+    assert SERVED.supports(on)  # -4 + 7.15 + 5.4 = 8.55
+    assert not SERVED.supports(off)  # -4 + 7.15 + 3.6 - 6.8 = -0.05
+    # the best sentence counts, not the passage's terms scattered over its sentences
+    assert SERVED.logit(Evidence(0.15, 0.9, sentence_coverage=0.9)) > 0 > SERVED.logit(Evidence(0.15, 0.9, 0.3))
+
+
+def test_without_a_cosine_the_lexical_rule_decides():
+    assert RULE.supports(Evidence(dense=None, coverage=0.0, sentence_coverage=0.55))
+    assert not RULE.supports(Evidence(dense=None, coverage=0.9, sentence_coverage=0.5))
+    assert SERVED.supports(Evidence(dense=None, coverage=0.5, sentence_coverage=0.5, missing=0.1))  # 0.5 - 0.2 >= 0.12
+    assert not SERVED.supports(Evidence(dense=None, coverage=0.5, sentence_coverage=0.5, missing=0.2))
 
 
 def test_coverage_is_the_idf_weighted_share_of_question_terms_in_passage_and_title():
@@ -57,6 +72,18 @@ def test_coverage_is_the_idf_weighted_share_of_question_terms_in_passage_and_tit
     ev = passage_evidence(hit(3, "Its capital is Paris.", 0.7, title="France"), weights)
     assert ev.coverage == pytest.approx(1.0) and ev.dense == 0.7
     assert passage_evidence(hit(4, "anything", 0.9), {}).coverage == 0.0  # only stop words asked
+
+
+def test_sentence_coverage_is_the_best_sentences_share_with_the_title_and_missing_the_heaviest_absent_term():
+    weights = {"capit": 4.0, "franc": 6.0, "river": 2.0}
+    ev = passage_evidence(hit(1, "France has rivers. Its capital is Paris.", 0.5), weights)
+    assert ev.coverage == pytest.approx(1.0) and ev.missing == 0.0
+    assert ev.sentence_coverage == pytest.approx(8 / 12)  # "France has rivers." holds franc and river
+    titled = passage_evidence(hit(2, "Rivers cross it. Its capital is Paris.", 0.5, title="France"), weights)
+    assert titled.sentence_coverage == pytest.approx(10 / 12)  # the title joins every sentence
+    gone = passage_evidence(hit(3, "The capital has a river.", 0.5), weights)
+    assert gone.missing == pytest.approx(6 / 12) and gone.sentence_coverage == pytest.approx(6 / 12)
+    assert passage_evidence(hit(4, "", 0.5), weights).missing == pytest.approx(6 / 12)  # an empty passage lacks all
 
 
 def test_relevant_hits_keeps_the_passages_that_support_the_question():
@@ -86,8 +113,9 @@ def test_hybrid_hit_without_cosine_does_not_count_but_bm25_only_retrieval_uses_c
 
 def test_settings_carry_the_rule():
     cfg = ServerConfig(grounding_bias=-1.0, grounding_dense_weight=2.0, grounding_coverage_weight=3.0,
-                       grounding_min_coverage=0.25)
-    assert GroundingRule.of(cfg) == GroundingRule(-1.0, 2.0, 3.0, 0.25)
+                       grounding_min_coverage=0.25, grounding_sentence_weight=4.0, grounding_missing_weight=5.0,
+                       grounding_lexical_missing_weight=6.0)
+    assert GroundingRule.of(cfg) == GroundingRule(-1.0, 2.0, 3.0, 0.25, 4.0, 5.0, 6.0)
 
 
 @pytest.mark.skipif(not RESULT.exists(), reason="bench/results/refusal.json not written")
