@@ -109,6 +109,10 @@ class NerConfig(Section):
     n_process: int = Field(
         2, ge=1, le=64, description="spaCy worker processes for large enrichment runs (small calls stay in-process)."
     )
+    gemm: Literal["numpy", "blis"] = Field(
+        "numpy", description="Matrix products of the NER model: numpy's BLAS (faster on CPUs where thinc's bundled "
+        "BLIS runs generic kernels; same entities) or BLIS (spaCy's default).",
+    )
 
 
 class EmbedderTrainConfig(Section):

@@ -3,7 +3,13 @@
 The indexer never imports spaCy; it receives `SpacyEnricher(...)` as a plain callable and fills
 the document offsets itself. Texts go through `nlp.pipe` in batches; with `n_process > 1` a pool
 of worker processes, started once per enricher, shares the calls that are large enough to pay for
-the hand-over (small calls, e.g. one uploaded document, stay in-process).
+the hand-over (small calls, e.g. one uploaded document, stay in-process). Each worker keeps its BLAS
+to one thread: the pool already has a process per core.
+
+Chunks of one document overlap, so `enrich_documents` runs NER once over each document's stretch
+of text that its chunks cover and hands every chunk the entities lying wholly inside it: the
+shared words are not processed twice, and an entity cut by a chunk edge is found in full in the
+chunk that holds it.
 """
 
 from __future__ import annotations
@@ -68,6 +74,34 @@ def doc_entities(doc: Any) -> list[Entity]:
     ]
 
 
+def region_plan(spans: Sequence[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
+    """Merge overlapping or touching chunk spans into regions, cutting at a chunk start rather than
+    letting a region grow past `max_chars` (a single longer chunk is its own region)."""
+    regions: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if regions and s <= regions[-1][1] and max(e, regions[-1][1]) - regions[-1][0] <= max_chars:
+            regions[-1] = (regions[-1][0], max(e, regions[-1][1]))
+        else:
+            regions.append((s, e))
+    return regions
+
+
+def shift(e: Entity, offset: int) -> Entity:
+    """The entity with its offsets moved by `offset` (region-relative -> document-relative)."""
+    return Entity(e.text, e.label, e.norm, e.start + offset, e.end + offset, e.doc_start + offset, e.doc_end + offset)
+
+
+def entities_within(doc_ents: Sequence[Entity], start: int, end: int) -> list[Entity]:
+    """Document entities wholly inside [start, end), with chunk-relative `start`/`end`; each kept once."""
+    seen: set[tuple[int, int, str]] = set()
+    out = []
+    for e in doc_ents:
+        if start <= e.doc_start and e.doc_end <= end and (e.doc_start, e.doc_end, e.label) not in seen:
+            seen.add((e.doc_start, e.doc_end, e.label))
+            out.append(Entity(e.text, e.label, e.norm, e.doc_start - start, e.doc_end - start, e.doc_start, e.doc_end))
+    return out
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """How to load the pipeline; worker processes load their own copy from it."""
@@ -75,18 +109,27 @@ class PipelineSpec:
     model: str
     patterns: str | None = None
     phrase_attr: str = "ORTH"
+    gemm: str = "numpy"
 
     def load(self) -> Language:
         from ner.pipeline import load_pipeline
 
-        return load_pipeline(self.model, patterns=self.patterns, phrase_attr=self.phrase_attr)
+        return load_pipeline(self.model, patterns=self.patterns, phrase_attr=self.phrase_attr,
+                             gemm=self.gemm)  # type: ignore[arg-type]
 
 
 _WORKER_NLP: Any = None
+_WORKER_LIMITS: Any = None
 
 
 def _worker_init(spec: PipelineSpec) -> None:
-    global _WORKER_NLP
+    global _WORKER_NLP, _WORKER_LIMITS
+    try:  # a process per core already: one BLAS thread each (threadpoolctl comes with scikit-learn)
+        from threadpoolctl import threadpool_limits
+
+        _WORKER_LIMITS = threadpool_limits(1)
+    except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
+        pass
     _WORKER_NLP = spec.load()
 
 
@@ -125,7 +168,7 @@ class SpacyEnricher:
 
     @classmethod
     def from_config(cls, cfg: NerConfig) -> SpacyEnricher:
-        spec = PipelineSpec(cfg.model, cfg.patterns, cfg.phrase_attr)
+        spec = PipelineSpec(cfg.model, cfg.patterns, cfg.phrase_attr, cfg.gemm)
         enricher = cls(spec=spec, batch_size=cfg.batch_size, n_process=cfg.n_process)
         enricher.nlp  # noqa: B018 - load now so a missing model fails before any work starts
         return enricher
@@ -165,6 +208,26 @@ class SpacyEnricher:
         return out
 
     __call__ = enrich
+
+    def enrich_documents(
+        self, documents: Sequence[tuple[str, Sequence[tuple[int, int]]]], max_region_chars: int = 20_000
+    ) -> list[list[list[Entity]]]:
+        """Entities per chunk for documents given as (text, chunk spans), NER run once per region.
+
+        `documents[i] = (text, [(start, end), ...])` with character spans of the chunks in `text`;
+        the result mirrors that shape. Overlapping or touching chunks are merged into regions of at
+        most `max_region_chars` (a longer one is cut at a chunk start), each region goes through
+        `enrich` once, and a chunk gets the region's entities that lie wholly inside its span.
+        `start`/`end` are chunk-relative, `doc_start`/`doc_end` document-relative.
+        """
+        plan = [region_plan(spans, max_region_chars) for _text, spans in documents]
+        texts = [text[a:b] for (text, _spans), regions in zip(documents, plan) for a, b in regions]
+        found = iter(self.enrich(texts))
+        out: list[list[list[Entity]]] = []
+        for (_text, spans), regions in zip(documents, plan):
+            doc_ents = [shift(e, a) for a, _b in regions for e in next(found)]
+            out.append([entities_within(doc_ents, s, e) for s, e in spans])
+        return out
 
     def _workers(self) -> Any:
         if self._pool is None:
