@@ -88,7 +88,9 @@ def save_average(tuned: Path, start: str, weight: float, out: Path) -> Path:
     if out.exists():
         return out
     model = SentenceTransformer(str(tuned), device="cpu", local_files_only=True)
-    base = SentenceTransformer(start, device="cpu", local_files_only=True)
+    from indexer.embedder import resolve_embedder_path
+
+    base = SentenceTransformer(str(resolve_embedder_path(start)), device="cpu", local_files_only=True)
     model.load_state_dict(interpolate(base.state_dict(), model.state_dict(), weight))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

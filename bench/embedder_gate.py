@@ -107,7 +107,9 @@ def overshoot(tuned: Path, start: str, factor: float, out: Path) -> Path:
     if out.exists():
         return out
     model = SentenceTransformer(str(tuned), device="cpu", local_files_only=True)
-    base = SentenceTransformer(start, device="cpu", local_files_only=True).state_dict()
+    from indexer.embedder import resolve_embedder_path
+
+    base = SentenceTransformer(str(resolve_embedder_path(start)), device="cpu", local_files_only=True).state_dict()
     model.load_state_dict({k: torch.lerp(base[k].float(), t.float(), factor).to(t.dtype) if t.is_floating_point() else t
                            for k, t in model.state_dict().items()})
     model.save(str(out))
@@ -138,7 +140,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "emb28")
     ap.add_argument("--corpora", default="squad,scifact-mini")
     ap.add_argument("--train", default="{}", help="JSON overrides of embedder_train for the trained cases (e.g. "
-                    "'{\"budget_minutes\": null}': the shared machine measured 13x slower than the calibration, and "
+                    "'{\"budget_minutes\": 10000}': the shared machine measured 13x slower than the calibration, and "
                     "the default budget then plans a single step).")
     ap.add_argument("--mini-queries", type=int, default=200)
     ap.add_argument("--mini-others", type=int, default=250)

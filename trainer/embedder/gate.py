@@ -133,7 +133,9 @@ def st_encoder(model_path: str, batch_size: int = 64):  # type: ignore[no-untype
     """A sentence-transformers model's normalised encoder (the probe runs outside the index)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+    from indexer.embedder import resolve_embedder_path
+
+    model = SentenceTransformer(str(resolve_embedder_path(model_path)), device="cpu", local_files_only=True)
     return lambda texts: np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                                  show_progress_bar=False), dtype=np.float32)
 
