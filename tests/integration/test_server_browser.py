@@ -141,10 +141,15 @@ def test_ask_streams_an_answer_and_highlights_the_cited_span(live, browser):
     assert browser.eval("document.getElementById('answer').textContent.length") > 0
     cited = browser.eval("document.querySelector('#citations li.citation').dataset.doc")
     marked = browser.eval("document.querySelector('#citations mark').textContent")
-    # the answer span, marked in its sentence when the server sends one, else the plain answer
-    answer = browser.eval("document.querySelector('#answer mark.answer-span, #answer .plain').textContent")
+    # an extractive answer: its span marked inside its sentence (AnswerResponse.sentence)
+    assert browser.eval("document.getElementById('answer').dataset.view") == "sentence"
+    answer = browser.eval("document.querySelector('#answer mark.answer-span').textContent")
+    sentence = browser.eval("document.querySelector('#answer .sentence').textContent")
+    assert answer.strip() and answer in sentence and answer != sentence
     assert cited == "vaccine.md" and " ".join(answer.split()) in " ".join(marked.split())  # the span the answer copies
     assert "first token" in browser.eval("document.getElementById('status').textContent")
+    browser.eval("document.querySelector('#answer button.source').click(); true")  # the cited passage, opened
+    assert browser.eval("document.querySelector('#citations details').open") is True
 
 
 def test_off_topic_question_is_shown_as_not_found_not_as_an_answer(live, browser):
