@@ -146,3 +146,11 @@ def test_max_score_bounds_every_bm25_score():
     for q in ("csv files", "csv csv module", "json data files", "ports"):
         assert idx.scores(q).max() <= idx.max_score(q) + 1e-6
     assert idx.max_score("the and of") == 0.0  # stop words only
+
+
+def test_question_words_are_not_terms_of_the_signal():
+    # a small corpus that never says "who": its unknown-term weight would make it the heaviest missing term
+    weights = {"who": 9.0, "chief": 1.0, "engin": 1.0, "bridg": 1.0}
+    ev = passage_evidence(hit(1, "Joseph Strauss was the chief engineer of the bridge.", 0.6), weights)
+    assert ev.missing == 0.0 and ev.coverage == pytest.approx(1.0) and ev.sentence_coverage == pytest.approx(1.0)
+    assert passage_evidence(hit(2, "anything", 0.9), {"who": 3.0, "did": 2.0}).coverage == 0.0  # nothing else asked
