@@ -1,0 +1,212 @@
+"""The demo corpus's own questions through /v1/answer: does the extractive answer name the module or
+function a Python user was looking for? And how long does an extractive answer take?
+
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/demo_answers.py --prepare   # once, ~5 min
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/demo_answers.py
+
+Workspace: samples/python-docs ingested into bench/work/demo-answers (default settings: MiniLM, hybrid,
+no NER), once, plus a tiny random Llama exported to GGUF so that /v1/answer has a generator to route
+to; it fails the generation gate, so every answer is the reader's (what any gated or extractive
+ragkiln model serves; the LM's weights never touch an extractive answer). Questions:
+bench/data/python_docs_questions.jsonl (48, each with the name expected in the answer), held out:
+nothing in the reader or the server was chosen on them. Each is asked through the HTTP app in process
+(FastAPI's TestClient: routing, retrieval with the query micro-batcher, grounding, the reader, the
+response model). Correct when the expected name appears (case-sensitive substring, as bench/refusal.py
+counts it) in the answer span ("span") or in the sentence returned with it ("sentence").
+
+Latency, p50 of POST /v1/answer over the 48 questions, one at a time, torch on 1 thread:
+"before": the reader as first benched (no caches, the question embedded again);
+"cold": the served runtime with empty caches (the first time each question is asked);
+"warm": the same questions again (their passages' sentence vectors and parses cached).
+Writes bench/results/demo-answers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUESTIONS = ROOT / "bench" / "data" / "python_docs_questions.jsonl"
+WS = ROOT / "bench" / "work" / "demo-answers"
+OUT = ROOT / "bench" / "results" / "demo-answers.json"
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def workspace(home: Path) -> Any:
+    """The demo corpus ingested with default settings (no NER), and a tiny GGUF model, made once."""
+    from common.settings import load_settings
+    from indexer import service
+    from indexer.workspace import Workspace
+
+    settings = load_settings({"home": home, "ner": {"enabled": False}})
+    if Workspace(settings).active_index_name() is None:
+        log(f"ingesting samples/python-docs into {home}")
+        service.ingest(settings, [ROOT / "samples" / "python-docs"], progress=False)
+    if not list(home.glob("gguf/*/*.gguf")):
+        log("exporting a tiny random GGUF model")
+        tiny_gguf(home)
+    return settings
+
+
+def tiny_gguf(home: Path) -> None:
+    """A random 1-layer Llama exported as Q8_0 (as the server tests make one): a generator to route to."""
+    import torch
+
+    from common.settings import load_settings
+    from indexer.workspace import Workspace
+    from quantize.service import quantize_model
+    from trainer.lm.checkpoint import save_checkpoint
+    from trainer.lm.model import ModelArgs, Transformer
+    from trainer.lm.tokenizer import train_tokenizer
+
+    store = Workspace(load_settings({"home": home})).store
+    texts = [c.text for _, c in zip(range(400), store.iter_chunks())]
+    tok = train_tokenizer(texts, vocab_size=400)
+    torch.manual_seed(0)
+    args = ModelArgs(dim=64, n_layers=1, n_heads=2, n_kv_heads=1, vocab_size=tok.vocab_size, hidden_dim=96,
+                     max_seq_len=256)
+    ckpt = home / "runs" / "tiny-lm"
+    save_checkpoint(ckpt, Transformer(args), tok)
+    quantize_model(load_settings({"home": home}), ckpt, types="q8_0")
+
+
+class NoCacheRuntime:
+    """The reader as bench/reader.py first timed it: nothing cached, the question embedded again."""
+
+    def __init__(self, settings: Any) -> None:
+        from server.answering import make_reader_runtime
+
+        self.rt = make_reader_runtime(settings, vector_cache=0, parse_cache=0)
+        self.weights = self.rt.weights
+
+    def read(self, question: str, passages: Any, embedder: Any, question_vec: Any = None) -> Any:
+        return self.rt.read(question, passages, embedder, None)
+
+
+def ask_all(client: Any, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[float]]:
+    out, ms = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        resp = client.post("/v1/answer", json={"question": r["question"]})
+        ms.append(1000 * (time.perf_counter() - t0))
+        if resp.status_code != 200:
+            raise SystemExit(f"/v1/answer answered {resp.status_code}: {resp.text[:300]}")
+        out.append(resp.json())
+    return out, ms
+
+
+def pct(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "mean_ms": round(float(a.mean()), 1), "requests": len(ms)}
+
+
+def lscpu() -> dict[str, Any]:
+    try:
+        info = dict(ln.split(":", 1) for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                    if ":" in ln)
+        flags = info.get("Flags", "").split()
+        return {"model": info.get("Model name", "").strip(), "cpus": os.cpu_count(),
+                "flags": [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))]}
+    except OSError:
+        return {"model": platform.processor(), "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workspace", type=Path, default=WS)
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--prepare", action="store_true", help="only build the workspace and its tiny model")
+    ap.add_argument("--no-latency", action="store_true", help="only the answers (one pass; keeps the file's latency)")
+    a = ap.parse_args()
+    if a.prepare:
+        workspace(a.workspace)
+        return
+    import torch
+    from fastapi.testclient import TestClient
+
+    import server.answering as answering
+    from server.app import create_app
+
+    torch.set_num_threads(1)
+    settings = workspace(a.workspace)
+    rows = [json.loads(ln) for ln in QUESTIONS.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    served = settings.model_copy(update={"server": settings.server.model_copy(update={"api_keys": "",
+                                                                                        "torch_threads": 1})})
+    load_before = os.getloadavg()
+    with TestClient(create_app(served)) as client:
+        state = client.app.state.ragkiln
+        client.post("/v1/search", json={"query": "warm up the index", "k": 3})
+        if not a.no_latency:
+            answering._RUNTIMES[id(state)] = NoCacheRuntime(served)  # type: ignore[assignment]
+            client.post("/v1/answer", json={"question": "How do I warm up the reader?"})  # loads spaCy
+            _before, ms_before = ask_all(client, rows)
+            answering._RUNTIMES.pop(id(state))
+        runtime = answering.reader_runtime(state)
+        runtime.nlp()  # the pipeline load is not an answer's time
+        answers, ms_cold = ask_all(client, rows)
+        if not a.no_latency:
+            again, ms_warm = ask_all(client, rows)
+            assert [x["answer"] for x in again] == [x["answer"] for x in answers]  # caches change no answer
+        cache = {"vectors": len(runtime.vectors), "vector_hits": runtime.vectors.hits,
+                 "vector_misses": runtime.vectors.misses, "parses": len(runtime.parses)}
+    per = []
+    for r, ans in zip(rows, answers):
+        s = ans.get("sentence") or {}
+        per.append({"question": r["question"], "expected": r["expected"], "answer": ans["answer"],
+                    "sentence": s.get("text"), "doc_id": s.get("doc_id"), "grounded": ans["grounded"],
+                    "in_span": r["expected"] in ans["answer"] if ans["sentence"] else False,
+                    "in_sentence": r["expected"] in (s.get("text") or "")})
+    n = len(per)
+    span_ok = sum(p["in_span"] for p in per)
+    sent_ok = sum(p["in_span"] or p["in_sentence"] for p in per)
+    result = {
+        "command": ("HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/demo_answers.py --no-latency"
+                    if a.no_latency else "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/demo_answers.py"),
+        "data": "bench/data/python_docs_questions.jsonl (48 questions about samples/python-docs, each with the "
+                "module or function expected in the answer)",
+        "chosen_on": "nothing: held out (the reader's weights and the served path were fixed before these were asked)",
+        "workspace": str(a.workspace.relative_to(ROOT)) if a.workspace.is_relative_to(ROOT) else str(a.workspace),
+        "retrieval": "hybrid, k = 5 (AnswerRequest defaults), the default MiniLM embedder, no NER",
+        "questions": n, "refused": sum(not p["grounded"] for p in per),
+        "misses": {"refused": sum(not p["grounded"] for p in per),
+                   "sentence_without_the_name": sum(p["grounded"] and not (p["in_span"] or p["in_sentence"]) for p in per),
+                   "name_in_sentence_not_in_span": sum(p["in_sentence"] and not p["in_span"] for p in per)},
+        "expected_named": {"span": span_ok, "span_or_sentence": sent_ok,
+                           "span_pct": round(100 * span_ok / n, 1), "span_or_sentence_pct": round(100 * sent_ok / n, 1),
+                           "target_pct": 70},
+        "latency": None if a.no_latency else {
+            "command": "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/demo_answers.py",
+            "before_no_caches_question_reembedded": pct(ms_before), "cold_caches": pct(ms_cold),
+            "warm_caches": pct(ms_warm), "cache": cache, "torch_threads": 1,
+            "measures": "POST /v1/answer through FastAPI's TestClient in process: retrieval + grounding + "
+                        "reader + response, one request at a time", "load_average_before": load_before},
+        "machine": {**lscpu(), "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "answers": per,
+    }
+    if a.no_latency and a.out.exists():  # an earlier timed run's latency stays
+        result["latency"] = json.loads(a.out.read_text(encoding="utf-8")).get("latency")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    log(json.dumps({"expected_named": result["expected_named"], "latency": result["latency"]}))
+
+
+if __name__ == "__main__":
+    main()
