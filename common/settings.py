@@ -198,8 +198,8 @@ class LmConfig(Section):
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("bm25", description="Retriever for neighbours.")
     context_mix: float = Field(1.0, ge=0, le=1, description="Share of retrieval-mode rows trained with their context.")
     context_loss: bool = Field(
-        False, description="Retrieval mode: also train on the neighbour tokens of the context (the <ctx> markers and "
-        "held-out documents never), not only on the target's.")
+        True, description="Retrieval mode: also train on the neighbour tokens of the context (the <ctx> markers and "
+        "held-out documents never), not only on the target's (bench/lm_retrieval.py, bench/results/lm-retrieval-presets.json).")
     heldout_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out (split by document).")
     eval_every: int = Field(100, ge=1, description="Held-out evaluation every N steps.")
     eval_rows: int = Field(256, ge=1, description="Held-out rows evaluated during training.")
@@ -238,7 +238,9 @@ class LmConfig(Section):
         "phrase of the chunk asked for, the words after it answered), which teach finding the question in the passage."
     )
     init: Literal["normal", "induction"] = Field(
-        "normal", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py)."
+        "induction", description="Weight init: 'induction' starts with a working copy circuit (trainer/lm/init.py), so "
+        "even the tiny preset's 200 steps learn to use their neighbours (bench/results/lm-retrieval-presets.json); "
+        "'normal' is a plain random init."
     )
     rope_theta: float | None = Field(
         None, gt=0, description="RoPE base; default 10000, or 1e6 with init 'induction' (its match needs slow pairs)."

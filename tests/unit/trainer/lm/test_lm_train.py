@@ -28,3 +28,16 @@ def test_bf16_auto_follows_the_cpu(monkeypatch):
         monkeypatch.setattr(indexer.embedder, "bf16_supported", lambda native=native: native)
         assert train_config(LmConfig()).bf16 is native
         assert train_config(LmConfig(bf16=True)).bf16 is True and train_config(LmConfig(bf16=False)).bf16 is False
+
+
+def test_default_recipe_is_the_same_at_every_preset_and_qa_tuning_scores_answers_only():
+    """Presets size the model and its steps; the recipe (copy-circuit init, neighbour tokens scored) is one."""
+    from common.settings import LmConfig
+    from trainer.lm.service import PRESET_STEPS, train_config
+
+    for preset in PRESET_STEPS:
+        cfg = LmConfig(preset=preset)
+        assert cfg.init == "induction" and train_config(cfg).context_loss is True
+        assert train_config(cfg).steps == PRESET_STEPS[preset]
+    assert train_config(LmConfig(context_loss=False)).context_loss is False
+    assert train_config(LmConfig(), context_mix=1.0, context_loss=False).context_loss is False  # what QA runs get
