@@ -116,6 +116,9 @@ class ReaderRuntime:
         self._nlp: Any = None
         self.problem = ""  # why the pipeline is the blank fallback
         self._lock = threading.Lock()
+        # spaCy does not promise that one pipeline may run in several threads at once (explosion/spaCy#6398
+        # reports unstable results); a parse is a few milliseconds, so requests take turns
+        self._parse_lock = threading.Lock()
 
     def nlp(self) -> Any:
         """The pipeline, loaded by the first caller (others wait); the blank fallback if it fails."""
@@ -149,7 +152,9 @@ class ReaderRuntime:
         got = self.parses.get_many(list(texts))
         todo = sorted({t for t, p in zip(texts, got) if p is None})
         if todo:
-            fresh = dict(zip(todo, parse_texts(nlp, todo)))
+            with self._parse_lock:
+                parsed = parse_texts(nlp, todo)
+            fresh = dict(zip(todo, parsed))
             self.parses.put_many(list(fresh.items()))
             got = [p if p is not None else fresh[t] for t, p in zip(texts, got)]
         return got  # type: ignore[return-value]
