@@ -183,7 +183,10 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
             resumed: list[int] = []
             for d in batch:
                 got = store.chunk_ids_for(d.doc_id, d.sha256, local.chunker)
-                (resumed.extend(got) if got else fresh.append(d))  # type: ignore[func-returns-value]
+                if got:
+                    resumed.extend(got)
+                else:
+                    fresh.append(d)
             if resumed:
                 done = ChunkBatch(ordered_chunks(store, resumed), len(batch) - len(fresh))
                 local.progress.update("chunk", done.n_docs, len(resumed))
@@ -217,6 +220,8 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
         cause = _domain_cause(e)
         if cause is not None:
             raise cause from e
+        if not type(e).__module__.startswith("ray"):  # the scan's own errors (a disk gone) stay what they are
+            raise
         raise RagkilnError(f"the Ray ingest failed ({type(e).__name__}: {_first_line(e)}); the previous index "
                            "still serves, and the next run reuses what this one stored") from e
     finally:

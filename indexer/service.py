@@ -264,6 +264,7 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
     run = _Run(ws, indexed, chunker, removable, meter, skipped)
     local = LocalStages(store, base, chunker, cfg.chunk_tokens, cfg.chunk_overlap, enricher, embedder,
                         cfg.embed_batch_size, meter)
+
     def sweeps() -> Iterator[ChunkBatch]:  # runs once the scan is over: the plan is known then
         assert run.plan is not None
         if run.plan.is_noop and _same_setup(old, embedder, chunker, cfg) and not force:
@@ -287,9 +288,10 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
         report = IngestReport(added=len(plan.added), changed=len(plan.changed), removed=len(plan.removed),
                               unchanged=len(plan.unchanged))
         if embedder is None:  # an int8 export to make first, from this corpus's chunks (now stored)
-            corpus_ids = sorted(run.corpus)
+            corpus = run.corpus
+            corpus_ids = sorted(corpus)
             embedder, selection = choose_embedder(ws.models, base, cfg, lambda: _sample_texts(
-                corpus_ids, lambda i: store.get_document_version(i, run.corpus[i][0]), base, cfg))
+                corpus_ids, lambda i: store.get_document_version(i, corpus[i][0]), base, cfg))
             local.embedder = embedder
             if not (plan.is_noop and _same_setup(old, embedder, chunker, cfg) and not force):
                 run_stages(run.sweep(corpus_ids, ner=False, embed=True), local.stages()[2:], store=store)

@@ -231,3 +231,20 @@ def test_cli_refuses_an_unreachable_ray_address(built_workspace, tmp_path):
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.startswith("ragkiln:")]
     assert lines and "cannot join the Ray cluster" in lines[-1]
+
+
+@pytest.mark.slow
+def test_cli_ray_local_json_is_one_object(built_workspace, tmp_path):
+    """`ragkiln ingest --ray local --json`: Ray starts and stops inside the command, stdout stays one JSON object."""
+    import json
+    import subprocess
+
+    home = tmp_path / "ws"
+    shutil.copytree(built_workspace, home)
+    extra = write_extra(tmp_path / "extra", 3)
+    out = subprocess.run([sys.executable, "-m", "cli", "--workspace", str(home), "ingest", str(extra), "--no-ner",
+                          "--ray", "local", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["added"] == 3 and report["chunks_embedded"] == 3
+    assert_consistent(home)
