@@ -27,8 +27,9 @@ def train(
                                   "default: --dev-fraction of --train held out by blocks of sentences."),
     out: Path = typer.Option(..., "--out", help="Output spaCy model directory (usable as ner.model)."),
     labels: list[str] = typer.Option(None, "--labels", help="Only these labels (comma-separated or repeated)."),
-    base: str = typer.Option(None, "--base", help="Start from this pipeline's NER weights ('auto', a package or dir)."),
-    preset: str = typer.Option("efficiency", "--preset", help="From-scratch tok2vec: efficiency, chars or wide."),
+    base: str = typer.Option(None, "--base", help="Start from this pipeline's NER weights ('auto', a package or "
+                             "dir; 'none': from scratch). Default: auto, unless --preset/--static-vectors is given."),
+    preset: str = typer.Option(None, "--preset", help="From-scratch tok2vec: efficiency, chars or wide."),
     static_vectors: bool = typer.Option(False, "--static-vectors/--no-static-vectors",
                                         help="Feed PPMI-SVD word vectors built from --train to the tok2vec."),
     dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of --train held out when no --dev."),
@@ -43,8 +44,9 @@ def train(
 ) -> None:
     """Train a NER model; shows per-epoch dev precision/recall/F1 and writes a spaCy model directory."""
     from ner.readers import check_policy
-    from ner.train import TrainOptions, train_ner
+    from ner.train import TrainOptions, choose_start, train_ner
 
+    base, preset = choose_start(base, preset, static_vectors)
     opts = TrainOptions(
         preset=preset,  # type: ignore[arg-type]
         base=base, labels=_split_labels(labels), max_epochs=max_epochs, patience=patience,

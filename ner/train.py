@@ -42,8 +42,8 @@ Preset = Literal["efficiency", "chars", "wide"]
 class TrainOptions:
     """Everything that shapes a training run (stored in the model's manifest)."""
 
-    preset: Preset = "efficiency"
-    base: str | None = None  # pretrained pipeline whose ner weights start the run
+    preset: Preset = "efficiency"  # tok2vec of a from-scratch run (base None)
+    base: str | None = "auto"  # pretrained pipeline whose ner weights start the run; None: from scratch
     labels: tuple[str, ...] = ()  # restrict to these labels (others are dropped and counted)
     max_epochs: int = 30
     patience: int = 5  # epochs without dev improvement before stopping
@@ -162,6 +162,21 @@ learn_rate = {learn_rate}
 """
 
 
+def choose_start(base: str | None, preset: str | None, static_vectors: bool) -> tuple[str | None, str]:
+    """(base, preset) from the CLI's flags: the default is fine-tuning the stock pipeline's NER
+    (chosen on a held-out split of CoNLL train, bench/results/ner-recipe.json); naming a preset or
+    static vectors, or `--base none`, trains from scratch."""
+    if base is not None and base.lower() == "none":
+        return None, preset or "efficiency"
+    if base is not None:
+        if preset is not None or static_vectors:
+            raise InvalidInput("--preset and --static-vectors shape a from-scratch tok2vec; drop them or --base")
+        return base, "efficiency"
+    if preset is not None or static_vectors:
+        return None, preset or "efficiency"
+    return "auto", "efficiency"
+
+
 def config_for(opts: TrainOptions) -> str:
     """The spaCy config text of a from-scratch run."""
     width, depth = _ENCODE[opts.preset]
@@ -173,6 +188,8 @@ def build_pipeline(opts: TrainOptions, labels: Sequence[str]):  # type: ignore[n
     """An uninitialised pipeline with one `ner` (labels added) and, with a base, the base's NER weights."""
     import spacy
     from thinc.api import Config
+
+    from ner.pipeline import use_numpy_gemm
 
     if opts.base is None:
         nlp = spacy.util.load_model_from_config(Config().from_str(config_for(opts)), auto_fill=True)
@@ -190,6 +207,7 @@ def build_pipeline(opts: TrainOptions, labels: Sequence[str]):  # type: ignore[n
     ner = nlp.get_pipe("ner")
     for lab in labels:
         ner.add_label(lab)
+    use_numpy_gemm(nlp)  # faster products on CPUs where thinc's BLIS runs generic kernels (ner.pipeline)
     return nlp, base_ner
 
 

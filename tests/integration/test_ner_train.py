@@ -38,7 +38,8 @@ def test_ner_train_writes_a_loadable_model(tmp_path: Path, data: tuple[Path, Pat
     out = tmp_path / "models" / "ner"
     runner = CliRunner()
     res = runner.invoke(
-        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--max-epochs", "20", "--learn-rate", "0.01", "--dropout", "0",
+        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--preset", "efficiency",
+              "--max-epochs", "20", "--learn-rate", "0.01", "--dropout", "0",
               "--patience", "20", "--json"],
     )
     assert res.exit_code == 0, res.output
@@ -89,13 +90,13 @@ def test_ner_train_from_a_pretrained_base(tmp_path: Path, data: tuple[Path, Path
         pytest.skip("no pretrained English pipeline installed")
     train, dev = data
     out = tmp_path / "from_base"
-    res = CliRunner().invoke(
-        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--base", "auto",
-              "--max-epochs", "3", "--json"],
+    res = CliRunner().invoke(  # the default start: the stock pipeline's NER weights
+        app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--max-epochs", "3", "--json"],
     )
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base_model"] == base and manifest["copied_from_base"] == ["tok2vec", "lower"]
+    assert manifest["options"]["base"] == "auto"
     nlp = load_pipeline(str(out))
     assert ner_labels(nlp) == ["LOC", "ORG", "PER"]  # only the new labels, none of OntoNotes'
     # Transfer: the base's NER knowledge makes even 3 epochs on six sentences useful.
@@ -131,3 +132,10 @@ def test_ner_train_without_dev_holds_out_part_of_train(tmp_path: Path) -> None:
     nlp = load_pipeline(str(out))
     assert nlp.vocab.vectors.name == "ragkiln_corpus_ppmi"
     assert nlp.vocab.vectors.shape[1] == 12  # 13 distinct words in the fit part: the dimension is capped
+
+
+def test_a_preset_with_a_base_is_refused(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    train, dev = data
+    res = CliRunner().invoke(app, ["ner", "train", "--train", str(train), "--dev", str(dev), "--out",
+                                   str(tmp_path / "m"), "--base", "auto", "--preset", "chars"])
+    assert res.exit_code == 2 and "from-scratch" in res.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from common.errors import InvalidInput
 from ner.split import split_held_out
-from ner.train import TrainOptions, config_for
+from ner.train import TrainOptions, choose_start, config_for
 from ner.vectors import ppmi_svd_vectors
 
 
@@ -46,7 +46,18 @@ def test_ppmi_vectors_put_words_of_one_kind_together() -> None:
 
 
 def test_static_vectors_only_from_scratch() -> None:
-    assert "include_static_vectors = true" in config_for(TrainOptions(preset="wide", static_vectors=True))
-    assert "include_static_vectors = false" in config_for(TrainOptions())
+    assert "include_static_vectors = true" in config_for(TrainOptions(base=None, preset="wide", static_vectors=True))
+    assert "include_static_vectors = false" in config_for(TrainOptions(base=None))
     with pytest.raises(InvalidInput, match="from-scratch"):
-        TrainOptions(base="auto", static_vectors=True)
+        TrainOptions(static_vectors=True)  # the default base keeps its own tok2vec
+
+
+def test_default_start_is_the_stock_pipeline_and_presets_mean_scratch() -> None:
+    assert choose_start(None, None, False) == ("auto", "efficiency")
+    assert choose_start(None, "chars", False) == (None, "chars")
+    assert choose_start(None, None, True) == (None, "efficiency")
+    assert choose_start("none", "wide", True) == (None, "wide")
+    assert choose_start("/models/x", None, False) == ("/models/x", "efficiency")
+    with pytest.raises(InvalidInput, match="from-scratch"):
+        choose_start("auto", "chars", False)
+    assert TrainOptions().base == "auto"

@@ -1,0 +1,195 @@
+"""NER enrichment speed before/after issue 30, measured the way bench/ner.py measured 17,213 words/s.
+
+Same method as bench/ner.py's `enrich` part: the first 1500 SciFact abstracts, words counted as
+whitespace-separated words of the texts, fed 256 texts per `enrich` call (as ingest does), after a
+warm-up on 600 texts that also starts the worker pools; variants run in interleaved rounds so load
+from other processes hits them alike.
+
+  before                the enricher as it was: 2 worker processes, batch 64, thinc's BLIS gemm
+  after                 the new defaults: 2 workers, batch 64, numpy/OpenBLAS gemm, 1 BLAS thread per worker
+  after_chunks          `after` on the abstracts cut into overlapping chunks, each chunk enriched (ingest today)
+  after_documents       the same chunks through `enrich_documents` (NER once per document region)
+
+For the two chunked variants words/s counts the corpus words (each abstract's words once), so the
+saving from not re-reading the overlaps shows; the chunk words are recorded too. Chunks: sentences
+packed to 190 words with 24 shared (about the indexer's 256/32 embedder tokens at ~1.35 tokens a word).
+
+It also checks that the outputs are unchanged: entity F1 on CoNLL-2003 valid.txt for BLIS and numpy
+gemm (and identical predicted spans), and identical entities on the SciFact texts.
+
+    /tmp/ragkiln-cpu timing env HF_HUB_OFFLINE=1 .venv/bin/python bench/ner_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = Path(os.environ.get("RAGKILN_DATASETS", ROOT.parent / "shared" / "datasets"))
+RESULTS = ROOT / "bench" / "results" / "ner-speed.json"
+CALL = 256  # texts per enrich call, as ingest hands them over
+BEFORE_WPS_RECORDED = 17212.9  # bench/results/ner.json enrich.ragkiln_enricher_ner_only_2proc (2026-11-22)
+
+
+def lscpu() -> dict[str, Any]:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    rows = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return {"model_name": rows.get("Model name", "").strip(), "cpus": rows.get("CPU(s)", "").strip(),
+            "flags": sorted(rows.get("Flags", "").split())}
+
+
+def load_scifact(n_docs: int) -> list[str]:
+    texts = []
+    with open(DATA / "scifact" / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            texts.append(json.loads(line)["text"])
+            if len(texts) >= n_docs:
+                break
+    return texts
+
+
+def chunk(text: str, words: int, overlap: int) -> list[tuple[int, int]]:
+    """Chunk spans as the indexer cuts them (its pure packer), with words standing in for tokens."""
+    from indexer.chunking import chunk_spans, sentence_spans
+
+    toks = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    spans = chunk_spans(sentence_spans(text), [s for s, _ in toks], [e for _, e in toks], words, overlap)
+    return [(c.start, c.end) for c in spans]
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    from ner.enrich import PipelineSpec, SpacyEnricher
+    from ner.pipeline import resolve_model_name
+
+    texts = load_scifact(args.docs)
+    n_words = sum(len(t.split()) for t in texts)
+    docs = [(t, chunk(t, args.chunk_words, args.overlap_words)) for t in texts]
+    chunk_texts = [t[s:e] for t, spans in docs for s, e in spans]
+    chunk_words = sum(len(c.split()) for c in chunk_texts)
+    name = resolve_model_name("auto")
+    enrichers = {
+        "before": SpacyEnricher(spec=PipelineSpec("auto", gemm="blis"), n_process=2, batch_size=64),
+        "after": SpacyEnricher(spec=PipelineSpec("auto", gemm="numpy"), n_process=2, batch_size=64),
+    }
+
+    def by_calls(enricher: SpacyEnricher, items: list[str]) -> list[Any]:
+        return [es for i in range(0, len(items), CALL) for es in enricher(items[i:i + CALL])]
+
+    def by_doc_calls(enricher: SpacyEnricher, items: list[Any]) -> list[Any]:  # ~256 chunks a call
+        per = max(1, CALL * len(docs) // max(1, len(chunk_texts)))
+        return [es for i in range(0, len(items), per) for es in enricher.enrich_documents(items[i:i + per])]
+
+    size = -(-len(texts) // args.rounds)
+    variants = {
+        "before": lambda r: by_calls(enrichers["before"], texts[r * size:(r + 1) * size]),
+        "after": lambda r: by_calls(enrichers["after"], texts[r * size:(r + 1) * size]),
+        "after_chunks": lambda r: by_calls(enrichers["after"], [t[s:e] for t, sp in docs[r * size:(r + 1) * size]
+                                                                for s, e in sp]),
+        "after_documents": lambda r: by_doc_calls(enrichers["after"], docs[r * size:(r + 1) * size]),
+    }
+    for e in enrichers.values():
+        by_calls(e, texts[:600])  # warm-up: starts the pools, loads the models
+    secs = dict.fromkeys(variants, 0.0)
+    outs: dict[str, list[Any]] = {v: [] for v in variants}
+    load_before = os.getloadavg()
+    for r in range(args.rounds):
+        for v, run in variants.items():
+            t = time.perf_counter()
+            outs[v].extend(run(r))
+            secs[v] += time.perf_counter() - t
+    for e in enrichers.values():
+        e.close()
+    res: dict[str, Any] = {
+        "docs": len(texts), "words": n_words, "chunks": len(chunk_texts), "chunk_words": chunk_words,
+        "chunking": f"sentences packed to {args.chunk_words} words, {args.overlap_words} shared",
+        "model": name, "rounds": args.rounds, "texts_per_call": CALL, "load_average_before": load_before,
+    }
+    for v in variants:
+        wps = n_words / secs[v]
+        n_ents = sum(len(x) for x in outs[v]) if v != "after_documents" else sum(len(c) for d in outs[v] for c in d)
+        res[v] = {"seconds": round(secs[v], 2), "words_per_s": round(wps, 1), "entities": n_ents}
+        print(f"  {v}: {wps:.0f} words/s", file=sys.stderr)
+    res["speedup_after_vs_before"] = round(secs["before"] / secs["after"], 3)
+    res["speedup_documents_vs_chunks"] = round(secs["after_chunks"] / secs["after_documents"], 3)
+    res["same_entities_before_after"] = outs["before"] == outs["after"]
+    doc_sets = [{(e.doc_start, e.doc_end, e.label) for c in d for e in c} for d in outs["after_documents"]]
+    per = iter(outs["after_chunks"])
+    chunk_sets = []
+    for (_t, spans) in docs:
+        found: set[tuple[int, int, str]] = set()
+        for (s, _e) in spans:
+            found |= {(s + e.start, s + e.end, e.label) for e in next(per)}
+        chunk_sets.append(found)
+    same = sum(len(a & b) for a, b in zip(doc_sets, chunk_sets))
+    res["documents_vs_chunks_entities"] = {
+        "documents": sum(map(len, doc_sets)), "chunks": sum(map(len, chunk_sets)), "in_both": same,
+        "note": "distinct (doc offset, label) entities; differences come from context across chunk edges"}
+    res["load_average_at_end"] = os.getloadavg()
+    res["target_words_per_s"] = 25000
+    res["before_recorded_words_per_s"] = BEFORE_WPS_RECORDED
+    return res
+
+
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    """CoNLL valid F1 with each gemm backend; the predicted spans must be identical."""
+    from ner.evaluate import evaluate_examples, predict_spans
+    from ner.pipeline import load_pipeline
+    from ner.readers import read_examples
+
+    examples = read_examples(DATA / "conll2003" / "valid.txt")
+    out: dict[str, Any] = {"data": "conll2003/valid.txt"}
+    for model in ["auto", *args.also_model]:
+        row: dict[str, Any] = {}
+        preds = {}
+        for gemm in ("blis", "numpy"):
+            nlp = load_pipeline(model, gemm=gemm)  # type: ignore[arg-type]
+            r = evaluate_examples(nlp, examples)
+            row[gemm] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r["overall"].items()}
+            preds[gemm] = predict_spans(nlp, examples)
+        row["identical_predictions"] = preds["blis"] == preds["numpy"]
+        row["label_map"] = "OntoNotes->CoNLL default" if model == "auto" else None
+        out[model] = row
+        print(f"  {model}: F1 blis {row['blis']['f1']} numpy {row['numpy']['f1']} "
+              f"identical {row['identical_predictions']}", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=1500)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--chunk-words", type=int, default=190)
+    ap.add_argument("--overlap-words", type=int, default=24)
+    ap.add_argument("--also-model", nargs="*", default=[], help="trained model dirs to check for unchanged F1")
+    ap.add_argument("--parts", default="speed,quality")
+    args = ap.parse_args()
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for part in args.parts.split(","):
+        section = {"speed": speed, "quality": quality}[part](args)
+        section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        section["cpu_count"] = os.cpu_count()
+        results[part] = section
+        results["lscpu"] = lscpu()
+        results["command"] = "/tmp/ragkiln-cpu timing env HF_HUB_OFFLINE=1 .venv/bin/python bench/ner_speed.py " \
+                             + " ".join(sys.argv[1:])
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "lscpu"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
