@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from common.settings import LmConfig  # noqa: E402
-from lm import Bm25Searcher, scifact_chunks  # noqa: E402  (bench/lm.py)
+from lm import Bm25Searcher, Chunk, scifact_chunks  # noqa: E402  (bench/lm.py)
 from trainer.lm.checkpoint import load_model  # noqa: E402
 from trainer.lm.data import LmDataset, searcher_neighbours  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
@@ -59,6 +59,23 @@ def half_chunks(half: str) -> list[Any]:
     chunks = scifact_chunks()
     keep = 0 if half == "dev" else 1
     return [c for i, c in enumerate(chunks) if i % 2 == keep]
+
+
+def sample_chunks(max_chars: int = 1000) -> list[Any]:
+    """The demo corpus (samples/python-docs, never used for choosing): blank-line paragraphs packed into
+    chunks of about `max_chars` (the build chunks by 256 embedder tokens, about as long)."""
+    out: list[Any] = []
+    for path in sorted((ROOT / "samples" / "python-docs").rglob("*.txt")):
+        doc = str(path.relative_to(ROOT / "samples" / "python-docs"))
+        cur = ""
+        for para in (q.strip() for q in path.read_text(encoding="utf-8").split("\n\n")):
+            if cur and len(cur) + len(para) > max_chars:
+                out.append(Chunk(doc, cur, len(out)))
+                cur = ""
+            cur = f"{cur}\n\n{para}" if cur else para
+        if cur:
+            out.append(Chunk(doc, cur, len(out)))
+    return out
 
 
 def run_preset(chunks: list[Any], searcher: Bm25Searcher, preset: str, over: dict[str, Any], tag: str,
@@ -116,7 +133,8 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--half", choices=("dev", "test"), default="dev")
+    ap.add_argument("--half", choices=("dev", "test", "samples"), default="dev",
+                    help="SciFact dev/test half, or the demo corpus samples/python-docs")
     ap.add_argument("--presets", default="tiny")
     ap.add_argument("--variants", default="plain,rag")
     ap.add_argument("--set", action="append", default=[], help="LmConfig override key=value (repeatable)")
@@ -126,14 +144,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     over = {k: parse_value(v) for k, v in (s.split("=", 1) for s in a.set)}
-    chunks = half_chunks(a.half)
+    chunks = sample_chunks() if a.half == "samples" else half_chunks(a.half)
     searcher = Bm25Searcher(chunks)
     tag = a.tag or a.half
     result: dict[str, Any] = {
         "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(["bench/lm_retrieval.py", *sys.argv[1:]]),
-        "machine": machine(), "corpus": "BEIR SciFact corpus.jsonl, one chunk per abstract (title + text)",
-        "split": f"{a.half} half: {'even' if a.half == 'dev' else 'odd'} lines of corpus.jsonl ({len(chunks)} documents); "
-                 "within it lm.heldout_fraction of documents held out by seeded hash (ragkiln's own split)",
+        "machine": machine(),
+        "corpus": ("samples/python-docs (the demo corpus), paragraphs packed into ~1000-character chunks"
+                   if a.half == "samples" else "BEIR SciFact corpus.jsonl, one chunk per abstract (title + text)"),
+        "split": (f"{len(chunks)} chunks of {len({c.doc_id for c in chunks})} documents" if a.half == "samples" else
+                  f"{a.half} half: {'even' if a.half == 'dev' else 'odd'} lines of corpus.jsonl ({len(chunks)} documents)")
+                 + "; lm.heldout_fraction of documents held out by seeded hash (ragkiln's own split)",
         "overrides": over, "presets": {},
     }
     for preset in a.presets.split(","):
