@@ -85,3 +85,24 @@ def test_a_read_answer_records_no_generation():
     run = _run(ReadResult(None, "", 0.0), [Hit(CHUNK, 0.9)])
     record(State(), run)  # type: ignore[arg-type]
     assert seen == [] and not run.cancelled
+
+
+def test_one_reader_runtime_per_server_state_dropped_with_it():
+    import gc
+
+    import server.answering as answering
+    from common.settings import load_settings
+
+    class FakeState:
+        def __init__(self, settings):
+            self.settings = settings
+
+    settings = load_settings({"server": {"reader_pipeline": "blank-test-pipeline"}})
+    a, b = FakeState(settings), FakeState(settings)
+    ra = answering.reader_runtime(a)  # type: ignore[arg-type]
+    assert answering.reader_runtime(a) is ra and answering.reader_runtime(b) is not ra  # type: ignore[arg-type]
+    assert ra.pipeline == "blank-test-pipeline" and ra.problem == ""  # nothing loaded before the first read
+    key = id(a)
+    del a
+    gc.collect()
+    assert key not in answering._RUNTIMES
