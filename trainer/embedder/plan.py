@@ -25,7 +25,7 @@ DROPOUT_FACTOR = 2.25  # the base model's dropout stops torch's fused attention 
 SEARCH_SECONDS = 0.03  # one hybrid search while mining candidates, per pair
 FIXED_SECONDS = 30.0  # loading the models, the split, saving
 EVAL_SECONDS_PER_TEXT = 0.004  # dev evaluation: encoding only, per text
-MIN_PAIRS = 64  # below this the run is not worth its fixed cost; the plan says so
+MIN_STEPS = 5  # a budget that buys fewer steps barely moves the model; the plan says so
 FORWARD_SHARE = 1 / 3  # a training step is about a forward and a backward (2x) pass over its texts
 
 
@@ -54,7 +54,9 @@ class TrainPlan:
         where = "on 2 cores" if self.slowdown == 1.0 else f"on this machine ({self.slowdown:.1f}x the calibration's time)"
         return (f"plan: {self.pairs} pairs of {self.available_pairs} the corpus gives ({self.limited_by} limits it), "
                 f"{self.steps} steps of {self.batch_size} x {self.epochs} epoch(s), about "
-                f"{self.seconds_per_step:.1f} s a step: {mins:.1f} minutes{budget} {where}")
+                f"{self.seconds_per_step:.1f} s a step: {mins:.1f} minutes{budget} {where}"
+                + ("; too few steps to adapt much: raise --budget-minutes" if self.limited_by == "budget"
+                   and self.steps < MIN_STEPS else ""))
 
 
 def step_seconds(batch_size: int, texts_per_pair: int, max_seq_length: int, bf16: bool = False,
@@ -90,7 +92,7 @@ def plan_training(available_pairs: int, batch_size: int, texts_per_pair: int, ma
     """The most pairs (whole batches) that the corpus, max_pairs and the budget allow.
 
     The budget pays the fixed part first; what is left buys steps. A budget too small for even one step
-    still plans one batch (the caller decides whether MIN_PAIRS is worth it)."""
+    still plans one batch, and the plan's description says it is too few (MIN_STEPS)."""
     per_step = slowdown * step_seconds(batch_size, texts_per_pair, max_seq_length, bf16, dropout)
     cap, limited_by = available_pairs, "corpus"
     if max_pairs is not None and max_pairs < cap:

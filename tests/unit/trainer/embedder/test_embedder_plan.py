@@ -49,7 +49,8 @@ def test_step_cost_follows_texts_length_precision_and_dropout():
 def test_a_tiny_budget_still_plans_one_batch_and_the_plan_describes_itself():
     p = plan_training(10_000, 32, 6, 160, budget_minutes=0.1)
     assert p.pairs == 32 and p.steps == 1
-    assert "32 pairs of 10000" in p.describe() and "budget" in p.describe()
+    assert "32 pairs of 10000" in p.describe() and "raise --budget-minutes" in p.describe()
+    assert "raise" not in plan_training(10_000, 32, 6, 160, budget_minutes=14).describe()
 
 
 def test_a_slower_machine_gets_fewer_steps_in_the_same_budget_and_the_plan_says_so():
