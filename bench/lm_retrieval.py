@@ -128,7 +128,8 @@ def machine() -> dict[str, Any]:
         pass
     simd = sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma"))})
     return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "simd_flags": simd}
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "simd_flags": simd,
+            "lscpu_flags": flags}
 
 
 def main() -> None:
