@@ -74,7 +74,7 @@ class IngestProgress:
         self.interval = interval
         self.meters = {name: StageMeter(name, unit, item) for name, unit, item in stages}
         self._lock = threading.Lock()
-        self._last_log = time.monotonic()
+        self._t0 = self._last_log = time.monotonic()
         self._closed = False
         if self.tty:
             from tqdm import tqdm
@@ -103,8 +103,8 @@ class IngestProgress:
         now = time.monotonic()
         with self._lock:
             m = self.meters[stage]
-            if m.started is None:
-                m.started = now
+            if m.started is None:  # rates count from the ingest's start: a stage waits for its first batch
+                m.started = self._t0
             m.docs += docs
             m.items += items
             if m.bar is not None:
