@@ -15,7 +15,7 @@ response model). Correct when the expected name appears (case-sensitive substrin
 counts it) in the answer span ("span") or in the sentence returned with it ("sentence").
 
 Latency, p50 of POST /v1/answer over the 48 questions, one at a time, torch on 1 thread:
-"before": the reader as first benched (no caches, the question embedded again);
+"before": the reader as first benched (no caches, the question embedded again, batches of 64);
 "cold": the served runtime with empty caches (the first time each question is asked);
 "warm": the same questions again (their passages' sentence vectors and parses cached).
 Writes bench/results/demo-answers.json.
@@ -87,12 +87,13 @@ def tiny_gguf(home: Path) -> None:
 
 
 class NoCacheRuntime:
-    """The reader as bench/reader.py first timed it: nothing cached, the question embedded again."""
+    """The reader as bench/reader.py first timed it: nothing cached, the question embedded again, the
+    sentences in the embedder's default batches of 64."""
 
     def __init__(self, settings: Any) -> None:
         from server.answering import make_reader_runtime
 
-        self.rt = make_reader_runtime(settings, vector_cache=0, parse_cache=0)
+        self.rt = make_reader_runtime(settings, vector_cache=0, parse_cache=0, embed_batch=64)
         self.weights = self.rt.weights
 
     def read(self, question: str, passages: Any, embedder: Any, question_vec: Any = None) -> Any:
