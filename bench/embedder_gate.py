@@ -239,8 +239,15 @@ def main() -> None:
 
 
 def summarise(cases: dict[str, Any]) -> dict[str, Any]:
-    """Per corpus x model: each rule's call against the truth (half B, hybrid nDCG@10 not below the base's)."""
-    rows, right = [], {"probe": 0, "dev_pairs": 0, "labels": 0}
+    """Per corpus x model: each rule's call against two truths on half B.
+
+    served: hybrid nDCG@10 (the mode search serves) not below the base's; the rule declared first. On
+            SQuAD the hybrid differences turned out far inside the noise (±0.01), so a second truth:
+    mean:   the mean of the dense and hybrid gains not negative (the choose phase's ranking rule).
+    A corpus scored dense only (the choose phase's reduced SciFact) has one truth, its dense gain. The
+    labelled call uses the same quantity on half A."""
+    rows = []
+    right = {t: {"probe": 0, "dev_pairs": 0, "labels": 0} for t in ("served", "mean")}
     counted = {"probe": 0, "dev_pairs": 0, "labels": 0}
     for corpus, rec in cases.items():
         base = rec.get("base")
@@ -249,19 +256,23 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
                 continue
             modes = [mode for mode in ("dense", "hybrid") if mode in m["B"]]
             main = "hybrid" if "hybrid" in modes else "dense"  # SciFact's reduced-corpus scores are dense only
-            gain_b = {mode: round(m["B"][mode]["ndcg@10"] - base["B"][mode]["ndcg@10"], 4) for mode in modes}
-            gain_a = round(m["A"][main]["ndcg@10"] - base["A"][main]["ndcg@10"], 4)
-            should = gain_b[main] >= 0
-            calls = {"probe": m["probe"]["replace"], "labels": gain_a >= 0}
+            gain = {h: {mode: round(m[h][mode]["ndcg@10"] - base[h][mode]["ndcg@10"], 4) for mode in modes}
+                    for h in ("A", "B")}
+            should = {"served": gain["B"][main] >= 0, "mean": sum(gain["B"].values()) / len(modes) >= 0}
+            calls = {"probe": m["probe"]["replace"]}
             if m.get("dev_pairs"):
                 d = m["dev_pairs"]
                 calls["dev_pairs"] = d["dev_after"]["ndcg@10"] > d["dev_before"]["ndcg@10"]
-            for rule, call in calls.items():
+            for t in right:
+                label_call = gain["A"][main] >= 0 if t == "served" else sum(gain["A"].values()) / len(modes) >= 0
+                for rule, call in {**calls, "labels": label_call}.items():
+                    right[t][rule] += int(call == should[t])
+            for rule in list(calls) + ["labels"]:
                 counted[rule] += 1
-                right[rule] += int(call == should)
-            rows.append({"corpus": corpus, "model": key, "truth_mode": main, "truth_gain_B": gain_b, "should_replace": should,
-                         "probe_gain": m["probe"]["gain"], "label_gain_A": gain_a, "calls": calls})
-    return {"rows": rows, "right_calls": {k: f"{right[k]}/{counted[k]}" for k in right}}
+            rows.append({"corpus": corpus, "model": key, "gain_A": gain["A"], "gain_B": gain["B"],
+                         "should_replace": should, "probe_gain": m["probe"]["gain"], "probe": m["probe"],
+                         "calls": calls})
+    return {"rows": rows, "right_calls": {t: {k: f"{right[t][k]}/{counted[k]}" for k in counted} for t in right}}
 
 
 if __name__ == "__main__":
