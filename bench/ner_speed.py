@@ -85,6 +85,11 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         "before": SpacyEnricher(spec=PipelineSpec("auto", gemm="blis"), n_process=2, batch_size=64),
         "after": SpacyEnricher(spec=PipelineSpec("auto", gemm="numpy"), n_process=2, batch_size=64),
     }
+    if args.diagnose:  # one process each, and smaller hand-over parts
+        enrichers["before_1proc"] = SpacyEnricher(spec=PipelineSpec("auto", gemm="blis"), n_process=1)
+        enrichers["after_1proc"] = SpacyEnricher(spec=PipelineSpec("auto", gemm="numpy"), n_process=1)
+        enrichers["after_parts16"] = SpacyEnricher(spec=PipelineSpec("auto", gemm="numpy"), n_process=2,
+                                                   batch_size=64, parts_per_process=8)
 
     def by_calls(enricher: SpacyEnricher, items: list[str]) -> list[Any]:
         return [es for i in range(0, len(items), CALL) for es in enricher(items[i:i + CALL])]
@@ -101,6 +106,9 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                                                                 for s, e in sp]),
         "after_documents": lambda r: by_doc_calls(enrichers["after"], docs[r * size:(r + 1) * size]),
     }
+    for extra in ("before_1proc", "after_1proc", "after_parts16"):
+        if extra in enrichers:
+            variants[extra] = (lambda e: lambda r: by_calls(e, texts[r * size:(r + 1) * size]))(enrichers[extra])
     for e in enrichers.values():
         by_calls(e, texts[:600])  # warm-up: starts the pools, loads the models
     secs = dict.fromkeys(variants, 0.0)
@@ -176,13 +184,15 @@ def main() -> None:
     ap.add_argument("--overlap-words", type=int, default=24)
     ap.add_argument("--also-model", nargs="*", default=[], help="trained model dirs to check for unchanged F1")
     ap.add_argument("--parts", default="speed,quality")
+    ap.add_argument("--diagnose", action="store_true", help="also 1-process variants and smaller hand-over parts")
+    ap.add_argument("--section", default="speed", help="store the speed part under this key")
     args = ap.parse_args()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts.split(","):
         section = {"speed": speed, "quality": quality}[part](args)
         section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         section["cpu_count"] = os.cpu_count()
-        results[part] = section
+        results[args.section if part == "speed" else part] = section
         results["lscpu"] = lscpu()
         results["command"] = "/tmp/ragkiln-cpu timing env HF_HUB_OFFLINE=1 .venv/bin/python bench/ner_speed.py " \
                              + " ".join(sys.argv[1:])

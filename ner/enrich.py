@@ -156,6 +156,7 @@ class SpacyEnricher:
         batch_size: int = 64,
         n_process: int = 1,
         min_texts_per_process: int = 32,
+        parts_per_process: int = 1,
     ) -> None:
         if nlp is None and spec is None:
             raise ValueError("SpacyEnricher needs a pipeline or a PipelineSpec")
@@ -164,6 +165,7 @@ class SpacyEnricher:
         self.batch_size = batch_size
         self.n_process = n_process
         self.min_texts_per_process = min_texts_per_process
+        self.parts_per_process = max(1, parts_per_process)  # smaller parts: less idle time at a call's end
         self._pool: Any = None
 
     @classmethod
@@ -200,7 +202,7 @@ class SpacyEnricher:
         if self.spec is None:  # a pipeline object only: spaCy's own multiprocessing
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=n_proc)
             return [doc_entities(d) for d in docs]
-        step = max(1, min(self.batch_size, -(-len(texts) // n_proc)))
+        step = max(1, min(self.batch_size, -(-len(texts) // (n_proc * self.parts_per_process))))
         parts = [(texts[i : i + step], self.batch_size) for i in range(0, len(texts), step)]
         out: list[list[Entity]] = []
         for ents in self._workers().imap(_worker_enrich, parts):
