@@ -23,7 +23,9 @@ def test_two_process_ddp_trains_and_saves(tmp_path):
                        "indexer": {"embedder": str(model), "chunk_tokens": 64, "chunk_overlap": 8},
                        "embedder_train": {"batch_size": 8, "mini_batch_size": 4, "epochs": 2, "max_seq_length": 64,
                                           "dev_fraction": 0.2, "dev_distractors": 10, "lr": 1e-3, "logging_steps": 1,
-                                          "save_steps": 100}})
+                                          "save_steps": 100,
+                                          # the fixture has no claim sentences; every pair it has, unbudgeted
+                                          "sources": "title,ict", "budget_minutes": None, "loss": "cached_mnrl"}})
     service.ingest(s, [beir / "corpus.jsonl"], progress=False)
     spec = prepare_run(s, tmp_path / "ddp", tmp_path / "out-ddp", progress=False)
     n = spec["data"]["train_pairs"]

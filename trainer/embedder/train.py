@@ -175,7 +175,10 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
                                     max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
                                     progress=progress, max_pairs=plan.pairs, hard_share=cfg.hard_share)
     if not train:
-        raise InvalidInput("no training pair kept after mining negatives")
+        need = (f"{cfg.distill_candidates} teacher candidates" if cfg.loss == "distill"
+                else f"{cfg.hard_negatives} hard negatives")
+        raise InvalidInput(f"no training pair kept after mining negatives: no query found {need} in the index "
+                           "(a corpus this small: lower them, or use loss cached_mnrl)")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
