@@ -112,19 +112,45 @@ def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+# Elements that start a new line of text; everything else (code, a, span, em ...) is inline and
+# joins its neighbours as the browser shows it, so "The <code>csv</code> module" stays one line.
+_HTML_BLOCKS = frozenset(
+    "address article aside blockquote body br caption dd details dialog div dl dt fieldset figcaption figure "
+    "form h1 h2 h3 h4 h5 h6 hr li main ol p pre section summary table tbody td tfoot th thead tr ul".split())
+
+
+def _html_lines(node, parts: list[str], pre: bool = False) -> None:  # type: ignore[no-untyped-def]
+    from bs4 import CData, NavigableString
+
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if type(child) in (NavigableString, CData):  # not comments, doctypes, declarations
+                parts.append(str(child) if pre else re.sub(r"\s+", " ", str(child)))
+        elif child.name in _HTML_BLOCKS:
+            parts.append("\n")
+            _html_lines(child, parts, pre or child.name == "pre")
+            parts.append("\n")
+        else:
+            _html_lines(child, parts, pre)
+
+
 def _read_html(text: str) -> tuple[str, str]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template"]):
         tag.decompose()
+    # page chrome marked by its ARIA role (a Sphinx page's "index | modules | next" bar, a search box)
+    for tag in soup.find_all(attrs={"role": re.compile(r"^(navigation|banner|contentinfo|search)$")}):
+        tag.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     if not title and (h1 := soup.find("h1")):
         title = h1.get_text(" ", strip=True)
     if soup.title:
         soup.title.decompose()
-    body = soup.get_text("\n")
-    lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in body.splitlines()]
+    parts: list[str] = []
+    _html_lines(soup, parts)
+    lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in "".join(parts).splitlines()]
     out: list[str] = []
     for ln in lines:
         if ln or (out and out[-1]):

@@ -92,3 +92,17 @@ def minimal_pdf(text: str) -> bytes:
         out += b"%010d 00000 n \n" % off
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
     return bytes(out)
+
+
+def test_html_inline_elements_stay_on_their_line_and_page_chrome_is_dropped(tmp_path):
+    """A browser shows "The csv module reads ..." on one line; the text must too (issue 27: answers
+    like "The\\ncsv\\nmodule" came from newlines put between inline elements)."""
+    (tmp_path / "p.html").write_text(
+        '<html><body><div role="navigation"><a href="i.html">index</a> | <a href="n.html">next</a></div>'
+        '<h1>csv</h1><p>The <a href="csv.html"><code><span class="pre">csv</span></code></a>\nmodule reads '
+        '<em>files</em>.</p><ul><li>one</li><li>two</li></ul><pre>a = 1\n    b = 2</pre><!-- note --></body></html>')
+    text = load_file(tmp_path / "p.html", "p.html", MB).documents[0].text
+    assert "The csv module reads files." in text.splitlines()
+    assert "index" not in text and "next" not in text and "note" not in text
+    assert [ln for ln in text.splitlines() if ln][:4] == ["csv", "The csv module reads files.", "one", "two"]
+    assert "a = 1\n" in text and "b = 2" in text  # a <pre> keeps its line breaks
