@@ -47,8 +47,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "qa_steps": 40,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
-        # The embedder's recipe is `train embedder`'s default in every preset (chosen on SciFact train-split
-        # dev queries, docs/benchmarks.md); presets only size it. The planner fits pairs and steps into
+        # The embedder's recipe is `train embedder`'s default in every preset (the best SciFact recipe so far,
+        # chosen on its test split: marked † in docs/benchmarks.md until re-chosen on train-split dev queries);
+        # presets only size it. The planner fits pairs and steps into
         # the budget (trainer/embedder/plan.py).
         "embedder_train": {"budget_minutes": 20.0},
         # the copy circuit from the start (trainer/lm/init.py; bench/results/lm-squad-induction.json: SQuAD answer loss
