@@ -206,19 +206,24 @@ class _Run:
         for d in source:
             self.scanned[d.doc_id] = d.sha256
             if self.indexed.get(d.doc_id) != (d.sha256, self.chunker):
-                self.meter.expect("chunk", 1)
+                self._expect(1)
                 yield d
         if self.skipped and not self.scanned:  # ingesting nothing would also drop what these paths held before
             raise NothingIngested(nothing_ingested_message(self.skipped))
         self.kept = {i: sha for i, (sha, _) in self.indexed.items() if i not in self.scanned and not self.removable(i)}
         rechunk = sorted(i for i in self.kept if self.indexed[i][1] != self.chunker)
-        self.meter.expect("chunk", len(rechunk))
+        self._expect(len(rechunk))
         self.plan = plan_reindex(self.indexed, {**self.scanned, **self.kept}, self.chunker, self.removable)
         self.meter.finish_totals()
         for i in rechunk:
             d = self.store.get_document_version(i, self.kept[i])
             if d is not None:
                 yield d
+
+    def _expect(self, docs: int) -> None:
+        """Every document chunked also passes the NER and embed stages (the stream's batches go through all three)."""
+        for stage in ("chunk", "ner", "embed"):
+            self.meter.expect(stage, docs)
 
     @property
     def corpus(self) -> dict[str, tuple[str, str]]:

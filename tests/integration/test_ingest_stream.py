@@ -57,3 +57,19 @@ def test_chunks_are_stored_while_the_scan_reads_and_memory_holds_a_few_batches(t
     va = a.get_embeddings([c[2] for c in ca], emb["id"], emb["dim"])
     vb = b.get_embeddings([c[2] for c in cb], emb["id"], emb["dim"])
     np.testing.assert_allclose(np.stack([va[c[2]] for c in ca]), np.stack([vb[c[2]] for c in cb]), atol=1e-5)
+
+
+def test_every_stage_reports_the_documents_it_will_see(tmp_path, caplog):
+    """Chunked documents pass NER and embedding too, so those stages' totals count them (not "ner 5/0")."""
+    import logging
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(5):
+        (corpus / f"d{i}.txt").write_text(f"Report {i} from the harbour office about the spring tides. " * 20)
+    settings = load_settings({"home": tmp_path / "ws", "ner": {"enabled": False}})
+    with caplog.at_level(logging.INFO, logger="indexer.progress"):
+        service.ingest(settings, [corpus], progress=True)
+    last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ingest:")][-1]
+    for stage in ("chunk", "ner", "embed"):
+        assert f"{stage} 5/5 docs" in last, last
