@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import lscpu_fields  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "data" / "python_docs_questions.jsonl"
 WS = ROOT / "bench" / "work" / "demo-answers"
@@ -119,14 +120,11 @@ def pct(ms: list[float]) -> dict[str, float]:
 
 
 def lscpu() -> dict[str, Any]:
-    try:
-        info = dict(ln.split(":", 1) for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                    if ":" in ln)
-        flags = info.get("Flags", "").split()
-        return {"model": info.get("Model name", "").strip(), "cpus": os.cpu_count(),
-                "flags": [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))]}
-    except OSError:
+    info = lscpu_fields()
+    if not info:
         return {"model": platform.processor(), "cpus": os.cpu_count()}
+    return {"model": info.get("Model name", ""), "cpus": os.cpu_count(),
+            "flags": [f for f in info.get("Flags", "").split() if f.startswith(("avx", "amx", "fma", "sse4"))]}
 
 
 def main() -> None:

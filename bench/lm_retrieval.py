@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+
+from bench.machine import lscpu_fields  # noqa: E402
 
 from common.settings import LmConfig  # noqa: E402
 from lm import Bm25Searcher, Chunk, scifact_chunks  # noqa: E402  (bench/lm.py)
@@ -120,12 +121,7 @@ def run_preset(chunks: list[Any], searcher: Bm25Searcher, preset: str, over: dic
 
 
 def machine() -> dict[str, Any]:
-    flags = ""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        flags = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Flags")), "")
-    except OSError:
-        pass
+    flags = lscpu_fields().get("Flags", "")
     simd = sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma"))})
     return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "simd_flags": simd,

@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import lscpu_fields  # noqa: E402
+
 DATA = Path(os.environ.get("RAGKILN_DATASETS", ROOT.parent / "shared" / "datasets")) / "conll2003"
 RESULTS = ROOT / "bench" / "results" / "ner-recipe.json"
 WORK = Path(os.environ.get("RAGKILN_NER_RECIPE_WORK", "/tmp/ragkiln-ner-recipe"))
@@ -49,13 +51,17 @@ CANDIDATES: dict[str, list[str]] = {
 DEFAULT_RECIPE_ARGS = ["--base", "auto"]  # what `ragkiln ner train` does with no recipe flags
 
 
+def run_cli_json(cmd: list[str], what: str) -> dict[str, Any]:
+    """Run a `ragkiln ... --json` command from the project root; its one JSON object, or exit naming `what`."""
+    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout)
+
+
 def lscpu_flags() -> list[str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    line = next((x for x in out.splitlines() if x.startswith("Flags:")), "")
-    return sorted(line.split(":", 1)[1].split()) if line else []
+    return sorted(lscpu_fields().get("Flags", "").split())
 
 
 def split_files() -> tuple[Path, Path, dict[str, Any]]:
@@ -86,12 +92,8 @@ def run_candidate(name: str) -> dict[str, Any]:
     out = WORK / "runs" / name
     cmd = [sys.executable, "-m", "cli", "ner", "train", "--train", str(fit), "--dev", str(dev), "--out", str(out),
            *CANDIDATES[name], *COMMON, "--json"]
-    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"candidate {name} failed with exit code {proc.returncode}")
-    r = json.loads(proc.stdout)
+    r = run_cli_json(cmd, f"candidate {name}")
     row = {
         "args": " ".join(CANDIDATES[name] + COMMON),
         "dev_f1": r["best_dev"]["dev_f1"],
@@ -128,12 +130,8 @@ def final() -> dict[str, Any]:
     out = WORK / "final"
     train_cmd = [sys.executable, "-m", "cli", "ner", "train", "--train", str(DATA / "train.txt"), "--out", str(out),
                  "--json"]
-    print("running:", " ".join(train_cmd), file=sys.stderr, flush=True)
     t = time.perf_counter()
-    proc = subprocess.run(train_cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"final training failed with exit code {proc.returncode}")
-    tr = json.loads(proc.stdout)
+    tr = run_cli_json(train_cmd, "final training")
     wall = time.perf_counter() - t
     manifest = json.loads((out / "manifest.json").read_text())
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -48,6 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import lscpu_fields  # noqa: E402
 from bench.squad_split import article_halves, load_squad, questions  # noqa: E402
 from reader.fit import Groups, fit_groups  # noqa: E402
 from reader.model import ReaderSettings, ReaderWeights, load_weights, save_weights  # noqa: E402
@@ -389,11 +390,7 @@ def candidate_recall(g: Groups) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                     if ln.startswith("Model name"))
-    except (StopIteration, OSError):
-        model = platform.processor()
+    model = lscpu_fields().get("Model name") or platform.processor()
     return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_average": os.getloadavg()}
 
