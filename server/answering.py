@@ -81,7 +81,7 @@ class AnswerRun:
     mode: str = "extractive"  # "extractive": a span copied from the passages; "generative": the model's own words
     notice: str | None = None  # why the answer is not what was asked for (a model the quality gate keeps extractive)
     cite: str = "spans"  # "spans": rag.select_citations; "markers": the answer's [n] markers (chat models)
-    question_vec: Any = None  # retrieval's query vector (the reader's cosines reuse it)
+    question_vec: tuple[Any, str | None] = (None, None)  # retrieval's query vector and its embedder's id (reused by the reader)
     sentence: AnswerSentenceOut | None = None  # an extractive answer's sentence and offsets
     _t_ready: float = 0.0
 
@@ -263,7 +263,8 @@ def _retrieve(f: asyncio.Future[Any]) -> None:
 
 def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retrieval_s: float, opts: GenOptions,
                  rag: bool = True, retrieved_at: float | None = None, model: str | None = None,
-                 history: Sequence[tuple[str, str]] = (), question_vec: np.ndarray | None = None) -> AnswerRun:
+                 history: Sequence[tuple[str, str]] = (),
+                 question_vec: tuple[np.ndarray | None, str | None] = (None, None)) -> AnswerRun:
     """Pick the relevant passages and start generating; raises ModelUnavailable/Busy/ContextOverflow
     (NotFound for a `model` not served; None: the default generator).
 
@@ -271,7 +272,8 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     `history`: (role, content) of a chat's messages, for a chat model's prompt. A model the quality gate
     (quantize/gate.py) keeps extractive answers with a span of the passages whatever was asked, says so
     in `notice`, and is never run free: without passages (`rag` off) it refuses (ModelUnavailable).
-    `question_vec`: retrieval's query vector, reused by the reader."""
+    `question_vec`: retrieval's query vector and the id of the embedder that made it, reused by the reader
+    while the index still embeds with that embedder."""
     cfg = state.settings.server
     relevant = relevant_hits(hits, question, state.searcher().gen.bm25, cfg) if rag else []
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None, question_vec=question_vec)
@@ -327,8 +329,8 @@ def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
     """Read the answer now (before the first byte: a failure is a clean status), with the index's embedder.
     Usage counts the answer's tokens in the model's vocabulary, as a client billing by output would."""
     embedder = state.searcher().embedder
-    vec = run.question_vec
-    if vec is not None and np.asarray(vec).reshape(-1).shape[0] != embedder.dim:  # the index switched embedders since
+    vec, made_by = run.question_vec
+    if made_by != str(embedder.id):  # the index switched embedders since retrieval: embed the question again
         vec = None
     result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec)
     run.mode, run.in_prompt, run.stream = "extractive", used, ReaderStream(result)

@@ -73,6 +73,7 @@ class Retrieved:
     index: str
     ended: float  # perf_counter() when retrieval finished (first-token latency is measured from here)
     query_vec: np.ndarray | None = None  # the query's embedding (dense and hybrid modes), reused by the reader
+    query_embedder: str | None = None  # id of the embedder that made query_vec
 
 
 async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str, k: int, mode: str,
@@ -96,7 +97,7 @@ async def retrieve(state: ServerState, metadata_index: MetadataIndex, query: str
         if state.workspace.active_index_name() == searcher.name:
             break
     t1 = time.perf_counter()
-    return Retrieved(r["hits"], r["facets"], t1 - t0, searcher.name, t1, vec)
+    return Retrieved(r["hits"], r["facets"], t1 - t0, searcher.name, t1, vec, str(searcher.embedder.id))
 
 
 def hit_out(h: Hit) -> HitOut:

@@ -38,7 +38,7 @@ async def answer(req: AnswerRequest, request: Request, state: ServerState = READ
     r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
     opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=req.extractive)
     run = await run_in_threadpool(start_answer, state, req.question, r.hits, r.seconds, opts, True, r.ended,
-                                  req.model, (), r.query_vec)
+                                  req.model, (), (r.query_vec, r.query_embedder))
     if req.stream:
         return streaming_answer(run, _events(state, run))
     await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation
