@@ -195,14 +195,14 @@ class DocStore:
                 out[row[0]] = Chunk(*row)
         return out
 
-    def unenriched_chunks(self, ids: Sequence[int]) -> list[Chunk]:
-        chunks = self.get_chunks(ids)
-        rows = set()
+    def unenriched_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of these chunks that have never been through NER (a resumed ingest skips the others)."""
+        rows: set[int] = set()
         for i in range(0, len(ids), 500):
             part = list(ids[i:i + 500])
             q = f"SELECT id FROM chunks WHERE enriched = 0 AND id IN ({','.join('?' * len(part))})"
             rows.update(r[0] for r in self._raw().execute(q, part))
-        return [chunks[i] for i in ids if i in rows and i in chunks]
+        return rows
 
     # ---- embeddings -------------------------------------------------------------------------
     def get_embeddings(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:

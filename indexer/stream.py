@@ -205,7 +205,8 @@ class LocalStages:
         """Entities for the batch's chunks never enriched (a resumed run skips those it did)."""
         n = 0
         if self.enricher is not None and batch.ner and batch.chunks:
-            pending = self.store.unenriched_chunks([c.id for c in batch.chunks])
+            todo = self.store.unenriched_ids([c.id for c in batch.chunks])
+            pending = [c for c in batch.chunks if c.id in todo]  # the batch holds their texts already
             if pending:
                 store_entities(self.store, pending, self.enricher([c.text for c in pending]))
                 n = len(pending)
