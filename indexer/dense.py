@@ -1,11 +1,14 @@
 """FAISS dense index over L2-normalised vectors (inner product = cosine), with int64 chunk ids.
 
 The index type is a FAISS factory string wrapped in IDMap2 so chunks can be removed by id; types whose
-removal FAISS does not support (HNSW) are rebuilt from the cached vectors instead.
+removal FAISS does not support (HNSW) are rebuilt from the cached vectors instead. `build_index_paged` and
+`update_index_paged` take the vectors a page at a time, so a build holds the index and one page, never a second
+copy of every vector.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -24,18 +27,88 @@ def new_index(dim: int, factory: str) -> faiss.Index:
     return faiss.IndexIDMap2(base)
 
 
+Pages = Iterable[tuple[np.ndarray, np.ndarray]]  # (chunk ids, their vectors) a page at a time
+MAX_POINTS_PER_CENTROID = 256  # FAISS's k-means subsamples to this many training points per centroid anyway
+
+
+def _training_need(index: faiss.Index, factory: str, n: int) -> tuple[int, int]:
+    """(fewest, most) vectors the untrained `index` trains on: at least one per IVF list (256 for others), and
+    no more than FAISS's k-means would keep (256 per centroid)."""
+    inner = faiss.downcast_index(index.index)
+    need = getattr(inner, "nlist", 0) or 256
+    if n < need:
+        raise InvalidInput(f"FAISS index {factory!r} needs at least {need} vectors to train, the corpus has {n}; use Flat")
+    return need, need * MAX_POINTS_PER_CENTROID
+
+
 def build_index(dim: int, factory: str, ids: np.ndarray, vecs: np.ndarray) -> faiss.Index:
     index = new_index(dim, factory)
     if len(ids) and not index.is_trained:
-        inner = faiss.downcast_index(index.index)
-        need = getattr(inner, "nlist", 0) or 256
-        if len(ids) < need:
-            raise InvalidInput(
-                f"FAISS index {factory!r} needs at least {need} vectors to train, the corpus has {len(ids)}; use Flat"
-            )
+        _training_need(index, factory, len(ids))
         index.train(vecs)
     if len(ids):
         index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids.astype(np.int64))
+    return index
+
+
+def build_index_paged(dim: int, factory: str, n: int, pages: Callable[[], Pages]) -> faiss.Index:
+    """`build_index` over `n` vectors read a page at a time: `pages()` yields (ids, vectors) in order and is
+    called once to add them, and once more before that for an index that must be trained. The training set is
+    every vector while there are at most 256 per IVF list (then the index equals `build_index`'s), else that
+    many spread evenly over the corpus (FAISS would subsample at random)."""
+    index = new_index(dim, factory)
+    if n and not index.is_trained:
+        _, most = _training_need(index, factory, n)
+        index.train(_training_sample(pages(), n, min(n, most), dim))
+    _reserve(index, n)
+    added = 0
+    for ids, vecs in pages():
+        if len(ids):
+            index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            added += len(ids)
+    if added != n:
+        raise ValueError(f"FAISS build: {added} vectors paged in, {n} expected")
+    return index
+
+
+def _reserve(index: faiss.Index, n: int) -> None:
+    """Room for `n` vectors in a fresh index's code and id arrays, so page-by-page adds fill them in place: a
+    std::vector grown add by add doubles its capacity, holding up to three times the vectors while it copies.
+    (A vector resized to n and back to 0 keeps its capacity.) Indexes without flat codes (IVF lists) grow as
+    FAISS grows them."""
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    index.id_map.resize(n)
+    index.id_map.resize(0)
+    if isinstance(inner, faiss.IndexFlatCodes) and inner.ntotal == 0 and inner.codes.is_owned:
+        inner.codes.resize(n * inner.code_size)
+        inner.codes.resize(0)
+
+
+def _training_sample(pages: Pages, n: int, m: int, dim: int) -> np.ndarray:
+    """Rows floor(i * n / m) for i < m (all rows when m == n), gathered from the pages."""
+    want = np.unique(np.floor(np.arange(m) * (n / m)).astype(np.int64))
+    out = np.empty((len(want), dim), dtype=np.float32)
+    seen = got = 0
+    for _ids, vecs in pages:
+        lo, hi = np.searchsorted(want, [seen, seen + len(vecs)])
+        out[got:got + hi - lo] = vecs[want[lo:hi] - seen]
+        got += hi - lo
+        seen += len(vecs)
+    if got != len(want):
+        raise ValueError(f"FAISS training sample: {got} of {len(want)} rows paged in")
+    return out
+
+
+def update_index_paged(old: faiss.Index, remove: np.ndarray, pages: Pages) -> faiss.Index:
+    """`update_index` with the added vectors given a page at a time."""
+    index = faiss.clone_index(old)
+    if len(remove):
+        index.remove_ids(faiss.IDSelectorBatch(remove.astype(np.int64)))
+    for ids, vecs in pages:
+        if len(ids):
+            index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
     return index
 
 
