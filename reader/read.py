@@ -7,7 +7,8 @@
     embedder = load_embedder("all-MiniLM-L6-v2")     # or the workspace's (domain-adapted) embedder
     nlp = spacy.load("en_core_web_sm")               # tagger + parser + ner (ner.pipeline's NER-only
                                                      # pipeline works too, with weaker spans)
-    passages = [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=h.score)
+    passages = [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=h.score,
+                        title=h.chunk.title)
                 for i, h in enumerate(hits)]         # hybrid search hits, best first
     answers = read(question, passages, embedder, nlp, weights, top_k=1)
     a = answers[0]   # a.text, a.start/a.end (passage), a.doc_start/a.doc_end (document),
@@ -34,6 +35,7 @@ from reader.parse import Parsed, parse_texts
 from reader.question import QuestionInfo, question_info
 from reader.sentences import Passage, Sentence, sentence_features, split_sentences
 from reader.spans import char_span, sentence_candidates
+from reader.subject import title_subject
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,15 @@ def rank_sentences(question: str, passages: Sequence[Passage], sentence_cosines:
     return sents, weights.sentence.log_probs(feats)
 
 
-def span_rows(q: QuestionInfo, chosen: Sequence[tuple[Parsed, float, int]], max_tokens: int
+Chosen = tuple[Parsed, float, int, str]  # a sentence's parse, log probability, rank and document subject
+
+
+def span_rows(q: QuestionInfo, chosen: Sequence[Chosen], max_tokens: int
               ) -> list[tuple[int, int, int, dict[str, float]]]:
-    """(chosen index, token start, token end, features) of every candidate span of the chosen sentences,
-    given each sentence's parse, log probability and rank."""
+    """(chosen index, token start, token end, features) of every candidate span of the chosen sentences."""
     rows = []
-    for ci, (parsed, lp, rank) in enumerate(chosen):
-        spans, feats = sentence_candidates(q, parsed, max_tokens)
+    for ci, (parsed, lp, rank, subject) in enumerate(chosen):
+        spans, feats = sentence_candidates(q, parsed, max_tokens, subject)
         for (i, j), f in zip(spans, feats):
             f["sent_lp"] = lp
             f[f"sent_rank={rank}"] = 1.0
@@ -95,7 +99,7 @@ def span_rows(q: QuestionInfo, chosen: Sequence[tuple[Parsed, float, int]], max_
     return rows
 
 
-def rank_spans(q: QuestionInfo, chosen: Sequence[tuple[Parsed, float, int]], weights: ReaderWeights
+def rank_spans(q: QuestionInfo, chosen: Sequence[Chosen], weights: ReaderWeights
                ) -> list[tuple[int, int, int, float]]:
     """(chosen index, char start, char end in that sentence, log prob), best first."""
     rows = span_rows(q, chosen, weights.settings.max_tokens)
@@ -125,7 +129,8 @@ def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, we
     texts = [question] + [sents[i].text for i in order]
     parsed = parse(texts) if parse is not None else parse_texts(nlp, texts)
     q = question_info(parsed[0])
-    chosen = [(parsed[1 + r], s_lp[i], r) for r, i in enumerate(order)]
+    chosen = [(parsed[1 + r], s_lp[i], r, title_subject(passages[sents[i].passage].title))
+              for r, i in enumerate(order)]
     out: list[Answer] = []
     seen: set[str] = set()
     for ci, s, e, lp in rank_spans(q, chosen, w):

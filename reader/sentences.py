@@ -8,7 +8,8 @@ of `qa_focus.sentence_scores` over all candidate sentences, its gap to the best,
 question's words matched, question bigrams found; the best cosine and overlap of the sentence's
 passage against the best passage's; whether the sentence holds the kind of word the question asks for
 (`qa_bounds.answer_type`: a number or a name not asked about); the passage's retrieval rank and score;
-the sentence's position in its passage and its length.
+the sentence's position in its passage and its length; whether it names its document's subject or a
+code-shaped word the question does not (`reader.subject`), also per question class.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.bm25 import tokenize as bm25_words
+from reader.question import question_class
+from reader.subject import code_words, mentions, title_subject
 from trainer.lm.qa_bounds import answer_type
 from trainer.lm.qa_focus import passage_sentences, sentence_scores
 
@@ -42,6 +45,7 @@ class Passage:
     doc_start: int = 0
     rank: int = 1
     score: float = 1.0
+    title: str = ""  # its document's title (`reader.subject.title_subject` reads the subject from it)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,10 @@ def sentence_features(question: str, sentences: Sequence[Sentence], passages: Se
     best_p_cos, best_p_lex = max(p_cos.values()), max(p_lex.values())
     kind = answer_type(question) or ""
     asked_lower = {w.lower() for w in re.findall(r"\w+", question)}
+    wh = question_class(question)
+    asked_code = {w.lower() for w in code_words(question)}
+    subjects = {pi: title_subject(p.title) for pi, p in enumerate(passages)}
+    subjects = {pi: sub for pi, sub in subjects.items() if sub and not mentions(question, sub)}
     out = []
     for i, s in enumerate(sentences):
         words = bm25_words(s.text)
@@ -117,6 +125,12 @@ def sentence_features(question: str, sentences: Sequence[Sentence], passages: Se
             "passage_cos_gap": p_cos[s.passage] - best_p_cos,
             "passage_lex_gap": p_lex[s.passage] - best_p_lex,
         }
+        if s.passage in subjects and mentions(s.text, subjects[s.passage]):
+            f["subject"] = 1.0
+            f[f"subject|wh={wh}"] = 1.0
+        if any(w.lower() not in asked_code for w in code_words(s.text)):
+            f["code"] = 1.0
+            f[f"code|wh={wh}"] = 1.0
         if kind == "number":
             f["has_number|kind=number"] = float(bool(_DIGIT.search(s.text) or _NUMBER_WORD.search(s.text)))
         elif kind == "name":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from reader.parse import Parsed
 from reader.question import QuestionInfo
+from reader.subject import is_code, mentions
 
 MAX_TOKENS = 10
 _CUT_FRONT = frozenset({"DET", "ADP", "PUNCT", "CCONJ", "PART", "SCONJ"})
@@ -111,9 +112,10 @@ class SentenceContext:
     matched: tuple[int, ...]  # token indices whose lemma is a question content lemma
     ancestors: tuple[tuple[int, ...], ...]  # each token's chain of heads up to the root (itself first)
     ent_label: dict[tuple[int, int], str]
+    subject: str = ""  # the sentence's document subject (`reader.subject.title_subject`), "" when asked or none
 
 
-def sentence_context(p: Parsed, q: QuestionInfo) -> SentenceContext:
+def sentence_context(p: Parsed, q: QuestionInfo, subject: str = "") -> SentenceContext:
     matched = tuple(i for i, t in enumerate(p.tokens) if t.lemma in q.lemmas and not t.is_punct and not t.is_stop)
     chains = []
     for i in range(len(p.tokens)):
@@ -121,7 +123,9 @@ def sentence_context(p: Parsed, q: QuestionInfo) -> SentenceContext:
         while p.tokens[chain[-1]].head != chain[-1] and len(chain) <= len(p.tokens):
             chain.append(p.tokens[chain[-1]].head)
         chains.append(tuple(chain))
-    return SentenceContext(p, matched, tuple(chains), {(i, j): lab for i, j, lab in p.ents})
+    if subject and mentions(q.text, subject):
+        subject = ""
+    return SentenceContext(p, matched, tuple(chains), {(i, j): lab for i, j, lab in p.ents}, subject)
 
 
 def span_head(p: Parsed, i: int, j: int) -> int:
@@ -204,6 +208,13 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
         f["no_content"] = 1.0
     if any(toks[k].text == "," for k in range(i, j)):
         f["comma"] = 1.0
+    text = p.span_text(i, j)
+    if ctx.subject and text.lower().removesuffix("()") == ctx.subject.lower():
+        f["is_subject"] = 1.0
+        f[f"is_subject|wh={wh}"] = 1.0
+    if is_code(text):
+        f["code"] = 1.0
+        f[f"code|wh={wh}"] = 1.0
     if any(toks[k].pos == "VERB" for k in range(i, j)):
         f[f"verb|wh={wh}"] = 1.0
     # where the span stands relative to the question's words in the sentence
@@ -252,10 +263,11 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
     return f
 
 
-def sentence_candidates(q: QuestionInfo, p: Parsed, max_tokens: int = MAX_TOKENS
+def sentence_candidates(q: QuestionInfo, p: Parsed, max_tokens: int = MAX_TOKENS, subject: str = ""
                         ) -> tuple[list[tuple[int, int]], list[dict[str, float]]]:
-    """Every candidate [i, j) of a sentence and its features, in a fixed order."""
-    ctx = sentence_context(p, q)
+    """Every candidate [i, j) of a sentence and its features, in a fixed order; `subject` is the
+    subject of the sentence's document."""
+    ctx = sentence_context(p, q, subject)
     spans = candidate_spans(p, max_tokens)
     keys = sorted(spans)
     return keys, [span_features(q, ctx, i, j, spans[(i, j)]) for i, j in keys]

@@ -190,7 +190,7 @@ def make_reader_runtime(settings: Settings, **cache_sizes: int) -> ReaderRuntime
 
 def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:
     """The first `n` hits as the reader's passages (rank = position among the relevant hits, best first)."""
-    return [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=float(h.score))
+    return [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=float(h.score), title=h.chunk.title)
             for i, h in enumerate(hits[:n])]
 
 
