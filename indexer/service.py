@@ -30,8 +30,8 @@ from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
 from indexer.progress import IngestProgress
 from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, batched, chunk_document,
-                            chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan, load_vectors,
-                            ordered_chunks, run_stages)
+                            chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
+                            ordered_chunks, run_stages, VectorPages)
 from indexer.types import Chunk, Document, IngestReport, Skipped
 from indexer.workspace import Workspace
 
@@ -319,13 +319,12 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
         old_ids = chunk_ids_of(old.dense)  # type: ignore[union-attr]
         remove = np.setdiff1d(old_ids, ids)
         add = np.setdiff1d(ids, old_ids)
-        vecs, n = load_vectors(store, embedder, add, cfg.embed_batch_size)
-        index = dense.update_index(old.dense, cfg.faiss_factory, remove, add, vecs)  # type: ignore[union-attr]
-    else:
-        vecs, n = load_vectors(store, embedder, ids, cfg.embed_batch_size)
-        index = dense.build_index(embedder.dim, cfg.faiss_factory, ids, vecs)
-    del vecs
-    report.chunks_embedded = embedded + n
+        pages = VectorPages(store, embedder, add, cfg.embed_batch_size)
+        index = dense.update_index_paged(old.dense, remove, pages())  # type: ignore[union-attr]
+    else:  # the vectors a page at a time: the build holds the index and one page, not a copy of every vector
+        pages = VectorPages(store, embedder, ids, cfg.embed_batch_size)
+        index = dense.build_index_paged(embedder.dim, cfg.faiss_factory, len(ids), pages)
+    report.chunks_embedded = embedded + pages.embedded
     bm25 = BM25Index.build(iter_bm25_texts(store, ids, new_active, cfg.bm25_context_chunks),  # type: ignore[arg-type]
                            ids, cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
     name = new_name()

@@ -309,21 +309,25 @@ def corpus_chunk_ids(store: DocStore, corpus: dict[str, tuple[str, str]]) -> np.
     return ids
 
 
-def load_vectors(store: DocStore, embedder: Embedder, ids: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
-    """The cached vectors of `ids` in one (n, dim) float32 array, filled page by page; a vector the cache
-    lacks is embedded and cached here. Returns the array and how many were embedded."""
-    out = np.empty((len(ids), embedder.dim), dtype=np.float32)
-    embedded = 0
-    for s in range(0, len(ids), PAGE):
-        page = [int(i) for i in ids[s:s + PAGE]]
-        found = store.get_embeddings(page, embedder.id, embedder.dim)
-        if len(found) < len(page):
-            embedded += embed_missing(store, embedder, ordered_chunks(store, [i for i in page if i not in found]),
-                                      batch_size)
-            found = store.get_embeddings(page, embedder.id, embedder.dim)
-        for k, i in enumerate(page):
-            out[s + k] = found[i]
-    return out, embedded
+class VectorPages:
+    """The cached vectors of `ids`, a page at a time as (ids, (n, dim) float32) for `dense.build_index_paged`;
+    each call starts over (a trained index reads them twice). A vector the cache lacks is embedded and cached
+    on the first pass; `embedded` counts them."""
+
+    def __init__(self, store: DocStore, embedder: Embedder, ids: np.ndarray, batch_size: int) -> None:
+        self.store, self.embedder, self.ids, self.batch_size = store, embedder, ids, batch_size
+        self.embedded = 0
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        emb = self.embedder
+        for s in range(0, len(self.ids), PAGE):
+            page = [int(i) for i in self.ids[s:s + PAGE]]
+            found = self.store.get_embeddings(page, emb.id, emb.dim)
+            if len(found) < len(page):
+                lacking = ordered_chunks(self.store, [i for i in page if i not in found])
+                self.embedded += embed_missing(self.store, emb, lacking, self.batch_size)
+                found = self.store.get_embeddings(page, emb.id, emb.dim)
+            yield self.ids[s:s + PAGE], np.stack([found[i] for i in page]).astype(np.float32, copy=False)
 
 
 def iter_bm25_texts(store: DocStore, ids: np.ndarray, corpus: dict[str, tuple[str, str]],
