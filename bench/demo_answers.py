@@ -42,9 +42,11 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import lscpu_fields  # noqa: E402
 from bench.refusal import half_of  # noqa: E402
 
-# the first 48 questions; then 32 written before any reader fitted on the corpus's own questions was scored
+# the first 48 questions; 32 written before any reader fitted on the corpus's own questions was scored;
+# 32 written after that reader was scored, before any later change to it was
 QUESTIONS = {"first": ROOT / "bench" / "data" / "python_docs_questions.jsonl",
-             "second": ROOT / "bench" / "data" / "python_docs_questions_2.jsonl"}
+             "second": ROOT / "bench" / "data" / "python_docs_questions_2.jsonl",
+             "third": ROOT / "bench" / "data" / "python_docs_questions_3.jsonl"}
 WS = ROOT / "bench" / "work" / "demo-answers-html"
 OUT = ROOT / "bench" / "results" / "demo-answers.json"
 OFFTOPIC = ROOT / "bench" / "data" / "offtopic_questions.jsonl"

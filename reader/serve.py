@@ -92,6 +92,21 @@ def load_reader_pipeline(name: str) -> Any:
     for comp in list(nlp.pipe_names):
         if comp not in READER_COMPONENTS:
             nlp.remove_pipe(comp)
+    return split_calls(nlp)
+
+
+CALL_INFIX = r"(?<=[A-Za-z0-9_])\((?=[^\s])"
+
+
+def split_calls(nlp: Any) -> Any:
+    """`nlp` whose tokenizer splits "name(" as code is written ("setraw(fd" -> setraw ( fd), so a function's
+    name is a token of its own and can be an answer; English tokenizers keep "setraw(fd" whole."""
+    import re
+
+    finditer = nlp.tokenizer.infix_finditer
+    pattern = getattr(getattr(finditer, "__self__", None), "pattern", None)
+    if isinstance(pattern, str) and CALL_INFIX not in pattern:
+        nlp.tokenizer.infix_finditer = re.compile(f"{pattern}|{CALL_INFIX}").finditer
     return nlp
 
 

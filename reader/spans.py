@@ -36,12 +36,13 @@ _CLOSING = frozenset(".,;:!?)]}\"'”’»")
 def word_aligned(text: str, start: int, end: int) -> bool:
     """True when [start, end) neither starts nor ends inside a word of `text`: it starts at the text's
     start or after whitespace or an opening bracket/quote, and ends at the text's end or before
-    whitespace or closing punctuation (so never "16" of "2015–16", "art" of "state-of-the-art")."""
+    whitespace, closing punctuation or an opening bracket ("setraw" of "setraw(fd)"; never "16" of
+    "2015–16", "art" of "state-of-the-art")."""
     if start >= end or start < 0 or end > len(text):
         return False
     if start > 0 and not (text[start - 1].isspace() or text[start - 1] in _OPENING):
         return False
-    return end == len(text) or text[end].isspace() or text[end] in _CLOSING
+    return end == len(text) or text[end].isspace() or text[end] in _CLOSING or text[end] in "(["
 
 
 def subtree_edges(p: Parsed) -> tuple[list[int], list[int]]:

@@ -17,15 +17,43 @@ from indexer.chunking import sentence_spans
 _STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*\s*$")
+
+
 def passage_sentences(text: str) -> list[tuple[int, int]]:
-    """The indexer's sentences, rejoined where a piece starts lower-case (after "e.g." and the like)."""
+    """The indexer's sentences, rejoined where a piece starts lower-case (after "e.g." and the like) but
+    never across a blank line; a paragraph that is one unpunctuated line (a heading, a signature, a
+    term being defined) opens the sentence after it, which it introduces ("setraw(fd)" + "Change the
+    mode of fd to raw."), instead of trailing the sentence before it."""
     merged: list[tuple[int, int]] = []
+    heading: tuple[int, int] | None = None  # a lone line waiting for the sentence it introduces
     for s, e in sentence_spans(text):
-        if merged and not _STARTS_SENTENCE.match(text, s):
+        after_break = bool(merged or heading) and bool(_PARAGRAPH_BREAK.search(text, (heading or merged[-1])[1], s))
+        if merged and heading is None and not after_break and not _STARTS_SENTENCE.match(text, s):
             merged[-1] = (merged[-1][0], e)
+            continue
+        if heading is not None:
+            if after_break and _is_heading(text, s, e):  # two lone lines in a row: the first stands alone
+                merged.append(heading)
+                heading = (s, e)
+            else:
+                merged.append((heading[0], e))
+                heading = None
+            continue
+        if _is_heading(text, s, e) and _PARAGRAPH_BREAK.match(text, e):
+            heading = (s, e)
         else:
             merged.append((s, e))
+    if heading is not None:
+        merged.append(heading)
     return merged
+
+
+def _is_heading(text: str, s: int, e: int) -> bool:
+    """One line without a sentence's closing punctuation."""
+    piece = text[s:e]
+    return "\n" not in piece.strip() and not _ENDS_SENTENCE.search(piece)
 
 
 def focus_passage(text: str, question: str, sentences: int) -> str:

@@ -118,3 +118,14 @@ def test_load_reader_pipeline_names_what_it_cannot_load():
     with pytest.raises(ModelUnavailable, match="no_such_spacy_pkg"):
         load_reader_pipeline("no_such_spacy_pkg")
     assert set(READER_COMPONENTS) >= {"parser", "ner", "tagger"}
+
+
+def test_the_reader_tokenizer_splits_a_call_from_its_name():
+    import spacy
+
+    from reader.serve import split_calls
+
+    nlp = split_calls(spacy.blank("en"))
+    assert [t.text for t in nlp("Use setraw(fd) or ABC() in 2015 (in May).")] == [
+        "Use", "setraw", "(", "fd", ")", "or", "ABC", "(", ")", "in", "2015", "(", "in", "May", ")", "."]
+    assert split_calls(nlp) is nlp  # once is enough

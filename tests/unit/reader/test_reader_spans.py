@@ -49,6 +49,7 @@ def test_word_aligned():
     assert word_aligned(text, 39, 43)  # "Levi" before the possessive
     assert not word_aligned(text, 43, 45)  # "'s"
     assert not word_aligned(text, 3, 3)
+    assert word_aligned("call setraw(fd) now", 5, 11)  # a name before its call's bracket
 
 
 def test_candidates_never_split_words():

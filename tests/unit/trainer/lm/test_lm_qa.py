@@ -304,3 +304,18 @@ def test_typed_answers_open_on_the_kind_of_word_the_question_asks_for(tokenizer)
     no_number = "Cristofori invented the piano in Italy."  # nothing of the asked kind: the content rule alone
     when = "When was the piano invented?"
     assert opened(no_number, when) == opened(no_number, when, "content")
+
+
+def test_passage_sentences_keep_a_lone_line_with_the_sentence_it_introduces():
+    from trainer.lm.qa_focus import passage_sentences
+
+    text = ("tty --- Terminal control functions\n\nsetraw(fd)\n\nChange the mode of fd to raw. If omitted, e.g. "
+            "it defaults.\n\nsetcbreak(fd)\n\nChange the mode of fd to cbreak.\n\nlast(x)")
+    got = [text[s:e] for s, e in passage_sentences(text)]
+    assert got == ["tty --- Terminal control functions",  # two lone lines in a row: the first stands alone
+                   "setraw(fd)\n\nChange the mode of fd to raw.", "If omitted, e.g. it defaults.",
+                   "setcbreak(fd)\n\nChange the mode of fd to cbreak.", "last(x)"]
+    # a lower-case piece after a blank line is not glued to the sentence before it
+    assert [text2[s:e] for text2 in ["One here.\n\nsecond starts low."] for s, e in passage_sentences(text2)] == [
+        "One here.", "second starts low."]
+    assert passage_sentences("Plain text, e.g. this one. Two.") == [(0, 26), (27, 31)]
