@@ -113,7 +113,7 @@ def split_calls(nlp: Any) -> Any:
 def blank_pipeline() -> Any:
     import spacy
 
-    return spacy.blank("en")
+    return split_calls(spacy.blank("en"))
 
 
 @dataclass(frozen=True)
