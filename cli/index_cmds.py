@@ -19,12 +19,16 @@ from cli.render import hits_to_dicts, render_facets, render_hits, render_metrics
 
 
 RAY_HELP = ("Chunk, enrich and embed new or changed documents on Ray: 'local' starts a cluster on this machine, "
-            "an address (auto, HOST:6379, ray://HOST:10001) joins one. See docs/scale-out.md.")
+            "an address (auto, HOST:6379, ray://HOST:10001) joins one (default: indexer.ray_address). "
+            "See docs/scale-out.md.")
 
 
 def ray_options(address: str | None, settings: Settings) -> RayOptions | None:
-    """--ray: each Ray actor builds its own NER pipeline (one process each: Ray provides the parallelism)."""
+    """--ray, else `indexer.ray_address`: each Ray actor builds its own NER pipeline (one process each: Ray
+    provides the parallelism)."""
     if address is None:
+        address = settings.indexer.ray_address or None
+    if address is None or not address.strip():
         return None
     ner = settings.ner.model_copy(update={"n_process": 1})
     return RayOptions(address.strip(), enricher_factory=functools.partial(make_enricher, ner) if ner.enabled else None)

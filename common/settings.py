@@ -45,6 +45,10 @@ class IndexerConfig(Section):
     faiss_nprobe: int = Field(16, ge=1, le=65536, description="IVF probes at query time.")
     hnsw_ef_search: int = Field(64, ge=1, le=65536, description="HNSW efSearch at query time.")
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks embedded per forward pass during ingest.")
+    ray_address: str = Field(
+        "", description="Ray cluster that chunks, enriches and embeds new or changed documents during ingest and reindex: "
+        "'local' starts one on this machine, 'auto', HOST:6379 or ray://HOST:10001 joins one; empty: no Ray. The "
+        "commands' --ray overrides it (docs/scale-out.md).")
     rrf_k: int = Field(60, ge=1, le=10000, description="Reciprocal-rank fusion constant.")
     fusion: Literal["rrf", "weighted"] = Field(
         "weighted", description="How hybrid mode fuses BM25 and dense: a convex combination of min-max normalised "

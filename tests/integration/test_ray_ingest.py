@@ -248,3 +248,28 @@ def test_cli_ray_local_json_is_one_object(built_workspace, tmp_path):
     report = json.loads(out.stdout)
     assert report["added"] == 3 and report["chunks_embedded"] == 3
     assert_consistent(home)
+
+
+def test_ray_address_setting_is_the_default_and_ray_overrides_it():
+    from cli.index_cmds import ray_options
+    from common.settings import load_settings
+
+    plain = load_settings({"ner": {"enabled": False}})
+    assert ray_options(None, plain) is None
+    configured = load_settings({"ner": {"enabled": False}, "indexer": {"ray_address": "auto"}})
+    assert ray_options(None, configured).address == "auto"
+    assert ray_options("local", configured).address == "local"
+
+
+def test_cli_uses_the_ray_address_setting(built_workspace, tmp_path):
+    import os
+    import subprocess
+
+    home = tmp_path / "ws"
+    shutil.copytree(built_workspace, home)
+    extra = write_extra(tmp_path / "extra", 1)
+    env = dict(os.environ, RAGKILN_INDEXER__RAY_ADDRESS="127.0.0.1:1")
+    out = subprocess.run([sys.executable, "-m", "cli", "--workspace", str(home), "ingest", str(extra), "--no-ner"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "cannot join the Ray cluster" in [ln for ln in out.stderr.splitlines() if ln.startswith("ragkiln:")][-1]
