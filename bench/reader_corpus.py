@@ -1,6 +1,8 @@
 """Questions the sample corpus asks of itself (`reader.synth`), retrieved and cached for bench/reader.py --fit.
 
-    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/reader_corpus.py [--corpus demo|pydoc]
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/reader_corpus.py --corpus demo
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/pydoc_corpus.py   # reads demo's held-out subjects
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/reader_corpus.py --corpus pydoc
 
 Corpora: "demo", samples/python-docs as bench/demo_answers.py ingests it (bench/work/demo-answers-html);
 "pydoc", the standard library's docstrings (bench/pydoc_corpus.py). Retrieval as served: hybrid, top 5.
@@ -52,9 +54,8 @@ def main() -> None:
     from reader.parse import parse_texts
     from reader.sentences import Passage, split_sentences
     from reader.serve import load_reader_pipeline
-    from reader.synth import corpus_questions
-
     from reader.subject import title_subject
+    from reader.synth import corpus_questions
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", choices=sorted(WORKSPACES), default="demo")
