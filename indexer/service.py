@@ -30,8 +30,8 @@ from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
 from indexer.progress import IngestProgress
 from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, batched, chunk_document,
-                            chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
-                            ordered_chunks, run_stages, VectorPages)
+                            VectorPages, chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
+                            ordered_chunks, run_stages)
 from indexer.types import Chunk, Document, IngestReport, Skipped
 from indexer.workspace import Workspace
 

@@ -15,6 +15,7 @@ own head, no entities: weaker spans, still word-aligned) and says so in `problem
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -101,8 +102,6 @@ CALL_INFIX = r"(?<=[A-Za-z0-9_])\((?=[^\s])"
 def split_calls(nlp: Any) -> Any:
     """`nlp` whose tokenizer splits "name(" as code is written ("setraw(fd" -> setraw ( fd), so a function's
     name is a token of its own and can be an answer; English tokenizers keep "setraw(fd" whole."""
-    import re
-
     finditer = nlp.tokenizer.infix_finditer
     pattern = getattr(getattr(finditer, "__self__", None), "pattern", None)
     if isinstance(pattern, str) and CALL_INFIX not in pattern:
