@@ -67,6 +67,7 @@ def _register_unknown(text: str) -> None:
     Sphinx sources parse without errors (the registries are docutils' own, process-wide)."""
     from docutils import nodes, utils
     from docutils.parsers.rst import Directive, directives, roles
+    from docutils.parsers.rst.directives import misc
 
     def generic_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
                      options: dict | None = None, content: list | None = None) -> tuple[list, list]:
@@ -103,6 +104,19 @@ def _register_unknown(text: str) -> None:
                 out.extend(box.children)
             return out
 
+    class ClassDirective(GenericDirective):
+        """Sphinx's `.. class:: Name(args)` (an API entry) shares its name with docutils' own `class`
+        directive (a class attribute for what follows), which keeps nothing of the signature: a
+        signature-shaped argument (a bracket, a dot or a capital) is read as Sphinx's."""
+
+        def run(self) -> list:
+            arg = " ".join(self.arguments)
+            if not arg or "(" in arg or "." in arg or any(c.isupper() for c in arg):
+                return super().run()
+            return misc.Class.run(self)  # type: ignore[arg-type]
+
+    if "class" in _DIRECTIVE.findall(text):
+        directives.register_directive("class", ClassDirective)
     for name in set(_ROLE.findall(text)):
         lookup = roles._roles.get(name) or roles._role_registry.get(name)
         if lookup is None:

@@ -116,3 +116,14 @@ def test_the_sample_corpus_stores_no_markup():
         for doc in res.documents:
             m = leftovers.search(doc.text)
             assert m is None, f"{path.name}: {m.group(0)!r}"
+
+
+def test_a_sphinx_class_entry_keeps_its_signature():
+    """docutils' own `class` directive shares the name and dropped every class's signature line."""
+    text = ("code\n====\n\n.. class:: InteractiveConsole(locals=None, filename=\"<console>\")\n\n"
+            "   Closely emulate the interactive interpreter.\n\n.. class:: Queue\n\n   A FIFO queue.\n\n"
+            ".. class:: special\n\nA paragraph given a class attribute, as docutils means it.\n")
+    _title, body = rst_to_text(text)
+    assert body.split("\n\n") == ["code", "InteractiveConsole(locals=None, filename=\"<console>\")",
+                                  "Closely emulate the interactive interpreter.", "Queue", "A FIFO queue.",
+                                  "A paragraph given a class attribute, as docutils means it."]
