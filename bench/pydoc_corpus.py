@@ -3,9 +3,9 @@ for the reader's corpus questions (bench/reader_corpus.py --corpus pydoc).
 
     HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/pydoc_corpus.py
 
-One text file per module, written as reference pages are: "name --- <first docstring line>", the
-module docstring's first paragraph, then each public function and class as a signature line and the
-first paragraph of its docstring. Modules that the demo-corpus check (bench/data/python_docs_questions*.jsonl)
+One reStructuredText page per module, written as the sample corpus's reference pages are: a title
+"name --- <first docstring line>", the module docstring's first paragraph, then each public function,
+class and exception as a Sphinx directive with its signature and the first paragraph of its docstring. Modules that the demo-corpus check (bench/data/python_docs_questions*.jsonl)
 asks about, or whose pages it retrieves from samples/python-docs, are left out: the check reads
 nothing the reader was fitted on. Ingested with default settings (no NER) into
 bench/work/reader/pydoc-ws.
@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import warnings
@@ -49,11 +50,14 @@ def signature(name: str, obj: object) -> str:
 
 
 def page(modname: str, mod: object) -> str | None:
+    """The module's page in Sphinx's reStructuredText, as the sample corpus's pages are written (a title,
+    then `.. function::` / `.. class::` / `.. exception::` entries), so ingest renders it the same way."""
     doc = inspect.getdoc(mod) or ""
     lines = [ln for ln in doc.splitlines() if ln.strip()]
     if not lines:
         return None
-    out = [f"{modname} --- {lines[0].strip().rstrip('.')}", first_paragraph(doc)]
+    title = f"{modname} --- {lines[0].strip().rstrip('.')}"
+    out = [title + "\n" + "=" * len(title), first_paragraph(doc)]
     names = getattr(mod, "__all__", None) or [n for n in dir(mod) if not n.startswith("_")]
     for n in sorted(set(names)):
         obj = getattr(mod, n, None)
@@ -63,7 +67,8 @@ def page(modname: str, mod: object) -> str | None:
             continue
         desc = first_paragraph(inspect.getdoc(obj))
         if desc and not desc.startswith(n + "("):
-            out += [signature(n, obj), desc]
+            kind = ("exception" if issubclass(obj, BaseException) else "class") if inspect.isclass(obj) else "function"
+            out += [f".. {kind}:: {signature(n, obj)}\n\n   {desc}"]
     return "\n\n".join(out) + "\n" if len(out) > 2 else None
 
 
@@ -72,7 +77,9 @@ def main() -> None:
     expected = {json.loads(ln)["expected"] for p in sorted((ROOT / "bench" / "data").glob("python_docs_questions*.jsonl"))
                 for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()}
     excluded = {s.split(".")[0] for s in held} | {e.split(".")[0] for e in expected}
-    SOURCE.mkdir(parents=True, exist_ok=True)
+    if SOURCE.exists():  # pages of modules held out since the last run must not linger
+        shutil.rmtree(SOURCE)
+    SOURCE.mkdir(parents=True)
     written = 0
     warnings.simplefilter("ignore")
     for m in sorted(sys.stdlib_module_names):
@@ -95,7 +102,7 @@ def main() -> None:
         for name, mo in mods:
             text = page(name, mo)
             if text:
-                (SOURCE / f"{name}.txt").write_text(text, encoding="utf-8")
+                (SOURCE / f"{name}.rst").write_text(text, encoding="utf-8")
                 written += 1
     print(f"wrote {written} pages to {SOURCE} ({len(excluded)} held-out names excluded)", flush=True)
     subprocess.run([str(ROOT / ".venv" / "bin" / "ragkiln"), "--workspace", str(WS), "ingest", str(SOURCE),

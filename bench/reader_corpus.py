@@ -101,7 +101,7 @@ def main() -> None:
         "documents": len(docs), "held_out_documents": len(held_docs),
         "held_out_rule": "every document in the top-5 hits of any question of bench/data/python_docs_questions*.jsonl",
         "questions": {"train": sum(q["split"] == "train" for q in qs), "dev": sum(q["split"] == "dev" for q in qs),
-                      "title": sum(q["kind"] == "title" for q in qs), "signature": sum(q["kind"] == "signature" for q in qs)},
+                      **{kind: sum(q["kind"] == kind for q in qs) for kind in ("title", "module", "signature", "exception")}},
         "held_out_documents_read": len(read_docs & held_docs),
         "answer_in_passages": round(100 * float(np.mean([any(a in h[2] for h in hits[q["id"]] for a in q["answers"])
                                                           for q in qs])), 1),

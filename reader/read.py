@@ -35,7 +35,7 @@ from reader.parse import Parsed, parse_texts
 from reader.question import QuestionInfo, question_info
 from reader.sentences import Passage, Sentence, sentence_features, split_sentences
 from reader.spans import char_span, sentence_candidates
-from reader.subject import title_subject
+from reader.subject import qualified_name, title_subject
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Answer:
     sentence_doc_end: int
     probability: float  # the span model's probability among all candidates read
     sentence_probability: float  # the sentence model's probability among all sentences
+    name: str | None = None  # the span as its qualified name ("pty.spawn"; reader.subject.qualified_name)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, we
         start, end = sent.start + s, sent.start + e
         out.append(Answer(text, sent.passage, p.doc_id, start, end, p.doc_start + start, p.doc_start + end,
                           sent.text, sent.start, sent.end, p.doc_start + sent.start, p.doc_start + sent.end,
-                          float(np.exp(lp)), float(np.exp(s_lp[order[ci]]))))
+                          float(np.exp(lp)), float(np.exp(s_lp[order[ci]])),
+                          qualified_name(text, sent.text, s, title_subject(p.title, keep_underscores=True))))
         if len(out) >= top_k:
             break
     return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from reader.parse import Parsed
 from reader.question import QuestionInfo
-from reader.subject import is_code, mentions
+from reader.subject import is_code, mentions, signature_role
 
 MAX_TOKENS = 10
 _CUT_FRONT = frozenset({"DET", "ADP", "PUNCT", "CCONJ", "PART", "SCONJ"})
@@ -216,6 +216,10 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
     if is_code(text):
         f["code"] = 1.0
         f[f"code|wh={wh}"] = 1.0
+    role = signature_role(p.text, toks[i].start, toks[j - 1].end)
+    if role:  # the name a signature line defines, or one of its parameters
+        f["sig=" + role] = 1.0
+        f[f"sig={role}|wh={wh}"] = 1.0
     if any(toks[k].pos == "VERB" for k in range(i, j)):
         f[f"verb|wh={wh}"] = 1.0
     # where the span stands relative to the question's words in the sentence

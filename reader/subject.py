@@ -8,7 +8,11 @@
 - A *code-shaped* word: an identifier no prose word looks like (`snake_case`, dotted `sys.argv`,
   a call `f()`, an inner capital `RobotFileParser`).
 
-Both are plain string functions so the reader's features stay pure and testable.
+- A member's *qualified name*: an answer naming the function or class that a signature line defines,
+  on a page whose subject is a module ("spawn" from "spawn(argv[, ...])" on the pty page), is given as
+  "pty.spawn": the name a user can import, and the answer to "how do I ...?" and "which module ...?" at once.
+
+All are plain string functions so the reader's features stay pure and testable.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ _CODE = re.compile(
 _WORDISH = re.compile(r"[\w.()]+")
 
 
-def title_subject(title: str) -> str:
+def title_subject(title: str, keep_underscores: bool = False) -> str:
     """The subject a title names: its part before a description separator, numbering dropped, at most
-    `MAX_SUBJECT_WORDS` words; "" when the title has none that short."""
-    t = " ".join(title.replace("_", " ").split())
+    `MAX_SUBJECT_WORDS` words; "" when the title has none that short. Underscores become spaces
+    ("Super_Bowl_50") unless kept, as a module's name needs them ("py_compile")."""
+    t = " ".join((title if keep_underscores else title.replace("_", " ")).split())
     if not t:
         return ""
     head = SEPARATORS.split(t, maxsplit=1)[0].strip()
@@ -59,3 +64,44 @@ def is_code(word: str) -> bool:
 def code_words(text: str) -> list[str]:
     """The code-shaped words of `text`, in order."""
     return [w.rstrip(".,;:") for w in _WORDISH.findall(text) if is_code(w.rstrip(".,;:"))]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_SIGNATURE_LINE = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\(.*\))?\s*(?:->.*)?$")
+
+
+def signature_spans(sentence: str) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
+    """When a sentence opens with a signature line ("name(args)", or a lone code-shaped name), the
+    character spans of the name and of what its brackets hold; None otherwise."""
+    first_line = sentence.split("\n", 1)[0]
+    m = _SIGNATURE_LINE.match(first_line)
+    if m is None or (m.group(3) is None and not is_code(m.group(2))):
+        return None
+    name = (m.start(2), m.end(2))
+    return name, ((m.start(3) + 1, m.end(3) - 1) if m.group(3) else None)
+
+
+def signature_role(sentence: str, start: int, end: int) -> str | None:
+    """"name" for the span of a sentence's opening signature name, "arg" for a span inside its brackets."""
+    sig = signature_spans(sentence)
+    if sig is None:
+        return None
+    (ns, ne), args = sig
+    if (start, end) == (ns, ne):
+        return "name"
+    if args is not None and args[0] <= start and end <= args[1]:
+        return "arg"
+    return None
+
+
+def qualified_name(span: str, sentence: str, span_start: int, subject: str) -> str | None:
+    """`subject.span` when the span is the name that opens the sentence's signature line (`signature_role`)
+    and the subject is a module-like identifier (lower case or code-shaped); None otherwise. A name
+    already under the subject stays as it is."""
+    if signature_role(sentence, span_start, span_start + len(span)) != "name" or not subject:
+        return None
+    if not _IDENTIFIER.fullmatch(subject) or not (subject.islower() or is_code(subject)):
+        return None
+    if span == subject or span.startswith(subject + "."):
+        return None
+    return f"{subject}.{span}"

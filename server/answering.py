@@ -128,7 +128,8 @@ class AnswerRun:
                           else select_citations(self.text, self.in_prompt, self.question))
 
     def _read_pieces(self, stream: ReaderStream) -> Iterator[str]:
-        """The reader's answer: the span as one piece, cited by its own document offsets."""
+        """The reader's answer: the span as one piece (as its qualified name when it names a module's member,
+        "pty.spawn"), cited by the span's own document offsets and words."""
         a = stream.result.answer
         self.first_token_s = self.generation_s = stream.result.seconds
         if a is None:  # relevant passages, but no candidate span in them (e.g. only punctuation)
@@ -137,12 +138,12 @@ class AnswerRun:
             return
         hit = self.in_prompt[a.passage]
         c = hit.chunk
-        self.text = a.text
+        self.text = a.name or a.text
         self.citations = [Citation(c.doc_id, c.title, c.id, a.passage + 1, a.doc_start, a.doc_end, a.text,
                                    float(hit.score), "answer")]
         self.sentence = AnswerSentenceOut(text=a.sentence, doc_id=c.doc_id, chunk_id=c.id, start=a.sentence_doc_start,
                                           end=a.sentence_doc_end, span_start=a.doc_start, span_end=a.doc_end)
-        yield a.text
+        yield self.text
 
     def finish(self) -> None:
         for _ in self.pieces():

@@ -189,7 +189,9 @@ SENTENCE_DESCRIPTION = ("For an extractive answer: the sentence that contains it
 
 
 class AnswerResponse(Response):
-    answer: str
+    answer: str = Field(description="The answer. Extractive: the span read from a passage, or its qualified name when it "
+                        "names a member that a module's page defines (\"pty.spawn\" for the span \"spawn\"); the "
+                        "citation and `sentence` quote the stored words.")
     grounded: bool = Field(description="False when retrieval found nothing relevant and the answer says so.")
     citations: list[CitationOut]
     passages: list[PassageOut]

@@ -6,8 +6,8 @@ from reader.parse import Parsed, Token
 from reader.question import question_class, question_info
 from reader.sentences import Passage, sentence_features, split_sentences
 from reader.spans import sentence_candidates
-from reader.subject import code_words, is_code, mentions, title_subject
-from reader.synth import corpus_questions, signature_questions, title_question
+from reader.subject import code_words, is_code, mentions, qualified_name, signature_role, title_subject
+from reader.synth import corpus_questions, exception_questions, module_question, signature_questions, title_question
 
 
 def test_title_subject():
@@ -89,7 +89,8 @@ def _is_verb(description: str) -> bool:
 def test_title_questions():
     q = title_question("lib/faulthandler", "faulthandler --- Dump the Python traceback", _is_verb)
     assert q is not None and q.question == "How do I dump the Python traceback?" and q.answers == ("faulthandler",)
-    assert title_question("lib/filecmp", "filecmp --- File and Directory Comparisons", _is_verb) is None  # no verb
+    q = title_question("lib/filecmp", "filecmp --- File and Directory Comparisons", _is_verb)  # no verb: which module
+    assert q is not None and q.question == "Which module provides file and Directory Comparisons?"
     assert title_question("x", "Errors and Exceptions — Python docs", _is_verb) is None  # not one name
     assert title_question("x", "faulthandler", _is_verb) is None  # no description
 
@@ -98,13 +99,61 @@ def test_signature_questions():
     text = ("tty --- Terminal control functions\n\nsetraw(fd, when=termios.TCSAFLUSH)\n\n"
             "Change the mode of the file descriptor fd to raw. More.\n\ntty.getmode(fd)\n\n"
             "Return the mode of fd.\n\nnot_a_signature\n\nChange nothing here.")
-    qs = list(signature_questions("lib/tty", "tty --- Terminal control functions", text, _is_verb))
+    qs = list(signature_questions("lib/tty", text, _is_verb))
     assert [(q.question, q.answers) for q in qs] == [
-        ("How do I change the mode of the file descriptor fd to raw?", ("setraw", "tty")),
-        ("How do I get the mode of fd?", ("tty.getmode", "getmode", "tty"))]
+        ("How do I change the mode of the file descriptor fd to raw?", ("setraw",)),
+        ("How do I get the mode of fd?", ("tty.getmode", "getmode"))]  # the function, never the module
 
 
 def test_corpus_questions_are_unique():
     docs = [("a", "faulthandler --- Dump the Python traceback", "x"),
             ("b", "other --- Dump the Python traceback", "x")]
     assert [q.doc_id for q in corpus_questions(docs, _is_verb)] == ["a"]
+
+
+def test_which_module_questions():
+    q = title_question("lib/xml.sax", "xml.sax --- Support for SAX2 parsers", _is_verb)
+    assert q is not None and q.question == "Which module provides support for SAX2 parsers?" and q.answers == ("xml.sax",)
+    q = title_question("lib/xdrlib", "xdrlib --- implements (a subset of) Sun XDR", _is_verb)
+    assert q is not None and q.question == "Which module implements (a subset of) Sun XDR?"
+    assert title_question("x", "enc --- Codec for 'MAPPINGS/CP037.TXT'", _is_verb) is None  # not one plain phrase
+    assert title_question("x", "codecs --- codecs -- Python Codec Registry", _is_verb) is None  # names itself
+    text = "atexit --- Exit handlers\n\nThe atexit module defines functions to register cleanup functions. More."
+    q = module_question("lib/atexit", "atexit --- Exit handlers", text)
+    assert q is not None and q.question == "Which module defines functions to register cleanup functions?"
+    assert q.answers == ("atexit",) and q.kind == "module"
+    assert module_question("lib/x", "x --- X", "The y module defines other things here.") is None  # another module
+
+
+def test_exception_questions():
+    text = ("urllib.error --- Exceptions\n\nSameFileError\n\nRaised when source and destination are the same file."
+            "\n\nOther\n\nRaised by (e.g. several."
+            "\n\nerr.ParseError(msg)\n\nThis exception is raised if the input cannot be parsed at all.")
+    assert [(q.question, q.answers) for q in exception_questions("lib/x", text)] == [
+        ("Which exception is raised when source and destination are the same file?", ("SameFileError",)),
+        ("Which exception is raised if the input cannot be parsed at all?", ("err.ParseError", "ParseError"))]
+
+
+def test_qualified_name_of_a_signature_member():
+    sent = "spawn(argv[, master_read[, stdin_read]])\nSpawn a process, and connect its controlling terminal."
+    assert qualified_name("spawn", sent, 0, "pty") == "pty.spawn"
+    assert qualified_name("stdin_read", sent, sent.index("stdin_read"), "pty") is None  # an argument, not the name
+    assert qualified_name("Spawn", "Spawn a process now.", 0, "pty") is None  # prose, no signature
+    assert (qualified_name("ContentTooShortError", "ContentTooShortError\nRaised when ...", 0, "urllib.error")
+            == "urllib.error.ContentTooShortError")  # a lone code-shaped name line
+    assert qualified_name("Example", "Example\nThe example below shows ...", 0, "copyreg") is None  # a heading
+    assert qualified_name("TimeoutError", "TimeoutError\nA deprecated alias.", 0, "Exceptions") is None  # not a module
+    assert qualified_name("spawn", sent, 0, "Super Bowl 50") is None
+    assert qualified_name("pty.spawn", "pty.spawn(argv)\nSpawn.", 0, "pty") is None  # already qualified
+    subject = title_subject("py_compile --- Compile Python source files", keep_underscores=True)
+    assert qualified_name("compile", "compile(file)\nCompile.", 0, subject) == "py_compile.compile"
+    assert qualified_name("scheduler.enterabs", "scheduler.enterabs(time)\nSchedule.", 0, "sched") == "sched.scheduler.enterabs"
+
+
+def test_signature_roles():
+    sent = "spawn(argv[, master_read])\nSpawn a process."
+    assert signature_role(sent, 0, 5) == "name"
+    assert signature_role(sent, sent.index("master_read"), sent.index("master_read") + 11) == "arg"
+    assert signature_role(sent, sent.index("Spawn"), sent.index("Spawn") + 5) is None  # the description
+    assert signature_role("Spawn a process.", 0, 5) is None  # no signature line
+    assert signature_role("NannyNag\nRaised by process_tokens().", 0, 8) == "name"  # a lone code-shaped name
