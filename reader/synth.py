@@ -1,16 +1,15 @@
 """Questions a corpus asks of itself, for fitting the reader on the kind of text it will read.
 
 SQuAD's questions paraphrase one sentence and want a noun phrase from it; a user of a documentation
-corpus asks "How do I ...?" and wants the name of the thing to use. Reference documentation states
-that pairing twice over, and both are read here without any corpus-specific rule:
+corpus asks "How do I ...?" or "Which module ...?" and wants the name of the thing to use. Reference
+documentation states those pairings itself, and they are read here without any corpus-specific rule:
 
 - a title "NAME — description" (`reader.subject.title_subject`): the description, made a question,
   is answered by NAME ("Dump the Python traceback" -> "How do I dump the Python traceback?": faulthandler);
 - a signature line followed by its description ("setraw(fd, when=...)" then "Change the mode of the
   file descriptor fd to raw."): "How do I change the mode of the file descriptor fd to raw?" is
   answered by setraw, and only by it: accepting the module's name as well taught the reader the easier
-  answer (the page's title), so "How do I create a SAX parser?" got "xml.sax", not make_parser.
-
+  answer (the page's title), so "How do I create a SAX parser?" got "xml.sax", not make_parser;
 - the title's description when it is not imperative ("xml.sax --- Support for SAX2 parsers"), and a
   first sentence "This module provides ..." / "The atexit module defines ...": "Which module provides
   support for SAX2 parsers?" and "Which module defines functions to register ...?" are answered by the
@@ -31,7 +30,8 @@ from dataclasses import dataclass
 from reader.subject import SEPARATORS, mentions, title_subject
 
 _SIGNATURE = re.compile(r"^\s*([A-Za-z_][\w.]*)\((?:[^()]|\([^()]*\))*\)\s*(?:->.*)?$")
-_BARE_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*$")
+# a signature line or a bare name line (an entry without arguments)
+_ENTRY = re.compile(r"^\s*([A-Za-z_][\w.]*)(?:\((?:[^()]|\([^()]*\))*\)\s*(?:->.*)?)?\s*$")
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.DOTALL)
 _THIS_MODULE = re.compile(r"^(?:This|The\s+(?P<name>[\w.]+))\s+(?:module|package)\s+(?P<rest>[a-z].*)$")
 _PROSE = re.compile(r"^[A-Za-z][\w\s,()-]*\.?$")  # a title description that is one plain phrase
@@ -114,36 +114,37 @@ def module_question(doc_id: str, title: str, text: str) -> CorpusQuestion | None
     return None
 
 
+def _entries(text: str, line: re.Pattern[str]) -> Iterator[tuple[str, str]]:
+    """(name, first sentence of the next paragraph) for each one-line paragraph that `line` matches."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
+    for p, nxt in zip(paragraphs, paragraphs[1:]):
+        m = line.match(p)
+        first = _FIRST_SENTENCE.match(" ".join(nxt.split())) if m and "\n" not in p else None
+        if first:
+            yield m.group(1), first.group(1)
+
+
+def _name_answers(name: str) -> tuple[str, ...]:
+    return (name, name.rsplit(".", 1)[-1]) if "." in name else (name,)
+
+
 def signature_questions(doc_id: str, text: str, is_imperative: Callable[[str], bool]
                         ) -> Iterator[CorpusQuestion]:
     """One question per signature line whose next paragraph starts with an imperative sentence."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
-    for p, nxt in zip(paragraphs, paragraphs[1:]):
-        m = _SIGNATURE.match(p)
-        if not m or "\n" in p:
-            continue
-        first = _FIRST_SENTENCE.match(" ".join(nxt.split()))
-        q = _how_do_i(first.group(1), is_imperative) if first else None
-        if q is None:
-            continue
-        name = m.group(1)
-        answers = (name, name.rsplit(".", 1)[-1]) if "." in name else (name,)
-        yield CorpusQuestion(q, answers, doc_id, "signature")
+    for name, first in _entries(text, _SIGNATURE):
+        q = _how_do_i(first, is_imperative)
+        if q is not None:
+            yield CorpusQuestion(q, _name_answers(name), doc_id, "signature")
 
 
 def exception_questions(doc_id: str, text: str) -> Iterator[CorpusQuestion]:
     """"Which exception is raised when ...?" for a bare name line (or a signature) whose next paragraph
     opens with "Raised when ..."."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
-    for p, nxt in zip(paragraphs, paragraphs[1:]):
-        m = _BARE_NAME.match(p) or _SIGNATURE.match(p)
-        first = _FIRST_SENTENCE.match(" ".join(nxt.split())) if m and "\n" not in p else None
-        r = _RAISED.match(first.group(1)) if first else None
+    for name, first in _entries(text, _ENTRY):
+        r = _RAISED.match(first)
         words = _sentence_words(r.group("rest")) if r else None
         if words:
-            name = m.group(1)
-            answers = (name, name.rsplit(".", 1)[-1]) if "." in name else (name,)
-            yield CorpusQuestion(f"Which exception is raised {' '.join(words)}?", answers, doc_id, "exception")
+            yield CorpusQuestion(f"Which exception is raised {' '.join(words)}?", _name_answers(name), doc_id, "exception")
 
 
 def corpus_questions(docs: list[tuple[str, str, str]], is_imperative: Callable[[str], bool]) -> list[CorpusQuestion]:
