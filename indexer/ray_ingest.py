@@ -50,14 +50,19 @@ class RayOptions:
     actors: int | None = None  # actors in the pool; default: the cluster's CPUs / cpus_per_actor
     cpus_per_actor: float = 1.0
     batch_docs: int = 64  # documents per map_batches call
+    # Documents handed to Ray Data at a time: the scan waits while a window is processed, so the object store
+    # and the driver hold at most one window's texts, whatever the corpus's size (each window starts its own
+    # actor pool: a few seconds of model loading per window).
+    window_docs: int = 4096
     num_cpus: int | None = None  # CPUs of a local cluster; default: all of this machine's
     max_restarts: int = 3  # restarts of a dying actor before the ingest gives up
 
     def __post_init__(self) -> None:
         if not self.address.strip():
             raise InvalidInput("--ray needs 'local' or the address of a Ray cluster (auto, HOST:6379, ray://HOST:10001)")
-        if self.batch_docs < 1 or self.cpus_per_actor <= 0 or (self.actors is not None and self.actors < 1):
-            raise InvalidInput("Ray options: batch_docs and actors must be at least 1, cpus_per_actor above 0")
+        if (self.batch_docs < 1 or self.window_docs < 1 or self.cpus_per_actor <= 0
+                or (self.actors is not None and self.actors < 1)):
+            raise InvalidInput("Ray options: batch_docs, window_docs and actors must be at least 1, cpus_per_actor above 0")
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,9 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local: LocalStages,
                    embedder: Embedder | None, enricher: Enricher | None, cfg: IndexerConfig) -> None:
     """Chunk, enrich and embed the documents of `batches` on Ray and store the results (the driver's part of
-    the streamed ingest for new and changed documents). Documents a killed run already chunked are finished
-    here by the local NER and embed stages, which skip what that run stored."""
+    the streamed ingest for new and changed documents), `options.window_docs` documents at a time. Documents
+    a killed run already chunked are finished here by the local NER and embed stages, which skip what that
+    run stored."""
     import pyarrow as pa
     import ray
 
@@ -176,7 +182,32 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
         factory = _constant(enricher)
     started = connect(options)
     try:
-        refs = []
+        spec = WorkerSpec(local.base.path, local.chunker, local.chunk_tokens, local.chunk_overlap,
+                          embedder.path if embedder is not None else None,
+                          embedder.id if embedder is not None else None, cfg.threads, cfg.embed_batch_size, factory)
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # chunk ids in scan order, as a plain ingest assigns them
+        ctx.enable_progress_bars = False  # the driver's own per-stage progress reports the work
+        actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_actor))
+        refs: list[Any] = []
+        pending = 0  # documents in refs
+
+        def run_window() -> None:
+            """The window's documents through the actor pool, stored in scan order; windows run one after another."""
+            nonlocal refs, pending
+            if not refs:
+                return
+            log.debug("Ray: a window of %d documents in %d blocks", pending, len(refs))
+            with warnings.catch_warnings():  # max_restarts has no named parameter yet in Ray 2.60
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ds = ray.data.from_arrow_refs(refs).map_batches(
+                    ChunkEnrichEmbed, fn_constructor_args=(spec,), batch_size=options.batch_docs,
+                    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
+                    num_cpus=options.cpus_per_actor, max_restarts=options.max_restarts)
+            for out in ds.iter_batches(batch_size=options.batch_docs, batch_format="pyarrow"):
+                _store_rows(local, embedder, out.to_pylist())
+            refs, pending = [], 0
+
         for batch in batches:  # the scan: documents stored, the new ones handed to the object store
             store.put_documents(batch)
             fresh: list[Document] = []
@@ -197,23 +228,10 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
                 refs.append(ray.put(pa.table({
                     "doc_id": [d.doc_id for d in part], "sha256": [d.sha256 for d in part],
                     "title": [d.title for d in part], "text": [d.text for d in part]})))
-        if not refs:
-            return
-        spec = WorkerSpec(local.base.path, local.chunker, local.chunk_tokens, local.chunk_overlap,
-                          embedder.path if embedder is not None else None,
-                          embedder.id if embedder is not None else None, cfg.threads, cfg.embed_batch_size, factory)
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # chunk ids in scan order, as a plain ingest assigns them
-        ctx.enable_progress_bars = False  # the driver's own per-stage progress reports the work
-        actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_actor))
-        with warnings.catch_warnings():  # max_restarts has no named parameter yet in Ray 2.60
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ds = ray.data.from_arrow_refs(refs).map_batches(
-                ChunkEnrichEmbed, fn_constructor_args=(spec,), batch_size=options.batch_docs, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=options.cpus_per_actor,
-                max_restarts=options.max_restarts)
-        for out in ds.iter_batches(batch_size=options.batch_docs, batch_format="pyarrow"):
-            _store_rows(local, embedder, out.to_pylist())
+                pending += len(part)
+                if pending >= options.window_docs:
+                    run_window()
+        run_window()
     except RagkilnError:
         raise
     except Exception as e:  # noqa: BLE001 - Ray's errors, one class per failure kind; mapped once here

@@ -157,6 +157,8 @@ def test_bad_ray_options_are_refused():
         RayOptions("  ")
     with pytest.raises(InvalidInput):
         RayOptions("local", batch_docs=0)
+    with pytest.raises(InvalidInput):
+        RayOptions("local", window_docs=0)
 
 
 @pytest.fixture(scope="module")
@@ -175,15 +177,18 @@ def ray_cluster():  # type: ignore[no-untyped-def]
 def test_ray_ingest_builds_the_plain_index(built_workspace, tmp_path, ray_cluster):
     extra = write_extra(tmp_path / "extra", 24)
     homes = {}
-    for kind in ("plain", "ray"):
+    # "windows": the scan hands Ray at least 10 documents at a time: blocks of 4, so two windows of 12
+    for kind, window in (("plain", 0), ("ray", 4096), ("windows", 10)):
         home = tmp_path / kind
         shutil.copytree(built_workspace, home)
-        ray = RayOptions("local", enricher_factory=Factory(capital_orgs), batch_docs=4) if kind == "ray" else None
+        ray = (RayOptions("local", enricher_factory=Factory(capital_orgs), batch_docs=4, window_docs=window)
+               if window else None)
         r = service.ingest(load_settings({"home": home}), [extra], enricher=capital_orgs, progress=False, ray=ray)
         assert (r.added, r.chunks_embedded) == (24, 24)
         homes[kind] = snapshot(home)
     assert_same_index(homes["plain"], homes["ray"])
-    assert any(homes["ray"]["ents"])
+    assert_same_index(homes["plain"], homes["windows"])
+    assert any(homes["ray"]["ents"]) and any(homes["windows"]["ents"])
 
 
 @pytest.mark.slow
