@@ -2,7 +2,8 @@
 SciFact test query, chunks, vectors, entities) and the time of each.
 
     HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/ray_ingest.py [--beir ../shared/datasets/scifact]
-        [--docs 300] [--no-ner] [--num-cpus 2] [--work bench/work/ray-ingest] [--out bench/results/ray-ingest.json]
+        [--docs 300] [--no-ner] [--num-cpus 2] [--window-docs 4096] [--work bench/work/ray-ingest]
+        [--out bench/results/ray-ingest.json]
 
 Each run ingests into a fresh workspace. The Ray run joins a local cluster started before its clock starts (started
 and stopped by this script; the start is timed on its own as `ray_cluster_start_s`), so `ray_s` is the ingest on a
@@ -58,6 +59,8 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--no-ner", action="store_true")
     ap.add_argument("--num-cpus", type=int, default=2)
+    ap.add_argument("--window-docs", type=int, default=RayOptions.window_docs,
+                    help="documents handed to Ray Data at a time (RayOptions.window_docs)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "ray-ingest")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ray-ingest.json")
     args = ap.parse_args()
@@ -87,7 +90,7 @@ def main() -> None:
             result["ray_cluster_start_s"] = round(time.perf_counter() - t, 2)
             ner = settings.ner.model_copy(update={"n_process": 1})
             options = RayOptions("local", enricher_factory=functools.partial(make_enricher, ner) if ner.enabled
-                                 else None)
+                                 else None, window_docs=args.window_docs)
         load_before = load()
         with open_enricher(settings.ner) as enricher:
             t = time.perf_counter()
