@@ -52,7 +52,7 @@ class RayOptions:
     batch_docs: int = 64  # documents per map_batches call
     # Documents handed to Ray Data at a time: the scan waits while a window is processed, so the object store
     # and the driver hold at most one window's texts, whatever the corpus's size (each window starts its own
-    # actor pool: a few seconds of model loading per window).
+    # actor pool: about 23 s of model loading per window on 2 cores, bench/ray_ingest.py --window-docs).
     window_docs: int = 4096
     num_cpus: int | None = None  # CPUs of a local cluster; default: all of this machine's
     max_restarts: int = 3  # restarts of a dying actor before the ingest gives up
