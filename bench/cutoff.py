@@ -68,7 +68,8 @@ def one_round(base: str) -> dict[str, Any]:
         statuses += list(pool.map(lambda _: cut_off(url), range(8)))
     answers = [answer(url) for _ in range(6)]
     ready = httpx.get(base + "/readyz", timeout=15)
-    gen = ready.json().get("generator", {}) if ready.headers.get("content-type", "").startswith("application/json") else {}
+    is_json = ready.headers.get("content-type", "").startswith("application/json")
+    gen = ready.json().get("generator", {}) if is_json else {}
     ok = (all(a["status"] == 200 and a["seconds"] < LIMIT_S and (a["completion_tokens"] or 0) >= 1 for a in answers)
           and ready.status_code == 200 and gen.get("stuck") == 0)
     return {"cut_off_statuses": statuses, "answers": answers, "readyz": {"status": ready.status_code, "generator": gen},

@@ -62,7 +62,8 @@ class RayOptions:
             raise InvalidInput("--ray needs 'local' or the address of a Ray cluster (auto, HOST:6379, ray://HOST:10001)")
         if (self.batch_docs < 1 or self.window_docs < 1 or self.cpus_per_actor <= 0
                 or (self.actors is not None and self.actors < 1)):
-            raise InvalidInput("Ray options: batch_docs, window_docs and actors must be at least 1, cpus_per_actor above 0")
+            raise InvalidInput("Ray options: batch_docs, window_docs and actors must be at least 1, "
+                               "cpus_per_actor above 0")
 
 
 @dataclass(frozen=True)

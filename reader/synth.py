@@ -18,7 +18,8 @@ documentation states those pairings itself, and they are read here without any c
   when ...?" is answered by that name.
 
 `is_imperative(description)` says whether a description starts with an imperative verb (a tagger
-decides; the bench passes spaCy's, which reads the verb in its clause). Answers are checked as whole words (`reader.subject.mentions`).
+decides; the bench passes spaCy's, which reads the verb in its clause). Answers are checked as whole
+words (`reader.subject.mentions`).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def exception_questions(doc_id: str, text: str) -> Iterator[CorpusQuestion]:
         r = _RAISED.match(first)
         words = _sentence_words(r.group("rest")) if r else None
         if words:
-            yield CorpusQuestion(f"Which exception is raised {' '.join(words)}?", _name_answers(name), doc_id, "exception")
+            q = f"Which exception is raised {' '.join(words)}?"
+            yield CorpusQuestion(q, _name_answers(name), doc_id, "exception")
 
 
 def corpus_questions(docs: list[tuple[str, str, str]], is_imperative: Callable[[str], bool]) -> list[CorpusQuestion]:
