@@ -130,8 +130,9 @@ def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, we
     texts = [question] + [sents[i].text for i in order]
     parsed = parse(texts) if parse is not None else parse_texts(nlp, texts)
     q = question_info(parsed[0])
-    chosen = [(parsed[1 + r], s_lp[i], r, title_subject(passages[sents[i].passage].title))
-              for r, i in enumerate(order)]
+    subjects = [title_subject(p.title) for p in passages]
+    modules = [title_subject(p.title, keep_underscores=True) for p in passages]  # "py_compile" kept whole
+    chosen = [(parsed[1 + r], s_lp[i], r, subjects[sents[i].passage]) for r, i in enumerate(order)]
     out: list[Answer] = []
     seen: set[str] = set()
     for ci, s, e, lp in rank_spans(q, chosen, w):
@@ -145,7 +146,7 @@ def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, we
         out.append(Answer(text, sent.passage, p.doc_id, start, end, p.doc_start + start, p.doc_start + end,
                           sent.text, sent.start, sent.end, p.doc_start + sent.start, p.doc_start + sent.end,
                           float(np.exp(lp)), float(np.exp(s_lp[order[ci]])),
-                          qualified_name(text, sent.text, s, title_subject(p.title, keep_underscores=True))))
+                          qualified_name(text, sent.text, s, modules[sent.passage])))
         if len(out) >= top_k:
             break
     return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from reader.parse import Parsed
 from reader.question import QuestionInfo
-from reader.subject import is_code, mentions, signature_role
+from reader.subject import Signature, is_code, mentions, role_in, signature_spans
 
 MAX_TOKENS = 10
 _CUT_FRONT = frozenset({"DET", "ADP", "PUNCT", "CCONJ", "PART", "SCONJ"})
@@ -114,6 +114,7 @@ class SentenceContext:
     ancestors: tuple[tuple[int, ...], ...]  # each token's chain of heads up to the root (itself first)
     ent_label: dict[tuple[int, int], str]
     subject: str = ""  # the sentence's document subject (`reader.subject.title_subject`), "" when asked or none
+    signature: Signature = None  # the sentence's opening signature line (`reader.subject.signature_spans`)
 
 
 def sentence_context(p: Parsed, q: QuestionInfo, subject: str = "") -> SentenceContext:
@@ -126,7 +127,8 @@ def sentence_context(p: Parsed, q: QuestionInfo, subject: str = "") -> SentenceC
         chains.append(tuple(chain))
     if subject and mentions(q.text, subject):
         subject = ""
-    return SentenceContext(p, matched, tuple(chains), {(i, j): lab for i, j, lab in p.ents}, subject)
+    return SentenceContext(p, matched, tuple(chains), {(i, j): lab for i, j, lab in p.ents}, subject,
+                           signature_spans(p.text))
 
 
 def span_head(p: Parsed, i: int, j: int) -> int:
@@ -216,7 +218,7 @@ def span_features(q: QuestionInfo, ctx: SentenceContext, i: int, j: int, kinds: 
     if is_code(text):
         f["code"] = 1.0
         f[f"code|wh={wh}"] = 1.0
-    role = signature_role(p.text, toks[i].start, toks[j - 1].end)
+    role = role_in(ctx.signature, toks[i].start, toks[j - 1].end)
     if role:  # the name a signature line defines, or one of its parameters
         f["sig=" + role] = 1.0
         f[f"sig={role}|wh={wh}"] = 1.0

@@ -1,4 +1,4 @@
-"""Two corpus-independent hints of what a question about documentation wants named.
+"""Corpus-independent hints of what a question about documentation wants named.
 
 - A document's *subject*: what its title says the document is about, before any description
   ("filecmp" in "filecmp --- File and Directory Comparisons", "Super Bowl 50" in "Super_Bowl_50",
@@ -7,7 +7,6 @@
   which paraphrase a description and rarely repeat the name.
 - A *code-shaped* word: an identifier no prose word looks like (`snake_case`, dotted `sys.argv`,
   a call `f()`, an inner capital `RobotFileParser`).
-
 - A member's *qualified name*: an answer naming the function or class that a signature line defines,
   on a page whose subject is a module ("spawn" from "spawn(argv[, ...])" on the pty page), is given as
   "pty.spawn": the name a user can import, and the answer to "how do I ...?" and "which module ...?" at once.
@@ -70,7 +69,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _SIGNATURE_LINE = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\(.*\))?\s*(?:->.*)?$")
 
 
-def signature_spans(sentence: str) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
+Signature = tuple[tuple[int, int], tuple[int, int] | None] | None  # what `signature_spans` returns
+
+
+def signature_spans(sentence: str) -> Signature:
     """When a sentence opens with a signature line ("name(args)", or a lone code-shaped name), the
     character spans of the name and of what its brackets hold; None otherwise."""
     first_line = sentence.split("\n", 1)[0]
@@ -81,9 +83,8 @@ def signature_spans(sentence: str) -> tuple[tuple[int, int], tuple[int, int] | N
     return name, ((m.start(3) + 1, m.end(3) - 1) if m.group(3) else None)
 
 
-def signature_role(sentence: str, start: int, end: int) -> str | None:
-    """"name" for the span of a sentence's opening signature name, "arg" for a span inside its brackets."""
-    sig = signature_spans(sentence)
+def role_in(sig: Signature, start: int, end: int) -> str | None:
+    """`signature_role` given the sentence's `signature_spans`, computed once per sentence."""
     if sig is None:
         return None
     (ns, ne), args = sig
@@ -92,6 +93,11 @@ def signature_role(sentence: str, start: int, end: int) -> str | None:
     if args is not None and args[0] <= start and end <= args[1]:
         return "arg"
     return None
+
+
+def signature_role(sentence: str, start: int, end: int) -> str | None:
+    """"name" for the span of a sentence's opening signature name, "arg" for a span inside its brackets."""
+    return role_in(signature_spans(sentence), start, end)
 
 
 def qualified_name(span: str, sentence: str, span_start: int, subject: str) -> str | None:
