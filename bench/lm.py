@@ -60,7 +60,7 @@ from trainer.lm.qa_metrics import exact_match, token_f1  # noqa: E402
 from trainer.lm.qa_synthetic import Style, cloze_questions, synthetic_options  # noqa: E402
 from trainer.lm.run import read_run, run_training  # noqa: E402
 from trainer.lm.sampling import SamplingParams, generate  # noqa: E402
-from trainer.lm.service import perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
+from trainer.lm.service import peak_lr, perplexities, prepare_lm_run, prepare_qa_run  # noqa: E402
 from trainer.lm.tokenizer import Tokenizer  # noqa: E402
 from trainer.lm.train import TrainConfig, train  # noqa: E402
 
@@ -409,7 +409,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
     spans = ner_spans(chunks, noun_phrases)
     synth = cloze_questions(chunks, spans=lambda c: spans.get(c.doc_id) or regex_spans(c), per_chunk=per_chunk, seed=0,
                             per_sentence=per_sentence, **synthetic_options(cfg))
-    qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": qa_lr or cfg.lr / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
+    qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": qa_lr or peak_lr(cfg) / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0, "batch_size": qa_batch or cfg.batch_size,
                                     "grad_accum": qa_accum})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
@@ -428,7 +428,7 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
         "synthetic_style": cfg.synthetic_style, "synthetic_noise": cfg.synthetic_noise, "synthetic_window": cfg.synthetic_window,
         "synthetic_counterfactual": cfg.synthetic_counterfactual, "synthetic_lookup": cfg.synthetic_lookup,
         "qa_context_sentences": qa_cfg.qa_context_sentences, "qa_batch": qa_cfg.batch_size, "qa_grad_accum": qa_accum,
-        "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": cfg.lr, "qa_lr": qa_cfg.lr,
+        "noun_phrases": noun_phrases, "weight_init": cfg.init, "rope_theta": lm_theta, "lr": peak_lr(cfg), "qa_lr": qa_cfg.lr,
         "qa_rows": qa_data["qa"]["rows"],
         "qa_train_questions": qa_data["qa"]["examples"],
         "lm_reused_from": str(reuse_lm) if reuse_lm else None, "qa_init": str(qa_init) if qa_init else None,

@@ -191,8 +191,10 @@ class LmConfig(Section):
     )
     batch_size: int = Field(16, ge=1, le=65536, description="Sequences per optimizer step (all ranks, all micro-batches).")
     grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
-    lr: float = Field(3e-3, gt=0, le=1, description="Peak learning rate (AdamW).")
-    min_lr: float = Field(3e-4, ge=0, le=1, description="Floor of the cosine decay.")
+    lr: float | None = Field(
+        None, gt=0, le=1, description="Peak learning rate (AdamW); default by preset, about 1/width (muP's rule for "
+        "Adam): tiny 3e-3 and small 1e-3 (the rates their benchmarks ran at), base 5e-4 (the rule; not measured).")
+    min_lr: float | None = Field(None, ge=0, le=1, description="Floor of the cosine decay; default lr / 10.")
     warmup: int = Field(30, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.1, ge=0, le=10, description="AdamW weight decay (matrices only).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")

@@ -52,10 +52,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # presets only size it. The planner fits pairs and steps into
         # the budget (trainer/embedder/plan.py).
         "embedder_train": {"budget_minutes": 20.0},
-        # the copy circuit from the start (trainer/lm/init.py; bench/results/lm-squad-induction.json: SQuAD answer loss
-        # 3.4 -> 1.9 nats against a normal init at the same lr, for a worse held-out ppl, 233 vs 196)
-        "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250,
-               "init": "induction", "lr": 1e-3, "min_lr": 1e-4},
+        # the LM's recipe is `train lm`'s default too (copy-circuit init, learning rate by model size)
+        "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250},
         "quantize": {"types": "all"},
         "qa_steps": 1000,
     },

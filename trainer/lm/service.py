@@ -33,11 +33,21 @@ log = logging.getLogger(__name__)
 
 
 PRESET_STEPS = {"tiny": 200, "small": 600, "base": 1000}  # tiny: 80-100 s on the sample corpus, 2 cores (bench/lm.py)
+# Peak learning rate about 1/width (dim 96, 256, 512), so a preset scales the step size with the model and
+# never switches recipe: tiny's 3e-3 (bench/results/lm-retrieval-presets.json) and small's 1e-3 (every
+# bench/results/lm-squad-*.json) are the rates measured; base's follows the rule.
+PRESET_LR = {"tiny": 3e-3, "small": 1e-3, "base": 5e-4}
+
+
+def peak_lr(cfg: LmConfig) -> float:
+    return cfg.lr or PRESET_LR[cfg.preset]
 
 
 def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
+    lr = peak_lr(cfg)
     fields = dict(
-        steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr, min_lr=cfg.min_lr,
+        steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=lr,
+        min_lr=lr / 10 if cfg.min_lr is None else cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
         context_loss=cfg.context_loss,
         eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed,

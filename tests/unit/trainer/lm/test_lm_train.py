@@ -41,3 +41,18 @@ def test_default_recipe_is_the_same_at_every_preset_and_qa_tuning_scores_answers
         assert train_config(cfg).steps == PRESET_STEPS[preset]
     assert train_config(LmConfig(context_loss=False)).context_loss is False
     assert train_config(LmConfig(), context_mix=1.0, context_loss=False).context_loss is False  # what QA runs get
+
+
+def test_learning_rate_shrinks_with_the_model_and_an_explicit_one_wins():
+    from common.settings import LmConfig
+    from pipeline.build import PRESETS
+    from trainer.lm.service import train_config
+
+    rates = [train_config(LmConfig(preset=p)).lr for p in ("tiny", "small", "base")]
+    assert rates == sorted(rates, reverse=True) and rates[0] == 3e-3 and rates[1] == 1e-3
+    assert train_config(LmConfig(preset="small")).min_lr == rates[1] / 10
+    cfg = train_config(LmConfig(preset="small", lr=2e-3, min_lr=0.0))
+    assert (cfg.lr, cfg.min_lr) == (2e-3, 0.0)
+    # build presets size the LM; they never pick its recipe
+    for preset in PRESETS.values():
+        assert not {"lr", "min_lr", "init", "context_loss", "retrieval_mode"} & set(preset.get("lm", {}))
