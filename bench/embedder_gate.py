@@ -2,8 +2,10 @@
 
 For each corpus x adapted model, three calls are compared with the truth:
 
-  probe      the label-free gate (trainer/embedder/gate.py): held-out documents found from title and
-             keyword queries, kinds the training pairs never were; what `ragkiln build` uses without labels
+  probe      the label-free gate (trainer/embedder/gate.py): held-out documents found from title, keyword
+             and question queries, kinds the training pairs never were, in hybrid search; replace only on a
+             gain beyond the probe's noise; what `ragkiln build` uses without labels
+  probe_v1   the gate before (dense-only, titles and keywords, replace on any mean gain), kept by --reprobe
   dev pairs  the trainer's own held-out pseudo-query pairs (the same kinds it trained on); the old rule
   labels     half A of the corpus's labelled queries (what the build uses when it has a labelled split)
 
@@ -135,6 +137,21 @@ def demo_labels(ws_settings) -> tuple[dict[str, str], dict[str, dict[str, dict[s
     return queries, qrels
 
 
+def rebuild_probe(home: Path, run_dir: Path, kinds: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
+    """The run's probe with today's query kinds: the same held-out documents (its dev.json) and distractors
+    (its probe.json), so a run trained before a kind was added is judged as a new run would be."""
+    from indexer.workspace import Workspace
+    from trainer.embedder.gate import KINDS, build_probe
+
+    held_out = set(json.loads((run_dir / "dev.json").read_text())["doc_ids"])
+    old = json.loads((run_dir / "probe.json").read_text())
+    distract = {int(k[1:]) for k, d in old["doc_of"].items() if d not in held_out}
+    chunks = list(Workspace.open(load_settings({"home": home, "ner": {"enabled": False}})).store.iter_chunks())
+    seed = json.loads((run_dir / "run.json").read_text())["config"]["seed"]
+    return build_probe([c for c in chunks if c.doc_id in held_out], held_out, [c for c in chunks if c.id in distract], seed,
+                       kinds=kinds or KINDS)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "emb28")
@@ -147,6 +164,8 @@ def main() -> None:
     ap.add_argument("--squad-paragraphs", type=int, default=300)
     ap.add_argument("--choose", type=Path, default=ROOT / "bench" / "results" / "embedder-choose.json")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder-gate.json")
+    ap.add_argument("--reprobe", action="store_true", help="judge the cases already recorded again with today's "
+                    "gate (probe kinds and rule); the earlier call is kept as probe_v1")
     a = ap.parse_args()
     setup_logging("INFO")
     from embedder import save_average, train_split
@@ -155,7 +174,7 @@ def main() -> None:
     from indexer.beir_eval import evaluate_searcher, load_queries
     from indexer.embedder import load_embedder
     from indexer.workspace import Workspace
-    from trainer.embedder.gate import Probe, run_probe
+    from trainer.embedder.gate import run_probe
     from trainer.embedder.train import train_embedder
 
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
@@ -191,9 +210,13 @@ def main() -> None:
             rec["run"] = {"model": str(out), "config": train_cfg, "plan": rep.get("plan"), "dev": {
                 k: rep["metrics"][k] for k in ("dev_before", "dev_after")}, "wall_seconds": round(time.perf_counter() - t0, 1)}
             save()
-        probe = Probe(**json.loads((home / "runs" / f"embedder-{out.name}" / "probe.json").read_text()))
+        probe = rebuild_probe(home, home / "runs" / f"embedder-{out.name}")
         for w in (0.0, 0.3, -2.0):  # -2: three times the adaptation (start + 3 x (tuned - start))
             key = f"wise-{w:g}" if w >= 0 else f"over-{1 - w:g}x"
+            if key in rec and a.reprobe and "probe_v1" not in rec[key]:
+                rec[key]["probe_v1"] = rec[key]["probe"]
+                rec[key]["probe"] = run_probe(probe, DEFAULT_EMBEDDER, rec[key]["model"])
+                save()
             if key in rec:
                 continue
             if w < 0:
@@ -221,8 +244,7 @@ def main() -> None:
     if "scifact" in corpora and a.choose.exists():
         ch = json.loads(a.choose.read_text())["choose"]
         home = a.work / "scifact"
-        run_dir = home / "runs" / f"embedder-{Path(ch['run']['model']).name}"
-        probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
+        probe = rebuild_probe(home, home / "runs" / f"embedder-{Path(ch['run']['model']).name}")
         rec = cases.setdefault("scifact", {"labelled_queries": {"A": ch["split"]["dev_queries"],
                                                                 "B": ch["split"]["fit_queries"]}})
         base = ch["variants"]["base"]
@@ -247,8 +269,9 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
     A corpus scored dense only (the choose phase's reduced SciFact) has one truth, its dense gain. The
     labelled call uses the same quantity on half A."""
     rows = []
-    right = {t: {"probe": 0, "dev_pairs": 0, "labels": 0} for t in ("served", "mean")}
-    counted = {"probe": 0, "dev_pairs": 0, "labels": 0}
+    rules = ("probe", "probe_v1", "dev_pairs", "labels")
+    right = {t: dict.fromkeys(rules, 0) for t in ("served", "mean")}
+    counted = dict.fromkeys(rules, 0)
     for corpus, rec in cases.items():
         base = rec.get("base")
         for key, m in rec.items():
@@ -260,6 +283,8 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
                     for h in ("A", "B")}
             should = {"served": gain["B"][main] >= 0, "mean": sum(gain["B"].values()) / len(modes) >= 0}
             calls = {"probe": m["probe"]["replace"]}
+            if m.get("probe_v1"):
+                calls["probe_v1"] = m["probe_v1"]["replace"]
             if m.get("dev_pairs"):
                 d = m["dev_pairs"]
                 calls["dev_pairs"] = d["dev_after"]["ndcg@10"] > d["dev_before"]["ndcg@10"]

@@ -70,7 +70,7 @@ def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | Non
 
     A labelled evaluation split decides when there is one (the mode search serves by default). Without
     one, the label-free probe decides (trainer/embedder/gate.py: held-out documents found from queries
-    of other kinds than the training pairs, titles and rare keywords; the trainer's dev pairs are the
+    of other kinds than the training pairs, in the served mode; the trainer's dev pairs are the
     trained kind and measured misleading); a run from before the probe falls back on the dev pairs."""
     before, after = (metrics.get(k, {}).get(mode, {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
     if before is not None and after is not None:
@@ -80,9 +80,10 @@ def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | Non
         if probe.get("gain") is None:
             return "no labelled evaluation split, and the corpus gave too few probe queries to judge the adapted embedder"
         if not probe.get("replace"):
-            return (f"no labelled evaluation split, and on probe queries about held-out documents (titles, keywords) "
-                    f"the adapted embedder scored {probe['gain']:+.4f} nDCG@10 against the base ({probe['after']} vs "
-                    f"{probe['before']})")
+            noise = f", standard error {probe['se']}: not beyond the probe's noise" if probe.get("se") is not None else ""
+            return (f"no labelled evaluation split, and on probe queries about held-out documents (titles, keywords, "
+                    f"questions; {probe.get('mode', 'dense')} search) the adapted embedder gained {probe['gain']:+.4f} "
+                    f"nDCG@10 against the base{noise}")
         return None
     dev_before, dev_after = (metrics.get(k, {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
     if dev_before is not None and dev_after is not None and dev_after <= dev_before:

@@ -8,10 +8,15 @@ run never trained on (the dev split's documents):
   title     the document's title -> the document's text without it (when titles tell documents apart)
   keywords  the five rarest words of one of its chunks, in their order -> the document
             (one query per sampled chunk, so a corpus of few long documents still gets enough)
+  question  a wh-question about one of its sentences, four words each side of the answer asked for
 
 The corpus is the held-out documents' chunks (without titles) plus distractor chunks of other documents;
-each model ranks documents by their best chunk (cosine), scored with nDCG@10 (one relevant document).
-The gate replaces the base when the mean gain over the kinds is at least `margin`.
+each model ranks documents by their best chunk, scored with nDCG@10 (one relevant document), in the mode
+search serves: hybrid (the model's cosines fused with BM25 as indexer.fusion does) by default. Judged
+dense-only, every such probe rewards an adaptation, the deliberately over-adapted model included
+(bench/results/gate-study.json): what distillation from a BM25-and-dense teacher teaches is lexical
+matching, which hybrid search already has. The base is replaced only on a hybrid gain beyond the probe's
+noise (`gate_decision`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("title", "keywords")
+KINDS = ("title", "keywords", "question")
+QUESTION_KINDS = {"question": 4, "question0": 0}  # wh-questions: 4 words each side of the answer, or the whole sentence
+Z = 1.645  # one-sided 95%: the gain the probe must show beyond its noise to replace the base
 MIN_QUERIES = 20  # a kind with fewer probe queries is left out
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{3,}")
 _STOP = frozenset("""this that with from have were been which their there these those than then them they what when
@@ -59,8 +66,24 @@ def keyword_query(text: str, df: Mapping[str, int], n_docs: int, k: int = 5) -> 
     return " ".join(w for w in seen if w in rare)
 
 
+def question_queries(chunk: Any, window: int, rng: random.Random) -> list[str]:
+    """Wh-questions about the chunk's sentences (a capitalised phrase or number asked for, the rest fronted,
+    trainer/lm/qa_synthetic.py), one per sentence that has such a span: users ask questions, the trainer
+    never makes any."""
+    from trainer.lm.qa_synthetic import cloze_question, question_sentences, regex_spans
+
+    spans = regex_spans(chunk)
+    out = []
+    for s, e in question_sentences(chunk.text):
+        inside = [(a - s, b - s, label) for a, b, label in spans if s <= a and b <= e]
+        if inside:
+            a, b, label = rng.choice(inside)
+            out.append(cloze_question(chunk.text[s:e], a, b, label, fronted=True, window=window))
+    return out
+
+
 def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence[Any], seed: int,
-                max_docs: int = 300) -> Probe:
+                max_docs: int = 300, kinds: Sequence[str] = KINDS) -> Probe:
     """Probe queries about the held-out documents' `chunks`, over those chunks plus `distractors`."""
     rng = random.Random(seed)
     by_doc: dict[str, list[Any]] = {}
@@ -77,7 +100,7 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
     df: Counter[str] = Counter()
     for text in corpus.values():
         df.update(set(words(text)))
-    queries: dict[str, list[tuple[str, str]]] = {k: [] for k in KINDS}
+    queries: dict[str, list[tuple[str, str]]] = {k: [] for k in (*KINDS, *kinds)}
     titles = Counter((by_doc[d][0].title or "").strip().lower() for d in docs)
     for d in docs:
         title = (by_doc[d][0].title or "").strip()
@@ -89,44 +112,79 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
         kw = keyword_query(c.text, df, len(corpus))
         if kw is not None:
             queries["keywords"].append((kw, c.doc_id))
-    return Probe(corpus, doc_of, {k: v for k, v in queries.items() if len(v) >= MIN_QUERIES})
+    for kind in set(kinds) & set(QUESTION_KINDS):
+        qrng = random.Random(seed + 1)
+        asked = [(q, c.doc_id) for c in held_chunks for q in question_queries(c, QUESTION_KINDS[kind], qrng)]
+        queries[kind] = sorted(qrng.sample(asked, min(max_docs, len(asked))), key=lambda x: (x[1], x[0]))
+    return Probe(corpus, doc_of, {k: v for k, v in queries.items() if k in kinds and len(v) >= MIN_QUERIES})
 
 
-def doc_ndcg_at_10(q_vecs: np.ndarray, c_vecs: np.ndarray, doc_of: Sequence[str], relevant: Sequence[str]) -> float:
-    """Mean nDCG@10 with one relevant document per query; documents ranked by their best chunk."""
+def query_ndcg_at_10(scores: np.ndarray, doc_of: Sequence[str], relevant: Sequence[str]) -> np.ndarray:
+    """nDCG@10 of each query (one relevant document); documents ranked by their best chunk's score."""
     docs = sorted(set(doc_of))
     col = {d: i for i, d in enumerate(docs)}
     idx = np.array([col[d] for d in doc_of])
-    sims = q_vecs @ c_vecs.T  # [queries, chunks]
-    best = np.full((len(q_vecs), len(docs)), -np.inf, dtype=np.float32)
-    np.maximum.at(best.T, idx, sims.T)  # best[q, doc] = max over the doc's chunks
-    total = 0.0
+    best = np.full((len(scores), len(docs)), -np.inf, dtype=np.float32)
+    np.maximum.at(best.T, idx, scores.T)  # best[q, doc] = max over the doc's chunks
+    out = np.zeros(len(relevant))
     for qi, rel in enumerate(relevant):
-        target = best[qi, col[rel]]
-        rank = int((best[qi] > target).sum())  # 0-based; ties count in the query's favour
-        total += 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
-    return total / max(1, len(relevant))
-
-
-def probe_scores(encode, probe: Probe) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """nDCG@10 per query kind for one model; `encode(texts) -> normalised vectors`."""
-    keys = list(probe.corpus)
-    c_vecs = encode([probe.corpus[k] for k in keys])
-    doc_of = [probe.doc_of[k] for k in keys]
-    out = {}
-    for kind, qs in probe.queries.items():
-        out[kind] = round(doc_ndcg_at_10(encode([q for q, _ in qs]), c_vecs, doc_of, [d for _, d in qs]), 4)
+        rank = int((best[qi] > best[qi, col[rel]]).sum())  # 0-based; ties count in the query's favour
+        out[qi] = 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
     return out
 
 
-def gate_decision(before: Mapping[str, float], after: Mapping[str, float], margin: float = 0.0
-                  ) -> tuple[bool, float | None]:
-    """(replace, mean gain over the kinds both scored); no kind scored: (False, None), keep the base."""
+def doc_ndcg_at_10(q_vecs: np.ndarray, c_vecs: np.ndarray, doc_of: Sequence[str], relevant: Sequence[str]) -> float:
+    """Mean nDCG@10 of dense retrieval (cosine of normalised vectors)."""
+    return float(query_ndcg_at_10(q_vecs @ c_vecs.T, doc_of, relevant).mean()) if len(relevant) else 0.0
+
+
+def fuse(dense: np.ndarray, lexical: np.ndarray, dense_weight: float) -> np.ndarray:
+    """Hybrid scores [queries, chunks]: min-max normalised per query, convex combination (indexer.fusion)."""
+    def minmax(x: np.ndarray) -> np.ndarray:
+        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+        return (x - lo) / np.maximum(hi - lo, 1e-9)
+    return dense_weight * minmax(dense) + (1 - dense_weight) * minmax(lexical)
+
+
+def lexical_scores(probe: Probe, k1: float = 1.5, b: float = 0.75, language: str = "english") -> dict[str, np.ndarray]:
+    """BM25 scores [queries, chunks] of each kind over the probe's corpus (the same for every model)."""
+    from indexer.bm25 import BM25Index
+
+    keys = list(probe.corpus)
+    bm = BM25Index.build((probe.corpus[k] for k in keys), np.arange(len(keys)), k1, b, language)
+    return {kind: np.stack([bm.scores(q) for q, _ in qs]) for kind, qs in probe.queries.items()}
+
+
+def probe_scores(encode, probe: Probe, lexical: Mapping[str, np.ndarray] | None = None,  # type: ignore[no-untyped-def]
+                 dense_weight: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
+    """Per-query nDCG@10, {mode: {kind: [queries]}}, for one model (`encode(texts) -> normalised vectors`):
+    dense, and hybrid when BM25 scores of the probe are given."""
+    keys = list(probe.corpus)
+    c_vecs = encode([probe.corpus[k] for k in keys])
+    doc_of = [probe.doc_of[k] for k in keys]
+    out: dict[str, dict[str, np.ndarray]] = {"dense": {}, **({"hybrid": {}} if lexical is not None else {})}
+    for kind, qs in probe.queries.items():
+        sims = encode([q for q, _ in qs]) @ c_vecs.T  # [queries, chunks]
+        relevant = [d for _, d in qs]
+        out["dense"][kind] = query_ndcg_at_10(sims, doc_of, relevant)
+        if lexical is not None:
+            out["hybrid"][kind] = query_ndcg_at_10(fuse(sims, lexical[kind], dense_weight), doc_of, relevant)
+    return out
+
+
+def gate_decision(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], z: float = Z
+                  ) -> tuple[bool, float | None, float | None]:
+    """(replace, mean gain, its standard error) over every probe query of the kinds both scored.
+
+    The adapted model replaces the base only when its gain is beyond the probe's noise (one-sided, `z`
+    standard errors): a tie costs nothing to keep, while a swap costs a reindex and risks a model the probe
+    cannot see is worse. No query: (False, None, None), keep the base."""
     kinds = [k for k in before if k in after]
-    if not kinds:
-        return False, None
-    gain = sum(after[k] - before[k] for k in kinds) / len(kinds)
-    return gain >= margin, round(gain, 4)
+    diffs = np.concatenate([np.asarray(after[k]) - np.asarray(before[k]) for k in kinds]) if kinds else np.zeros(0)
+    if len(diffs) < 2:
+        return False, None, None
+    gain, se = float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    return bool(gain > 0 and gain >= z * se), round(gain, 4), round(se, 4)
 
 
 def st_encoder(model_path: str, batch_size: int = 64):  # type: ignore[no-untyped-def]
@@ -140,11 +198,17 @@ def st_encoder(model_path: str, batch_size: int = 64):  # type: ignore[no-untype
                                                  show_progress_bar=False), dtype=np.float32)
 
 
-def run_probe(probe: Probe, before_path: str, after_path: str, margin: float = 0.0) -> dict[str, Any]:
-    """The gate's record: per-kind scores of both models, the mean gain and the call."""
-    before = probe_scores(st_encoder(before_path), probe)
-    after = probe_scores(st_encoder(after_path), probe)
-    replace, gain = gate_decision(before, after, margin)
-    return {"before": before, "after": after, "gain": gain, "replace": replace, "margin": margin,
-            "queries": {k: len(v) for k, v in probe.queries.items()}, "corpus_chunks": len(probe.corpus),
-            "documents": len({probe.doc_of[k] for k in probe.corpus})}
+def run_probe(probe: Probe, before_path: str, after_path: str, mode: str = "hybrid", dense_weight: float = 0.5,
+              bm25: Mapping[str, Any] | None = None, z: float = Z) -> dict[str, Any]:
+    """The gate's record: both models' nDCG@10 per mode and kind, and the call in the served `mode`."""
+    lexical = lexical_scores(probe, **(bm25 or {})) if mode == "hybrid" else None
+    before = probe_scores(st_encoder(before_path), probe, lexical, dense_weight)
+    after = probe_scores(st_encoder(after_path), probe, lexical, dense_weight)
+    replace, gain, se = gate_decision(before[mode], after[mode], z)
+
+    def means(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+        return {m: {k: round(float(v.mean()), 4) for k, v in per.items()} for m, per in scores.items()}
+
+    return {"mode": mode, "before": means(before), "after": means(after), "gain": gain, "se": se, "z": z,
+            "replace": replace, "queries": {k: len(v) for k, v in probe.queries.items()},
+            "corpus_chunks": len(probe.corpus), "documents": len({probe.doc_of[k] for k in probe.corpus})}

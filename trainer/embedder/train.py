@@ -201,6 +201,10 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
                  "index": searcher.name},
         "plan": plan.to_dict(),
         "prepare_seconds": round(time.perf_counter() - t0, 2),
+        # the label-free gate judges in the mode search serves, fused as the index fuses
+        "probe": {"mode": "hybrid", "dense_weight": settings.indexer.dense_weight,
+                  "bm25": {"k1": settings.indexer.bm25_k1, "b": settings.indexer.bm25_b,
+                           "language": settings.indexer.stemmer_language}},
     }
     atomic_write_text(run_dir / "run.json", json.dumps(spec, indent=2))
     return spec
@@ -368,7 +372,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         metrics["dev_after_unaveraged"] = summary["dev_after_unaveraged"]
     if (run_dir / "probe.json").is_file():  # the label-free gate: queries unlike the training pairs
         probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
-        metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"))
+        metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"), **spec.get("probe", {}))
     if spec.get("eval_beir") and eval_beir_fn is not None:
         metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
         metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))

@@ -6,7 +6,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.embedder.gate import MIN_QUERIES, build_probe, doc_ndcg_at_10, gate_decision, keyword_query, probe_scores
+from trainer.embedder.gate import (
+    MIN_QUERIES,
+    build_probe,
+    doc_ndcg_at_10,
+    fuse,
+    gate_decision,
+    keyword_query,
+    lexical_scores,
+    probe_scores,
+    question_queries,
+)
 
 
 @dataclass(frozen=True)
@@ -17,12 +27,37 @@ class C:
     text: str
 
 
-def test_gate_decision_replaces_only_on_a_mean_gain_at_least_the_margin():
-    before = {"title": 0.60, "keywords": 0.40}
-    assert gate_decision(before, {"title": 0.64, "keywords": 0.38}) == (True, 0.01)
-    assert gate_decision(before, {"title": 0.58, "keywords": 0.41}) == (False, -0.005)
-    assert gate_decision(before, {"title": 0.62, "keywords": 0.40}, margin=0.02)[0] is False
-    assert gate_decision({}, {}) == (False, None)  # nothing to judge: keep the base
+def test_gate_replaces_only_on_a_gain_beyond_the_probes_noise():
+    before = {"title": np.array([0.5, 0.5, 1.0, 1.0] * 10), "keywords": np.array([0.6, 1.0] * 10)}
+    clear = {"title": before["title"] + 0.1, "keywords": before["keywords"]}
+    replace, gain, se = gate_decision(before, clear)
+    assert replace and gain == round(0.1 * 40 / 60, 4) and se > 0
+    rng = np.random.default_rng(0)
+    noisy = {k: v + rng.normal(0.0, 0.3, len(v)) for k, v in before.items()}
+    noisy = {k: v - (np.concatenate(list(noisy.values())) - np.concatenate(list(before.values()))).mean() + 0.005
+             for k, v in noisy.items()}  # a mean gain of 0.005 inside noise of 0.3 a query
+    assert gate_decision(before, noisy)[0] is False and gate_decision(before, noisy)[1] == 0.005
+    assert gate_decision(before, before) == (False, 0.0, 0.0)  # a tie keeps the base
+    assert gate_decision(before, {k: v - 0.1 for k, v in before.items()})[0] is False
+    assert gate_decision({}, {}) == (False, None, None)  # nothing to judge: keep the base
+
+
+def test_question_queries_ask_for_a_phrase_of_each_sentence_near_its_place():
+    import random
+
+    text = ("The expedition reached Lake Victoria in the spring of 1858 after a long march. "
+            "Its leader wrote about the journey at length. They returned to Zanzibar with many maps.")
+    qs = question_queries(C(0, "d", "", text), 4, random.Random(0))
+    assert len(qs) == 2  # the middle sentence asks for nothing: no capitalised phrase or number
+    assert all(q.endswith("?") and q.split()[0] in {"What", "How"} for q in qs)
+    assert all(len(q.split()) <= 1 + 2 + 8 for q in qs)  # "How many" + four words each side
+
+
+def test_hybrid_probe_fuses_bm25_as_the_index_does():
+    dense = np.array([[0.9, 0.1, 0.5]])
+    lexical = np.array([[0.0, 4.0, 2.0]])
+    assert np.allclose(fuse(dense, lexical, 0.5), [[0.5, 0.5, 0.5]])
+    assert np.allclose(fuse(dense, lexical, 1.0), [[1.0, 0.0, 0.5]])
 
 
 def test_keyword_query_takes_the_rarest_shared_words_in_text_order():
@@ -47,7 +82,8 @@ def test_probe_asks_about_held_out_documents_only_and_scores_a_model():
         if d < 30:
             held.add(f"d{d}")
     probe = build_probe(chunks, held, [c for c in chunks if c.doc_id not in held], seed=0)
-    assert set(probe.queries) == {"title", "keywords"} and len(probe.queries["title"]) == 30 >= MIN_QUERIES
+    assert set(probe.queries) == {"title", "keywords"} and len(probe.queries["title"]) == 30 >= MIN_QUERIES  # no
+    # sentence has a phrase to ask for, so there are no questions
     assert {d for _, d in probe.queries["keywords"]} <= held
     assert len(probe.corpus) == 40  # held-out chunks plus distractors, titles left out of the text
     vocab = {w: i for i, w in enumerate(sorted({w for t in list(probe.corpus.values()) for w in t.split()} |
@@ -61,4 +97,6 @@ def test_probe_asks_about_held_out_documents_only_and_scores_a_model():
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
 
     scores = probe_scores(bag, probe)
-    assert scores["keywords"] > 0.9  # a bag of words finds a chunk from its own words
+    assert set(scores) == {"dense"} and scores["dense"]["keywords"].mean() > 0.9  # a bag of words finds its chunk
+    hybrid = probe_scores(bag, probe, lexical_scores(probe), dense_weight=0.5)
+    assert hybrid["hybrid"]["keywords"].mean() >= 0.9 and len(hybrid["hybrid"]["title"]) == 30

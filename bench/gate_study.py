@@ -1,0 +1,75 @@
+"""Issue 28 item 3, development of the label-free gate: which probe signal tracks the truth on half A?
+
+For each case of bench/results/embedder-gate.json (corpus x adapted model), the probe is rebuilt over the
+trainer's held-out documents (its run's dev.json) with every candidate query kind, and each kind is scored
+dense-only and fused with BM25 (as search serves), per query, for the base and the adapted model. The
+output lists, per case, each kind's mean gain, its standard error and half A's labelled gains (the
+development truth). Half B is never read here: bench/embedder_gate.py counts the chosen rule's calls on it.
+
+Run (heavy): HF_HUB_OFFLINE=1 .venv/bin/python bench/gate_study.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common.jsonlog import setup_logging  # noqa: E402
+from common.settings import DEFAULT_EMBEDDER  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "emb28")
+    ap.add_argument("--gate", type=Path, default=ROOT / "bench" / "results" / "embedder-gate.json")
+    ap.add_argument("--cases", default="squad,scifact-mini")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gate-study.json")
+    a = ap.parse_args()
+    setup_logging("INFO")
+    from embedder_gate import rebuild_probe
+
+    from trainer.embedder.gate import KINDS, QUESTION_KINDS, lexical_scores, probe_scores, st_encoder
+
+    gate = json.loads(a.gate.read_text())["cases"]
+    results: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "cases": {}}
+    for name in a.cases.split(","):
+        rec = gate[name]
+        probe = rebuild_probe(a.work / name, a.work / name / "runs" / f"embedder-{Path(rec['run']['model']).name}",
+                              kinds=tuple(dict.fromkeys((*KINDS, *QUESTION_KINDS))))  # every candidate kind
+        lexical = lexical_scores(probe)
+        models = {"base": DEFAULT_EMBEDDER, **{k: v["model"] for k, v in rec.items() if k.startswith(("wise-", "over-"))}}
+        # {model: {kind: {mode: per-query nDCG@10}}}
+        per_model = {key: {kind: {mode: per[kind] for mode, per in scores.items()} for kind in probe.queries}
+                     for key, scores in ((key, probe_scores(st_encoder(path), probe, lexical)) for key, path in models.items())}
+        out: dict[str, Any] = {"queries": {k: len(v) for k, v in probe.queries.items()},
+                               "examples": {k: [q for q, _ in v[:5]] for k, v in probe.queries.items()},
+                               "base": {kind: {m: round(float(v.mean()), 4) for m, v in d.items()}
+                                        for kind, d in per_model["base"].items()}}
+        for key in models:
+            if key == "base":
+                continue
+            gains = {}
+            for kind in probe.queries:
+                for mode in ("dense", "hybrid"):
+                    g = per_model[key][kind][mode] - per_model["base"][kind][mode]
+                    gains[f"{kind}/{mode}"] = {"gain": round(float(g.mean()), 4),
+                                               "se": round(float(g.std(ddof=1) / math.sqrt(len(g))), 4)}
+            truth_a = {m: round(rec[key]["A"][m]["ndcg@10"] - rec["base"]["A"][m]["ndcg@10"], 4) for m in ("dense", "hybrid")}
+            out[key] = {"probe": gains, "truth_A": truth_a}
+        results["cases"][name] = out
+        a.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
