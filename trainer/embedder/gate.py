@@ -133,11 +133,6 @@ def query_ndcg_at_10(scores: np.ndarray, doc_of: Sequence[str], relevant: Sequen
     return out
 
 
-def doc_ndcg_at_10(q_vecs: np.ndarray, c_vecs: np.ndarray, doc_of: Sequence[str], relevant: Sequence[str]) -> float:
-    """Mean nDCG@10 of dense retrieval (cosine of normalised vectors)."""
-    return float(query_ndcg_at_10(q_vecs @ c_vecs.T, doc_of, relevant).mean()) if len(relevant) else 0.0
-
-
 def fuse(dense: np.ndarray, lexical: np.ndarray, dense_weight: float) -> np.ndarray:
     """Hybrid scores [queries, chunks]: min-max normalised per query, convex combination (indexer.fusion)."""
     def minmax(x: np.ndarray) -> np.ndarray:

@@ -9,12 +9,12 @@ import numpy as np
 from trainer.embedder.gate import (
     MIN_QUERIES,
     build_probe,
-    doc_ndcg_at_10,
     fuse,
     gate_decision,
     keyword_query,
     lexical_scores,
     probe_scores,
+    query_ndcg_at_10,
     question_queries,
 )
 
@@ -70,7 +70,7 @@ def test_keyword_query_takes_the_rarest_shared_words_in_text_order():
 def test_doc_ndcg_pools_chunks_by_document():
     c = np.eye(3, dtype=np.float32)  # chunks 0, 1 of doc a; chunk 2 of doc b
     q = np.array([[0, 1, 0], [0, 0, 1], [0.1, 0.0, 0.9]], dtype=np.float32)
-    assert doc_ndcg_at_10(q, c, ["a", "a", "b"], ["a", "b", "a"]) == (1 + 1 + 1 / np.log2(3)) / 3
+    assert np.allclose(query_ndcg_at_10(q @ c.T, ["a", "a", "b"], ["a", "b", "a"]), [1, 1, 1 / np.log2(3)])
 
 
 def test_probe_asks_about_held_out_documents_only_and_scores_a_model():
