@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ def main() -> None:
     setup_logging("INFO")
     from embedder_gate import rebuild_probe
 
-    from trainer.embedder.gate import KINDS, QUESTION_KINDS, lexical_scores, probe_scores, st_encoder
+    from trainer.embedder.gate import KINDS, QUESTION_KINDS, gate_decision, lexical_scores, probe_scores, st_encoder
 
     gate = json.loads(a.gate.read_text())["cases"]
     results: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "cases": {}}
@@ -48,22 +47,20 @@ def main() -> None:
                               kinds=tuple(dict.fromkeys((*KINDS, *QUESTION_KINDS))))  # every candidate kind
         lexical = lexical_scores(probe)
         models = {"base": DEFAULT_EMBEDDER, **{k: v["model"] for k, v in rec.items() if k.startswith(("wise-", "over-"))}}
-        # {model: {kind: {mode: per-query nDCG@10}}}
-        per_model = {key: {kind: {mode: per[kind] for mode, per in scores.items()} for kind in probe.queries}
-                     for key, scores in ((key, probe_scores(st_encoder(path), probe, lexical)) for key, path in models.items())}
+        scores = {key: probe_scores(st_encoder(path), probe, lexical) for key, path in models.items()}  # {mode: {kind: [q]}}
+        base = scores["base"]
         out: dict[str, Any] = {"queries": {k: len(v) for k, v in probe.queries.items()},
                                "examples": {k: [q for q, _ in v[:5]] for k, v in probe.queries.items()},
-                               "base": {kind: {m: round(float(v.mean()), 4) for m, v in d.items()}
-                                        for kind, d in per_model["base"].items()}}
+                               "base": {kind: {m: round(float(base[m][kind].mean()), 4) for m in base}
+                                        for kind in probe.queries}}
         for key in models:
             if key == "base":
                 continue
             gains = {}
             for kind in probe.queries:
                 for mode in ("dense", "hybrid"):
-                    g = per_model[key][kind][mode] - per_model["base"][kind][mode]
-                    gains[f"{kind}/{mode}"] = {"gain": round(float(g.mean()), 4),
-                                               "se": round(float(g.std(ddof=1) / math.sqrt(len(g))), 4)}
+                    _, gain, se = gate_decision({kind: base[mode][kind]}, {kind: scores[key][mode][kind]})
+                    gains[f"{kind}/{mode}"] = {"gain": gain, "se": se}
             truth_a = {m: round(rec[key]["A"][m]["ndcg@10"] - rec["base"]["A"][m]["ndcg@10"], 4) for m in ("dense", "hybrid")}
             out[key] = {"probe": gains, "truth_A": truth_a}
         results["cases"][name] = out
