@@ -4,7 +4,9 @@ For each case of bench/results/embedder-gate.json (corpus x adapted model), the 
 trainer's held-out documents (its run's dev.json) with every candidate query kind, and each kind is scored
 dense-only and fused with BM25 (as search serves), per query, for the base and the adapted model. The
 output lists, per case, each kind's mean gain, its standard error and half A's labelled gains (the
-development truth). Half B is never read here: bench/embedder_gate.py counts the chosen rule's calls on it.
+development truth). Each mode is also pooled over the gate's kinds, once over all queries and once over the
+queries BM25 alone does not answer at rank 1 (`hard`: where the embedder can still move a hybrid ranking; a
+candidate for desaturating the hybrid probe). Half B is never read here: bench/embedder_gate.py counts the chosen rule's calls on it.
 
 Run (heavy): HF_HUB_OFFLINE=1 .venv/bin/python bench/gate_study.py
 """
@@ -37,22 +39,31 @@ def main() -> None:
     setup_logging("INFO")
     from embedder_gate import rebuild_probe
 
-    from trainer.embedder.gate import KINDS, QUESTION_KINDS, gate_decision, lexical_scores, probe_scores, st_encoder
+    import numpy as np
+
+    from trainer.embedder.gate import (KINDS, QUESTION_KINDS, gate_decision, lexical_scores, probe_scores,
+                                       query_ndcg_at_10, st_encoder)
 
     gate = json.loads(a.gate.read_text())["cases"]
     results: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "cases": {}}
     for name in a.cases.split(","):
         rec = gate[name]
-        probe = rebuild_probe(a.work / name, a.work / name / "runs" / f"embedder-{Path(rec['run']['model']).name}",
+        run = Path(rec["run"]["model"]).name if "run" in rec else f"{name}-default"  # the choose run: no "run" record
+        probe = rebuild_probe(a.work / name, a.work / name / "runs" / f"embedder-{run}",
                               kinds=tuple(dict.fromkeys((*KINDS, *QUESTION_KINDS))))  # every candidate kind
         lexical = lexical_scores(probe)
         models = {"base": DEFAULT_EMBEDDER, **{k: v["model"] for k, v in rec.items() if k.startswith(("wise-", "over-"))}}
         scores = {key: probe_scores(st_encoder(path), probe, lexical) for key, path in models.items()}  # {mode: {kind: [q]}}
         base = scores["base"]
+        doc_of = [probe.doc_of[k] for k in probe.corpus]
+        # queries BM25 alone does not answer at rank 1: where the embedder can still change a hybrid ranking
+        hard = {kind: query_ndcg_at_10(lexical[kind], doc_of, [d for _, d in qs]) < 1.0
+                for kind, qs in probe.queries.items()}
         out: dict[str, Any] = {"queries": {k: len(v) for k, v in probe.queries.items()},
                                "examples": {k: [q for q, _ in v[:5]] for k, v in probe.queries.items()},
                                "base": {kind: {m: round(float(base[m][kind].mean()), 4) for m in base}
-                                        for kind in probe.queries}}
+                                        for kind in probe.queries},
+                               "bm25_hard": {kind: int(h.sum()) for kind, h in hard.items()}}
         for key in models:
             if key == "base":
                 continue
@@ -61,8 +72,20 @@ def main() -> None:
                 for mode in ("dense", "hybrid"):
                     _, gain, se = gate_decision({kind: base[mode][kind]}, {kind: scores[key][mode][kind]})
                     gains[f"{kind}/{mode}"] = {"gain": gain, "se": se}
+            pooled = {}
+            for mode in ("dense", "hybrid"):
+                for sub in ("all", "hard"):
+                    pick = {k: (np.ones_like(hard[k]) if sub == "all" else hard[k]) for k in KINDS if k in probe.queries}
+                    _, gain, se = gate_decision({k: base[mode][k][m] for k, m in pick.items()},
+                                                {k: scores[key][mode][k][m] for k, m in pick.items()})
+                    pooled[f"{mode}/{sub}"] = {"gain": gain, "se": se, "queries": int(sum(m.sum() for m in pick.values()))}
+            for kind in probe.queries:
+                for mode in ("dense", "hybrid"):
+                    _, gain, se = gate_decision({kind: base[mode][kind][hard[kind]]},
+                                                {kind: scores[key][mode][kind][hard[kind]]})
+                    gains[f"{kind}/{mode}/hard"] = {"gain": gain, "se": se}
             truth_a = {m: round(rec[key]["A"][m]["ndcg@10"] - rec["base"]["A"][m]["ndcg@10"], 4) for m in ("dense", "hybrid")}
-            out[key] = {"probe": gains, "truth_A": truth_a}
+            out[key] = {"probe": gains, "pooled": pooled, "truth_A": truth_a}
         results["cases"][name] = out
         a.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=1))
