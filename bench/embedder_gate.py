@@ -160,18 +160,19 @@ def demo_labels(ws_settings) -> tuple[dict[str, str], dict[str, dict[str, dict[s
 
 
 def rebuild_probe(home: Path, run_dir: Path, kinds: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
-    """The run's probe with today's query kinds: the same held-out documents (its dev.json) and distractors
-    (its probe.json), so a run trained before a kind was added is judged as a new run would be."""
+    """The run's probe with today's query kinds and BM25 texts: the same held-out documents (its dev.json) and
+    distractors (its probe.json), so a run trained before a kind was added is judged as a new run would be."""
     from indexer.workspace import Workspace
     from trainer.embedder.gate import KINDS, build_probe
 
+    settings = load_settings({"home": home, "ner": {"enabled": False}})
     held_out = set(json.loads((run_dir / "dev.json").read_text())["doc_ids"])
     old = json.loads((run_dir / "probe.json").read_text())
     distract = {int(k[1:]) for k, d in old["doc_of"].items() if d not in held_out}
-    chunks = list(Workspace.open(load_settings({"home": home, "ner": {"enabled": False}})).store.iter_chunks())
+    chunks = list(Workspace.open(settings).store.iter_chunks())
     seed = json.loads((run_dir / "run.json").read_text())["config"]["seed"]
     return build_probe([c for c in chunks if c.doc_id in held_out], held_out, [c for c in chunks if c.id in distract], seed,
-                       kinds=kinds or KINDS)
+                       kinds=kinds or KINDS, bm25_context=settings.indexer.bm25_context_chunks)
 
 
 def main() -> None:
@@ -187,7 +188,7 @@ def main() -> None:
     ap.add_argument("--choose", type=Path, default=ROOT / "bench" / "results" / "embedder-choose.json")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embedder-gate.json")
     ap.add_argument("--reprobe", action="store_true", help="judge the cases already recorded again with today's "
-                    "gate (probe kinds and rule); the earlier call is kept as probe_v1")
+                    "gate (probe kinds, fusion and rule); the first rule's call is kept as probe_v1")
     a = ap.parse_args()
     setup_logging("INFO")
     from embedder import save_average, train_split
@@ -196,8 +197,10 @@ def main() -> None:
     from indexer.beir_eval import evaluate_searcher, load_queries
     from indexer.embedder import load_embedder
     from indexer.workspace import Workspace
-    from trainer.embedder.gate import run_probe
+    from trainer.embedder.gate import run_probe, served_mode
     from trainer.embedder.train import train_embedder
+
+    served = served_mode(load_settings({}).indexer)  # the defaults' search, as a new run records it
 
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
     results["command"] = " ".join(["python"] + sys.argv)
@@ -237,9 +240,9 @@ def main() -> None:
         probe = rebuild_probe(home, home / "runs" / f"embedder-{out.name}")
         for w in (0.0, 0.3, -2.0):  # -2: three times the adaptation (start + 3 x (tuned - start))
             key = f"wise-{w:g}" if w >= 0 else f"over-{1 - w:g}x"
-            if key in rec and a.reprobe and "probe_v1" not in rec[key]:
-                rec[key]["probe_v1"] = rec[key]["probe"]
-                rec[key]["probe"] = run_probe(probe, DEFAULT_EMBEDDER, rec[key]["model"])
+            if key in rec and a.reprobe:
+                rec[key].setdefault("probe_v1", rec[key]["probe"])  # the first rule's call, kept once
+                rec[key]["probe"] = run_probe(probe, DEFAULT_EMBEDDER, rec[key]["model"], **served)
                 save()
             if key in rec:
                 continue
@@ -247,7 +250,7 @@ def main() -> None:
                 model = overshoot(out, DEFAULT_EMBEDDER, 1 - w, out.with_name(f"{out.name}-{key}"))
             else:
                 model = out if w == 0 else save_average(out, DEFAULT_EMBEDDER, w, out.with_name(f"{out.name}-{key}"))
-            rec[key] = {"model": str(model), "probe": run_probe(probe, DEFAULT_EMBEDDER, str(model)),
+            rec[key] = {"model": str(model), "probe": run_probe(probe, DEFAULT_EMBEDDER, str(model), **served),
                         "dev_pairs": rec["run"]["dev"] if w == 0 else None,
                         **truth(home, str(model), queries, qrels)}
             save()
@@ -280,9 +283,9 @@ def main() -> None:
         base = ch["variants"]["base"]
         rec["base"] = {"model": DEFAULT_EMBEDDER, "A": base["dev"], "B": base["fit"]}
         for key, v in ch["variants"].items():
-            if key == "base" or key in rec:
+            if key == "base" or (key in rec and not a.reprobe):
                 continue
-            rec[key] = {"model": v["model"], "probe": run_probe(probe, DEFAULT_EMBEDDER, v["model"]),
+            rec[key] = {"model": v["model"], "probe": run_probe(probe, DEFAULT_EMBEDDER, v["model"], **served),
                         "dev_pairs": {k: ch["run"]["dev"][k] for k in ("dev_before", "dev_after")}
                         if v["base_weight"] == 0 else None, "A": v["dev"], "B": v["fit"]}
             save()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common.jsonlog import setup_logging  # noqa: E402
-from common.settings import DEFAULT_EMBEDDER  # noqa: E402
+from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,9 @@ def main() -> None:
     import numpy as np
 
     from trainer.embedder.gate import (KINDS, QUESTION_KINDS, gate_decision, lexical_scores, probe_scores,
-                                       query_ndcg_at_10, st_encoder)
+                                       query_ndcg_at_10, served_mode, st_encoder)
+
+    served = served_mode(load_settings({}).indexer)  # hybrid as the defaults serve it
 
     gate = json.loads(a.gate.read_text())["cases"]
     results: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "cases": {}}
@@ -51,9 +53,10 @@ def main() -> None:
         run = Path(rec["run"]["model"]).name if "run" in rec else f"{name}-default"  # the choose run: no "run" record
         probe = rebuild_probe(a.work / name, a.work / name / "runs" / f"embedder-{run}",
                               kinds=tuple(dict.fromkeys((*KINDS, *QUESTION_KINDS))))  # every candidate kind
-        lexical = lexical_scores(probe)
+        lexical = lexical_scores(probe, **served["bm25"])
         models = {"base": DEFAULT_EMBEDDER, **{k: v["model"] for k, v in rec.items() if k.startswith(("wise-", "over-"))}}
-        scores = {key: probe_scores(st_encoder(path), probe, lexical) for key, path in models.items()}  # {mode: {kind: [q]}}
+        scores = {key: probe_scores(st_encoder(path), probe, lexical, served["dense_weight"], **served["fusion"])
+                  for key, path in models.items()}  # {mode: {kind: [q]}}
         base = scores["base"]
         doc_of = [probe.doc_of[k] for k in probe.corpus]
         # queries BM25 alone does not answer at rank 1: where the embedder can still change a hybrid ranking

@@ -84,6 +84,9 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
     dev_docs = set(dev["doc_ids"])
     assert dev_docs and not dev_docs & {p.doc_id for p in train}
     assert not set(dev["queries"].values()) & {p.query for p in train}
+    served = json.loads((run / "run.json").read_text())["probe"]  # the gate judges search as the index serves it
+    assert served["fusion"] == {"fusion": s.indexer.fusion, "rrf_k": s.indexer.rrf_k, "candidates": s.indexer.candidates}
+    assert served["mode"] == "hybrid" and served["dense_weight"] == s.indexer.dense_weight
     for key, text in dev["corpus"].items():  # distractors never come from a dev document
         if key.startswith("c"):
             assert store.get_chunks([int(key[1:])])[int(key[1:])].doc_id not in dev_docs

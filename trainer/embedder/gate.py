@@ -26,7 +26,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ class Probe:
     corpus: dict[str, str]  # chunk key -> text
     doc_of: dict[str, str]  # chunk key -> document id
     queries: dict[str, list[tuple[str, str]]]  # kind -> [(query, relevant document id)]
+    lexical: dict[str, str] = field(default_factory=dict)  # chunk key -> BM25's text where it differs (neighbours)
 
 
 def words(text: str) -> list[str]:
@@ -83,8 +84,10 @@ def question_queries(chunk: Any, window: int, rng: random.Random) -> list[str]:
 
 
 def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence[Any], seed: int,
-                max_docs: int = 300, kinds: Sequence[str] = KINDS) -> Probe:
-    """Probe queries about the held-out documents' `chunks`, over those chunks plus `distractors`."""
+                max_docs: int = 300, kinds: Sequence[str] = KINDS, bm25_context: int = 0) -> Probe:
+    """Probe queries about the held-out documents' `chunks`, over those chunks plus `distractors`; BM25 scores a
+    chunk with `bm25_context` neighbours each side as the index does (indexer.bm25_context_chunks), titles left
+    out as from the text."""
     rng = random.Random(seed)
     by_doc: dict[str, list[Any]] = {}
     for c in chunks:
@@ -95,8 +98,15 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
     docs = sorted(docs[:max_docs])
     corpus: dict[str, str] = {}
     doc_of: dict[str, str] = {}
-    for c in [c for d in docs for c in by_doc[d]] + [c for c in distractors if c.doc_id not in held_out]:
+    members = [c for d in docs for c in by_doc[d]] + [c for c in distractors if c.doc_id not in held_out]
+    for c in members:
         corpus[f"c{c.id}"], doc_of[f"c{c.id}"] = c.text, c.doc_id
+    lexical: dict[str, str] = {}
+    if bm25_context:
+        from indexer.chunking import bm25_texts
+
+        texts = bm25_texts([replace(c, title="") for c in members], bm25_context)
+        lexical = {f"c{c.id}": texts[c.id] for c in members if texts[c.id] != c.text}
     df: Counter[str] = Counter()
     for text in corpus.values():
         df.update(set(words(text)))
@@ -116,7 +126,7 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
         qrng = random.Random(seed + 1)
         asked = [(q, c.doc_id) for c in held_chunks for q in question_queries(c, QUESTION_KINDS[kind], qrng)]
         queries[kind] = sorted(qrng.sample(asked, min(max_docs, len(asked))), key=lambda x: (x[1], x[0]))
-    return Probe(corpus, doc_of, {k: v for k, v in queries.items() if k in kinds and len(v) >= MIN_QUERIES})
+    return Probe(corpus, doc_of, {k: v for k, v in queries.items() if k in kinds and len(v) >= MIN_QUERIES}, lexical)
 
 
 def query_ndcg_at_10(scores: np.ndarray, doc_of: Sequence[str], relevant: Sequence[str]) -> np.ndarray:
@@ -133,12 +143,26 @@ def query_ndcg_at_10(scores: np.ndarray, doc_of: Sequence[str], relevant: Sequen
     return out
 
 
-def fuse(dense: np.ndarray, lexical: np.ndarray, dense_weight: float) -> np.ndarray:
-    """Hybrid scores [queries, chunks]: min-max normalised per query, convex combination (indexer.fusion)."""
-    def minmax(x: np.ndarray) -> np.ndarray:
-        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
-        return (x - lo) / np.maximum(hi - lo, 1e-9)
-    return dense_weight * minmax(dense) + (1 - dense_weight) * minmax(lexical)
+def fuse(dense: np.ndarray, lexical: np.ndarray, dense_weight: float, fusion: str = "weighted", rrf_k: int = 60,
+         candidates: int | None = None) -> np.ndarray:
+    """Hybrid scores [queries, chunks] as indexer.search fuses them: each retriever's top `candidates` hits (all
+    when None; BM25's only where it scores above 0), combined by min-max normalised scores within those hits
+    (`weighted`, indexer.fusion.weighted_fuse) or by reciprocal rank (`rrf`); a chunk a retriever did not return
+    gets nothing from it."""
+    out = np.zeros(dense.shape, dtype=np.float64)
+    for x, weight, positive_only in ((dense, dense_weight, False), (lexical, 1.0 - dense_weight, True)):
+        rank = np.argsort(np.argsort(-x, axis=1, kind="stable"), axis=1)  # 0-based, per query
+        hit = rank < (x.shape[1] if candidates is None else candidates)
+        if positive_only:
+            hit &= x > 0
+        if fusion == "rrf":
+            out += np.where(hit, 1.0 / (rrf_k + rank + 1), 0.0)
+            continue
+        lo = np.where(hit, x, np.inf).min(axis=1, keepdims=True)
+        span = np.where(hit, x, -np.inf).max(axis=1, keepdims=True) - lo
+        norm = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), 1.0)  # one score: 1.0, as minmax
+        out += weight * np.where(hit, norm, 0.0)
+    return out
 
 
 def lexical_scores(probe: Probe, k1: float = 1.5, b: float = 0.75, language: str = "english") -> dict[str, np.ndarray]:
@@ -146,14 +170,14 @@ def lexical_scores(probe: Probe, k1: float = 1.5, b: float = 0.75, language: str
     from indexer.bm25 import BM25Index
 
     keys = list(probe.corpus)
-    bm = BM25Index.build((probe.corpus[k] for k in keys), np.arange(len(keys)), k1, b, language)
+    bm = BM25Index.build((probe.lexical.get(k, probe.corpus[k]) for k in keys), np.arange(len(keys)), k1, b, language)
     return {kind: np.stack([bm.scores(q) for q, _ in qs]) for kind, qs in probe.queries.items()}
 
 
 def probe_scores(encode, probe: Probe, lexical: Mapping[str, np.ndarray] | None = None,  # type: ignore[no-untyped-def]
-                 dense_weight: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
+                 dense_weight: float = 0.5, **fusion: Any) -> dict[str, dict[str, np.ndarray]]:
     """Per-query nDCG@10, {mode: {kind: [queries]}}, for one model (`encode(texts) -> normalised vectors`):
-    dense, and hybrid when BM25 scores of the probe are given."""
+    dense, and hybrid (fused by `fuse(..., **fusion)`) when BM25 scores of the probe are given."""
     keys = list(probe.corpus)
     c_vecs = encode([probe.corpus[k] for k in keys])
     doc_of = [probe.doc_of[k] for k in keys]
@@ -163,7 +187,7 @@ def probe_scores(encode, probe: Probe, lexical: Mapping[str, np.ndarray] | None 
         relevant = [d for _, d in qs]
         out["dense"][kind] = query_ndcg_at_10(sims, doc_of, relevant)
         if lexical is not None:
-            out["hybrid"][kind] = query_ndcg_at_10(fuse(sims, lexical[kind], dense_weight), doc_of, relevant)
+            out["hybrid"][kind] = query_ndcg_at_10(fuse(sims, lexical[kind], dense_weight, **fusion), doc_of, relevant)
     return out
 
 
@@ -193,12 +217,22 @@ def st_encoder(model_path: str, batch_size: int = 64):  # type: ignore[no-untype
                                                  show_progress_bar=False), dtype=np.float32)
 
 
+def served_mode(indexer: Any) -> dict[str, Any]:
+    """`run_probe`'s keywords for search as `indexer` (an IndexerConfig) serves it: hybrid, fused and BM25-scored
+    as the index does (recorded in the run, so the gate judges the mode the build will serve)."""
+    return {"mode": "hybrid", "dense_weight": indexer.dense_weight,
+            "fusion": {"fusion": indexer.fusion, "rrf_k": indexer.rrf_k, "candidates": indexer.candidates},
+            "bm25": {"k1": indexer.bm25_k1, "b": indexer.bm25_b, "language": indexer.stemmer_language}}
+
+
 def run_probe(probe: Probe, before_path: str, after_path: str, mode: str = "hybrid", dense_weight: float = 0.5,
-              bm25: Mapping[str, Any] | None = None, z: float = Z) -> dict[str, Any]:
-    """The gate's record: both models' nDCG@10 per mode and kind, and the call in the served `mode`."""
+              bm25: Mapping[str, Any] | None = None, z: float = Z, fusion: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """The gate's record: both models' nDCG@10 per mode and kind, and the call in the served `mode`
+    (`fusion`: `fuse`'s fusion, rrf_k and candidates, as the index has them; a run from before it: all chunks)."""
     lexical = lexical_scores(probe, **(bm25 or {})) if mode == "hybrid" else None
-    before = probe_scores(st_encoder(before_path), probe, lexical, dense_weight)
-    after = probe_scores(st_encoder(after_path), probe, lexical, dense_weight)
+    before = probe_scores(st_encoder(before_path), probe, lexical, dense_weight, **(fusion or {}))
+    after = probe_scores(st_encoder(after_path), probe, lexical, dense_weight, **(fusion or {}))
     replace, gain, se = gate_decision(before[mode], after[mode], z)
 
     def means(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:

@@ -33,7 +33,7 @@ from indexer.embedder import resolve_precision
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
-from trainer.embedder.gate import Probe, build_probe, run_probe
+from trainer.embedder.gate import Probe, build_probe, run_probe, served_mode
 from trainer.embedder.plan import TrainPlan, measure_slowdown, plan_training
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,13 @@ def _dev_set(dev: list[P.Pair], ws: Workspace, cfg: EmbedderTrainConfig) -> dict
     return {"queries": queries, "corpus": corpus, "relevant": relevant, "doc_ids": sorted(dev_docs)}
 
 
-def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str]) -> Probe:
+def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str], bm25_context: int) -> Probe:
     """The label-free gate's probe: held-out documents' chunks and distractors (trainer/embedder/gate.py)."""
     ids = [int(i) for i in ws.store.active_chunk_ids()]
     random.Random(cfg.seed + 2).shuffle(ids)
     others = [c for c in ws.store.get_chunks(ids[: cfg.dev_distractors * 2]).values() if c.doc_id not in held_out]
     held = [c for c in ws.store.iter_chunks() if c.doc_id in held_out]
-    return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed)
+    return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed, bm25_context=bm25_context)
 
 
 def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Path | None) -> None:
@@ -185,7 +185,8 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     atomic_write_text(run_dir / "train.jsonl", P.pairs_to_jsonl(train))
     dev_set = _dev_set(dev, ws, cfg)
     atomic_write_text(run_dir / "dev.json", json.dumps(dev_set))
-    atomic_write_text(run_dir / "probe.json", json.dumps(asdict(_probe(ws, cfg, set(dev_set["doc_ids"])))))
+    atomic_write_text(run_dir / "probe.json", json.dumps(asdict(_probe(ws, cfg, set(dev_set["doc_ids"]),
+                                                                       settings.indexer.bm25_context_chunks))))
     emb = searcher.embedder
     spec = {
         # an int8 index's embedder is an export: train from the torch model it was exported from
@@ -202,9 +203,7 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         "plan": plan.to_dict(),
         "prepare_seconds": round(time.perf_counter() - t0, 2),
         # the label-free gate judges in the mode search serves, fused as the index fuses
-        "probe": {"mode": "hybrid", "dense_weight": settings.indexer.dense_weight,
-                  "bm25": {"k1": settings.indexer.bm25_k1, "b": settings.indexer.bm25_b,
-                           "language": settings.indexer.stemmer_language}},
+        "probe": served_mode(settings.indexer),
     }
     atomic_write_text(run_dir / "run.json", json.dumps(spec, indent=2))
     return spec

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.types import Chunk
 from trainer.embedder.gate import (
     MIN_QUERIES,
     build_probe,
@@ -54,10 +55,31 @@ def test_question_queries_ask_for_a_phrase_of_each_sentence_near_its_place():
 
 
 def test_hybrid_probe_fuses_bm25_as_the_index_does():
-    dense = np.array([[0.9, 0.1, 0.5]])
-    lexical = np.array([[0.0, 4.0, 2.0]])
-    assert np.allclose(fuse(dense, lexical, 0.5), [[0.5, 0.5, 0.5]])
-    assert np.allclose(fuse(dense, lexical, 1.0), [[1.0, 0.0, 0.5]])
+    from indexer.fusion import rrf_fuse, weighted_fuse
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(5, 40))
+    lexical = np.where(rng.random((5, 40)) < 0.3, 0.0, rng.gamma(2.0, 2.0, (5, 40)))  # BM25: many chunks score 0
+    for q in range(5):
+        top_d = np.argsort(-dense[q], kind="stable")[:10]
+        top_b = [i for i in np.argsort(-lexical[q], kind="stable")[:10] if lexical[q, i] > 0]
+        per = {"dense": (top_d.tolist(), dense[q, top_d].tolist()), "bm25": (top_b, lexical[q, top_b].tolist())}
+        for fusion, index in (("weighted", dict(weighted_fuse(per, {"dense": 0.7, "bm25": 0.3}))),
+                              ("rrf", dict(rrf_fuse({k: v[0] for k, v in per.items()}, k=60)))):
+            probe = fuse(dense[q:q + 1], lexical[q:q + 1], 0.7, fusion=fusion, rrf_k=60, candidates=10)[0]
+            assert np.allclose([probe[i] for i in index], list(index.values()))  # every chunk the index fuses
+            assert (np.delete(probe, list(index)) == 0).all()  # and nothing for a chunk neither retriever returned
+    assert np.allclose(fuse(np.array([[0.9, 0.1, 0.5]]), np.array([[0.0, 4.0, 2.0]]), 1.0), [[1.0, 0.0, 0.5]])
+
+
+def test_probe_scores_a_chunk_with_its_neighbours_words_in_bm25():
+    text = "alpha beta gamma delta epsilon zeta eta theta"
+    spans = [(0, 16), (17, 35), (36, len(text))]
+    chunks = [Chunk(i, f"d#{i}", "d", i, a, b, text[a:b], "Doc title") for i, (a, b) in enumerate(spans)]
+    probe = build_probe(chunks, {"d"}, [], seed=0, bm25_context=1)
+    assert probe.corpus["c0"] == "alpha beta gamma" and probe.lexical["c0"] == "alpha beta gamma delta epsilon zeta"
+    assert probe.lexical["c1"] == text and "title" not in " ".join(probe.lexical.values())
+    assert build_probe(chunks, {"d"}, [], seed=0).lexical == {}  # no context: BM25 reads the chunk alone
 
 
 def test_keyword_query_takes_the_rarest_shared_words_in_text_order():
