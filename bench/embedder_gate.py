@@ -5,7 +5,8 @@ For each corpus x adapted model, three calls are compared with the truth:
   probe      the label-free gate (trainer/embedder/gate.py): held-out documents found from title, keyword
              and question queries, kinds the training pairs never were, in hybrid search; replace only on a
              gain beyond the probe's noise; what `ragkiln build` uses without labels
-  probe_v1   the gate before (dense-only, titles and keywords, replace on any mean gain), kept by --reprobe
+  probe_v2   the same probe fused over every probe chunk (not the index's candidates), BM25 without neighbours
+  probe_v1   the gate before (dense-only, titles and keywords, replace on any mean gain); both kept by --reprobe
   dev pairs  the trainer's own held-out pseudo-query pairs (the same kinds it trained on); the old rule
   labels     half A of the corpus's labelled queries (what the build uses when it has a labelled split)
 
@@ -241,7 +242,7 @@ def main() -> None:
         for w in (0.0, 0.3, -2.0):  # -2: three times the adaptation (start + 3 x (tuned - start))
             key = f"wise-{w:g}" if w >= 0 else f"over-{1 - w:g}x"
             if key in rec and a.reprobe:
-                rec[key].setdefault("probe_v1", rec[key]["probe"])  # the first rule's call, kept once
+                keep_earlier_call(rec[key])
                 rec[key]["probe"] = run_probe(probe, DEFAULT_EMBEDDER, rec[key]["model"], **served)
                 save()
             if key in rec:
@@ -285,12 +286,24 @@ def main() -> None:
         for key, v in ch["variants"].items():
             if key == "base" or (key in rec and not a.reprobe):
                 continue
-            rec[key] = {"model": v["model"], "probe": run_probe(probe, DEFAULT_EMBEDDER, v["model"], **served),
+            earlier = keep_earlier_call(dict(rec.get(key, {})))
+            rec[key] = {**earlier, "model": v["model"], "probe": run_probe(probe, DEFAULT_EMBEDDER, v["model"], **served),
                         "dev_pairs": {k: ch["run"]["dev"][k] for k in ("dev_before", "dev_after")}
                         if v["base_weight"] == 0 else None, "A": v["dev"], "B": v["fit"]}
             save()
     save()
     print(json.dumps(results["summary"], indent=2))
+
+
+def keep_earlier_call(rec: dict[str, Any]) -> dict[str, Any]:
+    """Before a re-judgement: keep the recorded call as the rule that made it, once (probe_v1: dense, titles and
+    keywords, any gain; probe_v2: hybrid fused over every probe chunk, no BM25 context). Returns those kept."""
+    prev = rec.get("probe")
+    if prev is not None and "mode" not in prev:
+        rec.setdefault("probe_v1", prev)
+    elif prev is not None and "fusion" not in prev:
+        rec.setdefault("probe_v2", prev)
+    return {k: rec[k] for k in ("probe_v1", "probe_v2") if k in rec}
 
 
 def summarise(cases: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +315,7 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
     A corpus scored dense only (the choose phase's reduced SciFact) has one truth, its dense gain. The
     labelled call uses the same quantity on half A."""
     rows = []
-    rules = ("probe", "probe_v1", "dev_pairs", "labels")
+    rules = ("probe", "probe_v2", "probe_v1", "dev_pairs", "labels")
     right = {t: dict.fromkeys(rules, 0) for t in ("served", "mean")}
     counted = dict.fromkeys(rules, 0)
     for corpus, rec in cases.items():
@@ -316,8 +329,9 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
                     for h in ("A", "B")}
             should = {"served": gain["B"][main] >= 0, "mean": sum(gain["B"].values()) / len(modes) >= 0}
             calls = {"probe": m["probe"]["replace"]}
-            if m.get("probe_v1"):
-                calls["probe_v1"] = m["probe_v1"]["replace"]
+            for earlier in ("probe_v2", "probe_v1"):
+                if m.get(earlier):
+                    calls[earlier] = m[earlier]["replace"]
             if m.get("dev_pairs"):
                 d = m["dev_pairs"]
                 calls["dev_pairs"] = d["dev_after"]["ndcg@10"] > d["dev_before"]["ndcg@10"]

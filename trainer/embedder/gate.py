@@ -238,6 +238,7 @@ def run_probe(probe: Probe, before_path: str, after_path: str, mode: str = "hybr
     def means(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
         return {m: {k: round(float(v.mean()), 4) for k, v in per.items()} for m, per in scores.items()}
 
-    return {"mode": mode, "before": means(before), "after": means(after), "gain": gain, "se": se, "z": z,
+    return {"mode": mode, "fusion": {"dense_weight": dense_weight, **(fusion or {})}, "bm25_context_texts": len(probe.lexical),
+            "before": means(before), "after": means(after), "gain": gain, "se": se, "z": z,
             "replace": replace, "queries": {k: len(v) for k, v in probe.queries.items()},
             "corpus_chunks": len(probe.corpus), "documents": len({probe.doc_of[k] for k in probe.corpus})}
