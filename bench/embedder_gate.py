@@ -3,10 +3,11 @@
 For each corpus x adapted model, three calls are compared with the truth:
 
   probe      the label-free gate (trainer/embedder/gate.py): held-out documents found from title, keyword
-             and question queries, kinds the training pairs never were, in hybrid search; replace only on a
-             gain beyond the probe's noise; what `ragkiln build` uses without labels
-  probe_v2   the same probe fused over every probe chunk (not the index's candidates), BM25 without neighbours
-  probe_v1   the gate before (dense-only, titles and keywords, replace on any mean gain); both kept by --reprobe
+             and question queries, kinds the training pairs never were, in hybrid search; judged on the
+             queries BM25 alone misses, replace on a mean gain there; what `ragkiln build` uses without labels
+  probe_v3   the same probe judged on every query, replacing on a gain beyond 1.645 standard errors
+  probe_v2   ... and fused over every probe chunk (not the index's candidates), BM25 without neighbours
+  probe_v1   the first gate (dense-only, titles and keywords, replace on any mean gain); all kept by --reprobe
   dev pairs  the trainer's own held-out pseudo-query pairs (the same kinds it trained on); the old rule
   labels     half A of the corpus's labelled queries (what the build uses when it has a labelled split)
 
@@ -295,15 +296,21 @@ def main() -> None:
     print(json.dumps(results["summary"], indent=2))
 
 
+EARLIER = ("probe_v3", "probe_v2", "probe_v1")
+
+
 def keep_earlier_call(rec: dict[str, Any]) -> dict[str, Any]:
     """Before a re-judgement: keep the recorded call as the rule that made it, once (probe_v1: dense, titles and
-    keywords, any gain; probe_v2: hybrid fused over every probe chunk, no BM25 context). Returns those kept."""
+    keywords, any gain; probe_v2: hybrid fused over every probe chunk, no BM25 context; probe_v3: hybrid fused as
+    the index fuses, every query, beyond 1.645 standard errors). Returns those kept."""
     prev = rec.get("probe")
     if prev is not None and "mode" not in prev:
         rec.setdefault("probe_v1", prev)
     elif prev is not None and "fusion" not in prev:
         rec.setdefault("probe_v2", prev)
-    return {k: rec[k] for k in ("probe_v1", "probe_v2") if k in rec}
+    elif prev is not None and "rule" not in prev:
+        rec.setdefault("probe_v3", prev)
+    return {k: rec[k] for k in EARLIER if k in rec}
 
 
 def summarise(cases: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +322,7 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
     A corpus scored dense only (the choose phase's reduced SciFact) has one truth, its dense gain. The
     labelled call uses the same quantity on half A."""
     rows = []
-    rules = ("probe", "probe_v2", "probe_v1", "dev_pairs", "labels")
+    rules = ("probe", *EARLIER, "dev_pairs", "labels")
     right = {t: dict.fromkeys(rules, 0) for t in ("served", "mean")}
     counted = dict.fromkeys(rules, 0)
     for corpus, rec in cases.items():
@@ -329,7 +336,7 @@ def summarise(cases: dict[str, Any]) -> dict[str, Any]:
                     for h in ("A", "B")}
             should = {"served": gain["B"][main] >= 0, "mean": sum(gain["B"].values()) / len(modes) >= 0}
             calls = {"probe": m["probe"]["replace"]}
-            for earlier in ("probe_v2", "probe_v1"):
+            for earlier in EARLIER:
                 if m.get(earlier):
                     calls[earlier] = m[earlier]["replace"]
             if m.get("dev_pairs"):

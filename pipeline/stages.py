@@ -77,12 +77,19 @@ def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | Non
         return None if after >= before else f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
     probe = metrics.get("probe")
     if probe is not None:
+        misses = probe.get("rule") == "bm25-misses"
         if probe.get("gain") is None:
-            return "no labelled evaluation split, and the corpus gave too few probe queries to judge the adapted embedder"
+            few = (f"too few probe queries that BM25 alone misses ({probe.get('bm25_misses')})" if misses
+                   else "too few probe queries")
+            return f"no labelled evaluation split, and the corpus gave {few} to judge the adapted embedder"
         if not probe.get("replace"):
-            noise = f", standard error {probe['se']}: not beyond the probe's noise" if probe.get("se") is not None else ""
-            return (f"no labelled evaluation split, and on probe queries about held-out documents (titles, keywords, "
-                    f"questions; {probe.get('mode', 'dense')} search) the adapted embedder gained {probe['gain']:+.4f} "
+            noise = (f", standard error {probe['se']}: not beyond the probe's noise"
+                     if probe.get("se") is not None and not misses else "")
+            which = (f"the {probe.get('bm25_misses')} probe queries BM25 alone misses (titles, keywords, questions "
+                     f"about held-out documents; hybrid search)" if misses else
+                     f"probe queries about held-out documents (titles, keywords, questions; {probe.get('mode', 'dense')} "
+                     f"search)")
+            return (f"no labelled evaluation split, and on {which} the adapted embedder gained {probe['gain']:+.4f} "
                     f"nDCG@10 against the base{noise}")
         return None
     dev_before, dev_after = (metrics.get(k, {}).get("ndcg@10") for k in ("dev_before", "dev_after"))

@@ -21,6 +21,11 @@ def test_without_labels_the_probe_decides_not_the_dev_pairs():
     assert keep_base_reason({"dev_before": {"ndcg@10": 0.7}, "dev_after": {"ndcg@10": 0.6},
                              "probe": {"replace": True, "gain": 0.01}}) is None
     assert "too few probe queries" in keep_base_reason({"probe": {"replace": False, "gain": None}})
+    misses = {"rule": "bm25-misses", "bm25_misses": 37, "se": 0.01}
+    keep = keep_base_reason({"probe": {**misses, "replace": False, "gain": -0.02}})
+    assert "the 37 probe queries BM25 alone misses" in keep and "-0.0200" in keep and "noise" not in keep
+    assert "BM25 alone misses (12)" in keep_base_reason({"probe": {**misses, "bm25_misses": 12, "replace": False,
+                                                                   "gain": None}})
 
 
 def test_a_run_from_before_the_probe_falls_back_on_the_dev_pairs():

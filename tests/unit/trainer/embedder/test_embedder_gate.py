@@ -9,9 +9,11 @@ import numpy as np
 from indexer.types import Chunk
 from trainer.embedder.gate import (
     MIN_QUERIES,
+    bm25_misses,
     build_probe,
     fuse,
     gate_decision,
+    hard_gate,
     keyword_query,
     lexical_scores,
     probe_scores,
@@ -41,6 +43,27 @@ def test_gate_replaces_only_on_a_gain_beyond_the_probes_noise():
     assert gate_decision(before, before) == (False, 0.0, 0.0)  # a tie keeps the base
     assert gate_decision(before, {k: v - 0.1 for k, v in before.items()})[0] is False
     assert gate_decision({}, {}) == (False, None, None)  # nothing to judge: keep the base
+
+
+def test_the_gate_judges_the_queries_bm25_alone_misses():
+    n = MIN_QUERIES
+    before = {"title": np.full(3 * n, 1.0), "question": np.concatenate([np.full(n, 1.0), np.full(n, 0.5)])}
+    after = {"title": np.full(3 * n, 0.9), "question": np.concatenate([np.full(n, 1.0), np.full(n, 0.6)])}
+    hard = {"title": np.zeros(3 * n, bool), "question": np.arange(2 * n) >= n}  # BM25 misses the second half
+    assert gate_decision(before, after)[1] < 0  # over every query the adapted model loses (the titles)...
+    assert hard_gate(before, after, hard) == (True, 0.1, 0.0, n)  # ...where BM25 needs help it gains: replace
+    assert hard_gate(after, before, hard)[0] is False
+    few = {"title": hard["title"], "question": np.arange(2 * n) >= 2 * n - (n - 1)}
+    assert hard_gate(before, after, few) == (False, None, None, n - 1)  # too few to see: keep the base
+
+
+def test_bm25_misses_marks_queries_whose_document_bm25_does_not_rank_first():
+    from trainer.embedder.gate import Probe
+
+    probe = Probe({"c0": "x", "c1": "y", "c2": "z"}, {"c0": "a", "c1": "b", "c2": "c"},
+                  {"keywords": [("q1", "a"), ("q2", "b"), ("q3", "c")]})
+    lexical = {"keywords": np.array([[3.0, 1.0, 0.0], [3.0, 1.0, 0.0], [0.0, 0.0, 0.0]])}
+    assert bm25_misses(probe, lexical)["keywords"].tolist() == [False, True, True]  # no BM25 score: missed too
 
 
 def test_question_queries_ask_for_a_phrase_of_each_sentence_near_its_place():
