@@ -6,7 +6,8 @@ dense-only and fused with BM25 (as search serves), per query, for the base and t
 output lists, per case, each kind's mean gain, its standard error and half A's labelled gains (the
 development truth). Each mode is also pooled over the gate's kinds, once over all queries and once over the
 queries BM25 alone does not answer at rank 1 (`hard`: where the embedder can still move a hybrid ranking; a
-candidate for desaturating the hybrid probe). Half B is never read here: bench/embedder_gate.py counts the chosen rule's calls on it.
+candidate for desaturating the hybrid probe). Half B is never read here: bench/embedder_gate.py counts the
+chosen rule's calls on it.
 
 Run (heavy): HF_HUB_OFFLINE=1 .venv/bin/python bench/gate_study.py
 """
@@ -41,8 +42,8 @@ def main() -> None:
 
     import numpy as np
 
-    from trainer.embedder.gate import (KINDS, QUESTION_KINDS, gate_decision, lexical_scores, probe_scores,
-                                       query_ndcg_at_10, served_mode, st_encoder)
+    from trainer.embedder.gate import (KINDS, QUESTION_KINDS, bm25_misses, gate_decision, lexical_scores,
+                                       probe_scores, served_mode, st_encoder)
 
     served = served_mode(load_settings({}).indexer)  # hybrid as the defaults serve it
 
@@ -58,10 +59,7 @@ def main() -> None:
         scores = {key: probe_scores(st_encoder(path), probe, lexical, served["dense_weight"], **served["fusion"])
                   for key, path in models.items()}  # {mode: {kind: [q]}}
         base = scores["base"]
-        doc_of = [probe.doc_of[k] for k in probe.corpus]
-        # queries BM25 alone does not answer at rank 1: where the embedder can still change a hybrid ranking
-        hard = {kind: query_ndcg_at_10(lexical[kind], doc_of, [d for _, d in qs]) < 1.0
-                for kind, qs in probe.queries.items()}
+        hard = bm25_misses(probe, lexical)  # where the embedder can still change a hybrid ranking
         out: dict[str, Any] = {"queries": {k: len(v) for k, v in probe.queries.items()},
                                "examples": {k: [q for q, _ in v[:5]] for k, v in probe.queries.items()},
                                "base": {kind: {m: round(float(base[m][kind].mean()), 4) for m in base}
@@ -78,10 +76,12 @@ def main() -> None:
             pooled = {}
             for mode in ("dense", "hybrid"):
                 for sub in ("all", "hard"):
-                    pick = {k: (np.ones_like(hard[k]) if sub == "all" else hard[k]) for k in KINDS if k in probe.queries}
+                    pick = {k: (np.ones_like(hard[k]) if sub == "all" else hard[k])
+                            for k in KINDS if k in probe.queries}
                     _, gain, se = gate_decision({k: base[mode][k][m] for k, m in pick.items()},
                                                 {k: scores[key][mode][k][m] for k, m in pick.items()})
-                    pooled[f"{mode}/{sub}"] = {"gain": gain, "se": se, "queries": int(sum(m.sum() for m in pick.values()))}
+                    n = int(sum(m.sum() for m in pick.values()))
+                    pooled[f"{mode}/{sub}"] = {"gain": gain, "se": se, "queries": n}
             for kind in probe.queries:
                 for mode in ("dense", "hybrid"):
                     _, gain, se = gate_decision({kind: base[mode][kind][hard[kind]]},

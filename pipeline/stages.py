@@ -87,8 +87,8 @@ def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | Non
                      if probe.get("se") is not None and not misses else "")
             which = (f"the {probe.get('bm25_misses')} probe queries BM25 alone misses (titles, keywords, questions "
                      f"about held-out documents; hybrid search)" if misses else
-                     f"probe queries about held-out documents (titles, keywords, questions; {probe.get('mode', 'dense')} "
-                     f"search)")
+                     f"probe queries about held-out documents (titles, keywords, questions; "
+                     f"{probe.get('mode', 'dense')} search)")
             return (f"no labelled evaluation split, and on {which} the adapted embedder gained {probe['gain']:+.4f} "
                     f"nDCG@10 against the base{noise}")
         return None

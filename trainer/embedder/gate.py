@@ -217,7 +217,7 @@ def bm25_misses(probe: Probe, lexical: Mapping[str, np.ndarray]) -> dict[str, np
         if kind not in lexical:
             continue
         relevant = [d for _, d in qs]
-        own = np.array([[doc_of[j] == d for j in range(len(doc_of))] for d in relevant])
+        own = np.array(doc_of)[None, :] == np.array(relevant)[:, None]  # [queries, chunks]: the query's document
         scored = (np.where(own, lexical[kind], 0.0) > 0).any(axis=1)  # BM25 returns no chunk of it: a miss
         out[kind] = (query_ndcg_at_10(lexical[kind], doc_of, relevant) < 1.0) | ~scored
     return out
@@ -277,7 +277,8 @@ def run_probe(probe: Probe, before_path: str, after_path: str, mode: str = "hybr
     def means(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
         return {m: {k: round(float(v.mean()), 4) for k, v in per.items()} for m, per in scores.items()}
 
-    return {"mode": mode, "fusion": {"dense_weight": dense_weight, **(fusion or {})}, "bm25_context_texts": len(probe.lexical),
-            "before": means(before), "after": means(after), "gain": gain, "se": se, **rule, "all_queries": overall,
+    return {"mode": mode, "fusion": {"dense_weight": dense_weight, **(fusion or {})},
+            "bm25_context_texts": len(probe.lexical), "before": means(before), "after": means(after),
+            "gain": gain, "se": se, **rule, "all_queries": overall,
             "replace": replace, "queries": {k: len(v) for k, v in probe.queries.items()},
             "corpus_chunks": len(probe.corpus), "documents": len({probe.doc_of[k] for k in probe.corpus})}
