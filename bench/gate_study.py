@@ -71,8 +71,9 @@ def main() -> None:
             gains = {}
             for kind in probe.queries:
                 for mode in ("dense", "hybrid"):
-                    _, gain, se = gate_decision({kind: base[mode][kind]}, {kind: scores[key][mode][kind]})
-                    gains[f"{kind}/{mode}"] = {"gain": gain, "se": se}
+                    for suffix, m in (("", slice(None)), ("/hard", hard[kind])):
+                        _, gain, se = gate_decision({kind: base[mode][kind][m]}, {kind: scores[key][mode][kind][m]})
+                        gains[f"{kind}/{mode}{suffix}"] = {"gain": gain, "se": se}
             pooled = {}
             for mode in ("dense", "hybrid"):
                 for sub in ("all", "hard"):
@@ -82,11 +83,6 @@ def main() -> None:
                                                 {k: scores[key][mode][k][m] for k, m in pick.items()})
                     n = int(sum(m.sum() for m in pick.values()))
                     pooled[f"{mode}/{sub}"] = {"gain": gain, "se": se, "queries": n}
-            for kind in probe.queries:
-                for mode in ("dense", "hybrid"):
-                    _, gain, se = gate_decision({kind: base[mode][kind][hard[kind]]},
-                                                {kind: scores[key][mode][kind][hard[kind]]})
-                    gains[f"{kind}/{mode}/hard"] = {"gain": gain, "se": se}
             truth_a = {m: round(rec[key]["A"][m]["ndcg@10"] - rec["base"]["A"][m]["ndcg@10"], 4) for m in ("dense", "hybrid")}
             out[key] = {"probe": gains, "pooled": pooled, "truth_A": truth_a}
         results["cases"][name] = out

@@ -199,12 +199,23 @@ def gate_decision(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarr
     The adapted model replaces the base only when its gain is beyond the probe's noise (one-sided, `z`
     standard errors): a tie costs nothing to keep, while a swap costs a reindex and risks a model the probe
     cannot see is worse. No query: (False, None, None), keep the base."""
-    kinds = [k for k in before if k in after]
-    diffs = np.concatenate([np.asarray(after[k]) - np.asarray(before[k]) for k in kinds]) if kinds else np.zeros(0)
+    diffs = _paired_diffs(before, after)
     if len(diffs) < 2:
         return False, None, None
-    gain, se = float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    gain, se = _mean_se(diffs)
     return bool(gain > 0 and gain >= z * se), round(gain, 4), round(se, 4)
+
+
+def _paired_diffs(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
+                  keep: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Per-query after - before over the kinds both scored (and `keep` marks, when given), kinds concatenated."""
+    kinds = [k for k in before if k in after and (keep is None or k in keep)]
+    pick = (lambda k, x: np.asarray(x)) if keep is None else (lambda k, x: np.asarray(x)[keep[k]])
+    return np.concatenate([pick(k, after[k]) - pick(k, before[k]) for k in kinds]) if kinds else np.zeros(0)
+
+
+def _mean_se(diffs: np.ndarray) -> tuple[float, float]:
+    return float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
 
 
 def bm25_misses(probe: Probe, lexical: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -230,12 +241,10 @@ def hard_gate(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
     Replace on a positive mean gain there; fewer than MIN_QUERIES such queries and the probe cannot see a
     difference: keep the base (gain None). Chosen on half A of the labelled cases among this rule, the same
     with a 1 or 1.645 standard-error margin, and the all-query rules (bench/gate_study.py)."""
-    kinds = [k for k in before if k in after and k in hard]
-    diffs = (np.concatenate([np.asarray(after[k])[hard[k]] - np.asarray(before[k])[hard[k]] for k in kinds])
-             if kinds else np.zeros(0))
+    diffs = _paired_diffs(before, after, hard)
     if len(diffs) < MIN_QUERIES:
         return False, None, None, len(diffs)
-    gain, se = float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    gain, se = _mean_se(diffs)
     return bool(gain > 0), round(gain, 4), round(se, 4), len(diffs)
 
 
