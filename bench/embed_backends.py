@@ -3,7 +3,7 @@ SciFact test nDCG@10 (dense and hybrid) with each.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/embed_backends.py [--beir ../shared/datasets/scifact] [--docs 600]
         [--backends torch,onnx,openvino] [--ndcg-backends torch,onnx,openvino] [--threads 2]
-        [--workspace bench/work/embed-backends] [--out bench/results/embed-backends.json]
+        [--workspace bench/work/embed-backends] [--out bench/results/embed-backends.json] [--query-latency 200]
 
 Throughput: for each backend a fresh workspace ingests the first --docs documents of the corpus without NER (the
 bench calls the indexer directly, never an enricher). The int8 export is made first and outside the timing (it is a
@@ -13,6 +13,10 @@ another in the same process, torch first.
 
 Quality: one workspace per run (--workspace, reused: vectors are cached per backend) ingests the full corpus with
 each backend of --ndcg-backends in turn and scores the test split, queries embedded by the index's backend.
+
+Query latency (--query-latency N): the first N queries of the corpus (their text only), embedded one at a time as
+the searcher embeds a query, by torch fp32 and by each int8 export found in --workspace (made by a
+quality run; none is made here), the backends interleaved query by query over 3 passes, p50/p95 per backend.
 
 The JSON records the CPU (`lscpu` model name and the int8/bf16 flags), the load average before and after each
 measurement, and the command; on a machine shared with other jobs the figures are indicative only.
@@ -30,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +113,31 @@ def quality(beir: Path, home: Path, backend: str, threads: int, split: str) -> d
             "parity": searcher.manifest["embedder"].get("parity")}
 
 
+def query_latency(beir: Path, home: Path, threads: int, n: int, passes: int = 3) -> dict:
+    s = settings(home, "torch", threads)
+    base = load_embedder(s.indexer.embedder, threads)
+    models = Workspace.open(s).models
+    embs = {"torch": base}
+    for b in backends.AUTO_ORDER:
+        if backends.available(b) and (emb := backends.cached_export(models, base, b, threads)) is not None:
+            embs[b] = emb
+    texts = list(load_queries(beir).values())[:n]
+    for emb in embs.values():  # warm-up: the first calls allocate
+        emb.encode(texts[:8], is_query=True)
+    times: dict[str, list[float]] = {b: [] for b in embs}
+    before = load()
+    for _ in range(passes):
+        for q in texts:
+            for b, emb in embs.items():
+                t0 = time.perf_counter()
+                emb.encode([q], is_query=True)
+                times[b].append((time.perf_counter() - t0) * 1000)
+    out = {b: {"id": embs[b].id, "p50_ms": round(float(np.percentile(t, 50)), 2),
+               "p95_ms": round(float(np.percentile(t, 95)), 2)} for b, t in times.items()}
+    return {"queries": len(texts), "passes": passes, "threads": threads, "per_backend": out, "load_before": before,
+            "load_after": load()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--beir", type=Path, default=ROOT.parent / "shared/datasets/scifact")
@@ -117,6 +148,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workspace", type=Path, default=ROOT / "bench/work/embed-backends")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/embed-backends.json")
+    ap.add_argument("--query-latency", type=int, default=0, help="queries timed one at a time per backend (0: none)")
     ap.add_argument("--note", default="", help="recorded as is, e.g. 'shared machine, indicative'")
     args = ap.parse_args()
     if not (args.beir / "corpus.jsonl").exists():
@@ -161,6 +193,10 @@ def main() -> None:
         quality_runs.append(quality(args.beir, args.workspace, b, args.threads, args.split))
         save()
         print("quality", json.dumps(quality_runs[-1]["ndcg@10"]), b, file=sys.stderr, flush=True)
+    if args.query_latency:
+        result["query_latency"] = query_latency(args.beir, args.workspace, args.threads, args.query_latency)
+        save()
+        print("query latency", json.dumps(result["query_latency"]["per_backend"]), file=sys.stderr, flush=True)
     result["complete"] = True
     save()
     print(json.dumps(result, indent=2))

@@ -2,7 +2,7 @@
 SciFact test query, chunks, vectors, entities) and the time of each.
 
     HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/ray_ingest.py [--beir ../shared/datasets/scifact]
-        [--docs 300] [--no-ner] [--num-cpus 2] [--window-docs 4096] [--work bench/work/ray-ingest]
+        [--docs 300] [--no-ner] [--num-cpus 2] [--window-docs N] [--work bench/work/ray-ingest]
         [--out bench/results/ray-ingest.json]
 
 Each run ingests into a fresh workspace. The Ray run joins a local cluster started before its clock starts (started
@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--no-ner", action="store_true")
     ap.add_argument("--num-cpus", type=int, default=2)
     ap.add_argument("--window-docs", type=int, default=RayOptions.window_docs,
-                    help="documents handed to Ray Data at a time (RayOptions.window_docs)")
+                    help="documents handed to Ray Data at a time at most (RayOptions.window_docs; windows also close "
+                    "at RayOptions.window_mb of text)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "ray-ingest")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ray-ingest.json")
     args = ap.parse_args()

@@ -3,7 +3,7 @@ dense query latency over each size's index with Flat, HNSW and IVF.
 
     HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/scale.py [--sizes 1000,10000] [--ner]
         [--code DIR] [--label streamed] [--work bench/work/scale] [--out bench/results/scale.json]
-        [--ingest-from FILE] [--queries 200] [--plot docs/img/scale.svg] [--trace SECONDS]
+        [--ingest-from FILE] [--queries 200] [--plot docs/img/scale.svg] [--trace SECONDS] [--backend auto]
 
 Each size is a folder of N .txt files (1,000 per subfolder) made from the paragraphs of samples/python-docs: document
 i joins 3-8 paragraphs drawn with seed i and a sentence naming i, so every text is distinct (the vector cache dedups
@@ -75,13 +75,15 @@ def make_corpus(root: Path, n: int, paras: list[str]) -> Path:
     return root
 
 
-def run_ingest(code: Path, home: Path, corpus: Path, ner: bool, trace_every: float = 0.0) -> dict:
+def run_ingest(code: Path, home: Path, corpus: Path, ner: bool, trace_every: float = 0.0, backend: str = "") -> dict:
     """One ingest under `/usr/bin/time -v`; with `trace_every`, the ingest process's resident set (VmRSS) is
     also sampled every that many seconds, to see in which phase (streamed stages or the index build at the end)
-    the peak falls."""
+    the peak falls. `backend` sets `indexer.embed_backend` for the ingest (empty: the default)."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cli", "--workspace", str(home), "--log-level", "WARNING",
            "ingest", str(corpus), "--json"] + ([] if ner else ["--no-ner"])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code)}
+    if backend:
+        env["RAGKILN_INDEXER__EMBED_BACKEND"] = backend
     trace: list[list[float]] = []
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t = time.perf_counter()
@@ -100,6 +102,8 @@ def run_ingest(code: Path, home: Path, corpus: Path, ner: bool, trace_every: flo
     report = json.loads(stdout)
     r = {"seconds": round(wall, 1), "peak_rss_mb": round(rss_kb / 1024, 1), "chunks": report["chunks_total"],
          "documents": report["documents_total"], "chunks_per_s": round(report["chunks_total"] / wall, 1)}
+    manifest = json.loads((active_generation(home) / "manifest.json").read_text())
+    r["embedder"] = {k: manifest["embedder"].get(k) for k in ("id", "backend", "quantization", "parity")}
     if trace:
         r["rss_trace"] = window_max(trace, trace_every)
     return r
@@ -141,21 +145,28 @@ def ivf_nlist(n: int) -> int:
     return nlist
 
 
+def active_generation(home: Path) -> Path:
+    from indexer.docstore import DocStore
+
+    store = DocStore(home / "docstore.sqlite")
+    try:
+        return home / "indexes" / str(store.get_meta("active_index"))
+    finally:
+        store.close()
+
+
 def query_latency(home: Path, queries: list[str], k: int = K) -> dict:
     """p50/p95 milliseconds of one dense query over Flat, HNSW32 and IVF built from the index's own vectors,
     and recall@k of HNSW and IVF against Flat (the exact top-k)."""
     from indexer import dense
-    from indexer.docstore import DocStore
     from indexer.embedder import load_embedder
 
-    store = DocStore(home / "docstore.sqlite")
-    gen = home / "indexes" / str(store.get_meta("active_index"))
-    store.close()
+    gen = active_generation(home)
     manifest = json.loads((gen / "manifest.json").read_text())
     if manifest["config"]["faiss_factory"] != "Flat":
         raise SystemExit(f"{gen}: the latency step reads the vectors from a Flat index")
     flat = dense.load(gen)
-    emb = load_embedder(manifest["embedder"]["path"], 0)
+    emb = load_embedder((manifest["embedder"].get("base") or manifest["embedder"])["path"], 0)  # int8: its fp32 base
     return latency_over(flat, emb.encode(queries, is_query=True), k)
 
 
@@ -290,8 +301,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     ap.add_argument("--ingest-from", type=Path, help="take this label's ingest records from FILE; measure latency only")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "scale.svg")
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "scale.svg"), help="'' draws nothing")
     ap.add_argument("--trace", type=float, default=0.0, help="sample the ingest's RSS every SECONDS (0: off)")
+    ap.add_argument("--backend", default="", help="indexer.embed_backend for the ingests (default: the settings')")
     args = ap.parse_args()
     paras = paragraphs()
     queries = query_texts(paras, args.queries)
@@ -310,7 +322,7 @@ def main() -> None:
             corpus = make_corpus(args.work / f"corpus-{n}", n, paras)
             subprocess.run(["rm", "-rf", str(home)], check=True)
             before = load()
-            r = run_ingest(args.code.resolve(), home, corpus, args.ner, args.trace)
+            r = run_ingest(args.code.resolve(), home, corpus, args.ner, args.trace, args.backend)
             r.update(load_before=before, load_after=load(),
                      command=f"{' '.join(sys.argv)} (this size: cli ingest {corpus} --json{'' if args.ner else ' --no-ner'})")
         before = load()
@@ -322,7 +334,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.plot:
-        plot(result, args.plot)
+        plot(result, Path(args.plot))
 
 
 if __name__ == "__main__":

@@ -51,19 +51,22 @@ class RayOptions:
     cpus_per_actor: float = 1.0
     batch_docs: int = 64  # documents per map_batches call
     # Documents handed to Ray Data at a time: the scan waits while a window is processed, so the object store
-    # and the driver hold at most one window's texts, whatever the corpus's size (each window starts its own
-    # actor pool: about 23 s of model loading per window on 2 cores, bench/ray_ingest.py --window-docs).
-    window_docs: int = 4096
+    # and the driver hold at most one window's texts, whatever the corpus's size. A window closes at
+    # window_mb of text or window_docs documents, whichever comes first. Each window starts its own actor pool
+    # (about 23 s of model loading on 2 cores, bench/ray_ingest.py --window-docs), so windows are bounded by
+    # what they hold, not by a count that restarts the pool every few thousand small documents.
+    window_docs: int = 1_000_000
+    window_mb: float = 256.0
     num_cpus: int | None = None  # CPUs of a local cluster; default: all of this machine's
     max_restarts: int = 3  # restarts of a dying actor before the ingest gives up
 
     def __post_init__(self) -> None:
         if not self.address.strip():
             raise InvalidInput("--ray needs 'local' or the address of a Ray cluster (auto, HOST:6379, ray://HOST:10001)")
-        if (self.batch_docs < 1 or self.window_docs < 1 or self.cpus_per_actor <= 0
+        if (self.batch_docs < 1 or self.window_docs < 1 or self.cpus_per_actor <= 0 or self.window_mb <= 0
                 or (self.actors is not None and self.actors < 1)):
             raise InvalidInput("Ray options: batch_docs, window_docs and actors must be at least 1, "
-                               "cpus_per_actor above 0")
+                               "cpus_per_actor and window_mb above 0")
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local: LocalStages,
                    embedder: Embedder | None, enricher: Enricher | None, cfg: IndexerConfig) -> None:
     """Chunk, enrich and embed the documents of `batches` on Ray and store the results (the driver's part of
-    the streamed ingest for new and changed documents), `options.window_docs` documents at a time. Documents
+    the streamed ingest for new and changed documents), a window (`options.window_mb`, `window_docs`) at a time. Documents
     a killed run already chunked are finished here by the local NER and embed stages, which skip what that
     run stored."""
     import pyarrow as pa
@@ -191,11 +194,12 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
         ctx.enable_progress_bars = False  # the driver's own per-stage progress reports the work
         actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_actor))
         refs: list[Any] = []
-        pending = 0  # documents in refs
+        pending = pending_chars = 0  # documents and characters in refs
+        window_chars = int(options.window_mb * 2**20)
 
         def run_window() -> None:
             """The window's documents through the actor pool, stored in scan order; windows run one after another."""
-            nonlocal refs, pending
+            nonlocal refs, pending, pending_chars
             if not refs:
                 return
             log.debug("Ray: a window of %d documents in %d blocks", pending, len(refs))
@@ -207,7 +211,7 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
                     num_cpus=options.cpus_per_actor, max_restarts=options.max_restarts)
             for out in ds.iter_batches(batch_size=options.batch_docs, batch_format="pyarrow"):
                 _store_rows(local, embedder, out.to_pylist())
-            refs, pending = [], 0
+            refs, pending, pending_chars = [], 0, 0
 
         for batch in batches:  # the scan: documents stored, the new ones handed to the object store
             store.put_documents(batch)
@@ -230,7 +234,8 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
                     "doc_id": [d.doc_id for d in part], "sha256": [d.sha256 for d in part],
                     "title": [d.title for d in part], "text": [d.text for d in part]})))
                 pending += len(part)
-                if pending >= options.window_docs:
+                pending_chars += sum(len(d.text) for d in part)
+                if pending >= options.window_docs or pending_chars >= window_chars:
                     run_window()
         run_window()
     except RagkilnError:

@@ -26,6 +26,7 @@ from indexer.bm25 import BM25Index
 from indexer.chunking import index_text
 from indexer.embedder import Embedder, load_embedder
 from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
+from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
 from indexer.progress import IngestProgress
@@ -83,7 +84,8 @@ def ingest(settings: Settings, paths: Sequence[Path], enricher: Enricher | None 
         sources = ws.store.active_sources()
         try:
             report = _apply(ws, _counting_docs(docs, meter), lambda d: _in_roots(sources.get(d, ""), roots),
-                            enricher, None, progress, ray=ray, skipped=skipped, meter=meter)
+                            enricher, None, progress, ray=ray, skipped=skipped, meter=meter,
+                            sample=_file_sample(roots, int(settings.indexer.max_file_mb * 2**20)))
         finally:
             meter.close()
     report.skipped = skipped + report.skipped
@@ -102,8 +104,12 @@ def reindex(settings: Settings, embedder: str | None = None, enricher: Enricher 
         meter = IngestProgress(STAGES, enabled=progress)
         meter.expect("load", ws.store.count_documents(), final=True)
         try:
+            stored = ws.store.active_documents()
+            ids = sorted(stored)
             report = _apply(ws, _counting_docs(ws.store.iter_documents(), meter, files=False), lambda _d: False,
-                            enricher, embedder, progress, force=embedder is not None, ray=ray, meter=meter)
+                            enricher, embedder, progress, force=embedder is not None, ray=ray, meter=meter,
+                            sample=lambda base, cfg: _sample_texts(
+                                ids, lambda i: ws.store.get_document_version(i, stored[i][0]), base, cfg))
         finally:
             meter.close()
     report.seconds = time.perf_counter() - t0
@@ -151,10 +157,15 @@ def sample_texts(docs: Sequence[Document], embedder: Embedder, cfg: IndexerConfi
 def _sample_texts(ids: Sequence[str], fetch: Callable[[str], Document | None], embedder: Embedder,
                   cfg: IndexerConfig) -> list[str]:
     """`sample_texts` over sorted document ids, each document fetched when the order reaches it."""
+    order = np.random.default_rng(0).permutation(len(ids))
+    return _chunk_sample((fetch(ids[int(i)]) for i in order), embedder, cfg)
+
+
+def _chunk_sample(docs: Iterable[Document | None], embedder: Embedder, cfg: IndexerConfig) -> list[str]:
+    """The first `embed_sample_chunks + embed_calibration_chunks` chunk texts of `docs` (drawn lazily)."""
     want = cfg.embed_sample_chunks + cfg.embed_calibration_chunks
     out: list[str] = []
-    for i in np.random.default_rng(0).permutation(len(ids)):
-        d = fetch(ids[int(i)])
+    for d in docs:
         if d is None:
             continue
         out.extend(index_text(d.title, d.text[sp.start:sp.end])
@@ -162,6 +173,25 @@ def _sample_texts(ids: Sequence[str], fetch: Callable[[str], Document | None], e
         if len(out) >= want:
             break
     return out[:want]
+
+
+def _file_sample(roots: Sequence[Path], max_bytes: int) -> Callable[[Embedder, IndexerConfig], list[str]]:
+    """`sample_texts` drawn from the files an ingest will scan, before it scans them: files in a fixed random
+    order, and the documents of a many-document file (a BEIR corpus.jsonl) in one too. Reading a few files twice
+    lets the int8 export be made first, so the stream (or Ray's workers) embeds with it from the first batch."""
+    def sample(embedder: Embedder, cfg: IndexerConfig) -> list[str]:
+        files = [(f, root) for root in roots for f in iter_files(root)]
+        rng = np.random.default_rng(0)
+
+        def docs() -> Iterator[Document]:
+            for i in rng.permutation(len(files)):
+                f, root = files[int(i)]
+                found = load_file(f, doc_id_for(f, root), max_bytes).documents
+                yield from (found[int(j)] for j in rng.permutation(len(found)))
+
+        return _chunk_sample(docs(), embedder, cfg)
+
+    return sample
 
 
 def _ready_embedder(ws: Workspace, base: Embedder, cfg: IndexerConfig) -> tuple[Embedder | None, dict[str, Any] | None]:
@@ -250,7 +280,10 @@ class _Run:
 def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str], bool],
            enricher: Enricher | None, embedder_override: str | None, progress: bool,
            force: bool = False, ray: RayOptions | None = None, skipped: list[Skipped] | None = None,
-           meter: IngestProgress | None = None) -> IngestReport:
+           meter: IngestProgress | None = None,
+           sample: Callable[[Embedder, IndexerConfig], list[str]] | None = None) -> IngestReport:
+    """`sample` gives chunk texts to make a missing int8 export from before the stream starts; without one (or
+    when it finds none) the export is made after the stream, from the stored corpus, and the vectors then."""
     cfg = ws.settings.indexer
     store = ws.store
     # No row clean-up before the work: chunks, entities and embeddings of a killed run are reused by
@@ -265,6 +298,9 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
     # What computes the vectors: torch, or an int8 export (made once on this corpus's chunks, then cached).
     # Its id keys the vector cache, so a switch of backend re-embeds instead of mixing vectors.
     embedder, selection = _ready_embedder(ws, base, cfg)
+    if embedder is None and sample is not None and (texts := sample(base, cfg)):
+        log.info("exporting %s to int8 (%s), once, on %d chunks of the corpus", base.id, cfg.embed_backend, len(texts))
+        embedder, selection = choose_embedder(ws.models, base, cfg, lambda: texts)
     meter = meter if meter is not None else IngestProgress(STAGES, enabled=progress)
     run = _Run(ws, indexed, chunker, removable, meter, skipped)
     local = LocalStages(store, base, chunker, cfg.chunk_tokens, cfg.chunk_overlap, enricher, embedder,

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The default (auto) exports the embedder to int8 once per workspace, about 30 s: tests that are not about the
+# backends embed with torch, and the backend tests ask for theirs.
+os.environ.setdefault("RAGKILN_INDEXER__EMBED_BACKEND", "torch")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "python-docs"

@@ -125,3 +125,23 @@ def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(
     assert all(not c["passes"] for c in section2["selection"]["candidates"])
     assert [c["id"] for c in section2["selection"]["candidates"]] == [c["id"] for c in cands]
     assert Workspace.open(strict).searcher().embedder.backend == "torch"
+
+
+def test_a_fresh_ingest_exports_before_the_stream_so_the_stream_embeds_in_int8(corpus_dir, settings_for, monkeypatch):
+    """The export's sample is read from the files before the scan, so the streamed embed stage (and Ray's
+    workers) get the int8 embedder from the first batch instead of embedding after every document is chunked."""
+    from indexer.stream import LocalStages
+
+    seen: list[str | None] = []
+    real = LocalStages.embed
+
+    def spy(self, batch):  # type: ignore[no-untyped-def]
+        seen.append(None if self.embedder is None else self.embedder.backend)
+        return real(self, batch)
+
+    monkeypatch.setattr(LocalStages, "embed", spy)
+    r = service.ingest(settings_for(indexer={"embed_backend": "onnx"}), [corpus_dir], progress=False)
+    assert seen and set(seen) == {"onnx"}
+    section = load_generation(Path(r.index_dir)).manifest["embedder"]
+    assert section["backend"] == "onnx" and section["parity"]["n"] == r.chunks_total  # all chunks: a tiny corpus
+    assert r.chunks_embedded == r.chunks_total

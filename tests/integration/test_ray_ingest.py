@@ -4,6 +4,7 @@ re-run commits."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -159,6 +160,8 @@ def test_bad_ray_options_are_refused():
         RayOptions("local", batch_docs=0)
     with pytest.raises(InvalidInput):
         RayOptions("local", window_docs=0)
+    with pytest.raises(InvalidInput, match="window_mb"):
+        RayOptions("local", window_mb=0)
 
 
 @pytest.fixture(scope="module")
@@ -174,20 +177,28 @@ def ray_cluster():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_ray_ingest_builds_the_plain_index(built_workspace, tmp_path, ray_cluster):
+def test_ray_ingest_builds_the_plain_index(built_workspace, tmp_path, ray_cluster, caplog):
     extra = write_extra(tmp_path / "extra", 24)
     homes = {}
-    # "windows": the scan hands Ray at least 10 documents at a time: blocks of 4, so two windows of 12
-    for kind, window in (("plain", 0), ("ray", 4096), ("windows", 10)):
+    # "windows": the scan hands Ray at least 10 documents at a time: blocks of 4, so two windows of 12;
+    # "bytes": windows closed by their text's size instead (1,000 characters: two blocks of about 600 a window)
+    windows = {}
+    for kind, window in (("plain", None), ("ray", {}), ("windows", {"window_docs": 10}),
+                         ("bytes", {"window_mb": 1000 / 2**20})):
         home = tmp_path / kind
         shutil.copytree(built_workspace, home)
-        ray = (RayOptions("local", enricher_factory=Factory(capital_orgs), batch_docs=4, window_docs=window)
-               if window else None)
-        r = service.ingest(load_settings({"home": home}), [extra], enricher=capital_orgs, progress=False, ray=ray)
+        ray = (RayOptions("local", enricher_factory=Factory(capital_orgs), batch_docs=4, **window)
+               if window is not None else None)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="indexer.ray_ingest"):
+            r = service.ingest(load_settings({"home": home}), [extra], enricher=capital_orgs, progress=False, ray=ray)
+        windows[kind] = sum(m.startswith("Ray: a window") for m in caplog.messages)
         assert (r.added, r.chunks_embedded) == (24, 24)
         homes[kind] = snapshot(home)
+    assert windows == {"plain": 0, "ray": 1, "windows": 2, "bytes": 3}
     assert_same_index(homes["plain"], homes["ray"])
     assert_same_index(homes["plain"], homes["windows"])
+    assert_same_index(homes["plain"], homes["bytes"])
     assert any(homes["ray"]["ents"]) and any(homes["windows"]["ents"])
 
 

@@ -45,6 +45,12 @@ def test_sources_name_flag_env_file_and_default(monkeypatch, tmp_path):
     assert rows["server.host"] == ("127.0.0.1", "default")
 
 
+def test_the_default_embed_backend_is_auto_and_the_test_run_pins_torch(monkeypatch):
+    assert load_settings().indexer.embed_backend == "torch"  # conftest: tests not about backends embed with torch
+    monkeypatch.delenv("RAGKILN_INDEXER__EMBED_BACKEND")
+    assert load_settings().indexer.embed_backend == "auto"
+
+
 def _record(name: str, level: int) -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, "m", None, None)
 
