@@ -127,9 +127,8 @@ def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(
     assert Workspace.open(strict).searcher().embedder.backend == "torch"
 
 
-def test_a_fresh_ingest_exports_before_the_stream_so_the_stream_embeds_in_int8(corpus_dir, settings_for, monkeypatch):
-    """The export's sample is read from the files before the scan, so the streamed embed stage (and Ray's
-    workers) get the int8 embedder from the first batch instead of embedding after every document is chunked."""
+def _embed_stage_backends(monkeypatch) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """The backend the streamed embed stage holds at each batch (None: no embedder yet)."""
     from indexer.stream import LocalStages
 
     seen: list[str | None] = []
@@ -140,8 +139,27 @@ def test_a_fresh_ingest_exports_before_the_stream_so_the_stream_embeds_in_int8(c
         return real(self, batch)
 
     monkeypatch.setattr(LocalStages, "embed", spy)
+    return seen
+
+
+def test_a_fresh_ingest_exports_before_the_stream_so_the_stream_embeds_in_int8(corpus_dir, settings_for, monkeypatch):
+    """The export's sample is read from the files before the scan, so the streamed embed stage (and Ray's
+    workers) get the int8 embedder from the first batch instead of embedding after every document is chunked."""
+    seen = _embed_stage_backends(monkeypatch)
     r = service.ingest(settings_for(indexer={"embed_backend": "onnx"}), [corpus_dir], progress=False)
     assert seen and set(seen) == {"onnx"}
     section = load_generation(Path(r.index_dir)).manifest["embedder"]
     assert section["backend"] == "onnx" and section["parity"]["n"] == r.chunks_total  # all chunks: a tiny corpus
     assert r.chunks_embedded == r.chunks_total
+
+
+def test_a_reindex_to_int8_exports_from_the_stored_documents_first(corpus_dir, settings_for, monkeypatch):
+    torch_run = service.ingest(settings_for(), [corpus_dir], progress=False)
+    events: list[str] = []
+    for name in ("choose_embedder", "run_stages"):
+        real = getattr(service, name)
+        monkeypatch.setattr(service, name, lambda *a, _real=real, _name=name, **k: events.append(_name) or _real(*a, **k))
+    r = service.reindex(settings_for(indexer={"embed_backend": "onnx"}), progress=False)
+    assert events[0] == "choose_embedder" and "run_stages" in events  # the export, then the stream
+    assert load_generation(Path(r.index_dir)).manifest["embedder"]["backend"] == "onnx"
+    assert r.chunks_embedded == r.chunks_total == torch_run.chunks_total
