@@ -197,7 +197,7 @@ def _file_sample(roots: Sequence[Path], max_bytes: int) -> Callable[[Embedder, I
 def _ready_embedder(ws: Workspace, base: Embedder, cfg: IndexerConfig) -> tuple[Embedder | None, dict[str, Any] | None]:
     """The embedder `choose_embedder` picks, when it can pick without this corpus's chunks: torch, or int8
     exports already made. (None, None) when an export is still to be made from the corpus (its parity sample
-    and calibration chunks); the vectors are then computed after the chunks are stored."""
+    and calibration chunks): `_apply` then makes it from its caller's sample, or after the stream."""
     setting = cfg.embed_backend
     wanted = [] if setting == "torch" else [setting] if setting != "auto" else [b for b in AUTO_ORDER if available(b)]
     if all(cached_export(ws.models, base, b, cfg.threads) is not None for b in wanted):
