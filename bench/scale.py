@@ -146,13 +146,13 @@ def ivf_nlist(n: int) -> int:
 
 
 def active_generation(home: Path) -> Path:
-    from indexer.docstore import DocStore
+    from common.settings import load_settings
+    from indexer.workspace import Workspace
 
-    store = DocStore(home / "docstore.sqlite")
-    try:
-        return home / "indexes" / str(store.get_meta("active_index"))
-    finally:
-        store.close()
+    path = Workspace.open(load_settings({"home": home})).active_index_path()
+    if path is None:
+        raise SystemExit(f"{home}: no active index")
+    return path
 
 
 def query_latency(home: Path, queries: list[str], k: int = K) -> dict:

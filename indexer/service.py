@@ -104,12 +104,9 @@ def reindex(settings: Settings, embedder: str | None = None, enricher: Enricher 
         meter = IngestProgress(STAGES, enabled=progress)
         meter.expect("load", ws.store.count_documents(), final=True)
         try:
-            stored = ws.store.active_documents()
-            ids = sorted(stored)
             report = _apply(ws, _counting_docs(ws.store.iter_documents(), meter, files=False), lambda _d: False,
                             enricher, embedder, progress, force=embedder is not None, ray=ray, meter=meter,
-                            sample=lambda base, cfg: _sample_texts(
-                                ids, lambda i: ws.store.get_document_version(i, stored[i][0]), base, cfg))
+                            sample=lambda base, cfg: _stored_sample(ws, base, cfg))
         finally:
             meter.close()
     report.seconds = time.perf_counter() - t0
@@ -173,6 +170,12 @@ def _chunk_sample(docs: Iterable[Document | None], embedder: Embedder, cfg: Inde
         if len(out) >= want:
             break
     return out[:want]
+
+
+def _stored_sample(ws: Workspace, embedder: Embedder, cfg: IndexerConfig) -> list[str]:
+    """`sample_texts` over the workspace's active documents (read only when an export is to be made)."""
+    stored = ws.store.active_documents()
+    return _sample_texts(sorted(stored), lambda i: ws.store.get_document_version(i, stored[i][0]), embedder, cfg)
 
 
 def _file_sample(roots: Sequence[Path], max_bytes: int) -> Callable[[Embedder, IndexerConfig], list[str]]:
