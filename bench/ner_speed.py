@@ -2,17 +2,23 @@
 
 Same method as bench/ner.py's `enrich` part: the first 1500 SciFact abstracts, words counted as
 whitespace-separated words of the texts, fed 256 texts per `enrich` call (as ingest does), after a
-warm-up on 600 texts that also starts the worker pools; variants run in interleaved rounds so load
+warm-up on 600 texts that also starts the worker pools; variants take turns, a full pass each, for 3 rounds, so load
 from other processes hits them alike.
 
-  before                the enricher as it was: 2 worker processes, batch 64, thinc's BLIS gemm
-  after                 the new defaults: 2 workers, batch 64, numpy/OpenBLAS gemm, 1 BLAS thread per worker
+  before                2 worker processes, batch 64, thinc's BLIS gemm (the gemm before issue 30)
+  after                 the defaults: 2 workers, batch 64, numpy/OpenBLAS gemm, 1 BLAS thread per worker
   after_chunks          `after` on the abstracts cut into overlapping chunks, each chunk enriched (ingest today)
   after_documents       the same chunks through `enrich_documents` (NER once per document region)
 
 For the two chunked variants words/s counts the corpus words (each abstract's words once), so the
 saving from not re-reading the overlaps shows; the chunk words are recorded too. Chunks: sentences
 packed to 190 words with 24 shared (about the indexer's 256/32 embedder tokens at ~1.35 tokens a word).
+
+`--parts ceiling` measures what the cores give spaCy's NER with no hand-over at all: 1, then 2 fully
+independent processes (each loads the pipeline, warms up, waits at a barrier, then runs `nlp.pipe` over
+all the texts on one BLAS thread), with the same run of a single-threaded float32 GEMM loop as a control
+for how the cores scale on plain arithmetic. The aggregate words/s of 2 processes is the most any worker
+pool could reach on this machine.
 
 It also checks that the outputs are unchanged: entity F1 on CoNLL-2003 valid.txt for BLIS and numpy
 gemm (and identical predicted spans), and identical entities on the SciFact texts.
@@ -88,38 +94,39 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         per = max(1, CALL * len(docs) // max(1, len(chunk_texts)))
         return [es for i in range(0, len(items), per) for es in enricher.enrich_documents(items[i:i + per])]
 
-    size = -(-len(texts) // args.rounds)
+    # Each round runs every variant over all the texts, one variant after another: a pool keeps its models in
+    # cache through a pass, as in an ingest (variants alternating call by call cost each other ~20%).
     variants = {
-        "before": lambda r: by_calls(enrichers["before"], texts[r * size:(r + 1) * size]),
-        "after": lambda r: by_calls(enrichers["after"], texts[r * size:(r + 1) * size]),
-        "after_chunks": lambda r: by_calls(enrichers["after"], [t[s:e] for t, sp in docs[r * size:(r + 1) * size]
-                                                                for s, e in sp]),
-        "after_documents": lambda r: by_doc_calls(enrichers["after"], docs[r * size:(r + 1) * size]),
+        "before": lambda: by_calls(enrichers["before"], texts),
+        "after": lambda: by_calls(enrichers["after"], texts),
+        "after_chunks": lambda: by_calls(enrichers["after"], chunk_texts),
+        "after_documents": lambda: by_doc_calls(enrichers["after"], docs),
     }
     for extra in ("before_1proc", "after_1proc", "after_parts16"):
         if extra in enrichers:
-            variants[extra] = (lambda e: lambda r: by_calls(e, texts[r * size:(r + 1) * size]))(enrichers[extra])
+            variants[extra] = (lambda e: lambda: by_calls(e, texts))(enrichers[extra])
     for e in enrichers.values():
         by_calls(e, texts[:600])  # warm-up: starts the pools, loads the models
     secs = dict.fromkeys(variants, 0.0)
-    outs: dict[str, list[Any]] = {v: [] for v in variants}
+    outs: dict[str, list[Any]] = {}
     load_before = os.getloadavg()
-    for r in range(args.rounds):
+    rounds = args.rounds
+    for _ in range(rounds):
         for v, run in variants.items():
             t = time.perf_counter()
-            outs[v].extend(run(r))
+            outs[v] = run()
             secs[v] += time.perf_counter() - t
     for e in enrichers.values():
         e.close()
     res: dict[str, Any] = {
         "docs": len(texts), "words": n_words, "chunks": len(chunk_texts), "chunk_words": chunk_words,
         "chunking": f"sentences packed to {args.chunk_words} words, {args.overlap_words} shared",
-        "model": name, "rounds": args.rounds, "texts_per_call": CALL, "load_average_before": load_before,
+        "model": name, "rounds": rounds, "texts_per_call": CALL, "load_average_before": load_before,
     }
     for v in variants:
-        wps = n_words / secs[v]
+        wps = rounds * n_words / secs[v]
         n_ents = sum(len(x) for x in outs[v]) if v != "after_documents" else sum(len(c) for d in outs[v] for c in d)
-        res[v] = {"seconds": round(secs[v], 2), "words_per_s": round(wps, 1), "entities": n_ents}
+        res[v] = {"seconds_per_pass": round(secs[v] / rounds, 2), "words_per_s": round(wps, 1), "entities": n_ents}
         print(f"  {v}: {wps:.0f} words/s", file=sys.stderr)
     res["speedup_after_vs_before"] = round(secs["before"] / secs["after"], 3)
     res["speedup_documents_vs_chunks"] = round(secs["after_chunks"] / secs["after_documents"], 3)
@@ -139,6 +146,57 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     res["load_average_at_end"] = os.getloadavg()
     res["target_words_per_s"] = 25000
     res["before_recorded_words_per_s"] = BEFORE_WPS_RECORDED
+    return res
+
+
+def _ceiling_worker(kind: str, docs: int, barrier: Any, out: Any) -> None:
+    import numpy as np
+
+    from ner.enrich import one_blas_thread
+
+    limits = one_blas_thread()  # noqa: F841 - after numpy has loaded OpenBLAS, or it limits nothing
+    if kind == "gemm":
+        a = np.random.default_rng(0).random((256, 256), dtype=np.float32)
+        barrier.wait()
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < 8:
+            a @ a
+            n += 1
+        out.put(n * 2 * 256**3 / (time.perf_counter() - t) / 1e9)
+        return
+    from ner.pipeline import load_pipeline
+
+    texts = load_scifact(docs)
+    nlp = load_pipeline("auto", gemm="numpy")
+    list(nlp.pipe(texts[:200], batch_size=64))
+    barrier.wait()
+    t = time.perf_counter()
+    list(nlp.pipe(texts, batch_size=64))
+    out.put(sum(len(x.split()) for x in texts) / (time.perf_counter() - t))
+
+
+def ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-process and aggregate rates of 1 and 2 independent processes (spaCy NER, and a GEMM control)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    res: dict[str, Any] = {"docs": args.docs, "load_average_before": os.getloadavg(),
+                           "units": {"ner": "words/s", "gemm": "GFLOP/s (256x256 float32, 8 s)"}}
+    for kind in ("ner", "gemm"):
+        row: dict[str, Any] = {}
+        for n in (1, 2):
+            barrier, out = ctx.Barrier(n), ctx.Queue()
+            procs = [ctx.Process(target=_ceiling_worker, args=(kind, args.docs, barrier, out)) for _ in range(n)]
+            for p in procs:
+                p.start()
+            rates = sorted(out.get() for _ in procs)
+            for p in procs:
+                p.join()
+            row[f"{n}_process"] = {"each": [round(r, 1) for r in rates], "total": round(sum(rates), 1)}
+        row["scaling_2_vs_1"] = round(row["2_process"]["total"] / row["1_process"]["total"], 3)
+        res[kind] = row
+        print(f"  {kind}: {row}", file=sys.stderr)
+    res["load_average_at_end"] = os.getloadavg()
     return res
 
 
@@ -169,7 +227,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=1500)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="passes over all texts per variant")
     ap.add_argument("--chunk-words", type=int, default=190)
     ap.add_argument("--overlap-words", type=int, default=24)
     ap.add_argument("--also-model", nargs="*", default=[], help="trained model dirs to check for unchanged F1")
@@ -179,7 +237,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts.split(","):
-        section = {"speed": speed, "quality": quality}[part](args)
+        section = {"speed": speed, "quality": quality, "ceiling": ceiling}[part](args)
         section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         section["cpu_count"] = os.cpu_count()
         results[args.section if part == "speed" else part] = section

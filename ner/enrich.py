@@ -102,6 +102,14 @@ def entities_within(doc_ents: Sequence[Entity], start: int, end: int) -> list[En
     return out
 
 
+def part_size(n_texts: int, per_round: int, batch_size: int) -> int:
+    """Texts per hand-over part: at most a batch, with the parts as many as a multiple of `per_round` (workers x
+    parts per worker) and about equal. A call of 166 texts cut 64, 64, 38 left one of two workers idle for a third
+    of the call (18.8k against 21.7k words/s, bench/results/ner-speed.json); cut 42, 42, 42, 40 it does not."""
+    rounds = -(-n_texts // (per_round * batch_size))
+    return max(1, -(-n_texts // (per_round * rounds)))
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """How to load the pipeline; worker processes load their own copy from it."""
@@ -124,13 +132,22 @@ _WORKER_LIMITS: Any = None
 
 def _worker_init(spec: PipelineSpec) -> None:
     global _WORKER_NLP, _WORKER_LIMITS
-    try:  # a process per core already: one BLAS thread each (threadpoolctl comes with scikit-learn)
-        from threadpoolctl import threadpool_limits
-
-        _WORKER_LIMITS = threadpool_limits(1)
-    except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
-        pass
     _WORKER_NLP = spec.load()
+    _WORKER_LIMITS = one_blas_thread()
+
+
+def one_blas_thread() -> Any:
+    """Limit every BLAS/OpenMP pool loaded in this process to one thread (a process per core already).
+
+    threadpoolctl only reaches libraries that are loaded when it is called, so this runs after the
+    pipeline (numpy, OpenBLAS) is: limited before, two workers each ran two OpenBLAS threads on the
+    two cores and got 15,800 words/s together instead of about 21,800 (bench/results/ner-speed.json).
+    """
+    try:  # threadpoolctl comes with scikit-learn
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
+        return None
+    return threadpool_limits(1)
 
 
 def _worker_enrich(args: tuple[list[str], int]) -> list[list[Entity]]:
@@ -202,7 +219,7 @@ class SpacyEnricher:
         if self.spec is None:  # a pipeline object only: spaCy's own multiprocessing
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=n_proc)
             return [doc_entities(d) for d in docs]
-        step = max(1, min(self.batch_size, -(-len(texts) // (n_proc * self.parts_per_process))))
+        step = part_size(len(texts), n_proc * self.parts_per_process, self.batch_size)
         parts = [(texts[i : i + step], self.batch_size) for i in range(0, len(texts), step)]
         out: list[list[Entity]] = []
         for ents in self._workers().imap(_worker_enrich, parts):

@@ -8,9 +8,9 @@ carries its own tok2vec, so the shared one is not needed either).
 Matrix products go to numpy's BLAS (OpenBLAS) instead of thinc's bundled BLIS by default: the BLIS
 in thinc's wheel runs its generic kernels here (4-5 GFLOP/s against OpenBLAS's 15-20 on the same
 2-core AMD EPYC with AVX2), and the tok2vec's products are a third of NER's time: one process goes
-from 8,350 to 12,934 words/s. Two single-threaded workers gained nothing measurable here (their
-products may share the host's FP units). The outputs are the same (bench/results/ner-speed.json
-checks CoNLL F1 and the SciFact entities).
+from 8,350 to 12,934 words/s. The enricher's workers run one BLAS thread each (ner/enrich.py); two
+of them reach about 21,800 words/s, the rate of two independent processes on this machine. The
+outputs are the same (bench/results/ner-speed.json checks CoNLL F1 and the SciFact entities).
 """
 
 from __future__ import annotations

@@ -24,3 +24,15 @@ def test_worker_pool_matches_in_process(tmp_path: Path) -> None:
     assert got == serial
     assert sum(len(e) for e in got) == 2 * 17
     assert pooled._pool is None  # closed on exit
+
+
+def test_each_worker_runs_one_blas_thread() -> None:
+    """The limit is set after the pipeline loads OpenBLAS: set before, it reached no library and each of two
+    workers ran a BLAS pool as wide as the machine (bench/results/ner-speed.json, 15.8k vs 21.8k words/s)."""
+    from threadpoolctl import threadpool_info
+
+    with SpacyEnricher(spec=PipelineSpec("blank:en"), n_process=2) as pooled:
+        pools = pooled._workers().apply(threadpool_info)
+    blas = [p for p in pools if p["user_api"] == "blas"]
+    assert blas, "numpy's BLAS is loaded in the worker"
+    assert {p["num_threads"] for p in pools} == {1}

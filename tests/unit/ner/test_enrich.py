@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ner.enrich import PipelineSpec, SpacyEnricher, normalize_entity
+from ner.enrich import PipelineSpec, SpacyEnricher, normalize_entity, part_size
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,17 @@ def test_small_calls_stay_in_process(ruler_nlp) -> None:  # type: ignore[no-unty
     assert e.processes_for(64) == 2
     assert e.processes_for(10_000) == 2
     assert SpacyEnricher(ruler_nlp, n_process=1).processes_for(10_000) == 1
+
+
+@pytest.mark.parametrize("n", [1, 5, 38, 64, 128, 166, 256, 257, 1000])
+def test_parts_are_whole_rounds_of_about_equal_size(n: int) -> None:
+    step = part_size(n, 2, 64)
+    sizes = [min(step, n - i) for i in range(0, n, step)]
+    assert step <= 64 and sum(sizes) == n
+    assert max(sizes) - min(sizes) <= max(1, len(sizes) - 1)  # only the last part may fall short, by rounding
+    if n >= 128:
+        assert len(sizes) % 2 == 0  # no round in which one of the two workers has nothing to do
+    assert part_size(166, 2, 64) == 42 and part_size(256, 2, 64) == 64
 
 
 def test_enricher_needs_a_pipeline() -> None:
