@@ -39,6 +39,7 @@ import numpy as np
 from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest
 from common.errors import ArtifactCorrupt, InvalidInput, ManifestMismatch, ModelUnavailable, NotFound
 from common.hashing import sha256_file, sha256_text
+from common.memory import release_free_memory
 from common.settings import IndexerConfig
 from indexer.embedder import Embedder, load_embedder
 from indexer.exported import BACKENDS, FORMAT_VERSION, KIND, POOLING, ExportedEmbedder, missing_packages
@@ -219,6 +220,7 @@ def export_backend(base: Any, backend: str, out: Path, parity_texts: Sequence[st
                                            "chunks_per_s": round(speed, 2), "torch_chunks_per_s": round(torch_speed, 2),
                                            "speedup": round(speed / torch_speed, 3), "cpu": cpu_isa()})
         del candidate
+    release_free_memory()  # the trace and quantizer buffers, else kept for the rest of the ingest
     log.info("exported %s for %s: parity mean %.4f min %.4f, %.1fx torch on the probe", manifest["id"], backend,
              par["mean"], par["min"], speed / torch_speed)
     return load_embedder(str(out), threads)

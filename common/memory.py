@@ -1,0 +1,26 @@
+"""Giving freed memory back to the operating system."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+
+
+def release_free_memory() -> bool:
+    """Collect garbage, then ask glibc to return its free heap pages (`malloc_trim(0)`).
+
+    glibc keeps freed pages for later allocations, so a one-off burst (an int8 export traces, quantizes and
+    calibrates a model) would otherwise stay in the process's resident set for the rest of a long ingest.
+    Returns False where there is no glibc (musl, macOS): nothing to do there.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True
