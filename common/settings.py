@@ -111,7 +111,8 @@ class NerConfig(Section):
     phrase_attr: Literal["ORTH", "LOWER", "NORM"] = Field(
         "ORTH", description="Token attribute the gazetteer's phrase patterns match on (LOWER: case-insensitive)."
     )
-    batch_size: int = Field(64, ge=1, le=10000, description="Texts per nlp.pipe batch.")
+    batch_size: int = Field(16, ge=1, le=10000, description="Texts per nlp.pipe batch, and at most per hand-over to a "
+                            "worker (16: smaller parts keep both workers busy to a call's end; bench/ner_speed.py).")
     n_process: int = Field(
         2, ge=1, le=64, description="spaCy worker processes for large enrichment runs (small calls stay in-process)."
     )
