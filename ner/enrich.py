@@ -141,7 +141,8 @@ def one_blas_thread() -> Any:
 
     threadpoolctl only reaches libraries that are loaded when it is called, so this runs after the
     pipeline (numpy, OpenBLAS) is: limited before, two workers each ran two OpenBLAS threads on the
-    two cores and got 15,800 words/s together instead of about 21,800 (bench/results/ner-speed.json).
+    two cores and got 15,800 words/s together; limited after, 23,600 with the same batches of 64
+    (bench/results/ner-speed.json).
     """
     try:  # threadpoolctl comes with scikit-learn
         from threadpoolctl import threadpool_limits

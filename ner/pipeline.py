@@ -9,7 +9,7 @@ Matrix products go to numpy's BLAS (OpenBLAS) instead of thinc's bundled BLIS by
 in thinc's wheel runs its generic kernels here (4-5 GFLOP/s against OpenBLAS's 15-20 on the same
 2-core AMD EPYC with AVX2), and the tok2vec's products are a third of NER's time: one process goes
 from 8,350 to 12,934 words/s. The enricher's workers run one BLAS thread each (ner/enrich.py); two
-of them reach about 21,800 words/s, the rate of two independent processes on this machine. The
+of them reach about 24,600 words/s, what two independent processes get on this machine. The
 outputs are the same (bench/results/ner-speed.json checks CoNLL F1 and the SciFact entities).
 """
 
