@@ -2,8 +2,8 @@
 
 Same method as bench/ner.py's `enrich` part: the first 1500 SciFact abstracts, words counted as
 whitespace-separated words of the texts, fed 256 texts per `enrich` call (as ingest does), after a
-warm-up on 600 texts that also starts the worker pools; variants take turns, a full pass each, for 3 rounds, so load
-from other processes hits them alike.
+warm-up on 600 texts that also starts the worker pools; variants take turns, a full pass each, for 3
+rounds, so load from other processes hits them alike.
 
   before                2 worker processes, batch 64, thinc's BLIS gemm (the gemm before issue 30)
   after                 the defaults: 2 workers, NerConfig's batch (16), numpy/OpenBLAS gemm, 1 BLAS thread per worker

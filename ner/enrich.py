@@ -144,10 +144,8 @@ def one_blas_thread() -> Any:
     two cores and got 15,800 words/s together; limited after, 23,600 with the same batches of 64
     (bench/results/ner-speed.json).
     """
-    try:  # threadpoolctl comes with scikit-learn
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
-        return None
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1)
 
 
