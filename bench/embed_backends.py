@@ -7,7 +7,8 @@ SciFact test nDCG@10 (dense and hybrid) with each.
 
 Throughput: for each backend a fresh workspace ingests the first --docs documents of the corpus without NER (the
 bench calls the indexer directly, never an enricher). The int8 export is made first and outside the timing (it is a
-one-time cost per embedder and workspace, reported as export_seconds), so chunks/s is the steady-state ingest
+one-time cost per embedder and workspace, reported as export_seconds; `auto`, the default, makes every export it
+tries and records the backend it chose as `used`), so chunks/s is the steady-state ingest
 (chunking, embedding, FAISS and BM25) that every later ingest of new documents pays. The backends run one after
 another in the same process, torch first.
 
@@ -78,18 +79,19 @@ def throughput(sub: Path, backend: str, threads: int) -> dict:
         if backend != "torch":  # the one-time export, outside the timing
             base = load_embedder(s.indexer.embedder, threads)
             docs = service.scan([sub], int(s.indexer.max_file_mb * 2**20))[0]
-            emb = backends.ensure_export(Workspace.open(s).models, base, backend, s.indexer,
-                                         lambda: service.sample_texts(docs, base, s.indexer))
-            spec = emb.manifest  # type: ignore[attr-defined]
-            export = {"id": emb.id, "export_seconds": spec["export_seconds"], "parity": spec["parity"],
-                      "probe": spec["probe"], "scheme": spec["scheme"]}
+            emb, why = backends.choose_embedder(Workspace.open(s).models, base, s.indexer,
+                                                lambda: service.sample_texts(docs, base, s.indexer))
+            spec = getattr(emb, "manifest", None)
+            export = {"id": emb.id, "chosen": getattr(emb, "backend", "torch"), "reason": why["reason"],
+                      **({"export_seconds": spec["export_seconds"], "parity": spec["parity"], "probe": spec["probe"],
+                          "scheme": spec["scheme"]} if spec else {})}
         before = load()
         t0 = time.perf_counter()
         rep = service.ingest(s, [sub], progress=False)
         dt = time.perf_counter() - t0
         section = load_generation(Path(rep.index_dir)).manifest["embedder"]
-        assert section["backend"] == backend, section
-        return {"backend": backend, "quantization": section["quantization"], "documents": rep.documents_total,
+        assert section["backend"] == (export["chosen"] if export else backend), section
+        return {"backend": backend, "used": section["backend"], "quantization": section["quantization"], "documents": rep.documents_total,
                 "chunks": rep.chunks_total, "seconds": round(dt, 2), "chunks_per_s": round(rep.chunks_total / dt, 2),
                 "load_before": before, "load_after": load(), "export": export}
     finally:
@@ -102,11 +104,12 @@ def quality(beir: Path, home: Path, backend: str, threads: int, split: str) -> d
     rep = service.ingest(s, [beir / "corpus.jsonl"], progress=True)
     ingest_s = time.perf_counter() - t0
     searcher = Workspace.open(s).searcher()
-    assert searcher.embedder.backend == backend
+    used = searcher.manifest["embedder"]["backend"]
+    assert backend in ("auto", used), (backend, used)
     queries, qrels = load_queries(beir), load_qrels(beir, split)
     t0 = time.perf_counter()
     scores = evaluate_searcher(searcher, queries, qrels, ["dense", "hybrid"])
-    return {"backend": backend, "embedder": searcher.embedder.id, "chunks": rep.chunks_total,
+    return {"backend": backend, "used": used, "embedder": searcher.embedder.id, "chunks": rep.chunks_total,
             "chunks_embedded": rep.chunks_embedded, "ingest_s": round(ingest_s, 1),
             "eval_s": round(time.perf_counter() - t0, 1),
             "ndcg@10": {m: scores[m]["ndcg@10"] for m in scores}, "metrics": scores,
@@ -158,7 +161,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     wanted = [b for b in args.backends.split(",") if b]
     for b in wanted:
-        if b != "torch" and not backends.available(b):
+        if b not in ("torch", "auto") and not backends.available(b):
             sys.exit(f"bench/embed_backends.py: the {b} backend is not installed")
 
     tmp = Path(tempfile.mkdtemp(prefix="ragkiln-embed-sub-"))

@@ -250,8 +250,10 @@ def main() -> None:
     ap.add_argument("--parts", default="speed,quality")
     ap.add_argument("--diagnose", action="store_true", help="also 1-process variants and smaller hand-over parts")
     ap.add_argument("--section", default="speed", help="store the speed part under this key")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="result file (one per CPU model: lscpu is kept once)")
     args = ap.parse_args()
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    out: Path = args.out
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     for part in args.parts.split(","):
         section = {"speed": speed, "quality": quality, "ceiling": ceiling}[part](args)
         section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -260,8 +262,8 @@ def main() -> None:
         results["lscpu"] = lscpu()
         results["command"] = "/tmp/ragkiln-cpu timing env HF_HUB_OFFLINE=1 .venv/bin/python bench/ner_speed.py " \
                              + " ".join(sys.argv[1:])
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "lscpu"}, indent=2))
 
 

@@ -238,8 +238,9 @@ def _versions(backend: str) -> dict[str, str]:
     return out
 
 
-def cached_export(models: Path, base: Any, backend: str, threads: int = 0) -> Embedder | None:
-    """The export of `base` for `backend` in this workspace, if one is there and made from these very weights."""
+def cached_manifest(models: Path, base: Any, backend: str) -> dict[str, Any] | None:
+    """The manifest of this workspace's export of `base` for `backend`, if one is there and made from these very
+    weights; reading it loads no model, so `auto` can choose among exports before loading one."""
     path = export_dir(models, base.id, backend)
     try:
         spec = read_manifest(path, KIND, FORMAT_VERSION)
@@ -247,7 +248,14 @@ def cached_export(models: Path, base: Any, backend: str, threads: int = 0) -> Em
         return None
     if spec.get("base", {}).get("id") != base.id or not (path / str(spec.get("model_file"))).is_file():
         return None
-    return load_embedder(str(path), threads)
+    return spec
+
+
+def cached_export(models: Path, base: Any, backend: str, threads: int = 0) -> Embedder | None:
+    """The export of `base` for `backend` in this workspace, loaded, if `cached_manifest` finds it."""
+    if cached_manifest(models, base, backend) is None:
+        return None
+    return load_embedder(str(export_dir(models, base.id, backend)), threads)
 
 
 def ensure_export(models: Path, base: Any, backend: str, cfg: IndexerConfig,
@@ -295,39 +303,46 @@ def choose_embedder(models: Path, base: Any, cfg: IndexerConfig,
         return base, {"setting": "torch", "reason": "embed_backend is torch"}
     wanted = [setting] if setting != "auto" else [b for b in AUTO_ORDER if available(b)]
     tried: list[dict[str, Any]] = []
-    best: tuple[float, Embedder] | None = None
+    best: tuple[float, str, Embedder | None] | None = None
     for backend in wanted:
-        try:
-            emb = ensure_export(models, base, backend, cfg, sample)
-        except (InvalidInput, ModelUnavailable) as e:
-            if setting != "auto":
-                raise
-            tried.append({"backend": backend, "error": str(e)})
-            continue
-        except Exception as e:  # noqa: BLE001 - auto keeps torch when an exporter breaks; an explicit choice fails
-            if setting != "auto":
-                raise ModelUnavailable(f"cannot export {base.id} for {backend}: {e}") from e
-            log.warning("auto embed backend: the %s export failed (%s); trying the others", backend, e)
-            tried.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
-            continue
-        spec = emb.manifest  # type: ignore[attr-defined]
+        # auto judges a cached export by its manifest, and loads only the one it picks
+        spec = cached_manifest(models, base, backend) if setting == "auto" else None
+        emb: Embedder | None = None
+        if spec is None:
+            try:
+                emb = ensure_export(models, base, backend, cfg, sample)
+            except (InvalidInput, ModelUnavailable) as e:
+                if setting != "auto":
+                    raise
+                tried.append({"backend": backend, "error": str(e)})
+                continue
+            except Exception as e:  # noqa: BLE001 - auto keeps torch when an exporter breaks; an explicit choice fails
+                if setting != "auto":
+                    raise ModelUnavailable(f"cannot export {base.id} for {backend}: {e}") from e
+                log.warning("auto embed backend: the %s export failed (%s); trying the others", backend, e)
+                tried.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
+                continue
+            spec = emb.manifest  # type: ignore[attr-defined]
         ok = passes(spec["parity"], cfg)
         speedup = float(spec["probe"]["speedup"])
-        tried.append({"backend": backend, "id": emb.id, "parity": spec["parity"], "speedup": speedup, "passes": ok})
+        tried.append({"backend": backend, "id": spec["id"], "parity": spec["parity"], "speedup": speedup, "passes": ok})
         if setting != "auto":
             if not ok:
                 log.warning("the %s export of %s fails the parity check (mean %.4f < %.4f or min %.4f < %.4f); "
                             "used because embed_backend asks for it", backend, base.id, spec["parity"]["mean"],
                             cfg.embed_parity_mean, spec["parity"]["min"], cfg.embed_parity_min)
+            assert emb is not None  # an explicit backend always loads its export
             return emb, {"setting": setting, "reason": f"embed_backend is {setting}", "parity_passes": ok,
                          "candidates": tried}
         if ok and speedup > 1.0 and (best is None or speedup > best[0]):
-            best = (speedup, emb)
+            best = (speedup, backend, emb)
     thresholds = {"mean": cfg.embed_parity_mean, "min": cfg.embed_parity_min}
     if best is None:
         why = ("no int8 backend installed" if not wanted else
                "no int8 export passed the parity check and beat torch on the probe")
         return base, {"setting": "auto", "reason": f"torch: {why}", "thresholds": thresholds, "candidates": tried}
-    emb = best[1]
-    return emb, {"setting": "auto", "reason": f"{emb.backend}: passes parity, {best[0]:.2f}x torch on the probe",  # type: ignore[attr-defined]
+    speedup, backend, emb = best
+    if emb is None:
+        emb = load_embedder(str(export_dir(models, base.id, backend)), cfg.threads)
+    return emb, {"setting": "auto", "reason": f"{backend}: passes parity, {speedup:.2f}x torch on the probe",
                  "thresholds": thresholds, "candidates": tried}

@@ -106,7 +106,8 @@ def test_ingest_with_onnx_backend_records_it_and_queries_with_it(corpus_dir, set
 
 
 @pytest.mark.slow  # two exports (ONNX and OpenVINO with its calibration): 19 s idle, over 30 s on a busy machine
-def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(corpus_dir, settings_for):
+def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(corpus_dir, settings_for,
+                                                                                monkeypatch):
     r = service.ingest(settings_for(indexer={"embed_backend": "auto"}), [corpus_dir], progress=False)
     section = load_generation(Path(r.index_dir)).manifest["embedder"]
     cands = section["selection"]["candidates"]
@@ -125,6 +126,15 @@ def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(
     assert all(not c["passes"] for c in section2["selection"]["candidates"])
     assert [c["id"] for c in section2["selection"]["candidates"]] == [c["id"] for c in cands]
     assert Workspace.open(strict).searcher().embedder.backend == "torch"
+
+    # With every export cached, auto chooses by their manifests and loads only the one it serves.
+    loaded: list[str] = []
+    real = backends.load_embedder
+    monkeypatch.setattr(backends, "load_embedder", lambda path, *a, **k: loaded.append(path) or real(path, *a, **k))
+    r3 = service.ingest(settings_for(indexer={"embed_backend": "auto"}), [corpus_dir], progress=False)
+    section3 = load_generation(Path(r3.index_dir)).manifest["embedder"]
+    assert section3["selection"]["candidates"] == cands
+    assert len(loaded) == (section3["backend"] != "torch")
 
 
 def _embed_stage_backends(monkeypatch) -> list[str | None]:  # type: ignore[no-untyped-def]

@@ -53,7 +53,7 @@ def ws(tiny, tmp_path):
 
 
 def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path):
-    s = make_settings(ws, tiny["model"])
+    s = make_settings(ws, tiny["model"], fill_per_chunk=4)
     out = tmp_path / "tuned"
     rep = train_embedder(s, out=out, progress=False)
     losses = [r["loss"] for r in rep["loss_curve"]]
@@ -84,6 +84,9 @@ def test_training_lowers_loss_and_writes_a_complete_artifact(tiny, ws, tmp_path)
     dev_docs = set(dev["doc_ids"])
     assert dev_docs and not dev_docs & {p.doc_id for p in train}
     assert not set(dev["queries"].values()) & {p.query for p in train}
+    data = json.loads((run / "run.json").read_text())["data"]
+    # the unbudgeted run is limited by the corpus: further sentences of the training chunks fill it
+    assert 0 < data["fill_pairs"] < data["train_pairs"]
     served = json.loads((run / "run.json").read_text())["probe"]  # the gate judges search as the index serves it
     assert served["fusion"] == {"fusion": s.indexer.fusion, "rrf_k": s.indexer.rrf_k, "candidates": s.indexer.candidates}
     assert served["mode"] == "hybrid" and served["dense_weight"] == s.indexer.dense_weight

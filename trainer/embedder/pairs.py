@@ -38,6 +38,7 @@ class Pair:
     negatives: tuple[str, ...] = ()
     chunk_id: int | None = None  # the positive chunk in our index, when it comes from there
     teacher: tuple[float, ...] = ()  # the hybrid teacher's score of each negative (loss "distill")
+    fill: bool = False  # a further sentence of a chunk already paired: used only once every first pair is
 
 
 def _words(text: str) -> int:
@@ -253,7 +254,21 @@ def split_by_document(pairs: Sequence[Pair], dev_fraction: float, seed: int,
 
 
 def cap_pairs(pairs: Sequence[Pair], max_pairs: int, rng: random.Random) -> list[Pair]:
-    """At most max_pairs, sampled evenly across sources (a small source is kept whole)."""
+    """At most max_pairs, sampled evenly across sources (a small source is kept whole); fill pairs only make up
+    what the first pairs leave short, so that the budget covers as many chunks as it can."""
+    if len(pairs) <= max_pairs:
+        return list(pairs)
+    first = [p for p in pairs if not p.fill]
+    if len(first) < len(pairs):
+        if len(first) >= max_pairs:
+            return _cap_by_source(first, max_pairs, rng)
+        out = first + _cap_by_source([p for p in pairs if p.fill], max_pairs - len(first), rng)
+        rng.shuffle(out)
+        return out
+    return _cap_by_source(pairs, max_pairs, rng)
+
+
+def _cap_by_source(pairs: Sequence[Pair], max_pairs: int, rng: random.Random) -> list[Pair]:
     if len(pairs) <= max_pairs:
         return list(pairs)
     by_src: dict[str, list[Pair]] = defaultdict(list)

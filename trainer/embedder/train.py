@@ -21,7 +21,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,24 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
         raise InvalidInput("need pairs from at least two documents to hold out a dev split; ingest more documents "
                            "or give labelled pairs")
     return pairs, used
+
+
+def fill_pairs(ws: Workspace, cfg: EmbedderTrainConfig, train: list[P.Pair], dev: list[P.Pair]) -> list[P.Pair]:
+    """Further sentences of the training documents' chunks as further pairs (marked `fill`), for a corpus too
+    small to spend the budget on one sentence a chunk; none from dev documents, none repeating a dev query."""
+    sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
+    docs = {p.doc_id for p in train}
+    chunks = [c for c in ws.store.iter_chunks() if c.doc_id in docs]
+    rng = random.Random(cfg.seed + 17)  # apart from the first pairs' draw, which stays as it was
+    more: list[P.Pair] = []
+    if "ict" in sources:
+        more += P.ict_pairs(chunks, rng, per_chunk=cfg.fill_per_chunk)
+    if "claim" in sources:
+        more += P.claim_pairs(chunks, rng, per_chunk=cfg.fill_per_chunk)
+    dev_queries = {P._norm(p.query) for p in dev}
+    n = len(train)
+    kept = P.dedup(train + [replace(p, fill=True) for p in more if P._norm(p.query) not in dev_queries])
+    return kept[n:]
 
 
 def _dev_set(dev: list[P.Pair], ws: Workspace, cfg: EmbedderTrainConfig) -> dict[str, Any]:
@@ -157,8 +175,14 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
     slowdown = measure_slowdown(searcher.embedder.encode, sample, cfg.max_seq_length, searcher.embedder.max_tokens)
-    plan = plan_run(cfg, len(train), dev_texts=min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors,
-                    slowdown=slowdown)
+    dev_texts = min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors
+    plan = plan_run(cfg, len(train), dev_texts=dev_texts, slowdown=slowdown)
+    mined = any(u.startswith("mined:") for u in used)
+    if plan.limited_by == "corpus" and mined and cfg.fill_per_chunk > cfg.ict_per_chunk:
+        more = fill_pairs(ws, cfg, train, dev)
+        if more:
+            train = train + more
+            plan = plan_run(cfg, len(train), dev_texts=dev_texts, slowdown=slowdown)
     log.info("%s", plan.describe())
     if on_plan is not None:
         on_plan(plan)
@@ -196,6 +220,7 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         "out": str(out),
         "eval_beir": str(eval_beir) if eval_beir else None,
         "data": {"sources": used, "pairs_total": len(pairs), "train_pairs": len(train), "dev_pairs": len(dev),
+                 "fill_pairs": sum(p.fill for p in train),
                  "train_by_source": P.source_counts(train), "dev_by_source": P.source_counts(dev),
                  "dev_documents": len({p.doc_id for p in dev}),
                  "negatives_per_pair": cfg.distill_candidates if cfg.loss == "distill" else cfg.hard_negatives,

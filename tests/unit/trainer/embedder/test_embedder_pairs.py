@@ -118,6 +118,15 @@ def test_cap_pairs_balances_sources():
     assert len(out) == 20 and sum(p.source == "title" for p in out) == 5
 
 
+def test_cap_pairs_spends_the_cap_on_first_pairs_before_fill_pairs():
+    first = [P.Pair(f"a{i}", "p", f"d{i}", "ict") for i in range(30)]
+    fill = [P.Pair(f"f{i}", "p", f"d{i}", "ict", fill=True) for i in range(30)]
+    assert {p.query for p in P.cap_pairs(first + fill, 20, random.Random(0))} <= {p.query for p in first}
+    out = P.cap_pairs(fill + first, 40, random.Random(0))
+    assert len(out) == 40 and sum(not p.fill for p in out) == 30
+    assert len(P.cap_pairs(first + fill, 100, random.Random(0))) == 60
+
+
 def test_labelled_jsonl(tmp_path):
     f = tmp_path / "pairs.jsonl"
     f.write_text(json.dumps({"query": "q", "positive": "p", "negative": "n"}) + "\n\n" + json.dumps({"query": "q2", "positive": "p2"}) + "\n")
