@@ -38,7 +38,7 @@ class Pair:
     negatives: tuple[str, ...] = ()
     chunk_id: int | None = None  # the positive chunk in our index, when it comes from there
     teacher: tuple[float, ...] = ()  # the hybrid teacher's score of each negative (loss "distill")
-    fill: bool = False  # a further sentence of a chunk already paired: used only once every first pair is
+    fill: bool = False  # a further sentence of a chunk already paired: spent only after every first pair
 
 
 def _words(text: str) -> int:

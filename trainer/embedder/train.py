@@ -30,6 +30,7 @@ from common.errors import InvalidInput, NotFound
 from common.settings import EmbedderTrainConfig, Settings
 from indexer.chunking import index_text
 from indexer.embedder import resolve_precision
+from indexer.types import Chunk
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
@@ -58,7 +59,7 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
         used.append(f"beir-train:{beir_train}")
     mined: list[P.Pair] = []
     if not labelled or cfg.mine_with_labels:
-        sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
+        sources = _sources(cfg)
         bad = [s for s in sources if s not in P.SOURCES]
         if bad or not sources:
             raise InvalidInput(f"unknown pair source {bad[0] if bad else '(none)'}; choose from {', '.join(P.SOURCES)}")
@@ -66,10 +67,7 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
         rng = random.Random(cfg.seed)
         if "title" in sources:
             mined += P.title_pairs(chunks)
-        if "ict" in sources:
-            mined += P.ict_pairs(chunks, rng, per_chunk=cfg.ict_per_chunk)
-        if "claim" in sources:
-            mined += P.claim_pairs(chunks, rng, per_chunk=cfg.ict_per_chunk)
+        mined += _sentence_pairs(chunks, rng, sources, cfg.ict_per_chunk)
         if "entity" in sources:
             ents = ws.store.entities_for([c.id for c in chunks])
             if any(ents.values()):
@@ -82,18 +80,27 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
     return pairs, used
 
 
+def _sources(cfg: EmbedderTrainConfig) -> list[str]:
+    return [s.strip() for s in cfg.sources.split(",") if s.strip()]
+
+
+def _sentence_pairs(chunks: list[Chunk], rng: random.Random, sources: list[str], per_chunk: int) -> list[P.Pair]:
+    """The sources that pair a sentence of a chunk with the rest of it (inverse cloze, claims)."""
+    out: list[P.Pair] = []
+    if "ict" in sources:
+        out += P.ict_pairs(chunks, rng, per_chunk=per_chunk)
+    if "claim" in sources:
+        out += P.claim_pairs(chunks, rng, per_chunk=per_chunk)
+    return out
+
+
 def fill_pairs(ws: Workspace, cfg: EmbedderTrainConfig, train: list[P.Pair], dev: list[P.Pair]) -> list[P.Pair]:
     """Further sentences of the training documents' chunks as further pairs (marked `fill`), for a corpus too
     small to spend the budget on one sentence a chunk; none from dev documents, none repeating a dev query."""
-    sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
     docs = {p.doc_id for p in train}
     chunks = [c for c in ws.store.iter_chunks() if c.doc_id in docs]
     rng = random.Random(cfg.seed + 17)  # apart from the first pairs' draw, which stays as it was
-    more: list[P.Pair] = []
-    if "ict" in sources:
-        more += P.ict_pairs(chunks, rng, per_chunk=cfg.fill_per_chunk)
-    if "claim" in sources:
-        more += P.claim_pairs(chunks, rng, per_chunk=cfg.fill_per_chunk)
+    more = _sentence_pairs(chunks, rng, _sources(cfg), cfg.fill_per_chunk)
     dev_queries = {P._norm(p.query) for p in dev}
     n = len(train)
     kept = P.dedup(train + [replace(p, fill=True) for p in more if P._norm(p.query) not in dev_queries])
