@@ -154,7 +154,7 @@ def main() -> None:
         from indexer.embedder import load_embedder
         from indexer.workspace import Workspace
 
-        if Workspace.open(settings()).searcher().embedder.id != load_embedder(model).id:
+        if Workspace.open(settings()).searcher().embedder.base_id != load_embedder(model).base_id:
             service.reindex(settings(), embedder=model, progress=False)
 
     def train(name: str, overrides: dict[str, Any], **kw: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import csv
 import logging
 from pathlib import Path
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, ManifestMismatch, NotFound
 from common.settings import Settings
 from common.jsonl import iter_jsonl
 from indexer import service
@@ -104,13 +104,18 @@ def eval_retrieval(settings: Settings, beir_dir: Path, split: str = "test", mode
     qrels = load_qrels(beir_dir, split)
     service.ingest(settings, [corpus], progress=progress)
     ws = Workspace.open(settings)
+    searcher = ws.searcher()
     if embedder is not None:
-        current = ws.searcher().embedder
         from indexer.embedder import load_embedder
 
-        if load_embedder(embedder, settings.indexer.threads).id != current.id:
+        # Compared by model, not by backend: under embed_backend=auto the index serves the model through
+        # its int8 export, whose id differs from the torch model's.
+        want = load_embedder(embedder, settings.indexer.threads).base_id
+        if searcher.embedder.base_id != want:
             log.info("re-embedding the corpus with %s", embedder)
             service.reindex(settings, embedder=embedder, progress=progress)
-    searcher = ws.searcher(embedder)
+            searcher = ws.searcher()
+        if searcher.embedder.base_id != want:
+            raise ManifestMismatch(f"the index serves {searcher.embedder.id}, not {embedder}, after reindexing")
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     return evaluate_searcher(searcher, queries, qrels, modes)

@@ -105,6 +105,21 @@ def test_ingest_with_onnx_backend_records_it_and_queries_with_it(corpus_dir, set
     assert load_generation(Path(back.index_dir)).manifest["embedder"]["id"] == section["id"]  # the export was reused
 
 
+def test_eval_retrieval_with_the_model_an_int8_index_serves_does_not_reindex(tmp_path, settings_for):
+    """`eval retrieval --embedder M` on an index serving M through its export scores it; it once refused."""
+    from indexer.beir_eval import eval_retrieval
+    from tests.unit.trainer.embedder.tiny_model import write_beir
+
+    s = settings_for(ner={"enabled": False}, indexer={"embed_backend": "onnx"})
+    beir = write_beir(tmp_path / "beir")
+    first = eval_retrieval(s, beir, mode="dense", embedder="all-MiniLM-L6-v2", progress=False)
+    ws = Workspace.open(s)
+    name = ws.active_index_name()
+    assert ws.searcher().embedder.backend == "onnx" and first["dense"]["ndcg@10"] > 0.5
+    again = eval_retrieval(s, beir, mode="dense", embedder="all-MiniLM-L6-v2", progress=False)
+    assert again == first and Workspace.open(s).active_index_name() == name  # nothing re-embedded
+
+
 @pytest.mark.slow  # two exports (ONNX and OpenVINO with its calibration): 19 s idle, over 30 s on a busy machine
 def test_auto_picks_a_passing_backend_and_falls_back_to_torch_when_parity_fails(corpus_dir, settings_for,
                                                                                 monkeypatch):
