@@ -71,3 +71,23 @@ def test_measure_slowdown_compares_a_timed_forward_pass_with_the_calibration():
 
     assert measure_slowdown(encode, ["x"] * 8, 160, 160) == pytest.approx(2.0, rel=0.25)
     assert measure_slowdown(encode, ["x"], 160, 160) == 1.0  # nothing to time: the calibration
+
+
+def test_the_planner_times_the_torch_model_training_runs_not_the_index_int8_export(tiny_model_dir):
+    from dataclasses import dataclass
+
+    from common.settings import load_settings
+    from indexer.embedder import load_embedder
+    from trainer.embedder.train import torch_model
+
+    settings = load_settings({})
+    torch_emb = load_embedder(str(tiny_model_dir))
+    assert torch_model(torch_emb, settings) is torch_emb
+
+    @dataclass
+    class Export:  # what an index built with embed_backend=auto serves: an export that names its torch model
+        base_path: str
+        backend: str = "openvino"
+
+    timed = torch_model(Export(str(tiny_model_dir)), settings)
+    assert timed.backend == "torch" and timed.id == torch_emb.id
