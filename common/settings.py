@@ -214,6 +214,9 @@ class LmConfig(Section):
     context_loss: bool = Field(
         True, description="Retrieval mode: also train on the neighbour tokens of the context (the <ctx> markers and "
         "held-out documents never), not only on the target's (bench/lm_retrieval.py, bench/results/lm-retrieval-presets.json).")
+    context_repeats: int = Field(
+        0, ge=0, le=1_000_000, description="Retrieval mode with context_loss: rows that may score one neighbour passage's "
+        "tokens (its first rows in the data); 0 scores it in every row it prefixes. Popular passages prefix dozens of rows.")
     heldout_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents held out (split by document).")
     eval_every: int = Field(100, ge=1, description="Held-out evaluation every N steps.")
     eval_rows: int = Field(256, ge=1, description="Held-out rows evaluated during training.")

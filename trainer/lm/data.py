@@ -7,6 +7,8 @@ int32 memory-mapped .npy arrays so training reads batches without holding the co
     targets.npy  (N, target_len)   target tokens, right-padded with -1
     prefix.npy   (N, prefix_len)   neighbour prefix tokens, right-padded with -1 (prefix_len may be 0)
     lens.npy     (N, 2)            [target length, prefix length] per row
+    context_mask.npy (N, prefix_len) retrieval mode: 1 where `context_loss` may score a prefix token
+                                   (never a marker; a passage past its `context_repeats` cap: 0)
     loss_mask.npy (N, target_len)  optional: 1 where a target token is scored (packed QA rows score
                                    answers, not the questions between them); absent = all scored
     meta.json                      shapes, counts and how the data was made
@@ -18,6 +20,9 @@ neighbours from training documents only (`Neighbours.excluding`), so no held-out
 Training may score the neighbour tokens too (`batch(..., context_loss=True)`; the `<ctx>` markers are
 never scored): the prefix is already in the forward pass, and predicting a neighbour after a related
 one is next-token prediction with a relevant context. Held-out perplexity scores targets only.
+Popular passages are every row's neighbours, and a chunk's windows share one prefix, so without a cap
+the same passage is scored dozens of times an epoch (SciFact: median 7, the top ones 30-54) while
+each target is scored once: `DataSpec.context_repeats` scores a passage in its first rows only.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ class DataSpec:
     target_len: int = 128
     n_neighbours: int = 2
     neighbour_len: int = 96
+    context_repeats: int = 0  # rows that may score one passage's tokens under context_loss; 0: every row
 
     @property
     def prefix_len(self) -> int:
@@ -112,6 +118,8 @@ def build_dataset(
     P = spec.prefix_len if neighbours is not None else 0
     targets: list[np.ndarray] = []
     prefixes: list[np.ndarray] = []
+    ctx_masks: list[np.ndarray] = []
+    scored_times: dict[bytes, int] = {}  # passage tokens -> rows that score them so far
     lens: list[tuple[int, int]] = []
     n_chunks = 0
     for chunk in chunks:
@@ -130,12 +138,16 @@ def build_dataset(
             row_p[: len(prefix)] = prefix
             targets.append(row_t)
             prefixes.append(row_p)
+            if P:
+                ctx_masks.append(context_mask(row_p, spec.context_repeats, scored_times))
             lens.append((len(window), len(prefix)))
     if not targets:
         raise InvalidInput("no text to train on: every chunk was empty")
     _write(out_dir / "targets.npy", np.stack(targets))
     _write(out_dir / "prefix.npy", np.stack(prefixes) if P else np.zeros((len(targets), 0), np.int32))
     _write(out_dir / "lens.npy", np.asarray(lens, dtype=np.int32))
+    if P:
+        _write(out_dir / "context_mask.npy", np.stack(ctx_masks))
     meta = {
         "rows": len(targets),
         "chunks": n_chunks,
@@ -144,9 +156,27 @@ def build_dataset(
         "prefix_len": P,
         "n_neighbours": spec.n_neighbours if neighbours is not None else 0,
         "neighbour_len": spec.neighbour_len,
+        "context_repeats": spec.context_repeats,
+        "context_tokens_scorable": int(sum(int(m.sum()) for m in ctx_masks)),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
+
+
+def context_mask(prefix: np.ndarray, repeats: int, scored_times: dict[bytes, int]) -> np.ndarray:
+    """(P,) uint8: the neighbour tokens this row may score; counts each passage it scores in `scored_times`."""
+    mask = np.zeros(len(prefix), dtype=np.uint8)
+    start = None
+    for j, t in enumerate(prefix.tolist()):
+        if t == MARKERS[0]:
+            start = j + 1
+        elif t == MARKERS[1] and start is not None:
+            key = prefix[start:j].tobytes()
+            if repeats <= 0 or scored_times.get(key, 0) < repeats:
+                mask[start:j] = 1
+                scored_times[key] = scored_times.get(key, 0) + 1
+            start = None
+    return mask
 
 
 def _write(path: Path, arr: np.ndarray) -> None:
@@ -169,19 +199,28 @@ class LmDataset:
             self.prefix = np.load(d / "prefix.npy", mmap_mode="r")  # (N, P)
             self.lens = np.load(d / "lens.npy", mmap_mode="r")  # (N, 2)
             self.loss_mask = np.load(d / "loss_mask.npy", mmap_mode="r") if (d / "loss_mask.npy").exists() else None
+            # absent (datasets written before the cap): every neighbour token may be scored
+            self.context_mask = (np.load(d / "context_mask.npy", mmap_mode="r")
+                                 if (d / "context_mask.npy").exists() else None)
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise ArtifactCorrupt(f"LM dataset {d} is unreadable: {e}") from e
         if not (len(self.targets) == len(self.prefix) == len(self.lens) == self.meta["rows"]):
             raise ArtifactCorrupt(f"LM dataset {d} has inconsistent array lengths")
         if self.loss_mask is not None and self.loss_mask.shape != self.targets.shape:
             raise ArtifactCorrupt(f"LM dataset {d}: loss_mask.npy does not match targets.npy")
+        if self.context_mask is not None and self.context_mask.shape != self.prefix.shape:
+            raise ArtifactCorrupt(f"LM dataset {d}: context_mask.npy does not match prefix.npy")
         # Scored tokens per row: the training loop normalises each step's loss by their sum.
         self.row_loss_tokens = (np.asarray(self.lens[:, 0]) if self.loss_mask is None
                                 else (np.asarray(self.loss_mask) > 0).sum(axis=1))
         # Neighbour tokens a row adds to the loss under `context_loss` (not the markers; none for QA rows).
         pre = np.asarray(self.prefix)
-        self.row_context_tokens = (np.zeros(len(pre), np.int64) if self.loss_mask is not None else
-                                   ((pre >= 0) & ~np.isin(pre, MARKERS)).sum(axis=1))
+        if self.loss_mask is not None:
+            self.row_context_tokens = np.zeros(len(pre), np.int64)
+        elif self.context_mask is not None:
+            self.row_context_tokens = (np.asarray(self.context_mask) > 0).sum(axis=1)
+        else:
+            self.row_context_tokens = ((pre >= 0) & ~np.isin(pre, MARKERS)).sum(axis=1)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -224,8 +263,11 @@ class LmDataset:
             if self.loss_mask is not None:
                 mask[b, start - 1 : n] &= torch.from_numpy(self.loss_mask[i, : n - start + 1] > 0)
             elif context_loss and start > 1:  # positions whose next token is a neighbour token
-                nxt = y[b, : start - 1]
-                mask[b, : start - 1] = ~((nxt == MARKERS[0]) | (nxt == MARKERS[1]))
+                if self.context_mask is not None:  # position j predicts prefix token j
+                    mask[b, : start - 1] = torch.from_numpy(self.context_mask[i, : start - 1] > 0)
+                else:
+                    nxt = y[b, : start - 1]
+                    mask[b, : start - 1] = ~((nxt == MARKERS[0]) | (nxt == MARKERS[1]))
         return x, y, mask
 
 

@@ -57,7 +57,8 @@ def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
 
 
 def data_spec(cfg: LmConfig) -> DataSpec:
-    return DataSpec(target_len=cfg.target_len, n_neighbours=cfg.n_neighbours, neighbour_len=cfg.neighbour_len)
+    return DataSpec(target_len=cfg.target_len, n_neighbours=cfg.n_neighbours, neighbour_len=cfg.neighbour_len,
+                    context_repeats=cfg.context_repeats)
 
 
 def prepare_lm_run(
@@ -92,7 +93,8 @@ def prepare_lm_run(
         "preset": cfg.preset,
         "retrieval": neighbours is not None,
         "retrieval_mode": cfg.retrieval_mode if neighbours is not None else None,
-        "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours, "neighbour_len": spec.neighbour_len},
+        "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours, "neighbour_len": spec.neighbour_len,
+                      "context_repeats": spec.context_repeats},
         "train_rows": train_meta["rows"], "train_target_tokens": train_meta["target_tokens"],
         "heldout_rows": held_meta["rows"], "heldout_target_tokens": held_meta["target_tokens"],
         "heldout_doc_ids": sorted(held), "heldout_fraction": cfg.heldout_fraction,

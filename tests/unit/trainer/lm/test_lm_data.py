@@ -120,6 +120,35 @@ def test_context_loss_scores_neighbour_tokens_but_not_markers_and_targets_stay_t
     assert int(mp.sum()) == ds.loss_tokens(np.asarray(rows), ~ctx, True) == meta["target_tokens"]
 
 
+def test_context_repeats_scores_each_passage_in_its_first_rows_only(corpus_chunks, tokenizer, tmp_path):
+    spec = DataSpec(target_len=16, n_neighbours=2, neighbour_len=8, context_repeats=1)
+    meta = build_dataset(corpus_chunks, tokenizer, tmp_path, spec, _other_doc_neighbours(corpus_chunks))
+    ds = LmDataset(tmp_path)
+    rows = list(range(len(ds)))
+    _, y0, m0 = ds.batch(rows, True)
+    _, y1, m1 = ds.batch(rows, True, context_loss=True)
+    assert torch.equal(y0, y1) and bool((m1 | ~m0).all())  # targets are scored as before
+    seen: dict[tuple[int, ...], int] = {}
+    for b in rows:  # every passage of the data is scored exactly once, in the first row it prefixes
+        p_len = int(ds.lens[b, 1])
+        prefix = np.asarray(ds.prefix[b, :p_len]).tolist()
+        scored_pos = (m1[b] & ~m0[b]).nonzero().flatten().tolist()
+        opens = [j for j, t in enumerate(prefix) if t == tokenizer.ctx_open]
+        closes = [j for j, t in enumerate(prefix) if t == tokenizer.ctx_close]
+        for o, c in zip(opens, closes):
+            key = tuple(prefix[o + 1:c])
+            first = key not in seen
+            seen[key] = seen.get(key, 0) + 1
+            assert all((j in scored_pos) == first for j in range(o + 1, c))
+    assert len(rows) > len(seen) and max(seen.values()) > 1  # the fixture repeats passages, so the cap bites
+    scored = sum(len(k) for k in seen)
+    assert int(m1.sum()) - int(m0.sum()) == scored == meta["context_tokens_scorable"]
+    assert ds.loss_tokens(np.asarray(rows), np.ones(len(rows), dtype=bool), True) == int(m1.sum())
+    uncapped = build_dataset(corpus_chunks, tokenizer, tmp_path / "all", DataSpec(target_len=16, n_neighbours=2,
+                             neighbour_len=8), _other_doc_neighbours(corpus_chunks))
+    assert uncapped["context_tokens_scorable"] > scored
+
+
 def test_training_neighbours_never_come_from_excluded_documents(corpus_chunks):
     from trainer.lm.data import excluding
 
