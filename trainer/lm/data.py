@@ -8,7 +8,7 @@ int32 memory-mapped .npy arrays so training reads batches without holding the co
     prefix.npy   (N, prefix_len)   neighbour prefix tokens, right-padded with -1 (prefix_len may be 0)
     lens.npy     (N, 2)            [target length, prefix length] per row
     context_mask.npy (N, prefix_len) retrieval mode: 1 where `context_loss` may score a prefix token
-                                   (never a marker; a passage past its `context_repeats` cap: 0)
+                                   (never a marker; a passage past its rows cap, DataSpec.repeats: 0)
     loss_mask.npy (N, target_len)  optional: 1 where a target token is scored (packed QA rows score
                                    answers, not the questions between them); absent = all scored
     meta.json                      shapes, counts and how the data was made
@@ -22,7 +22,10 @@ never scored): the prefix is already in the forward pass, and predicting a neigh
 one is next-token prediction with a relevant context. Held-out perplexity scores targets only.
 Popular passages are every row's neighbours, and a chunk's windows share one prefix, so without a cap
 the same passage is scored dozens of times an epoch (SciFact: median 7, the top ones 30-54) while
-each target is scored once: `DataSpec.context_repeats` scores a passage in its first rows only.
+each target is scored once. `DataSpec.context_exposures` caps the times a passage is expected to be scored
+over the whole run (its first K rows score it, K = exposures / epochs): 4 exposures cut the small preset's
+SciFact dev perplexity with context from 162 to 146; a fixed K per dataset could not serve both a short run
+and a long one (bench/results/lm-retrieval-*-dev-cr*-zen4.json).
 """
 
 from __future__ import annotations
@@ -89,7 +92,16 @@ class DataSpec:
     target_len: int = 128
     n_neighbours: int = 2
     neighbour_len: int = 96
-    context_repeats: int = 0  # rows that may score one passage's tokens under context_loss; 0: every row
+    context_exposures: float = 0.0  # times a passage's tokens may be scored over the run; 0: every row it prefixes
+    context_repeats: int = 0  # a fixed cap of rows per passage instead (overrides context_exposures when > 0)
+
+    def repeats(self, rows: int, rows_trained: int) -> int:
+        """Rows that may score one passage: its expected exposures over the run divided by the epochs."""
+        if self.context_repeats > 0:
+            return self.context_repeats
+        if self.context_exposures <= 0 or rows_trained <= 0 or rows <= 0:
+            return 0
+        return max(1, round(self.context_exposures * rows / rows_trained))
 
     @property
     def prefix_len(self) -> int:
@@ -107,19 +119,19 @@ def build_dataset(
     out_dir: Path,
     spec: DataSpec,
     neighbours: Neighbours | None,
+    rows_trained: int = 0,
 ) -> dict[str, int]:
     """Tokenise chunks into target windows (with neighbour prefixes when `neighbours` is given).
 
     `neighbours(chunk)` returns passage texts for the chunk; the caller guarantees they come from
-    other documents (see `searcher_neighbours`). Returns counts written to meta.json.
+    other documents (see `searcher_neighbours`). `rows_trained` (steps x batch) sizes the context cap
+    (`DataSpec.repeats`). Returns counts written to meta.json.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     P = spec.prefix_len if neighbours is not None else 0
     targets: list[np.ndarray] = []
     prefixes: list[np.ndarray] = []
-    ctx_masks: list[np.ndarray] = []
-    scored_times: dict[bytes, int] = {}  # passage tokens -> rows that score them so far
     lens: list[tuple[int, int]] = []
     n_chunks = 0
     for chunk in chunks:
@@ -138,14 +150,15 @@ def build_dataset(
             row_p[: len(prefix)] = prefix
             targets.append(row_t)
             prefixes.append(row_p)
-            if P:
-                ctx_masks.append(context_mask(row_p, spec.context_repeats, scored_times))
             lens.append((len(window), len(prefix)))
     if not targets:
         raise InvalidInput("no text to train on: every chunk was empty")
     _write(out_dir / "targets.npy", np.stack(targets))
     _write(out_dir / "prefix.npy", np.stack(prefixes) if P else np.zeros((len(targets), 0), np.int32))
     _write(out_dir / "lens.npy", np.asarray(lens, dtype=np.int32))
+    repeats = spec.repeats(len(targets), rows_trained) if P else 0
+    scored_times: dict[bytes, int] = {}  # passage tokens -> rows that score them so far, in data order
+    ctx_masks = [context_mask(row_p, repeats, scored_times) for row_p in prefixes] if P else []
     if P:
         _write(out_dir / "context_mask.npy", np.stack(ctx_masks))
     meta = {
@@ -156,7 +169,8 @@ def build_dataset(
         "prefix_len": P,
         "n_neighbours": spec.n_neighbours if neighbours is not None else 0,
         "neighbour_len": spec.neighbour_len,
-        "context_repeats": spec.context_repeats,
+        "context_exposures": spec.context_exposures,
+        "context_repeats": repeats,
         "context_tokens_scorable": int(sum(int(m.sum()) for m in ctx_masks)),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

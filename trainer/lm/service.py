@@ -37,6 +37,11 @@ PRESET_STEPS = {"tiny": 200, "small": 600, "base": 1000}  # tiny: 80-100 s on th
 # never switches recipe: tiny's 3e-3 (bench/results/lm-retrieval-presets.json) and small's 1e-3 (every
 # bench/results/lm-squad-*.json) are the rates measured; base's follows the rule.
 PRESET_LR = {"tiny": 3e-3, "small": 1e-3, "base": 5e-4}
+# Expected exposures of a neighbour passage's tokens over the run (lm.context_exposures; 0: uncapped). The small
+# model memorises passages that prefix dozens of rows: capped at 4 its SciFact dev perplexity with context went
+# from 162.4 to 146.2, while every cap tried on tiny (which cannot memorise them) cost it 2.6-39%
+# (bench/results/lm-retrieval-{small,tiny}-dev-cr*-zen4.json). Base follows small (not measured).
+PRESET_CONTEXT_EXPOSURES = {"tiny": 0.0, "small": 4.0, "base": 4.0}
 
 
 def peak_lr(cfg: LmConfig) -> float:
@@ -58,7 +63,8 @@ def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
 
 def data_spec(cfg: LmConfig) -> DataSpec:
     return DataSpec(target_len=cfg.target_len, n_neighbours=cfg.n_neighbours, neighbour_len=cfg.neighbour_len,
-                    context_repeats=cfg.context_repeats)
+                    context_exposures=PRESET_CONTEXT_EXPOSURES[cfg.preset] if cfg.context_exposures is None
+                    else cfg.context_exposures, context_repeats=cfg.context_repeats)
 
 
 def prepare_lm_run(
@@ -82,7 +88,8 @@ def prepare_lm_run(
     if neighbours is not None and cfg.n_neighbours == 0:
         raise InvalidInput("retrieval training needs n_neighbours >= 1")
     train_nb = excluding(neighbours, held) if neighbours is not None else None  # no held-out text in training rows
-    train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, train_nb)
+    rows_trained = (cfg.steps or PRESET_STEPS[cfg.preset]) * cfg.batch_size
+    train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, train_nb, rows_trained)
     held_meta = build_dataset(held_chunks, tok, run_dir / "data" / "heldout", spec, neighbours)
     args = preset_args(cfg.preset, tok.vocab_size, max_seq_len=_seq_len(spec.max_row))
     theta = cfg.rope_theta or (1e6 if cfg.init == "induction" else args.rope_theta)
@@ -94,7 +101,7 @@ def prepare_lm_run(
         "retrieval": neighbours is not None,
         "retrieval_mode": cfg.retrieval_mode if neighbours is not None else None,
         "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours, "neighbour_len": spec.neighbour_len,
-                      "context_repeats": spec.context_repeats},
+                      "context_exposures": spec.context_exposures, "context_repeats": train_meta["context_repeats"]},
         "train_rows": train_meta["rows"], "train_target_tokens": train_meta["target_tokens"],
         "heldout_rows": held_meta["rows"], "heldout_target_tokens": held_meta["target_tokens"],
         "heldout_doc_ids": sorted(held), "heldout_fraction": cfg.heldout_fraction,

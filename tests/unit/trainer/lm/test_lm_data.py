@@ -149,6 +149,21 @@ def test_context_repeats_scores_each_passage_in_its_first_rows_only(corpus_chunk
     assert uncapped["context_tokens_scorable"] > scored
 
 
+def test_the_context_cap_follows_the_passages_expected_exposures_over_the_run(corpus_chunks, tokenizer, tmp_path):
+    spec = DataSpec(context_exposures=4.0)
+    assert spec.repeats(7444, 600 * 16) == 3  # the small preset on the SciFact dev half: 1.29 epochs
+    assert spec.repeats(7444, 200 * 16) == 9  # the tiny preset: 0.43 epochs
+    assert spec.repeats(100, 80 * 16) == 1  # many epochs: each passage still scored in its first row
+    assert spec.repeats(7444, 0) == 0 and DataSpec().repeats(7444, 9600) == 0  # unknown run, or no cap: every row
+    assert DataSpec(context_exposures=4.0, context_repeats=2).repeats(7444, 9600) == 2  # a fixed cap overrides
+    capped = DataSpec(target_len=16, n_neighbours=2, neighbour_len=8, context_exposures=1.0)
+    nb = _other_doc_neighbours(corpus_chunks)
+    few = build_dataset(corpus_chunks, tokenizer, tmp_path / "a", capped, nb, rows_trained=10_000)
+    assert few["context_repeats"] == 1
+    many = build_dataset(corpus_chunks, tokenizer, tmp_path / "b", capped, nb, rows_trained=1)
+    assert many["context_repeats"] == many["rows"] and many["context_tokens_scorable"] > few["context_tokens_scorable"]
+
+
 def test_training_neighbours_never_come_from_excluded_documents(corpus_chunks):
     from trainer.lm.data import excluding
 
