@@ -8,9 +8,11 @@ it encodes: batch_size x (anchor + positive + candidates) texts of up to max_seq
 
 Calibration (2 cores, fp32, dropout 0, batch 32 x 6 texts x 160 tokens): 12.45 s a step on the bench
 machine (bench/results/embedder-step.json, 'none'); bf16 on a CPU with native bf16 halves it (6.27 s).
-Machines differ by 3x and more (a 2-core AVX2 EPYC under load trains several times slower than that), so
-a run measures this machine first (`measure_slowdown`: the embedder's forward pass over a few training
-texts, against the same pass on the calibration machine) and scales every estimate by the ratio.
+Machines differ by 3x and more (a 2-core AVX2 EPYC under load trains several times slower than that), and
+so does what bf16 buys (on a Zen 4 EPYC a bf16 step is barely faster than fp32), so a run measures this
+machine first (`measure_slowdown`: one forward and backward pass of the torch model over a few training
+texts, in the training precision, against the calibration's time per text) and scales every estimate by
+the ratio. Timing a forward pass alone, through the index's embedder, once measured an int8 export.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ SEARCH_SECONDS = 0.03  # one hybrid search while mining candidates, per pair
 FIXED_SECONDS = 30.0  # loading the models, the split, saving
 EVAL_SECONDS_PER_TEXT = 0.004  # dev evaluation: encoding only, per text
 MIN_STEPS = 5  # a budget that buys fewer steps barely moves the model; the plan says so
-FORWARD_SHARE = 1 / 3  # a training step is about a forward and a backward (2x) pass over its texts
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,20 @@ def fixed_seconds(dev_texts: int, searched_pairs: int, slowdown: float = 1.0) ->
     return slowdown * (FIXED_SECONDS + SEARCH_SECONDS * searched_pairs + 5 * EVAL_SECONDS_PER_TEXT * dev_texts)
 
 
-def measure_slowdown(encode, texts: list[str], max_seq_length: int, model_max_tokens: int) -> float:  # type: ignore[no-untyped-def]
-    """This machine's time over the calibration machine's, from one timed forward pass of `encode` over
-    `texts` (after a warm-up batch); the calibration's forward share of a 160-token text is
-    SECONDS_PER_TEXT * FORWARD_SHARE. The texts are cut at the model's length, training at max_seq_length."""
+def measure_slowdown(step, texts: list[str], max_seq_length: int, bf16: bool = False) -> float:  # type: ignore[no-untyped-def]
+    """This machine's time over the calibration machine's, from one timed `step(texts)` (a forward and
+    backward pass that returns the padded length it ran at), after a warm-up on four texts. The
+    calibration's time per text of max_seq_length tokens is SECONDS_PER_TEXT (x BF16_FACTOR in bf16)."""
     import time
 
     if len(texts) < 2:
         return 1.0
-    encode(texts[:4])
+    step(texts[:4])
     t0 = time.perf_counter()
-    encode(texts)
-    per_text = (time.perf_counter() - t0) / len(texts) * min(1.0, max_seq_length / max(1, model_max_tokens))
-    return round(max(0.25, per_text / (SECONDS_PER_TEXT * FORWARD_SHARE * max_seq_length / 160)), 2)
+    length = step(texts)
+    per_text = (time.perf_counter() - t0) / len(texts) * max_seq_length / max(1, length)
+    reference = SECONDS_PER_TEXT * (BF16_FACTOR if bf16 else 1.0) * max_seq_length / 160
+    return round(max(0.25, per_text / reference), 2)
 
 
 def plan_training(available_pairs: int, batch_size: int, texts_per_pair: int, max_seq_length: int,

@@ -155,14 +155,24 @@ def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Pa
                 raise NotFound(f"{flag} {d} has no {f}")
 
 
-def torch_model(emb: Any, settings: Settings) -> Any:
-    """The torch model training runs: the planner must time it, not the index's int8 export of it (3-4x
-    faster on a VNNI CPU, which once planned 4.6x the budget's steps)."""
-    if emb.backend == "torch":
-        return emb
-    from indexer.embedder import load_embedder
+def step_timer(model_path: str, max_seq_length: int, bf16: bool):  # type: ignore[no-untyped-def]
+    """One forward and backward pass of the torch model training starts from (never the index's int8 export),
+    in the training precision; returns the padded length it ran at. For the planner's `measure_slowdown`."""
+    import torch
+    from sentence_transformers import SentenceTransformer
 
-    return load_embedder(emb.base_path, settings.indexer.threads)
+    model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+    model.max_seq_length = max_seq_length
+
+    def step(texts: list[str]) -> int:
+        features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(features)["sentence_embedding"]  # (n, dim)
+        out.float().square().sum().backward()
+        return int(features["input_ids"].shape[1])
+
+    return step
 
 
 def plan_run(cfg: EmbedderTrainConfig, available_pairs: int, dev_texts: int = 1000, slowdown: float = 1.0) -> TrainPlan:
@@ -191,8 +201,9 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     if not train or not dev:
         raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
-    slowdown = measure_slowdown(torch_model(searcher.embedder, settings).encode, sample, cfg.max_seq_length,
-                                searcher.embedder.max_tokens)
+    bf16 = resolve_precision(cfg.precision) == "bf16"
+    slowdown = measure_slowdown(step_timer(searcher.embedder.base_path, cfg.max_seq_length, bf16), sample,
+                                cfg.max_seq_length, bf16)
     dev_texts = min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors
     plan = plan_run(cfg, len(train), dev_texts=dev_texts, slowdown=slowdown)
     mined = any(u.startswith("mined:") for u in used)

@@ -60,34 +60,31 @@ def test_a_slower_machine_gets_fewer_steps_in_the_same_budget_and_the_plan_says_
     assert "3.0x" in slow.describe() and "on 2 cores" in fast.describe()
 
 
-def test_measure_slowdown_compares_a_timed_forward_pass_with_the_calibration():
+def test_measure_slowdown_compares_a_timed_training_pass_with_the_calibration():
     import time
 
-    from trainer.embedder.plan import FORWARD_SHARE, SECONDS_PER_TEXT, measure_slowdown
+    from trainer.embedder.plan import BF16_FACTOR, SECONDS_PER_TEXT, measure_slowdown
 
-    per_text = SECONDS_PER_TEXT * FORWARD_SHARE * 2  # twice the calibration machine's time
-    def encode(texts):
-        time.sleep(per_text * len(texts))
+    def step_at(per_text, length=160):
+        def step(texts):
+            time.sleep(per_text * len(texts))
+            return length
+        return step
 
-    assert measure_slowdown(encode, ["x"] * 8, 160, 160) == pytest.approx(2.0, rel=0.25)
-    assert measure_slowdown(encode, ["x"], 160, 160) == 1.0  # nothing to time: the calibration
+    twice = SECONDS_PER_TEXT * 2  # twice the calibration machine's time per 160-token text
+    assert measure_slowdown(step_at(twice), ["x"] * 8, 160) == pytest.approx(2.0, rel=0.25)
+    # in bf16 the reference is the calibration's bf16 time: the same wall time is a slower machine
+    assert measure_slowdown(step_at(twice * BF16_FACTOR), ["x"] * 8, 160, bf16=True) == pytest.approx(2.0, rel=0.25)
+    # texts shorter than max_seq_length ran at their padded length: scaled up to it
+    assert measure_slowdown(step_at(twice / 2, length=80), ["x"] * 8, 160) == pytest.approx(2.0, rel=0.25)
+    assert measure_slowdown(step_at(twice), ["x"], 160) == 1.0  # nothing to time: the calibration
 
 
-def test_the_planner_times_the_torch_model_training_runs_not_the_index_int8_export(tiny_model_dir):
-    from dataclasses import dataclass
+def test_the_step_timer_runs_a_forward_and_backward_pass_of_the_torch_model(tiny_model_dir):
+    from trainer.embedder.plan import measure_slowdown
+    from trainer.embedder.train import step_timer
 
-    from common.settings import load_settings
-    from indexer.embedder import load_embedder
-    from trainer.embedder.train import torch_model
-
-    settings = load_settings({})
-    torch_emb = load_embedder(str(tiny_model_dir))
-    assert torch_model(torch_emb, settings) is torch_emb
-
-    @dataclass
-    class Export:  # what an index built with embed_backend=auto serves: an export that names its torch model
-        base_path: str
-        backend: str = "openvino"
-
-    timed = torch_model(Export(str(tiny_model_dir)), settings)
-    assert timed.backend == "torch" and timed.id == torch_emb.id
+    step = step_timer(str(tiny_model_dir), 32, bf16=False)
+    texts = ["mars is red because of iron oxide dust on its surface"] * 6
+    assert 2 <= step(texts) <= 32  # the padded length, cut at max_seq_length
+    assert measure_slowdown(step, texts, 32) >= 0.25
