@@ -24,8 +24,9 @@ Popular passages are every row's neighbours, and a chunk's windows share one pre
 the same passage is scored dozens of times an epoch (SciFact: median 7, the top ones 30-54) while
 each target is scored once. `DataSpec.context_exposures` caps the times a passage is expected to be scored
 over the whole run (its first K rows score it, K = exposures / epochs): 4 exposures cut the small preset's
-SciFact dev perplexity with context from 162 to 146; a fixed K per dataset could not serve both a short run
-and a long one (bench/results/lm-retrieval-*-dev-cr*-zen4.json).
+SciFact dev perplexity with context from 162 to 146, while every cap tried cost the tiny model, which cannot
+memorise the passages, so the default is by preset (trainer.lm.service.PRESET_CONTEXT_EXPOSURES;
+bench/results/lm-context-cap-dev.json).
 """
 
 from __future__ import annotations
