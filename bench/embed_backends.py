@@ -92,7 +92,8 @@ def throughput(sub: Path, backend: str, threads: int) -> dict:
         section = load_generation(Path(rep.index_dir)).manifest["embedder"]
         assert section["backend"] == (export["chosen"] if export else backend), section
         return {"backend": backend, "used": section["backend"], "quantization": section["quantization"],
-                "documents": rep.documents_total, "chunks": rep.chunks_total, "seconds": round(dt, 2), "chunks_per_s": round(rep.chunks_total / dt, 2),
+                "documents": rep.documents_total, "chunks": rep.chunks_total, "seconds": round(dt, 2),
+                "chunks_per_s": round(rep.chunks_total / dt, 2),
                 "load_before": before, "load_after": load(), "export": export}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

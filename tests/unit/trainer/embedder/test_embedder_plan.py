@@ -80,11 +80,20 @@ def test_measure_slowdown_compares_a_timed_training_pass_with_the_calibration():
     assert measure_slowdown(step_at(twice), ["x"], 160) == 1.0  # nothing to time: the calibration
 
 
-def test_the_step_timer_runs_a_forward_and_backward_pass_of_the_torch_model(tiny_model_dir):
-    from trainer.embedder.plan import measure_slowdown
+def test_the_step_timer_runs_a_forward_and_backward_pass_of_the_torch_model(tiny_model_dir, monkeypatch):
+    import torch
+
     from trainer.embedder.train import step_timer
 
+    backward_calls = []
+    real_backward = torch.Tensor.backward
+
+    def counting_backward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        backward_calls.append(1)
+        return real_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", counting_backward)
     step = step_timer(str(tiny_model_dir), 32, bf16=False)
     texts = ["mars is red because of iron oxide dust on its surface"] * 6
     assert 2 <= step(texts) <= 32  # the padded length, cut at max_seq_length
-    assert measure_slowdown(step, texts, 32) >= 0.25
+    assert backward_calls == [1]  # a training pass, not a forward pass alone
