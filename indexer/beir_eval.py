@@ -1,7 +1,8 @@
 """Retrieval evaluation on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
 
 Chunk hits are turned into document rankings by first occurrence (max-pooling over a document's
-chunks), then scored with nDCG@10, Recall@100 and MRR@10.
+chunks), then scored with nDCG@10, Recall@100 and MRR@10. The ranking's head is the served one (see
+`doc_ranking`).
 """
 
 from __future__ import annotations
@@ -56,13 +57,17 @@ def load_qrels(beir_dir: Path, split: str) -> dict[str, dict[str, int]]:
 
 
 def doc_ranking(searcher: Searcher, query: str, mode: str, query_vec=None, depth: int = DOC_DEPTH) -> list[str]:  # type: ignore[no-untyped-def]
-    """Document ids best first, widening the chunk candidate list until `depth` documents are found."""
-    n = depth * 3
+    """Document ids best first: the head exactly as a served search ranks them, then deeper documents.
+
+    A served search fuses each retriever's first `indexer.candidates` hits, and min-max fusion depends on
+    how many hits it normalises over; so the documents those hits give come first, as served, and only
+    the ones after them (Recall@100) come from a wider fetch, widened until `depth` documents are found."""
+    docs: list[str] = []
+    seen: set[str] = set()
+    n = searcher.cfg.candidates
     while True:
         ranked, _ = searcher.ranked_ids(query, mode, n, query_vec=query_vec)  # type: ignore[arg-type]
         chunks = searcher.store.get_chunks(ranked)
-        docs: list[str] = []
-        seen: set[str] = set()
         for cid in ranked:
             c = chunks.get(cid)
             if c is not None and c.doc_id not in seen:
@@ -70,7 +75,7 @@ def doc_ranking(searcher: Searcher, query: str, mode: str, query_vec=None, depth
                 docs.append(c.doc_id)
         if len(docs) >= depth or n >= searcher.size or len(ranked) < n:
             return docs[:depth]
-        n *= 2
+        n = max(n * 2, depth * 3)
 
 
 def evaluate_searcher(searcher: Searcher, queries: dict[str, str], qrels: dict[str, dict[str, int]],
