@@ -23,8 +23,10 @@ while kill -0 $pid 2>/dev/null; do
     pkill -P $pid || true; kill $pid 2>/dev/null || true
     pkill -f "serve --host 127.0.0.1 --port $PORT" || true
     mkdir -p "$ROOT/bench/results"
-    printf '{"command": "bash bench/fresh_demo.sh %s", "cpus": %s, "installed_s": %.0f, "built_s": %.0f, "serving_s": %.0f, "target_s": 1500}\n' \
-      "$PORT" "$(nproc)" "$installed" "$built" "$serving" | tee "$ROOT/bench/results/demo-fresh.json"
+    cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+    simd=$(grep -o -w -E 'avx2|avx512[a-z_0-9]*|amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
+    printf '{"command": "bash bench/fresh_demo.sh %s", "cpus": %s, "cpu": "%s", "simd_flags": "%s", "installed_s": %.0f, "built_s": %.0f, "serving_s": %.0f, "target_s": 1500}\n' \
+      "$PORT" "$(nproc)" "$cpu" "$simd" "$installed" "$built" "$serving" | tee "$ROOT/bench/results/demo-fresh.json"
     rm -rf "$WORK"
     exit 0
   fi
