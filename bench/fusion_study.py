@@ -7,9 +7,10 @@ seconds, not a reindex. The served depth is `indexer.candidates` (100 chunks a r
 evaluation's `doc_ranking` fetches 300, which changes the min-max floor, so both depths are scored.
 
 Cases (corpus x model), dev labels only: SciFact `qrels/train.tsv` (every query: fusion is not trained),
-base and the default-trained model (WiSE-FT 0.3, bench/work/emb28-zen4b); SQuAD's first 300 paragraphs
-half A and the small SciFact half A (bench/embedder_gate.py's labels and models, bench/work/fill1); the
-demo corpus with the questions we wrote. Test: SciFact `qrels/test.tsv` and SQuAD half B, once.
+base and the default-trained model (WiSE-FT 0.3, bench/work/emb28-zen4b); SQuAD's first 300 paragraphs,
+half A, and the small SciFact with the dev part of `train_split` whose judged documents it holds
+(bench/embedder_gate.py's corpora and models, bench/work/fill1); the demo corpus with the questions we
+wrote. Test: SciFact `qrels/test.tsv` and SQuAD half B, once.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fusion_study.py collect --split dev
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fusion_study.py score --split dev
@@ -73,7 +74,7 @@ def case_specs() -> dict[str, dict[str, Any]]:
 
 
 def labels(kind: str, split: str, settings) -> tuple[dict[str, str], dict[str, dict[str, int]]]:  # type: ignore[no-untyped-def]
-    """(queries, qrels) of a case's dev or test labels; None qrels when the case has no test labels."""
+    """(queries, qrels) of a case's dev or test labels; empty when the case has no test labels."""
     from embedder_gate import demo_labels, squad_labels
 
     from indexer.beir_eval import load_qrels, load_queries
