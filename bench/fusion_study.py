@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
+from indexer.fusion import minmax as _minmax, rrf_fuse  # noqa: E402  (the served normalisation and RRF)
 from indexer.metrics import evaluate_run  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "fusion"
@@ -89,11 +90,9 @@ def labels(kind: str, split: str, settings) -> tuple[dict[str, str], dict[str, d
             return {}, {}
         from embedder import train_split
 
-        from indexer.beir_eval import load_queries as lq
-
         docs = {c.doc_id for c in _workspace(settings).store.iter_chunks()}
         dev = train_split(DATA / "scifact")["dev"]
-        return lq(DATA / "scifact"), {q: r for q, r in dev.items() if set(r) <= docs}
+        return load_queries(DATA / "scifact"), {q: r for q, r in dev.items() if set(r) <= docs}
     if kind == "demo":
         if split == "test":
             return {}, {}
@@ -151,11 +150,6 @@ def collect(split: str, only: list[str]) -> None:
 
 # --- fusion candidates: pure functions of two (id, score) lists ------------------------------------------
 
-def _minmax(scores: list[float]) -> list[float]:
-    lo, hi = min(scores), max(scores)
-    return [1.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
-
-
 def _zscore(scores: list[float]) -> list[float]:
     m = sum(scores) / len(scores)
     sd = math.sqrt(sum((s - m) ** 2 for s in scores) / len(scores)) or 1.0
@@ -186,8 +180,6 @@ def convex(norm: Callable[[list[float]], list[float]], w: float):  # type: ignor
 
 def rrf(k: int):  # type: ignore[no-untyped-def]
     def fuse(dense: list[list[float]], bm25: list[list[float]]) -> list[int]:
-        from indexer.fusion import rrf_fuse
-
         return [c for c, _ in rrf_fuse({"dense": [int(c) for c, _ in dense], "bm25": [int(c) for c, _ in bm25]}, k)]
     return fuse
 

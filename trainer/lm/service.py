@@ -48,10 +48,14 @@ def peak_lr(cfg: LmConfig) -> float:
     return cfg.lr or PRESET_LR[cfg.preset]
 
 
+def total_steps(cfg: LmConfig) -> int:
+    return cfg.steps or PRESET_STEPS[cfg.preset]
+
+
 def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
     lr = peak_lr(cfg)
     fields = dict(
-        steps=cfg.steps or PRESET_STEPS[cfg.preset], batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=lr,
+        steps=total_steps(cfg), batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=lr,
         min_lr=lr / 10 if cfg.min_lr is None else cfg.min_lr,
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
         context_loss=cfg.context_loss,
@@ -88,7 +92,7 @@ def prepare_lm_run(
     if neighbours is not None and cfg.n_neighbours == 0:
         raise InvalidInput("retrieval training needs n_neighbours >= 1")
     train_nb = excluding(neighbours, held) if neighbours is not None else None  # no held-out text in training rows
-    rows_trained = (cfg.steps or PRESET_STEPS[cfg.preset]) * cfg.batch_size
+    rows_trained = total_steps(cfg) * cfg.batch_size
     train_meta = build_dataset(train_chunks, tok, run_dir / "data" / "train", spec, train_nb, rows_trained)
     held_meta = build_dataset(held_chunks, tok, run_dir / "data" / "heldout", spec, neighbours)
     args = preset_args(cfg.preset, tok.vocab_size, max_seq_len=_seq_len(spec.max_row))
