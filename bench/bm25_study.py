@@ -51,10 +51,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or ROOT / "bench" / "results" / f"bm25-study-{a.split}.json"
-    grid = GRID
+    grid, dev_winner = GRID, None
     if a.split == "test":
         dev = json.loads((ROOT / "bench" / "results" / "bm25-study-dev.json").read_text())
-        grid = sorted({DEFAULT, tuple(dev["winner"])})
+        dev_winner = tuple(dev["winner"])
+        grid = sorted({DEFAULT, dev_winner})
     specs = fs.case_specs()
     fuse = fs.convex(fs._minmax, 0.5)
     rows: dict[str, dict[str, Any]] = {}
@@ -102,8 +103,11 @@ def main() -> None:
         best = max(eligible, key=lambda k: mean[k]["hybrid"]) if eligible else default
         result["eligible"] = eligible
         result["winner"] = [float(x) for x in best.split("/")]
+    else:
+        result["dev_winner"] = list(dev_winner)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"winner": result.get("winner"), "default": mean[default], "best": result["ranked"][:5]}))
+    print(json.dumps({"winner": result.get("winner", result.get("dev_winner")), "default": mean[default],
+                      "best": result["ranked"][:5]}))
 
 
 if __name__ == "__main__":
