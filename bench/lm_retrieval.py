@@ -2,6 +2,7 @@
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/lm_retrieval.py \
         --half test --presets tiny,small [--set key=value ...] [--out bench/results/lm-retrieval-presets.json]
+        --half squad: SQuAD v1.1 dev's paragraphs, a corpus no LM recipe was chosen on
 
 SciFact (../shared/datasets/scifact), one chunk per abstract, split into two halves of documents by
 their line in corpus.jsonl: `dev` (even lines) is for choosing the recipe, `test` (odd lines) for
@@ -79,6 +80,14 @@ def sample_chunks(max_chars: int = 1000) -> list[Any]:
     return out
 
 
+def squad_chunks() -> list[Any]:
+    """SQuAD v1.1 dev's 2,067 paragraphs, each its own document (as bench/embedder_gate.py ingests them): a
+    corpus no LM recipe was chosen on."""
+    data = json.loads((ROOT.parent / "shared" / "datasets" / "squad-v1.1" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    paras = [(f"{art['title']}-{j}", para["context"]) for art in data["data"] for j, para in enumerate(art["paragraphs"])]
+    return [Chunk(doc, text, i) for i, (doc, text) in enumerate(paras)]
+
+
 def run_preset(chunks: list[Any], searcher: Bm25Searcher, preset: str, over: dict[str, Any], tag: str,
                variants: list[str]) -> dict[str, Any]:
     cfg = LmConfig(**{"preset": preset, **over})
@@ -130,8 +139,8 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--half", choices=("dev", "test", "samples"), default="dev",
-                    help="SciFact dev/test half, or the demo corpus samples/python-docs")
+    ap.add_argument("--half", choices=("dev", "test", "samples", "squad"), default="dev",
+                    help="SciFact dev/test half, the demo corpus samples/python-docs, or SQuAD dev's paragraphs")
     ap.add_argument("--presets", default="tiny")
     ap.add_argument("--variants", default="plain,rag")
     ap.add_argument("--set", action="append", default=[], help="LmConfig override key=value (repeatable)")
@@ -141,16 +150,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     over = {k: parse_value(v) for k, v in (s.split("=", 1) for s in a.set)}
-    chunks = sample_chunks() if a.half == "samples" else half_chunks(a.half)
+    chunks = {"samples": sample_chunks, "squad": squad_chunks}.get(a.half, lambda: half_chunks(a.half))()
     searcher = Bm25Searcher(chunks)
     tag = a.tag or a.half
     result: dict[str, Any] = {
         "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(["bench/lm_retrieval.py", *sys.argv[1:]]),
         "machine": machine(),
-        "corpus": ("samples/python-docs (the demo corpus), paragraphs packed into ~1000-character chunks"
-                   if a.half == "samples" else "BEIR SciFact corpus.jsonl, one chunk per abstract (title + text)"),
-        "split": (f"{len(chunks)} chunks of {len({c.doc_id for c in chunks})} documents" if a.half == "samples" else
-                  f"{a.half} half: {'even' if a.half == 'dev' else 'odd'} lines of corpus.jsonl ({len(chunks)} documents)")
+        "corpus": {"samples": "samples/python-docs (the demo corpus), paragraphs packed into ~1000-character chunks",
+                   "squad": "SQuAD v1.1 dev, one chunk per paragraph, each paragraph a document"}.get(
+                       a.half, "BEIR SciFact corpus.jsonl, one chunk per abstract (title + text)"),
+        "split": (f"{len(chunks)} chunks of {len({c.doc_id for c in chunks})} documents" if a.half in ("samples", "squad")
+                  else f"{a.half} half: {'even' if a.half == 'dev' else 'odd'} lines of corpus.jsonl ({len(chunks)} documents)")
                  + "; lm.heldout_fraction of documents held out by seeded hash (ragkiln's own split)",
         "overrides": over, "presets": {},
     }
