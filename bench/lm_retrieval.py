@@ -154,7 +154,7 @@ def main() -> None:
     searcher = Bm25Searcher(chunks)
     tag = a.tag or a.half
     result: dict[str, Any] = {
-        "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(["bench/lm_retrieval.py", *sys.argv[1:]]),
+        "command": f"HF_HUB_OFFLINE=1 OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python " + " ".join(["bench/lm_retrieval.py", *sys.argv[1:]]),
         "machine": machine(),
         "corpus": {"samples": "samples/python-docs (the demo corpus), paragraphs packed into ~1000-character chunks",
                    "squad": "SQuAD v1.1 dev, one chunk per paragraph, each paragraph a document"}.get(
