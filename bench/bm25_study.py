@@ -36,13 +36,10 @@ RULE = ("Declared before any dev score: candidates k1 in {0.9, 1.2, 1.5, 2.0} x 
         "Test is scored once, for the default and the winner.")
 
 
-def texts_of(home: Path, indexer: dict[str, Any]) -> tuple[list[str], Any, str, int]:
-    """The chunk texts BM25 is built from, in the active index's order, and the settings it used."""
-    s = load_settings({"home": home, "ner": {"enabled": False}, "indexer": indexer})
-    ws = fs._workspace(s)
+def bm25_texts_of(ws, context: int) -> tuple[list[str], Any]:  # type: ignore[no-untyped-def]
+    """The chunk texts BM25 is built from (title and neighbours), in the active index's order, and their ids."""
     ids = ws.searcher().gen.bm25.ids
-    texts = list(iter_bm25_texts(ws.store, ids, ws.store.active_documents(), s.indexer.bm25_context_chunks))
-    return texts, ids, s.indexer.stemmer_language, s.indexer.bm25_context_chunks
+    return list(iter_bm25_texts(ws.store, ids, ws.store.active_documents(), context)), ids
 
 
 def main() -> None:
@@ -64,10 +61,12 @@ def main() -> None:
         d = json.loads(f.read_text())
         spec = specs[d["case"]]
         t0 = time.perf_counter()
-        if spec["home"] not in built:
-            texts, ids, lang, _ = texts_of(fs.WORK / spec["home"], spec["indexer"])
-            built[spec["home"]] = {kb: BM25Index.build(iter(texts), ids, kb[0], kb[1], lang) for kb in grid}
         s = load_settings({"home": fs.WORK / spec["home"], "ner": {"enabled": False}, "indexer": spec["indexer"]})
+        ws = fs._workspace(s)
+        if spec["home"] not in built:  # BM25 depends on the corpus only: base and adapted cases share it
+            texts, ids = bm25_texts_of(ws, s.indexer.bm25_context_chunks)
+            built[spec["home"]] = {kb: BM25Index.build(iter(texts), ids, kb[0], kb[1], s.indexer.stemmer_language)
+                                   for kb in grid}
         queries, _ = fs.labels(spec["labels"], a.split, s)
         chunks_needed: set[int] = set()
         per_kb: dict[tuple[float, float], dict[str, Any]] = {}
@@ -80,8 +79,7 @@ def main() -> None:
                 lists[q] = {"dense": per["dense"][:fs.SERVED], "bm25": ranked}
             per_kb[kb] = lists
         missing = sorted(c for c in chunks_needed if str(c) not in d["doc_of"])
-        store = fs._workspace(s).store
-        doc_of = {**d["doc_of"], **{str(c): ch.doc_id for c, ch in store.get_chunks(missing).items()}}
+        doc_of = {**d["doc_of"], **{str(c): ch.doc_id for c, ch in ws.store.get_chunks(missing).items()}}
         row: dict[str, Any] = {"queries": len(d["lists"])}
         for kb, lists in per_kb.items():
             hy = evaluate_run(fs.doc_run(lists, doc_of, fuse, fs.SERVED), d["qrels"])["ndcg@10"]

@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -247,10 +246,11 @@ def score(split: str, out: Path, only: list[str]) -> None:
 
 
 def machine() -> dict[str, Any]:
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    keep = ("Model name", "Flags", "CPU family", "Model:")
+    from machine import lscpu_fields  # bench/machine.py
+
+    rows = lscpu_fields()
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
-            "lscpu": [ln for ln in flags.splitlines() if ln.startswith(keep)]}
+            "lscpu": [f"{k}: {rows[k]}" for k in ("Model name", "Flags", "CPU family", "Model") if k in rows]}
 
 
 def main() -> None:
