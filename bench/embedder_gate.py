@@ -166,9 +166,10 @@ def demo_labels(ws_settings) -> tuple[dict[str, str], dict[str, dict[str, dict[s
     return queries, qrels
 
 
-def rebuild_probe(home: Path, run_dir: Path, kinds: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
+def rebuild_probe(home: Path, run_dir: Path, kinds: tuple[str, ...] | None = None, **options: Any):  # type: ignore[no-untyped-def]
     """The run's probe with today's query kinds and BM25 texts: the same held-out documents (its dev.json) and
-    distractors (its probe.json), so a run trained before a kind was added is judged as a new run would be."""
+    distractors (its probe.json), so a run trained before a kind was added is judged as a new run would be
+    (`options`: more of build_probe's keywords)."""
     from indexer.workspace import Workspace
     from trainer.embedder.gate import KINDS, build_probe
 
@@ -179,7 +180,7 @@ def rebuild_probe(home: Path, run_dir: Path, kinds: tuple[str, ...] | None = Non
     chunks = list(Workspace.open(settings).store.iter_chunks())
     seed = json.loads((run_dir / "run.json").read_text())["config"]["seed"]
     return build_probe([c for c in chunks if c.doc_id in held_out], held_out, [c for c in chunks if c.id in distract], seed,
-                       kinds=kinds or KINDS, bm25_context=settings.indexer.bm25_context_chunks)
+                       kinds=kinds or KINDS, bm25_context=settings.indexer.bm25_context_chunks, **options)
 
 
 def main() -> None:

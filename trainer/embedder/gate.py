@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 KINDS = ("title", "keywords", "question")
-QUESTION_KINDS = {"question": 4, "question0": 0}  # wh-questions: 4 words each side of the answer, or the whole sentence
+QUESTION_KINDS = {"question": 4, "question2": 2, "question0": 0}  # wh-questions: words kept each side of the answer (0: all)
 Z = 1.645  # one-sided 95%: the gain the probe must show beyond its noise to replace the base
 MIN_QUERIES = 20  # a kind with fewer probe queries is left out
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{3,}")
@@ -68,27 +68,28 @@ def keyword_query(text: str, df: Mapping[str, int], n_docs: int, k: int = 5) -> 
     return " ".join(w for w in seen if w in rare)
 
 
-def question_queries(chunk: Any, window: int, rng: random.Random) -> list[str]:
+def question_queries(chunk: Any, window: int, rng: random.Random, every_span: bool = False) -> list[str]:
     """Wh-questions about the chunk's sentences (a capitalised phrase or number asked for, the rest fronted,
-    trainer/lm/qa_synthetic.py), one per sentence that has such a span: users ask questions, the trainer
-    never makes any."""
+    trainer/lm/qa_synthetic.py): one per sentence that has such a span, or one per span (`every_span`: a small
+    held-out set still gives enough questions). Users ask questions; the trainer never makes any."""
     from trainer.lm.qa_synthetic import cloze_question, question_sentences, regex_spans
 
     spans = regex_spans(chunk)
     out = []
     for s, e in question_sentences(chunk.text):
         inside = [(a - s, b - s, label) for a, b, label in spans if s <= a and b <= e]
-        if inside:
-            a, b, label = rng.choice(inside)
+        for a, b, label in (inside if every_span else [rng.choice(inside)] if inside else []):
             out.append(cloze_question(chunk.text[s:e], a, b, label, fronted=True, window=window))
     return out
 
 
 def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence[Any], seed: int,
-                max_docs: int = 300, kinds: Sequence[str] = KINDS, bm25_context: int = 0) -> Probe:
-    """Probe queries about the held-out documents' `chunks`, over those chunks plus `distractors`; BM25 scores a
-    chunk with `bm25_context` neighbours each side as the index does (indexer.bm25_context_chunks), titles left
-    out as from the text."""
+                max_docs: int = 300, kinds: Sequence[str] = KINDS, bm25_context: int = 0, max_queries: int | None = None,
+                every_span: bool = False) -> Probe:
+    """Probe queries about the held-out documents' `chunks` (at most `max_docs` documents, `max_queries` queries of
+    a kind, `max_docs` when None), over those chunks plus `distractors`; BM25 scores a chunk with `bm25_context`
+    neighbours each side as the index does (indexer.bm25_context_chunks), titles left out as from the text."""
+    max_queries = max_docs if max_queries is None else max_queries
     rng = random.Random(seed)
     by_doc: dict[str, list[Any]] = {}
     for c in chunks:
@@ -119,14 +120,14 @@ def build_probe(chunks: Sequence[Any], held_out: set[str], distractors: Sequence
             queries["title"].append((title, d))
     # one keyword query per sampled chunk (a corpus of few long documents still gets enough)
     held_chunks = [c for d in docs for c in by_doc[d]]
-    for c in sorted(rng.sample(held_chunks, min(max_docs, len(held_chunks))), key=lambda c: c.id):
+    for c in sorted(rng.sample(held_chunks, min(max_queries, len(held_chunks))), key=lambda c: c.id):
         kw = keyword_query(c.text, df, len(corpus))
         if kw is not None:
             queries["keywords"].append((kw, c.doc_id))
     for kind in set(kinds) & set(QUESTION_KINDS):
         qrng = random.Random(seed + 1)
-        asked = [(q, c.doc_id) for c in held_chunks for q in question_queries(c, QUESTION_KINDS[kind], qrng)]
-        queries[kind] = sorted(qrng.sample(asked, min(max_docs, len(asked))), key=lambda x: (x[1], x[0]))
+        asked = [(q, c.doc_id) for c in held_chunks for q in question_queries(c, QUESTION_KINDS[kind], qrng, every_span)]
+        queries[kind] = sorted(qrng.sample(asked, min(max_queries, len(asked))), key=lambda x: (x[1], x[0]))
     return Probe(corpus, doc_of, {k: v for k, v in queries.items() if k in kinds and len(v) >= MIN_QUERIES}, lexical)
 
 
