@@ -212,7 +212,7 @@ def main() -> None:
 
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
     results["command"] = " ".join(["python"] + sys.argv)
-    from fusion_study import machine
+    from bench.machine import machine
 
     results["machine"] = machine()  # lscpu flags: step times and the int8 backend depend on the CPU
     cases = results.setdefault("cases", {})

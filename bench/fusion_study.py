@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
 from indexer.fusion import minmax as _minmax, rrf_fuse  # noqa: E402  (the served normalisation and RRF)
 from indexer.metrics import evaluate_run  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py)
 
 WORK = ROOT / "bench" / "work" / "fusion"
 DATA = ROOT.parent / "shared" / "datasets"
@@ -243,14 +243,6 @@ def score(split: str, out: Path, only: list[str]) -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"winner": result.get("winner", result.get("dev_winner")), "default": mean[default],
                       "best": result["ranked"][:5]}))
-
-
-def machine() -> dict[str, Any]:
-    from machine import lscpu_fields  # bench/machine.py
-
-    rows = lscpu_fields()
-    return {"cpus": os.cpu_count(), "platform": platform.platform(),
-            "lscpu": [f"{k}: {rows[k]}" for k in ("Model name", "Flags", "CPU family", "Model") if k in rows]}
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine as cpu_record  # noqa: E402
 
 from common.settings import LmConfig  # noqa: E402
 from lm import Bm25Searcher, Chunk, scifact_chunks  # noqa: E402  (bench/lm.py)
@@ -129,14 +128,6 @@ def run_preset(chunks: list[Any], searcher: Bm25Searcher, preset: str, over: dic
     return out
 
 
-def machine() -> dict[str, Any]:
-    flags = lscpu_fields().get("Flags", "")
-    simd = sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma"))})
-    return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "simd_flags": simd,
-            "lscpu_flags": flags}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--half", choices=("dev", "test", "samples", "squad"), default="dev",
@@ -155,7 +146,8 @@ def main() -> None:
     tag = a.tag or a.half
     result: dict[str, Any] = {
         "command": f"HF_HUB_OFFLINE=1 OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python " + " ".join(["bench/lm_retrieval.py", *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": cpu_record(threads=torch.get_num_threads(), torch=torch.__version__,
+                              cpu_capability=torch.backends.cpu.get_cpu_capability()),
         "corpus": {"samples": "samples/python-docs (the demo corpus), paragraphs packed into ~1000-character chunks",
                    "squad": "SQuAD v1.1 dev, one chunk per paragraph, each paragraph a document"}.get(
                        a.half, "BEIR SciFact corpus.jsonl, one chunk per abstract (title + text)"),

@@ -36,7 +36,6 @@ import functools
 import json
 import os
 import pickle
-import platform
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.squad_split import article_halves, is_dev, load_squad, questions  # noqa: E402
 from reader.fit import Groups, fit_groups  # noqa: E402
 from reader.model import ReaderSettings, ReaderWeights, load_weights, save_weights  # noqa: E402
@@ -509,12 +508,6 @@ def candidate_recall(g: Groups) -> dict[str, float]:
     for gi, (_qid, setting) in enumerate(g.tags):
         hit[setting].append(bool(y[bounds[gi]:bounds[gi + 1]].any()))
     return {s: round(100 * float(np.mean(v)), 1) for s, v in hit.items()}
-
-
-def machine() -> dict[str, Any]:
-    model = lscpu_fields().get("Model name") or platform.processor()
-    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average": os.getloadavg()}
 
 
 def load_record(out: Path) -> dict[str, Any]:

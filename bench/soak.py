@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.machine import machine  # noqa: E402
+
 SAMPLES = ROOT / "samples" / "python-docs"
 WORK = ROOT / "bench" / "work"
 QUERIES = ["how do I parse command line arguments", "read and write CSV files", "temporary files and directories",
@@ -304,18 +306,6 @@ def check(home: Path, base_docs: dict[str, str], writers: list[Writer], tally: T
                         "generation": gen.path.name, "failed_job_codes": dict(failed_jobs),
                         "search_failures": tally.search_failures[:20], "unexpected_statuses": tally.unexpected[:20],
                         "replay_mismatches": tally.replay_mismatch[:20]}}
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpus": os.cpu_count()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        info["model"] = fields.get("Model name", "").strip()
-        info["flags"] = fields.get("Flags", "").strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
 
 
 def pct(values: list[float], q: float) -> float | None:
