@@ -96,14 +96,13 @@ def main() -> None:
     a = ap.parse_args()
     from embedder_gate import rebuild_probe
 
-    from bench.machine import lscpu_fields
+    from bench.machine import machine
     from common.settings import load_settings
     from trainer.embedder.gate import lexical_scores, probe_scores, served_mode, st_encoder
 
     served = served_mode(load_settings({}).indexer)
-    cpu = lscpu_fields()
     out: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "rules": RULES, "served": served,
-                           "machine": {k: cpu.get(k) for k in ("Model name", "CPU family", "Model", "Flags")},
+                           "machine": machine(),
                            "choice_rule": "the rule with most right calls on half A (truth: hybrid gain >= 0); "
                                           "ties keep 'current'; half B counted after", "cases": []}
     base_encode = cached(st_encoder(DEFAULT_EMBEDDER))
