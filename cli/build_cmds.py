@@ -18,8 +18,9 @@ def build(
     ctx: typer.Context,
     corpus: list[Path] = typer.Argument(..., help="Folders or files of documents."),
     preset: str = typer.Option("demo", "--preset", help="tiny (tests), demo (sample corpus) or standard."),
-    eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder whose test split scores search before "
-                                   "and after embedder training (default: a corpus path that is a BEIR folder)."),
+    eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder scored before and after embedder "
+                                   "training: its dev (else train) qrels decide which embedder is served, its test "
+                                   "qrels are reported (default: a corpus path that is a BEIR folder)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """ingest → NER → embedder training → reindex → LM → QA tuning → GGUF → verify → evaluate → report."""

@@ -21,7 +21,8 @@ def train_embedder_cmd(
     beir_train: Path = typer.Option(None, "--beir-train", help="BEIR folder: train on its qrels/train.tsv."),
     epochs: int = typer.Option(None, "--epochs", help="Passes over the training pairs."),
     out: Path = typer.Option(None, "--out", help="Model directory (default WORKSPACE/models/embedder-TIME)."),
-    eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder scored before and after (test split)."),
+    eval_beir: Path = typer.Option(None, "--eval-beir", help="BEIR folder scored before and after: the split a "
+                                   "build chooses on (dev, else an untrained train) and test."),
     sources: str = typer.Option(None, "--sources", help="Mined pair sources: title,ict,entity."),
     max_pairs: int = typer.Option(None, "--max-pairs", help="Most training pairs (default: sized by the planner)."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", help="Time budget on 2 cores; the planner sizes "
@@ -55,7 +56,11 @@ def render_train_report(r: dict[str, Any]) -> str:
              f"trained {t['steps']} steps in {t['train_seconds']:.0f}s on {t['world_size']} process(es)",
              f"dev nDCG@10 {m['dev_before'].get('ndcg@10')} -> {m['dev_after'].get('ndcg@10')}"]
     for mode in ("dense", "hybrid"):
+        if "select" in m:  # the split a build chooses on
+            sel = m["select"]
+            lines.append(f"BEIR {sel['split']} {mode} nDCG@10 {sel['before'][mode]['ndcg@10']} -> "
+                         f"{sel['after'][mode]['ndcg@10']}")
         if "beir_after" in m:
-            lines.append(f"BEIR {mode} nDCG@10 {m['beir_before'][mode]['ndcg@10']} -> {m['beir_after'][mode]['ndcg@10']}")
+            lines.append(f"BEIR test {mode} nDCG@10 {m['beir_before'][mode]['ndcg@10']} -> {m['beir_after'][mode]['ndcg@10']}")
     lines.append(f"next: ragkiln reindex --embedder {r['out']}")
     return "\n".join(lines)

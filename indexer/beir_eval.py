@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import InvalidInput, ManifestMismatch, NotFound
@@ -96,9 +97,25 @@ def evaluate_searcher(searcher: Searcher, queries: dict[str, str], qrels: dict[s
     return results
 
 
+def selection_split(beir_dir: Path, trained_on: Path | None = None) -> str | None:
+    """The labelled split that may choose between models: `dev`, else `train` unless the run trained on this
+    folder's train split; None when neither is there. The test split only reports, after the choice."""
+    qrels = Path(beir_dir) / "qrels"
+    if (qrels / "dev.tsv").is_file():
+        return "dev"
+    same = trained_on is not None and Path(trained_on).resolve() == Path(beir_dir).resolve()
+    return "train" if (qrels / "train.tsv").is_file() and not same else None
+
+
 def eval_retrieval(settings: Settings, beir_dir: Path, split: str = "test", mode: str = "all",
                    embedder: str | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
     """Index the BEIR corpus in the workspace (reused when unchanged) and score each mode."""
+    return eval_splits(settings, beir_dir, (split,), mode, embedder, progress)[split]
+
+
+def eval_splits(settings: Settings, beir_dir: Path, splits: Sequence[str], mode: str = "all",
+                embedder: str | None = None, progress: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """`eval_retrieval` for several qrels splits over one index: {split: {mode: metrics}}."""
     beir_dir = Path(beir_dir)
     if mode != "all" and mode not in MODES:
         raise InvalidInput(f"mode must be all, {', '.join(MODES)}; got {mode!r}")
@@ -106,7 +123,7 @@ def eval_retrieval(settings: Settings, beir_dir: Path, split: str = "test", mode
     if not corpus.exists():
         raise NotFound(f"{corpus} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
     queries = load_queries(beir_dir)
-    qrels = load_qrels(beir_dir, split)
+    qrels = {split: load_qrels(beir_dir, split) for split in splits}
     service.ingest(settings, [corpus], progress=progress)
     ws = Workspace.open(settings)
     searcher = ws.searcher()
@@ -123,4 +140,4 @@ def eval_retrieval(settings: Settings, beir_dir: Path, split: str = "test", mode
         if searcher.embedder.base_id != want:
             raise ManifestMismatch(f"the index serves {searcher.embedder.id}, not {embedder}, after reindexing")
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
-    return evaluate_searcher(searcher, queries, qrels, modes)
+    return {split: evaluate_searcher(searcher, queries, qrels[split], modes) for split in splits}

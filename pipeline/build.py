@@ -47,9 +47,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "qa_steps": 40,
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
-        # The embedder's recipe is `train embedder`'s default in every preset (the best SciFact recipe so far,
-        # chosen on its test split: marked † in docs/benchmarks.md until re-chosen on train-split dev queries);
-        # presets only size it. The planner fits pairs and steps into
+        # The embedder's recipe is `train embedder`'s default in every preset (its WiSE-FT weight re-chosen on
+        # SciFact's train-split dev queries, docs/benchmarks.md); presets only size it. The planner fits pairs and steps into
         # the budget (trainer/embedder/plan.py).
         "embedder_train": {"budget_minutes": 20.0},
         # the LM's recipe is `train lm`'s default too (copy-circuit init, learning rate by model size)

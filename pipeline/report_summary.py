@@ -40,12 +40,16 @@ def served_embedder(stages: dict[str, Any], base_name: str | None = None) -> tup
     base = f"the base embedder{f' ({base_name})' if base_name else ''}"
     if not rx.get("switched"):
         return base, f"the adapted one was not kept: {rx.get('reason', 'no reason recorded')}"
-    b, a = (((metrics.get(k) or {}).get("hybrid") or {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
+    select, probe = metrics.get("select") or {}, metrics.get("probe") or {}
+    b, a = (((select.get(k) or {}).get("hybrid") or {}).get("ndcg@10") for k in ("before", "after"))
     if b is not None and a is not None:
-        why = f"it scores hybrid nDCG@10 {change(b, a)} on the BEIR test split (kept unless it scores lower)"
+        why = f"it scores hybrid nDCG@10 {change(b, a)} on the BEIR {select.get('split')} split (kept unless it scores lower)"
+    elif probe.get("gain") is not None:
+        why = (f"no labelled dev split; on the {probe.get('bm25_misses')} probe queries about held-out documents that "
+               f"BM25 alone misses it gained {probe['gain']:+.4f} hybrid nDCG@10")
     else:
         db, da = ((metrics.get(k) or {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
-        why = f"no labelled test split; on held-out dev pairs it improved nDCG@10 {change(db, da)}"
+        why = f"no labelled dev split; on held-out dev pairs it improved nDCG@10 {change(db, da)}"
     return f"the adapted embedder{f', fine-tuned from {base_name}' if base_name else ''}", why
 
 
@@ -88,6 +92,12 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
                          f"nDCG@10 {change((before.get(m) or {}).get('ndcg@10'), after[m].get('ndcg@10'))}; "
                          f"Recall@100 {change((before.get(m) or {}).get('recall@100'), after[m].get('recall@100'))} "
                          "(base → adapted embedder)"))
+    select = metrics.get("select") or {}
+    for m in ("dense", "hybrid"):
+        if m in (select.get("after") or {}):
+            b, a = (select.get("before") or {}).get(m) or {}, select["after"][m]
+            rows.append((f"search, BEIR {select.get('split')} split, {m} (decides the embedder)",
+                         f"nDCG@10 {change(b.get('ndcg@10'), a.get('ndcg@10'))} (base → adapted embedder)"))
     db, da = metrics.get("dev_before") or {}, metrics.get("dev_after") or {}
     if db and da:
         parts = [f"{k} {change(db.get(k), da.get(k))}" for k in ("ndcg@10", "mrr@10", "recall@100") if k in db]

@@ -68,13 +68,16 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def keep_base_reason(metrics: dict[str, Any], mode: str = "hybrid") -> str | None:
     """Why the adapted embedder must not be served, or None to switch to it.
 
-    A labelled evaluation split decides when there is one (the mode search serves by default). Without
-    one, the label-free probe decides (trainer/embedder/gate.py: held-out documents found from queries
+    A labelled dev (or untrained-on train) split decides when the BEIR folder has one (the mode search serves by
+    default); its test split only reports, so the figure it gives is not the one the choice was made on.
+    Without one, the label-free probe decides (trainer/embedder/gate.py: held-out documents found from queries
     of other kinds than the training pairs, in the served mode; the trainer's dev pairs are the
     trained kind and measured misleading); a run from before the probe falls back on the dev pairs."""
-    before, after = (metrics.get(k, {}).get(mode, {}).get("ndcg@10") for k in ("beir_before", "beir_after"))
+    select = metrics.get("select") or {}
+    before, after = ((select.get(k) or {}).get(mode, {}).get("ndcg@10") for k in ("before", "after"))
     if before is not None and after is not None:
-        return None if after >= before else f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base"
+        return None if after >= before else (f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the "
+                                             f"base on the BEIR {select.get('split')} split")
     probe = metrics.get("probe")
     if probe is not None:
         misses = probe.get("rule") == "bm25-misses"

@@ -192,6 +192,15 @@ def test_labelled_beir_train_and_eval_beir(tiny, ws, tmp_path):
     assert rep["data"]["train_by_source"] == {"beir-train": rep["data"]["train_pairs"]}
     assert set(rep["metrics"]["beir_after"]) == {"bm25", "dense", "hybrid"}
     assert rep["metrics"]["beir_before"]["bm25"] == rep["metrics"]["beir_after"]["bm25"]
+    assert "select" not in rep["metrics"]  # its train split was trained on: nothing left to choose on
+
+
+def test_an_unsupervised_run_is_judged_on_the_train_split_and_reports_test(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=1)
+    rep = train_embedder(s, out=tmp_path / "unsup", eval_beir=tiny["beir"], progress=False)
+    sel = rep["metrics"]["select"]
+    assert sel["split"] == "train" and set(sel["after"]) == {"bm25", "dense", "hybrid"}
+    assert set(rep["metrics"]["beir_after"]) == {"bm25", "dense", "hybrid"}  # test, for the record
 
 
 def test_cli_train_embedder_json_and_errors(tiny, ws, tmp_path):

@@ -28,6 +28,7 @@ from typing import Any
 from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
 from common.errors import InvalidInput, NotFound
 from common.settings import EmbedderTrainConfig, Settings
+from indexer.beir_eval import selection_split
 from indexer.chunking import index_text
 from indexer.embedder import resolve_precision
 from indexer.types import Chunk
@@ -427,8 +428,15 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
         metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"), **spec.get("probe", {}))
     if spec.get("eval_beir") and eval_beir_fn is not None:
-        metrics["beir_before"] = eval_beir_fn(spec["base"]["path"], Path(spec["eval_beir"]))
-        metrics["beir_after"] = eval_beir_fn(str(run_dir / "final"), Path(spec["eval_beir"]))
+        beir = Path(spec["eval_beir"])
+        trained_on = next((Path(u.split(":", 1)[1]) for u in spec["data"]["sources"] if u.startswith("beir-train:")), None)
+        select = selection_split(beir, trained_on)
+        splits = ("test",) if select is None else (select, "test")
+        before = eval_beir_fn(spec["base"]["path"], beir, splits)
+        after = eval_beir_fn(str(run_dir / "final"), beir, splits)
+        metrics["beir_before"], metrics["beir_after"] = before["test"], after["test"]  # reported, never chooses
+        if select is not None:  # the labelled split `ragkiln build` decides on (docs/methodology.md)
+            metrics["select"] = {"split": select, "before": before[select], "after": after[select]}
     history = summary.get("history", [])
     before, after = summary["dev_before"].get("ndcg@10"), summary["dev_after"].get("ndcg@10")
     improved = before is not None and after is not None and after > before

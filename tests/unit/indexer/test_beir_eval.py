@@ -40,3 +40,18 @@ def test_the_head_of_a_document_ranking_is_the_served_ranking_and_the_tail_reach
     assert docs[:20] == served
     assert len(docs) == 100 and len(set(docs)) == 100
     assert s.calls[0] == 20 and s.calls[-1] >= 300
+
+
+def test_the_selection_split_is_dev_else_an_untrained_train_split_never_test(tmp_path):
+    from indexer.beir_eval import selection_split
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    assert selection_split(beir) is None  # test only reports: nothing to choose on, the probe decides
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    assert selection_split(beir) == "train"
+    assert selection_split(beir, trained_on=tmp_path / "beir" / ".." / "beir") is None  # trained on it: not a judge
+    assert selection_split(beir, trained_on=tmp_path / "other") == "train"
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    assert selection_split(beir, trained_on=beir) == "dev"

@@ -53,7 +53,8 @@ def test_report_tables_the_beir_scores(tmp_path):
 
     stages = {"embedder": {"seconds": 60.0, "outputs": {"metrics": {
         "dev_before": {"ndcg@10": 0.5}, "dev_after": {"ndcg@10": 0.6},
-        "beir_before": scores(0.644), "beir_after": scores(0.651)}}},
+        "beir_before": scores(0.644), "beir_after": scores(0.651),
+        "select": {"split": "train", "before": scores(0.66), "after": scores(0.67)}}}},
         "reindex": {"seconds": 0.1, "outputs": {"switched": False, "reason": "hybrid nDCG@10 0.72 < 0.73"}}}
     write_report(tmp_path, _State(stages), "standard", ["/data/scifact"], "/data/scifact")
     md = (tmp_path / "report" / "report.md").read_text()
@@ -63,6 +64,7 @@ def test_report_tables_the_beir_scores(tmp_path):
     assert (tmp_path / "report" / "beir_ndcg_at_10.png").exists()
     assert not (tmp_path / "report" / "beir_recall_at_100.png").exists()  # equal before and after: no plot
     assert "the base embedder: the adapted one was not kept: hybrid nDCG@10 0.72 < 0.73" in md
+    assert "| search, BEIR train split, dense (decides the embedder) | nDCG@10 0.66 → 0.67 (+0.01)" in md
     assert "0.651" in (tmp_path / "report" / "report.html").read_text()
 
 
@@ -70,9 +72,10 @@ def test_the_build_keeps_the_base_index_when_the_adapted_embedder_scores_lower()
     from pipeline.stages import keep_base_reason
 
     def metrics(before: float, after: float) -> dict:
-        return {"beir_before": {"hybrid": {"ndcg@10": before}}, "beir_after": {"hybrid": {"ndcg@10": after}}}
+        return {"select": {"split": "dev", "before": {"hybrid": {"ndcg@10": before}},
+                           "after": {"hybrid": {"ndcg@10": after}}}}
 
-    assert "0.712" in keep_base_reason(metrics(0.733, 0.712))
+    assert "0.712" in keep_base_reason(metrics(0.733, 0.712)) and "dev split" in keep_base_reason(metrics(0.733, 0.712))
     assert keep_base_reason(metrics(0.733, 0.74)) is None
     # no evaluation split: the held-out dev pairs decide, the same judgement the trainer logs
     assert keep_base_reason({"dev_before": {"ndcg@10": 0.4}, "dev_after": {"ndcg@10": 0.5}}) is None
@@ -142,7 +145,7 @@ def test_report_reads_as_summary_then_stage_tables(tmp_path):
     assert "| corpus | 13 documents, 412 chunks |" in md
     assert "nDCG@10 0.512 → 0.548 (+0.0356)" in md
     assert "recall@100 0.9 (no change)" in md
-    assert "the adapted embedder" in md and "no labelled test split" in md
+    assert "the adapted embedder" in md and "no labelled dev split" in md
     assert "f32 5 MB, q8_0 1.4 MB" in md
     assert "hybrid p50 3.9 ms" in md
     assert "1.23 M parameters" in md

@@ -6,11 +6,19 @@ from pipeline.stages import keep_base_reason
 
 
 def test_a_labelled_split_decides_over_the_probe():
-    m = {"beir_before": {"hybrid": {"ndcg@10": 0.70}}, "beir_after": {"hybrid": {"ndcg@10": 0.72}},
+    m = {"select": {"split": "train", "before": {"hybrid": {"ndcg@10": 0.70}}, "after": {"hybrid": {"ndcg@10": 0.72}}},
          "probe": {"replace": False, "gain": -0.02, "before": {}, "after": {}}}
     assert keep_base_reason(m) is None
-    m["beir_after"]["hybrid"]["ndcg@10"] = 0.69
-    assert "0.69 with the adapted embedder < 0.7" in keep_base_reason(m)
+    m["select"]["after"]["hybrid"]["ndcg@10"] = 0.69
+    assert "0.69 with the adapted embedder < 0.7 with the base on the BEIR train split" in keep_base_reason(m)
+
+
+def test_the_test_split_reports_but_never_decides():
+    probe_keeps = {"replace": False, "gain": -0.02, "rule": "bm25-misses", "bm25_misses": 30}
+    test_up = {"beir_before": {"hybrid": {"ndcg@10": 0.70}}, "beir_after": {"hybrid": {"ndcg@10": 0.75}}}
+    assert "probe queries" in keep_base_reason({**test_up, "probe": probe_keeps})
+    test_down = {"beir_before": {"hybrid": {"ndcg@10": 0.75}}, "beir_after": {"hybrid": {"ndcg@10": 0.70}}}
+    assert keep_base_reason({**test_down, "probe": {**probe_keeps, "replace": True, "gain": 0.01}}) is None
 
 
 def test_without_labels_the_probe_decides_not_the_dev_pairs():
