@@ -1,7 +1,7 @@
 """The gate's margin, re-checked on half A with every recorded corpus x model case (issue 28 item 3).
 
 The probe replaces the base when its mean hybrid gain on the queries BM25 misses is positive (`trainer/embedder/
-gate.py: hard_gate`). Each case's recorded probe gain and standard error are judged again with a margin of
+gate.py: hard_gate`, through `beyond`, which this script calls with each margin). Each case's recorded probe gain and standard error are judged again with a margin of
 0, 0.5, 1 and 1.645 standard errors against half A's truth (the sign of the labelled hybrid gain; the choosing
 half) and half B's (the record). Reads only recorded figures: no model is loaded.
 
@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainer.embedder.gate import beyond  # noqa: E402
 FILES = ("embedder-gate.json", "embedder-squad-full.json")
 MARGINS = (0.0, 0.5, 1.0, 1.645)
 
@@ -28,7 +31,7 @@ def main() -> None:
                          "se": p.get("se"), "A": r["gain_A"]["hybrid"], "B": r["gain_B"]["hybrid"]})
     counts = {}
     for m in MARGINS:
-        calls = [r["gain"] is not None and r["gain"] > 0 and r["gain"] >= m * r["se"] for r in rows]
+        calls = [beyond(r["gain"], r["se"], m) for r in rows]
         counts[str(m)] = {half: sum(c == (r[half] >= 0) for c, r in zip(calls, rows)) for half in ("A", "B")}
     best = max(MARGINS, key=lambda m: (counts[str(m)]["A"], -m))  # ties: the smaller margin, the rule in use
     out = {"command": ".venv/bin/python bench/gate_margins.py", "cases": len(rows), "right_calls": counts,

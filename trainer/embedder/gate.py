@@ -204,7 +204,12 @@ def gate_decision(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarr
     if len(diffs) < 2:
         return False, None, None
     gain, se = _mean_se(diffs)
-    return bool(gain > 0 and gain >= z * se), round(gain, 4), round(se, 4)
+    return beyond(gain, se, z), round(gain, 4), round(se, 4)
+
+
+def beyond(gain: float | None, se: float | None, margin: float = 0.0) -> bool:
+    """The replace call on a mean gain: positive and at least `margin` standard errors (0: its sign alone)."""
+    return gain is not None and gain > 0 and gain >= margin * (se or 0.0)
 
 
 def _paired_diffs(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
@@ -246,7 +251,7 @@ def hard_gate(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
     if len(diffs) < MIN_QUERIES:
         return False, None, None, len(diffs)
     gain, se = _mean_se(diffs)
-    return bool(gain > 0), round(gain, 4), round(se, 4), len(diffs)
+    return beyond(gain, se), round(gain, 4), round(se, 4), len(diffs)
 
 
 def st_encoder(model_path: str, batch_size: int = 64):  # type: ignore[no-untyped-def]
