@@ -48,8 +48,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "standard": {  # a real corpus (SciFact-sized) in about 2 hours on 2 cores
         # The embedder's recipe is `train embedder`'s default in every preset (its WiSE-FT weight re-chosen on
-        # SciFact's train-split dev queries, docs/benchmarks.md); presets only size it. The planner fits pairs and steps into
-        # the budget (trainer/embedder/plan.py).
+        # SciFact's train-split dev queries, docs/benchmarks.md); presets only size it. The planner fits pairs
+        # and steps into the budget (trainer/embedder/plan.py).
         "embedder_train": {"budget_minutes": 20.0},
         # the LM's recipe is `train lm`'s default too (copy-circuit init, learning rate by model size)
         "lm": {"preset": "small", "steps": 3000, "batch_size": 16, "eval_every": 250, "ckpt_every": 250},

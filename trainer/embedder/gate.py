@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 KINDS = ("title", "keywords", "question")
-QUESTION_KINDS = {"question": 4, "question2": 2, "question0": 0}  # wh-questions: words kept each side of the answer (0: all)
+# wh-questions: words kept each side of the answer (0: all); the gate asks "question", the others are
+# bench/gate_probe_study.py's candidates (worse on half A)
+QUESTION_KINDS = {"question": 4, "question2": 2, "question0": 0}
 Z = 1.645  # one-sided 95%: the gain the probe must show beyond its noise to replace the base
 MIN_QUERIES = 20  # a kind with fewer probe queries is left out
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{3,}")
