@@ -41,6 +41,7 @@ FIELDS: dict[str, tuple[str, str]] = {
 NAMES = {"dev_before": "dev pairs, base", "dev_after": "dev pairs, adapted",
          "dev_after_unaveraged": "dev pairs, adapted before averaging with the base",
          "beir_before": "BEIR test, base", "beir_after": "BEIR test, adapted",
+         "select": "BEIR split that decides the embedder",
          "retrieval_lm": "retrieval-trained LM", "qa_lm": "QA-tuned LM"}
 SCALAR = (str, int, float, bool, type(None))
 MAX_COLUMNS = 8  # a dict of dicts with more fields than this (and fewer rows) is shown transposed
