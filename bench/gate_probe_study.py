@@ -82,14 +82,6 @@ def cached(encode):  # type: ignore[no-untyped-def]
     return run
 
 
-def judge(probe, lexical, base_scores, encode, served) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from trainer.embedder.gate import bm25_misses, hard_gate, probe_scores
-
-    after = probe_scores(encode, probe, lexical, served["dense_weight"], **served["fusion"])["hybrid"]
-    replace, gain, se, n = hard_gate(base_scores, after, bm25_misses(probe, lexical))
-    return {"replace": replace, "gain": gain, "se": se, "bm25_misses": n}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "gate-probe-study.json")
@@ -98,30 +90,28 @@ def main() -> None:
 
     from bench.machine import machine
     from common.settings import load_settings
-    from trainer.embedder.gate import lexical_scores, probe_scores, served_mode, st_encoder
+    from trainer.embedder.gate import run_probe, served_mode, st_encoder
 
     served = served_mode(load_settings({}).indexer)
     out: dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "rules": RULES, "served": served,
                            "machine": machine(),
                            "choice_rule": "the rule with most right calls on half A (truth: hybrid gain >= 0); "
                                           "ties keep 'current'; half B counted after", "cases": []}
-    base_encode = cached(st_encoder(DEFAULT_EMBEDDER))
     for name, home, run, result_file, how in SOURCES:
         home_dir, run_dir = WORK / home, WORK / home / "runs" / run
         if not run_dir.is_dir():
             print(f"skip {name}: {run_dir} is gone")
             continue
         models = truths(json.loads((RESULTS / result_file).read_text()), how)
-        base_encode = cached(st_encoder(DEFAULT_EMBEDDER))  # one corpus at a time
-        encoders = {k: cached(st_encoder(str(ROOT / m["model"]) if not Path(m["model"]).is_absolute() else m["model"]))
-                    for k, m in models.items()}
+        paths = {k: str(ROOT / m["model"]) if not Path(m["model"]).is_absolute() else m["model"] for k, m in models.items()}
+        # one caching encoder per model of this corpus: the rules share their corpus and many queries
+        encoders = {p: cached(st_encoder(p)) for p in (DEFAULT_EMBEDDER, *paths.values())}
         for rule, options in RULES.items():
             t0 = time.perf_counter()
             probe = rebuild_probe(home_dir, run_dir, **options)
-            lexical = lexical_scores(probe, **served["bm25"])
-            before = probe_scores(base_encode, probe, lexical, served["dense_weight"], **served["fusion"])["hybrid"]
             for key, m in models.items():
-                call = judge(probe, lexical, before, encoders[key], served)
+                rec = run_probe(probe, DEFAULT_EMBEDDER, paths[key], encoder=encoders.__getitem__, **served)
+                call = {k: rec[k] for k in ("replace", "gain", "se", "bm25_misses")}
                 out["cases"].append({"case": name, "model": key, "rule": rule, **call,
                                      "queries": {k: len(v) for k, v in probe.queries.items()},
                                      "gain_A": round(m["A"], 4), "gain_B": round(m["B"], 4)})

@@ -276,13 +276,14 @@ def served_mode(indexer: Any) -> dict[str, Any]:
 
 
 def run_probe(probe: Probe, before_path: str, after_path: str, mode: str = "hybrid", dense_weight: float = 0.5,
-              bm25: Mapping[str, Any] | None = None, z: float = Z, fusion: Mapping[str, Any] | None = None
-              ) -> dict[str, Any]:
+              bm25: Mapping[str, Any] | None = None, z: float = Z, fusion: Mapping[str, Any] | None = None,
+              encoder=st_encoder) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The gate's record: both models' nDCG@10 per mode and kind, and the call in the served `mode`
-    (`fusion`: `fuse`'s fusion, rrf_k and candidates, as the index has them; a run from before it: all chunks)."""
+    (`fusion`: `fuse`'s fusion, rrf_k and candidates, as the index has them; a run from before it: all chunks;
+    `encoder`: model path -> encode function, a bench's caching one)."""
     lexical = lexical_scores(probe, **(bm25 or {})) if mode == "hybrid" else None
-    before = probe_scores(st_encoder(before_path), probe, lexical, dense_weight, **(fusion or {}))
-    after = probe_scores(st_encoder(after_path), probe, lexical, dense_weight, **(fusion or {}))
+    before = probe_scores(encoder(before_path), probe, lexical, dense_weight, **(fusion or {}))
+    after = probe_scores(encoder(after_path), probe, lexical, dense_weight, **(fusion or {}))
     overall = dict(zip(("replace", "gain", "se"), gate_decision(before[mode], after[mode], z)))
     if lexical is not None:  # hybrid: judged where the embedder can still move the ranking
         replace, gain, se, n_hard = hard_gate(before[mode], after[mode], bm25_misses(probe, lexical))
