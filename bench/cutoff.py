@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.demo_answers import WS, workspace  # noqa: E402
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.soak import free_port, start_server  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "cutoff-run"
@@ -93,7 +93,6 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    fields = lscpu_fields()
     result = {
         "command": "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/cutoff.py"
                    + (f" --rounds {a.rounds}" if a.rounds != 3 else ""),
@@ -103,7 +102,7 @@ def main() -> None:
         "target": f"each of the 6 answers 200 within {LIMIT_S:.0f} s, /readyz ready, no stuck generator",
         "rounds": rounds, "all_ok": all(r["ok"] for r in rounds),
         "max_answer_seconds": max(r["max_answer_seconds"] for r in rounds),
-        "machine": {"model": fields.get("Model name", ""), "cpus": os.cpu_count(), "flags": fields.get("Flags", "")},
+        "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.refusal import half_of  # noqa: E402
 
 # the first 48 questions; 32 written before any reader fitted on the corpus's own questions was scored;
@@ -140,14 +140,6 @@ def pct(ms: list[float]) -> dict[str, float]:
             "mean_ms": round(float(a.mean()), 1), "requests": len(ms)}
 
 
-def lscpu() -> dict[str, Any]:
-    info = lscpu_fields()
-    if not info:
-        return {"model": platform.processor(), "cpus": os.cpu_count()}
-    return {"model": info.get("Model name", ""), "cpus": os.cpu_count(),
-            "flags": [f for f in info.get("Flags", "").split() if f.startswith(("avx", "amx", "fma", "sse4"))]}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", type=Path, default=WS)
@@ -232,7 +224,7 @@ def main() -> None:
             "warm_caches": pct(ms_warm), "cache": cache, "torch_threads": 1,
             "measures": "POST /v1/answer through FastAPI's TestClient in process: retrieval + grounding + "
                         "reader + response, one request at a time", "load_average_before": load_before},
-        "machine": {**lscpu(), "python": platform.python_version()},
+        "machine": machine(python=platform.python_version()),
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "answers": per,
     }

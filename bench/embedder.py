@@ -37,7 +37,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from common.jsonlog import setup_logging  # noqa: E402
 from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
 from indexer.beir_eval import eval_retrieval  # noqa: E402
@@ -131,10 +131,8 @@ def main() -> None:
     if a.seed_workspace and not ws.exists():
         shutil.copytree(a.seed_workspace, ws, ignore=shutil.ignore_patterns(".writer.lock"))
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
-    cpu = lscpu_fields()
     command = " ".join(["python"] + sys.argv)
-    results.update({"command": command, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "cpu_model": cpu.get("Model name"), "lscpu_flags": cpu.get("Flags")}, "dataset": str(a.beir)})
+    results.update({"command": command, "machine": machine(python=platform.python_version()), "dataset": str(a.beir)})
     results["commands"] = [*results.get("commands", []), command]  # a result resumed by later runs keeps them all
     sci = results.setdefault("scifact", {})
 

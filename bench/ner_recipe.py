@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 
 DATA = Path(os.environ.get("RAGKILN_DATASETS", ROOT.parent / "shared" / "datasets")) / "conll2003"
 RESULTS = ROOT / "bench" / "results" / "ner-recipe.json"
@@ -60,8 +60,10 @@ def run_cli_json(cmd: list[str], what: str) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def lscpu_flags() -> list[str]:
-    return sorted(lscpu_fields().get("Flags", "").split())
+def record_machine(results: dict[str, Any]) -> None:
+    """The machine record (bench.machine) and, as before, its lscpu flags as a sorted list."""
+    results["machine"] = machine()
+    results["lscpu_flags"] = sorted(results["machine"]["flags"].split())
 
 
 def split_files() -> tuple[Path, Path, dict[str, Any]]:
@@ -120,7 +122,7 @@ def summarize() -> dict[str, Any]:
     results["choice"] = {"recipe": best, "dev_f1": runs[best]["dev_f1"], "rule": "highest dev F1 (fit/dev split "
                          "of train.txt); valid.txt not consulted"}
     results["common_args"] = " ".join(COMMON)
-    results["lscpu_flags"] = lscpu_flags()
+    record_machine(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -148,7 +150,7 @@ def final() -> dict[str, Any]:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results["lscpu_flags"] = lscpu_flags()
+    record_machine(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results["final"]
 

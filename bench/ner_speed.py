@@ -43,21 +43,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.ner import load_scifact  # noqa: E402  (the corpus sample 17,213 words/s was measured on)
 
 DATA = Path(os.environ.get("RAGKILN_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "bench" / "results" / "ner-speed.json"
 CALL = 256  # texts per enrich call, as ingest hands them over
 BEFORE_WPS_RECORDED = 17212.9  # bench/results/ner.json enrich.ragkiln_enricher_ner_only_2proc (2026-11-22)
-
-
-def lscpu() -> dict[str, Any]:
-    rows = lscpu_fields()
-    if not rows:
-        return {}
-    return {"model_name": rows.get("Model name", ""), "cpus": rows.get("CPU(s)", ""),
-            "flags": sorted(rows.get("Flags", "").split())}
 
 
 def chunk(text: str, words: int, overlap: int) -> list[tuple[int, int]]:
@@ -259,7 +251,7 @@ def main() -> None:
         section["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         section["cpu_count"] = os.cpu_count()
         results[args.section if part == "speed" else part] = section
-        results["lscpu"] = lscpu()
+        results["lscpu"] = machine()
         results["command"] = "/tmp/ragkiln-cpu timing env HF_HUB_OFFLINE=1 .venv/bin/python bench/ner_speed.py " \
                              + " ".join(sys.argv[1:])
         out.parent.mkdir(parents=True, exist_ok=True)

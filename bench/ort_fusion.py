@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 
 DATA = Path(os.environ.get("RAGKILN_DATASETS", ROOT.parent / "shared" / "datasets"))
 
@@ -96,12 +96,11 @@ def main() -> None:
         results[name] = {"chunks_per_s": round(speed, 1), "x_torch": round(speed / torch_speed, 3),
                          "parity": parity(ref, vecs)}
         print(name, results[name], file=sys.stderr)
-    info = lscpu_fields()
     out = {"command": "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/ort_fusion.py "
                       + " ".join(sys.argv[1:]),
            "embedder": base.id, "chunks": len(texts), "threads": 2, "fusions": fusions, "results": results,
            "load_average": os.getloadavg(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "lscpu": {"model": info.get("Model name", ""), "flags": info.get("Flags", "").split()}}
+           "lscpu": machine()}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "lscpu"}, indent=2))
 

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.squad_split import is_dev  # noqa: E402
 
 WORKSPACES = {"demo": ROOT / "bench" / "work" / "demo-answers-html", "pydoc": ROOT / "bench" / "work" / "reader" / "pydoc-ws"}
@@ -106,7 +106,7 @@ def main() -> None:
         "answer_in_passages": round(100 * float(np.mean([any(a in h[2] for h in hits[q["id"]] for a in q["answers"])
                                                           for q in qs])), 1),
         "examples": [{k: q[k] for k in ("question", "answers", "doc_id")} for q in qs[:: max(1, len(qs) // 8)]],
-        "seconds": round(time.perf_counter() - t0, 1), "machine": lscpu_fields().get("Model name", ""),
+        "seconds": round(time.perf_counter() - t0, 1), "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     record = json.loads(SUMMARY.read_text(encoding="utf-8")) if SUMMARY.exists() else {}

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from embed_backends import cpu_info, load  # noqa: E402
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 
 K = 10
 
@@ -308,10 +308,8 @@ def main() -> None:
     paras = paragraphs()
     queries = query_texts(paras, args.queries)
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
-    info = lscpu_fields()
     result.update({"cpu": cpu_info(), "paragraphs": len(paras), "ner": args.ner})
-    result.setdefault("lscpu", {})[args.label] = {"model": info.get("Model name", ""), "cpus": info.get("CPU(s)", ""),
-                                                 "flags": info.get("Flags", "").split()}
+    result.setdefault("lscpu", {})[args.label] = machine()
     runs = result.setdefault("runs", {}).setdefault(args.label, {})
     imported = json.loads(args.ingest_from.read_text())["runs"][args.label] if args.ingest_from else None
     for n in (int(x) for x in args.sizes.split(",")):

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import lscpu_fields  # noqa: E402
+from bench.machine import machine  # noqa: E402
 
 DIM = 384
 PAGE = 2048
@@ -119,9 +119,7 @@ def main() -> None:
         child(part, variant, int(n), args.ws)
         return
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
-    info = lscpu_fields()
-    rec: dict = {"command": " ".join(sys.argv), "lscpu": {"model": info.get("Model name", ""),
-                                                           "flags": info.get("Flags", "").split()},
+    rec: dict = {"command": " ".join(sys.argv), "lscpu": machine(),
                  "load_before": [round(x, 2) for x in os.getloadavg()], "baseline": measure("baseline", "-", 0, args.ws)}
     result.setdefault("index_build", {})[args.label] = rec
     for n in (int(x) for x in args.chunks.split(",")):
