@@ -232,6 +232,10 @@ class LmConfig(Section):
         "fp32's tokens/s on a Zen 4 EPYC, and no worse a model at the same steps), else fp32: emulated bf16 ran a "
         "small-preset step 30x slower on AVX2.")
     nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo) for training.")
+    plain_check: bool = Field(
+        True, description="`ragkiln build`: also train a plain LM (same documents, tokenizer, steps) and serve it "
+        "instead of the retrieval-trained one when that one's held-out perplexity with retrieved context is not "
+        "lower (trainer/lm/gate.py); costs the plain model's training, a third to a half of the retrieval model's.")
     qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     qa_context_sentences: int = Field(

@@ -25,7 +25,8 @@ from pipeline.report_summary import summary_rows, warnings
 STAGE_TITLES = {
     "ingest": "Ingest: documents to chunks, entities and the first index",
     "embedder": "Embedder training", "reindex": "Reindex with the adapted embedder",
-    "lm": "LM training (retrieval-augmented)", "qa": "LM fine-tuning on synthetic questions",
+    "lm": "LM training (retrieval-augmented, checked against a plain LM)",
+    "qa": "LM fine-tuning on synthetic questions",
     "quantize": "GGUF export", "verify": "GGUF verification against torch",
     "evaluate": "Evaluation: held-out perplexity, search latency, entities",
 }
@@ -70,7 +71,7 @@ def plan_report(home: Path, stages: dict[str, Any], command: str) -> tuple[list[
     emb = _manifest(home / "models" / "embedder")
     base_name = (emb.get("base") or {}).get("name") if isinstance(emb.get("base"), dict) else None
     vocab = {k: (_manifest(home / "models" / d).get("model_args") or {}).get("vocab_size")
-             for k, d in (("retrieval_lm", "lm-base"), ("qa_lm", "lm"))}
+             for k, d in (("retrieval_lm", "lm-base"), ("plain_lm", "lm-plain"), ("qa_lm", "lm"))}
     figs = plan_figures(stages, home)
     blocks: list[Block] = [("p", f"Produced by: `{command}`"), ("h2", "Summary"),
                            ("table", Table("", ["", "result"], [list(r) for r in summary_rows(stages, base_name)]))]

@@ -109,6 +109,7 @@ def plan_figures(stages: dict[str, Any], home: Path) -> list[Figure]:
                        "lines", {"dev": [float(r["ndcg@10"]) for r in dc]}, xs={"dev": [float(r["step"]) for r in dc]},
                        xlabel="step", ylabel="nDCG@10"))
     for title, sub, cmd in (("LM training loss (retrieval-augmented)", "lm-base", "ragkiln train lm --retrieval"),
+                            ("LM training loss (plain, the check)", "lm-plain", "ragkiln train lm --no-retrieval"),
                             ("LM QA fine-tuning loss", "lm", "ragkiln train lm --qa FILE")):
         curve = {k: v for k, v in read_curve(home / "models" / sub / "train.jsonl").items() if len(v[0]) >= 2}
         figs.append(Figure(title, f"{sub}_loss.png", cmd, "lines", {k: v[1] for k, v in curve.items()},
@@ -148,8 +149,8 @@ def plan_figures(stages: dict[str, Any], home: Path) -> list[Figure]:
     return [f for f in figs if f is not None and _keep(f)]
 
 
-_STAGE_OF = {"embedder": "embedder", "beir": "embedder", "lm-base": "lm", "lm": "qa", "quant": "verify",
-             "latency": "evaluate", "entities": "evaluate"}
+_STAGE_OF = {"embedder": "embedder", "beir": "embedder", "lm-base": "lm", "lm-plain": "lm", "lm": "qa",
+             "quant": "verify", "latency": "evaluate", "entities": "evaluate"}
 
 
 def draw(fig: Figure, out: Path) -> Path:

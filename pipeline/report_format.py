@@ -38,11 +38,12 @@ FIELDS: dict[str, tuple[str, str]] = {
     "chunks_embedded": ("chunks embedded", "int"), "avg_row_tokens": ("tokens per row", "num"),
 }
 # row names of nested outputs (other keys are data, such as "q8_0" or "bm25", and stay as they are)
+LM_NAMES = {"retrieval_lm": "retrieval-trained LM", "plain_lm": "plain LM (trained to check the retrieval one)",
+            "qa_lm": "QA-tuned LM"}
 NAMES = {"dev_before": "dev pairs, base", "dev_after": "dev pairs, adapted",
          "dev_after_unaveraged": "dev pairs, adapted before averaging with the base",
          "beir_before": "BEIR test, base", "beir_after": "BEIR test, adapted",
-         "select": "BEIR split that decides the embedder",
-         "retrieval_lm": "retrieval-trained LM", "qa_lm": "QA-tuned LM"}
+         "select": "BEIR split that decides the embedder", **LM_NAMES}
 SCALAR = (str, int, float, bool, type(None))
 MAX_COLUMNS = 8  # a dict of dicts with more fields than this (and fewer rows) is shown transposed
 MAX_LIST_ROWS = 12  # a list of records shows this many rows, then a count of the rest

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.report_format import MB, change, human_duration, sig
+from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
 from quantize.gate import PPL_VOCAB_SHARE, generation_gate  # one rule: the server's generation gate
 
 TOP1_MIN = 0.9
@@ -111,7 +111,11 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
                      f"{sig(qa['heldout_loss']) if qa.get('heldout_loss') is not None else '–'} nats/token"))
     for where, key, v in _find(ev, ("exact_match", "f1", "accuracy")):
         rows.append((f"answers{f', {where}' if where else ''}", f"{key.replace('_', ' ')} {sig(v)}"))
-    names = {"retrieval_lm": "retrieval-trained LM", "qa_lm": "QA-tuned LM (served)"}
+    lm = _out(stages, "lm")
+    if lm.get("reason"):
+        rows.append(("LM tuned for answers", f"the {'plain' if lm.get('served') == 'plain' else 'retrieval-trained'} "
+                     f"model: {lm['reason']}"))
+    names = {**LM_NAMES, "qa_lm": "QA-tuned LM (served)"}
     for m, (no_ctx, ctx) in _lm_ppl(stages).items():
         txt = f"{sig(no_ctx)} without context" + (f", {sig(ctx)} with retrieved passages" if ctx is not None else "")
         rows.append((f"held-out perplexity, {names.get(m, m)}", txt))
@@ -146,13 +150,12 @@ def warnings(stages: dict[str, Any], vocab: dict[str, int] | None = None) -> lis
     'retrieval_lm' / 'qa_lm' to the LM's vocabulary size (from its manifest)."""
     out: list[str] = []
     vocab = vocab or {}
-    names = {"retrieval_lm": "retrieval-trained LM", "qa_lm": "QA-tuned LM"}
     for m, (no_ctx, ctx) in _lm_ppl(stages).items():
         best = min(p for p in (no_ctx, ctx) if p is not None) if (no_ctx or ctx) else None
         v = vocab.get(m)
         if best is not None and v and not generation_gate(best, v)[0]:
-            out.append(f"The {names.get(m, m)} is too weak to generate text: held-out perplexity {sig(best)} is above "
-                       f"{sig(PPL_VOCAB_SHARE * v)} (a tenth of its {v:,}-token vocabulary). Its answers can only be "
+            out.append(f"The {LM_NAMES.get(m, m)} is too weak to generate text: held-out perplexity {sig(best)} is "
+                       f"above {sig(PPL_VOCAB_SHARE * v)} (a tenth of its {v:,}-token vocabulary). Its answers can only be "
                        "spans copied from the retrieved passages; train longer or on more text.")
     for t, d in (_out(stages, "verify").get("types") or {}).items():
         bad = []
@@ -169,6 +172,9 @@ def warnings(stages: dict[str, Any], vocab: dict[str, int] | None = None) -> lis
     if rx and not rx.get("switched"):
         out.append(f"The adapted embedder was not kept ({rx.get('reason', 'no reason recorded')}); search serves the "
                    "base embedder.")
+    if _out(stages, "lm").get("served") == "plain":
+        out.append(f"The retrieval-trained LM was not kept ({_out(stages, 'lm').get('reason')}); answers are tuned "
+                   "from the plain model.")
     skipped = _out(stages, "ingest").get("skipped") or []
     if skipped:
         out.append(f"{len(skipped)} corpus file(s) were skipped at ingest (see the ingest table).")

@@ -40,6 +40,10 @@ class StageContext:
         return self.models / "lm-base"
 
     @property
+    def lm_plain_dir(self) -> Path:
+        return self.models / "lm-plain"
+
+    @property
     def lm_dir(self) -> Path:
         return self.models / "lm"
 
@@ -118,14 +122,31 @@ def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 
 
 def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
-    from trainer.lm.service import train_lm
+    """The retrieval-trained LM, and (lm.plain_check) a plain one on the same documents: the one whose held-out
+    perplexity is lower, the retrieval model reading its retrieved neighbours, goes on to QA tuning."""
+    from trainer.lm.gate import lm_served
+    from trainer.lm.service import retrieval_payoff, train_lm
 
-    summary = train_lm(ctx.settings, retrieval=True, out=ctx.lm_base_dir)
-    return _jsonable(summary), [str(ctx.lm_base_dir)]
+    summary = _jsonable(train_lm(ctx.settings, retrieval=True, out=ctx.lm_base_dir))
+    if not ctx.settings.lm.plain_check:
+        return {**summary, "served": "retrieval"}, [str(ctx.lm_base_dir)]
+    plain = train_lm(ctx.settings, retrieval=False, out=ctx.lm_plain_dir, tokenizer=ctx.lm_base_dir / "tokenizer.model")
+    payoff = retrieval_payoff(ctx.settings, ctx.lm_base_dir, ctx.lm_plain_dir)
+    served, why = lm_served(payoff)
+    (log.info if served == "retrieval" else log.warning)("LM: the %s model goes on to QA tuning: %s", served, why)
+    plain_keys = ("steps", "n_params", "final_train_loss", "heldout_ppl", "train_seconds", "tokens_per_s", "out")
+    return ({**summary, "plain": _jsonable({k: v for k, v in plain.items() if k in plain_keys}),
+             "payoff": _jsonable(payoff), "served": served, "reason": why},
+            [str(ctx.lm_base_dir), str(ctx.lm_plain_dir)])
+
+
+def lm_served_dir(ctx: StageContext) -> Path:
+    """The LM the lm stage chose for QA tuning (the retrieval-trained one for builds from before the check)."""
+    return ctx.lm_plain_dir if ctx.state.outputs("lm").get("served") == "plain" else ctx.lm_base_dir
 
 
 def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
-    """Fine-tune the retrieval-trained LM to answer from context on synthetic cloze questions."""
+    """Fine-tune the LM the lm stage chose to answer from context on synthetic cloze questions."""
     from indexer.workspace import Workspace
     from trainer.lm.qa_synthetic import cloze_questions, synthetic_options
     from trainer.lm.service import stored_entity_spans, train_lm
@@ -142,7 +163,7 @@ def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     lm = ctx.settings.lm.model_copy(update={"steps": ctx.qa_steps, "synthetic_per_chunk": 0,
                                             "warmup": min(ctx.settings.lm.warmup, ctx.qa_steps // 10)})
     settings = ctx.settings.model_copy(update={"lm": lm})
-    summary = train_lm(settings, qa=qa_file, init=ctx.lm_base_dir, out=ctx.lm_dir)
+    summary = train_lm(settings, qa=qa_file, init=lm_served_dir(ctx), out=ctx.lm_dir)
     return {**_jsonable(summary), "synthetic_questions": len(examples)}, [str(ctx.lm_dir)]
 
 
@@ -184,6 +205,8 @@ def stage_evaluate(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     for label, _norm, n in ws.store.entity_counts():
         labels[label] = labels.get(label, 0) + n
     ppl = {"retrieval_lm": eval_lm(ctx.settings, ctx.lm_base_dir), "qa_lm": eval_lm(ctx.settings, ctx.lm_dir)}
+    if "payoff" in ctx.state.outputs("lm"):
+        ppl["plain_lm"] = eval_lm(ctx.settings, ctx.lm_plain_dir)
     return {"latency": latency, "entity_labels": labels, "perplexity": _jsonable(ppl),
             "queries": len(queries)}, []
 

@@ -129,6 +129,9 @@ def test_the_tiny_build_report_is_readable(built: Path) -> None:
     md = (built / "report" / "report.md").read_text()
     assert md.index("## Summary") < md.index("## Stages")
     assert "documents" in md and "chunks" in md and "embedder served" in md
+    lm = BuildState(built / "build" / "state.json").outputs("lm")  # the label-free LM check ran and decided
+    assert lm["served"] in ("retrieval", "plain") and lm["payoff"]["plain_ppl"] > 1 and "LM tuned for answers" in md
+    assert (lm["payoff"]["ratio"] < 1) == (lm["served"] == "retrieval")
     cells = re.findall(r"<td>(.*?)</td>", page, flags=re.S)
     assert cells and not [c for c in cells if re.search(r"\{\s*(&quot;|&#x27;|\"|')", c)]
     figs = plan_figures(BuildState(built / "build" / "state.json").data["stages"], built)

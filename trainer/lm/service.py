@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -170,9 +171,11 @@ def _workspace(settings: Settings) -> Any:
 
 def train_lm(
     settings: Settings, *, retrieval: bool = True, out: Path | None = None, qa: Path | None = None,
-    init: Path | None = None, resume: bool = False,
+    init: Path | None = None, resume: bool = False, tokenizer: Path | None = None,
 ) -> dict[str, Any]:
-    """`ragkiln train lm`: train on the workspace corpus (or fine-tune for QA with `qa`)."""
+    """`ragkiln train lm`: train on the workspace corpus (or fine-tune for QA with `qa`).
+
+    `tokenizer` reuses another model's SentencePiece file, so two models' perplexities count the same tokens."""
     cfg = settings.lm
     ws = _workspace(settings)
     name = f"lm-{cfg.preset}-{'qa' if qa else ('rag' if retrieval else 'plain')}"
@@ -195,7 +198,8 @@ def train_lm(
     else:
         chunks = list(ws.store.iter_chunks())
         neighbours = searcher_neighbours(ws.searcher(), cfg.n_neighbours, cfg.retrieval_mode) if retrieval else None
-        prepare_lm_run(run_dir, out, chunks, cfg, neighbours, source={"workspace": str(ws.home)})
+        tok = Tokenizer.load(Path(tokenizer)) if tokenizer is not None else None
+        prepare_lm_run(run_dir, out, chunks, cfg, neighbours, tokenizer=tok, source={"workspace": str(ws.home)})
     if cfg.nproc > 1:
         return launch_ddp(run_dir, cfg.nproc, resume=resume)
     return run_training(run_dir, resume=resume)
@@ -211,6 +215,15 @@ def perplexities(model: Any, ds: LmDataset, rows: int | None = None) -> dict[str
 
 def eval_lm(settings: Settings, model_dir: Path, rows: int | None = None) -> dict[str, Any]:
     """`ragkiln eval lm --heldout`: perplexity on the model's held-out documents, without and with context."""
+    model, _, _ = load_model(model_dir)
+    with _heldout_rows(settings, model_dir) as (ds, held_ids):
+        result = perplexities(model, ds, rows)
+    return {**result, "model": str(model_dir), "documents": len(held_ids)}
+
+
+@contextmanager
+def _heldout_rows(settings: Settings, model_dir: Path) -> Iterator[tuple[LmDataset, set[str]]]:
+    """The model's held-out documents as rows of its own data spec, with neighbours from the workspace index."""
     model, tok, manifest = load_model(model_dir)
     training = manifest.get("training", {})
     held_ids = set(training.get("heldout_doc_ids") or [])
@@ -229,9 +242,27 @@ def eval_lm(settings: Settings, model_dir: Path, rows: int | None = None) -> dic
     if tmp.exists():
         shutil.rmtree(tmp)
     build_dataset(chunks, tok, tmp, ds_spec, neighbours)
-    result = perplexities(model, LmDataset(tmp), rows)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return {**result, "model": str(model_dir), "documents": len(held_ids)}
+    try:
+        yield LmDataset(tmp), held_ids
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def retrieval_payoff(settings: Settings, rag_dir: Path, plain_dir: Path) -> dict[str, Any]:
+    """The retrieval-trained model's held-out perplexity with retrieved context, and the plain model's without,
+    on the same target tokens (the retrieval model's held-out documents): the build's label-free LM check."""
+    tokenizers = [Tokenizer.load(Path(d) / "tokenizer.model").proto for d in (rag_dir, plain_dir)]
+    if tokenizers[0] != tokenizers[1]:
+        raise InvalidInput(f"{rag_dir} and {plain_dir} have different tokenizers: their perplexities do not compare")
+    rag, _, _ = load_model(rag_dir)
+    plain, _, _ = load_model(plain_dir)
+    with _heldout_rows(settings, rag_dir) as (ds, held_ids):
+        if not ds.has_context:
+            return {"documents": len(held_ids), "ratio": None}
+        with_ctx = heldout_loss(rag, ds, with_context=True)
+        no_ctx = heldout_loss(plain, ds, with_context=False)
+    return {"documents": len(held_ids), "tokens": with_ctx["tokens"], "retrieval_ppl_with_context": with_ctx["ppl"],
+            "plain_ppl": no_ctx["ppl"], "ratio": with_ctx["ppl"] / no_ctx["ppl"]}
 
 
 def generate_text(model_dir: Path, prompt: str, params: SamplingParams, extractive: bool = False) -> Generation:

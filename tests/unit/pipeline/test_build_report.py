@@ -199,3 +199,25 @@ def test_an_embedder_that_was_not_kept_is_a_warning(tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "> **Warning:** The adapted embedder was not kept (hybrid nDCG@10 0.7" in md
     assert "the base embedder: the adapted one was not kept" in md
+
+
+def test_the_lm_check_is_summarised_and_a_plain_model_served_is_a_warning(tmp_path):
+    from trainer.lm.gate import lm_served
+
+    stages = full_stages()
+    pay = {"documents": 14, "tokens": 12522, "retrieval_ppl_with_context": 407.4, "plain_ppl": 397.3,
+           "ratio": 407.4 / 397.3}
+    served, why = lm_served(pay)
+    stages["lm"]["outputs"].update(payoff=pay, served=served, reason=why, plain={"steps": 30, "heldout_ppl": 390.0})
+    stages["evaluate"]["outputs"]["perplexity"]["plain_lm"] = {"ppl_no_context": 397.3, "tokens": 12522}
+    write_report(tmp_path, _State(stages), "tiny", ["/data/docs"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| LM tuned for answers | the plain model: held-out perplexity 407.4 with retrieved context" in md
+    assert "> **Warning:** The retrieval-trained LM was not kept (held-out perplexity 407.4" in md
+    assert "held-out perplexity, plain LM (trained to check the retrieval one)" in md
+
+    stages["lm"]["outputs"].update(served="retrieval", reason="held-out perplexity 122.1 with retrieved context")
+    write_report(tmp_path, _State(stages), "tiny", ["/data/docs"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| LM tuned for answers | the retrieval-trained model: held-out perplexity 122.1" in md
+    assert "retrieval-trained LM was not kept" not in md

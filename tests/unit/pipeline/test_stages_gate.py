@@ -39,3 +39,22 @@ def test_without_labels_the_probe_decides_not_the_dev_pairs():
 def test_a_run_from_before_the_probe_falls_back_on_the_dev_pairs():
     assert keep_base_reason({"dev_before": {"ndcg@10": 0.7}, "dev_after": {"ndcg@10": 0.6}}) is not None
     assert keep_base_reason({"dev_before": {"ndcg@10": 0.6}, "dev_after": {"ndcg@10": 0.7}}) is None
+
+
+def test_qa_tuning_starts_from_the_lm_the_check_chose(tmp_path):
+    from pipeline.stages import StageContext, lm_served_dir
+
+    class State:
+        def __init__(self, lm: dict) -> None:
+            self.lm = lm
+
+        def outputs(self, stage: str) -> dict:
+            return self.lm if stage == "lm" else {}
+
+    def ctx(lm: dict) -> StageContext:
+        return StageContext(settings=None, home=tmp_path, corpus=[], preset="tiny", qa_steps=1,  # type: ignore[arg-type]
+                            state=State(lm))
+
+    assert lm_served_dir(ctx({"served": "plain"})) == tmp_path / "models" / "lm-plain"
+    assert lm_served_dir(ctx({"served": "retrieval"})) == tmp_path / "models" / "lm-base"
+    assert lm_served_dir(ctx({})) == tmp_path / "models" / "lm-base"  # a build from before the check
