@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
+from pipeline.stages import embedder_call
 from quantize.gate import PPL_VOCAB_SHARE, generation_gate  # one rule: the server's generation gate
 
 TOP1_MIN = 0.9
@@ -36,20 +37,11 @@ def served_embedder(stages: dict[str, Any], base_name: str | None = None) -> tup
     """(which embedder search serves, why), from the reindex decision and the scores behind it."""
     if "reindex" not in stages:
         return None
-    rx, metrics = _out(stages, "reindex"), _out(stages, "embedder").get("metrics", {})
+    rx = _out(stages, "reindex")
     base = f"the base embedder{f' ({base_name})' if base_name else ''}"
     if not rx.get("switched"):
         return base, f"the adapted one was not kept: {rx.get('reason', 'no reason recorded')}"
-    select, probe = metrics.get("select") or {}, metrics.get("probe") or {}
-    b, a = (((select.get(k) or {}).get("hybrid") or {}).get("ndcg@10") for k in ("before", "after"))
-    if b is not None and a is not None:
-        why = f"it scores hybrid nDCG@10 {change(b, a)} on the BEIR {select.get('split')} split (kept unless it scores lower)"
-    elif probe.get("gain") is not None:
-        why = (f"no labelled dev split; on the {probe.get('bm25_misses')} probe queries about held-out documents that "
-               f"BM25 alone misses it gained {probe['gain']:+.4f} hybrid nDCG@10")
-    else:
-        db, da = ((metrics.get(k) or {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
-        why = f"no labelled dev split; on held-out dev pairs it improved nDCG@10 {change(db, da)}"
+    why = embedder_call(_out(stages, "embedder").get("metrics", {}))[1]
     return f"the adapted embedder{f', fine-tuned from {base_name}' if base_name else ''}", why
 
 
