@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
-from pipeline.stages import embedder_call
+from pipeline.decisions import embedder_call
 from quantize.gate import PPL_VOCAB_SHARE, generation_gate  # one rule: the server's generation gate
 
 TOP1_MIN = 0.9

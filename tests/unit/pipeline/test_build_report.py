@@ -69,7 +69,7 @@ def test_report_tables_the_beir_scores(tmp_path):
 
 
 def test_the_build_keeps_the_base_index_when_the_adapted_embedder_scores_lower():
-    from pipeline.stages import keep_base_reason
+    from pipeline.decisions import keep_base_reason
 
     def metrics(before: float, after: float) -> dict:
         return {"select": {"split": "dev", "before": {"hybrid": {"ndcg@10": before}},

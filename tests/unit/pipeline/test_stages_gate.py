@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.stages import keep_base_reason
+from pipeline.decisions import keep_base_reason
 
 
 def test_a_labelled_split_decides_over_the_probe():
