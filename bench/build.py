@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine  # noqa: E402
+
 TARGET_S = {"demo": 600, "standard": 7200}
 
 
@@ -100,7 +104,7 @@ def main() -> None:
     if wall is None and m:
         wall = round(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3)), 1)
     result = {"command": " ".join(["HF_HUB_OFFLINE=1", ".venv/bin/python"] + sys.argv),
-              "build_command": " ".join(["ragkiln"] + cmd[3:]), "cpus": os.cpu_count(),
+              "build_command": " ".join(["ragkiln"] + cmd[3:]), "cpus": os.cpu_count(), "machine": machine(),
               "wall_seconds": wall, "peak_rss_gb": peak_rss_gb(log), **summarise(a.workspace.resolve(), a.preset)}
     target = result["target_seconds"]
     # a resumed build's last invocation ran only some stages: the stages' own seconds count then
