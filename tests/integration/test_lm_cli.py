@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from trainer.lm.checkpoint import load_model
 
-TOPICS = {
-    "tea": "Tea is brewed by pouring hot water over the leaves of Camellia sinensis, grown in China and India.",
-    "moon": "The Moon orbits Earth at about 384,400 km and always shows the same face because it is tidally locked.",
-    "bees": "Honey bees live in colonies with one queen; workers dance to show where flowers with nectar grow.",
-    "piano": "Bartolomeo Cristofori built the first piano in Italy around 1700, with hammers that strike strings.",
-    "nile": "The Nile flows north into the Mediterranean Sea, and its floods made the valley fertile in Egypt.",
-    "etna": "Mount Etna in Sicily is one of the most active volcanoes in Europe and erupts every few years.",
-}
+sys.path.insert(0, str(Path(__file__).parent))
+from lm_support import TOPICS, write_topics  # noqa: E402
+
 ENV = {
     "HF_HUB_OFFLINE": "1", "RAGKILN_LM__VOCAB_SIZE": "400", "RAGKILN_LM__TARGET_LEN": "32",
     "RAGKILN_LM__NEIGHBOUR_LEN": "24", "RAGKILN_LM__BATCH_SIZE": "4", "RAGKILN_LM__EVAL_EVERY": "3",
@@ -36,11 +32,7 @@ def cli(*args: str, code: int = 0) -> dict:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lm_cli")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in TOPICS.items():
-        (docs / f"{name}.txt").write_text((text + "\n") * 3)
-    cli("--workspace", str(root / "ws"), "ingest", str(docs), "--no-ner")
+    cli("--workspace", str(root / "ws"), "ingest", str(write_topics(root / "docs")), "--no-ner")
     return root / "ws"
 
 

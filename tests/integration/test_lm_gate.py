@@ -4,6 +4,7 @@ scored on the same held-out tokens (trainer.lm.service.retrieval_payoff)."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,9 @@ from indexer import service
 from trainer.lm.gate import lm_served
 from trainer.lm.service import eval_lm, retrieval_payoff, train_lm
 
-TEXTS = {
-    "tea": "Tea is brewed by pouring hot water over the leaves of Camellia sinensis, grown in China and India.",
-    "moon": "The Moon orbits Earth at about 384,400 km and always shows the same face because it is tidally locked.",
-    "bees": "Honey bees live in colonies with one queen; workers dance to show where flowers with nectar grow.",
-    "piano": "Bartolomeo Cristofori built the first piano in Italy around 1700, with hammers that strike strings.",
-    "nile": "The Nile flows north into the Mediterranean Sea, and its floods made the valley fertile in Egypt.",
-    "etna": "Mount Etna in Sicily is one of the most active volcanoes in Europe and erupts every few years.",
-}
+sys.path.insert(0, str(Path(__file__).parent))
+from lm_support import write_topics  # noqa: E402
+
 LM = {"preset": "tiny", "vocab_size": 400, "target_len": 32, "neighbour_len": 24, "batch_size": 4, "steps": 3,
       "eval_every": 3, "ckpt_every": 3, "heldout_fraction": 0.3}
 
@@ -29,9 +25,7 @@ LM = {"preset": "tiny", "vocab_size": 400, "target_len": 32, "neighbour_len": 24
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("lm_gate")
-    (root / "docs").mkdir()
-    for name, text in TEXTS.items():
-        (root / "docs" / f"{name}.txt").write_text((text + "\n") * 3)
+    write_topics(root / "docs")
     s = load_settings({"home": root / "ws", "ner": {"enabled": False}, "indexer": {"embed_backend": "torch"},
                        "lm": LM})
     service.ingest(s, [root / "docs"], progress=False)
