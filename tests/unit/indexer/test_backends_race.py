@@ -1,0 +1,37 @@
+"""indexer.backends.race: export speeds measured after a full warm-up pass, in alternation, best of rounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from indexer import backends
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Compiling:
+    """A fake runtime on a fake clock: its first pass over a batch shape takes `first` seconds (it compiles),
+    later ones `seconds`."""
+
+    def __init__(self, clock: Clock, seconds: float, first: float) -> None:
+        self.clock, self.seconds, self.first, self.calls = clock, seconds, first, 0
+
+    def encode(self, texts, batch_size=64):  # type: ignore[no-untyped-def]
+        self.clock.now += self.first if self.calls == 0 else self.seconds
+        self.calls += 1
+        return np.ones((len(texts), 2), np.float32)
+
+
+def test_the_first_pass_is_not_timed_and_every_embedder_gets_the_same_rounds(monkeypatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(backends.time, "perf_counter", clock)
+    slow_start, steady = Compiling(clock, 0.5, first=3.0), Compiling(clock, 1.0, first=1.0)
+    (v1, r1), (v2, r2) = backends.race([slow_start, steady], ["a"] * 10, batch_size=4, rounds=2)
+    assert slow_start.calls == steady.calls == 3  # one warm-up pass and two timed ones each
+    assert v1.shape == v2.shape == (10, 2)
+    assert (r1, r2) == (20.0, 10.0)  # steady speeds: the compiling pass is in neither figure
