@@ -27,6 +27,8 @@ def train_lm_cmd(
     lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
     nproc: int = typer.Option(None, "--nproc", help="DDP processes (torchrun, gloo)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
+    tokenizer_from: Path = typer.Option(None, "--tokenizer-from", help="Reuse this model's tokenizer (to compare "
+                                        "perplexities with it: `eval lm --against-plain`)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train the compact Llama LM on the workspace corpus (retrieval-augmented by default)."""
@@ -34,7 +36,8 @@ def train_lm_cmd(
 
     settings = load_settings(overrides_of(ctx, lm={"preset": preset, "steps": steps, "batch_size": batch_size,
                                                    "lr": lr, "nproc": nproc}))
-    result = train_lm(settings, retrieval=retrieval, out=out, qa=qa, init=init, resume=resume)
+    tokenizer = Path(tokenizer_from) / "tokenizer.model" if tokenizer_from is not None else None
+    result = train_lm(settings, retrieval=retrieval, out=out, qa=qa, init=init, resume=resume, tokenizer=tokenizer)
     emit(result, as_json, _render_train)
 
 
@@ -55,9 +58,11 @@ def eval_lm_cmd(
     gguf: Path = typer.Option(None, "--gguf", help="Evaluate a GGUF export instead (llama.cpp)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Use the model's held-out documents."),
     rows: int = typer.Option(None, "--rows", help="Evaluate only the first N held-out rows."),
+    against_plain: Path = typer.Option(None, "--against-plain", help="A plain LM trained on the same documents "
+                                       "with --tokenizer-from MODEL: the check `ragkiln build` keeps an LM by."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Held-out perplexity without and with retrieved context."""
+    """Held-out perplexity without and with retrieved context (or against a plain LM)."""
     from common.errors import InvalidInput
 
     settings = load_settings(overrides_of(ctx))
@@ -70,8 +75,15 @@ def eval_lm_cmd(
         return
     if model is None:
         raise InvalidInput("give --model DIR (or --gguf FILE)")
-    from trainer.lm.service import eval_lm
+    from trainer.lm.service import eval_lm, retrieval_payoff
 
+    if against_plain is not None:
+        from trainer.lm.gate import lm_served
+
+        payoff = retrieval_payoff(settings, model, against_plain)
+        served, why = lm_served(payoff)
+        emit({**payoff, "keep": served, "reason": why}, as_json, lambda d: f"keep the {served} model: {why}")
+        return
     emit(eval_lm(settings, model, rows), as_json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
 
 

@@ -47,6 +47,12 @@ def test_train_eval_generate_and_qa(ws: Path, tmp_path: Path) -> None:
     ev = cli("-w", str(ws), "eval", "lm", "--model", str(out), "--heldout")
     assert ev["tokens"] > 0 and ev["ppl_no_context"] > 1 and ev["ppl_with_context"] > 1
 
+    plain = tmp_path / "plain"  # the build's LM check, by hand
+    cli("-w", str(ws), "train", "lm", "--preset", "tiny", "--steps", "3", "--no-retrieval", "--out", str(plain),
+        "--tokenizer-from", str(out))
+    check = cli("-w", str(ws), "eval", "lm", "--model", str(out), "--against-plain", str(plain))
+    assert check["tokens"] == ev["tokens"] and check["keep"] == ("retrieval" if check["ratio"] < 1 else "plain")
+
     free = cli("generate", "--model", str(out), "The Moon", "--temperature", "0", "--max-tokens", "24")
     assert free["finish_reason"] in ("length", "stop") and free["prompt_tokens"] > 1
     text = free["text"]
@@ -77,6 +83,8 @@ def test_train_eval_generate_and_qa(ws: Path, tmp_path: Path) -> None:
 def test_errors_are_one_line_with_exit_codes(ws: Path, tmp_path: Path) -> None:
     assert "does not exist" in cli("generate", "--model", str(tmp_path / "nope"), "hi", code=3)["stderr"]
     assert cli("-w", str(ws), "train", "lm", "--preset", "huge", code=2)
+    assert "does not exist" in cli("-w", str(ws), "train", "lm", "--no-retrieval", "--steps", "1", "--out",
+                                   str(tmp_path / "p"), "--tokenizer-from", str(tmp_path / "nope"), code=3)["stderr"]
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
