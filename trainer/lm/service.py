@@ -215,16 +215,17 @@ def perplexities(model: Any, ds: LmDataset, rows: int | None = None) -> dict[str
 
 def eval_lm(settings: Settings, model_dir: Path, rows: int | None = None) -> dict[str, Any]:
     """`ragkiln eval lm --heldout`: perplexity on the model's held-out documents, without and with context."""
-    model, _, _ = load_model(model_dir)
-    with _heldout_rows(settings, model_dir) as (ds, held_ids):
+    model, tok, manifest = load_model(model_dir)
+    with _heldout_rows(settings, model_dir, model, tok, manifest) as (ds, held_ids):
         result = perplexities(model, ds, rows)
     return {**result, "model": str(model_dir), "documents": len(held_ids)}
 
 
 @contextmanager
-def _heldout_rows(settings: Settings, model_dir: Path) -> Iterator[tuple[LmDataset, set[str]]]:
-    """The model's held-out documents as rows of its own data spec, with neighbours from the workspace index."""
-    model, tok, manifest = load_model(model_dir)
+def _heldout_rows(settings: Settings, model_dir: Path, model: Any, tok: Tokenizer, manifest: dict[str, Any]
+                  ) -> Iterator[tuple[LmDataset, set[str]]]:
+    """The loaded model's held-out documents as rows of its own data spec, with neighbours from the workspace
+    index (a temporary dataset, removed on exit)."""
     training = manifest.get("training", {})
     held_ids = set(training.get("heldout_doc_ids") or [])
     if not held_ids:
@@ -254,9 +255,9 @@ def retrieval_payoff(settings: Settings, rag_dir: Path, plain_dir: Path) -> dict
     tokenizers = [Tokenizer.load(Path(d) / "tokenizer.model").proto for d in (rag_dir, plain_dir)]
     if tokenizers[0] != tokenizers[1]:
         raise InvalidInput(f"{rag_dir} and {plain_dir} have different tokenizers: their perplexities do not compare")
-    rag, _, _ = load_model(rag_dir)
+    rag, tok, manifest = load_model(rag_dir)
     plain, _, _ = load_model(plain_dir)
-    with _heldout_rows(settings, rag_dir) as (ds, held_ids):
+    with _heldout_rows(settings, rag_dir, rag, tok, manifest) as (ds, held_ids):
         if not ds.has_context:
             return {"documents": len(held_ids), "ratio": None}
         with_ctx = heldout_loss(rag, ds, with_context=True)
