@@ -233,9 +233,10 @@ class LmConfig(Section):
         "small-preset step 30x slower on AVX2.")
     nproc: int = Field(1, ge=1, le=64, description="DDP processes (torchrun, gloo) for training.")
     plain_check: bool = Field(
-        True, description="`ragkiln build`: also train a plain LM (same documents, tokenizer, steps) and serve it "
+        True, description="`ragkiln build`: also train a plain LM (same documents, tokenizer, steps) and QA-tune it "
         "instead of the retrieval-trained one when that one's held-out perplexity with retrieved context is not "
-        "lower (trainer/lm/gate.py); costs the plain model's training, a third to a half of the retrieval model's.")
+        "lower (trainer/lm/gate.py); costs the plain model's training, 0.3-0.4x the retrieval model's time "
+        "(bench/results/lm-retrieval-*.json).")
     qa_passages: int = Field(1, ge=0, le=8, description="Retrieved passages per QA prompt when none is given.")
     qa_passage_len: int = Field(320, ge=8, le=8192, description="Tokens kept of each QA context passage.")
     qa_context_sentences: int = Field(

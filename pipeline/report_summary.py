@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
 from pipeline.decisions import embedder_call
+from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
 from quantize.gate import PPL_VOCAB_SHARE, generation_gate  # one rule: the server's generation gate
 
 TOP1_MIN = 0.9
