@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import lscpu_fields  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from indexer import backends, service  # noqa: E402
 from indexer.beir_eval import evaluate_searcher, load_qrels, load_queries  # noqa: E402
@@ -53,13 +53,9 @@ FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"
 
 
 def cpu_info() -> dict:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = lscpu_fields()
     flags = set(fields.get("Flags", "").split())
-    return {"model": fields.get("Model name", platform.processor()).strip(), "cpus": os.cpu_count(),
+    return {"model": fields.get("Model name") or platform.processor(), "cpus": os.cpu_count(),
             "flags": {f: f in flags for f in FLAGS}, "int8_isa": backends.cpu_isa()}
 
 

@@ -87,7 +87,7 @@ def score(rag: Any, plain: Any, tok: Any, spec: DataSpec, chunks: list[Any], sea
             round(r["ppl"], 2), "plain_ppl": round(p["ppl"], 2), "ratio": round(r["ppl"] / p["ppl"], 4)}
 
 
-def run_case(name: str, threads: int) -> dict[str, Any]:
+def run_case(name: str) -> dict[str, Any]:
     half, preset, over, tag = CASES[name]
     chunks = corpus(half)
     searcher = Bm25Searcher(chunks)
@@ -136,7 +136,7 @@ def main() -> None:
                            "sees; right when the truth documents give the same side of 1"})
     cases = result.setdefault("cases", {})
     for name in a.cases.split(","):
-        cases[name] = run_case(name, a.threads)
+        cases[name] = run_case(name)
         rights = [(k, v) for c in cases.values() for k, v in c["right"].items()]
         result["summary"] = {k: f"{sum(v for kk, v in rights if kk == k)}/{sum(1 for kk, _ in rights if kk == k)}"
                              for k in ("A->B", "A+B->other")}

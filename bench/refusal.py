@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.machine import lscpu_fields  # noqa: E402
 from common.settings import ServerConfig, load_settings  # noqa: E402
 from indexer import service  # noqa: E402
 from indexer.types import Hit  # noqa: E402
@@ -387,11 +387,8 @@ def rule_refused(cfg: ServerConfig, squad_ws: Workspace, demo_ws: Workspace) -> 
 
 
 def lscpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+    fields = lscpu_fields()
+    return fields.get("Model name", "") if fields else platform.processor()
 
 
 def main() -> None:

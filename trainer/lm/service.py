@@ -252,11 +252,10 @@ def _heldout_rows(settings: Settings, model_dir: Path, model: Any, tok: Tokenize
 def retrieval_payoff(settings: Settings, rag_dir: Path, plain_dir: Path) -> dict[str, Any]:
     """The retrieval-trained model's held-out perplexity with retrieved context, and the plain model's without,
     on the same target tokens (the retrieval model's held-out documents): the build's label-free LM check."""
-    tokenizers = [Tokenizer.load(Path(d) / "tokenizer.model").proto for d in (rag_dir, plain_dir)]
-    if tokenizers[0] != tokenizers[1]:
-        raise InvalidInput(f"{rag_dir} and {plain_dir} have different tokenizers: their perplexities do not compare")
     rag, tok, manifest = load_model(rag_dir)
-    plain, _, _ = load_model(plain_dir)
+    plain, plain_tok, _ = load_model(plain_dir)
+    if tok.proto != plain_tok.proto:
+        raise InvalidInput(f"{rag_dir} and {plain_dir} have different tokenizers: their perplexities do not compare")
     with _heldout_rows(settings, rag_dir, rag, tok, manifest) as (ds, held_ids):
         if not ds.has_context:
             return {"documents": len(held_ids), "ratio": None}
