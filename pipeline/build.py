@@ -6,7 +6,8 @@ GGUF export -> verification -> evaluation -> report.
 Each stage records a hash of its inputs (the corpus, the preset's settings for that stage and the
 outputs of the stages it reads) in `build/state.json`. Re-running skips a stage whose inputs hash is
 unchanged and whose outputs still exist, so a build interrupted at any point continues from the last
-finished stage, and a changed corpus recomputes only what depends on it.
+finished stage, and a changed corpus recomputes only what depends on it. Within a stage, a training run
+(embedder or LM) prepared under the same inputs continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
             results.append(StageResult(name, True, 0.0, rec["outputs"]))
         else:
             log.info("stage %s: running", name)
+            ctx.inputs = inputs
             t0 = time.perf_counter()
             outputs, paths = fn(ctx)
             dt = time.perf_counter() - t0

@@ -36,6 +36,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "ppl_no_context": ("perplexity without context", "num"), "ppl_with_context": ("perplexity with context", "num"),
     "chunks_total": ("chunks", "int"), "documents_total": ("documents", "int"),
     "chunks_embedded": ("chunks embedded", "int"), "avg_row_tokens": ("tokens per row", "num"),
+    "resumed_from_step": ("continued from step (speeds cover the rest)", "int"),
 }
 # row names of nested outputs (other keys are data, such as "q8_0" or "bm25", and stay as they are)
 LM_NAMES = {"retrieval_lm": "retrieval-trained LM", "plain_lm": "plain LM (trained to check the retrieval one)",

@@ -27,6 +27,7 @@ class StageContext:
     qa_steps: int
     state: Any  # BuildState
     eval_beir: Path | None = None  # a BEIR folder whose test split scores the embedder before and after
+    inputs: str | None = None  # the running stage's inputs hash: a training run prepared under it is continued
 
     @property
     def models(self) -> Path:
@@ -65,7 +66,7 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from trainer.embedder.train import train_embedder
 
-    report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True)
+    report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True, token=ctx.inputs)
     keep = {k: report[k] for k in ("metrics", "training", "data", "plan", "loss_curve", "dev_curve") if k in report}
     return keep, [str(ctx.embedder_dir)]
 
@@ -91,10 +92,11 @@ def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from trainer.lm.gate import lm_served
     from trainer.lm.service import retrieval_payoff, train_lm
 
-    summary = _jsonable(train_lm(ctx.settings, retrieval=True, out=ctx.lm_base_dir))
+    summary = _jsonable(train_lm(ctx.settings, retrieval=True, out=ctx.lm_base_dir, token=ctx.inputs))
     if not ctx.settings.lm.plain_check:
         return {**summary, "served": "retrieval"}, [str(ctx.lm_base_dir)]
-    plain = train_lm(ctx.settings, retrieval=False, out=ctx.lm_plain_dir, tokenizer=ctx.lm_base_dir / "tokenizer.model")
+    plain = train_lm(ctx.settings, retrieval=False, out=ctx.lm_plain_dir, tokenizer=ctx.lm_base_dir / "tokenizer.model",
+                     token=ctx.inputs)
     payoff = retrieval_payoff(ctx.settings, ctx.lm_base_dir, ctx.lm_plain_dir)
     served, why = lm_served(payoff)
     (log.info if served == "retrieval" else log.warning)("LM: the %s model goes on to QA tuning: %s", served, why)
@@ -127,7 +129,7 @@ def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     lm = ctx.settings.lm.model_copy(update={"steps": ctx.qa_steps, "synthetic_per_chunk": 0,
                                             "warmup": min(ctx.settings.lm.warmup, ctx.qa_steps // 10)})
     settings = ctx.settings.model_copy(update={"lm": lm})
-    summary = train_lm(settings, qa=qa_file, init=lm_served_dir(ctx), out=ctx.lm_dir)
+    summary = train_lm(settings, qa=qa_file, init=lm_served_dir(ctx), out=ctx.lm_dir, token=ctx.inputs)
     return {**_jsonable(summary), "synthetic_questions": len(examples)}, [str(ctx.lm_dir)]
 
 

@@ -1,9 +1,12 @@
 """Six one-sentence documents on unrelated topics: the corpus of the LM integration tests
-(`from lm_support import TOPICS, write_topics`)."""
+(`from lm_support import TOPICS, write_topics, ingested`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from common.settings import Settings, load_settings
 
 TOPICS = {
     "tea": "Tea is brewed by pouring hot water over the leaves of Camellia sinensis, grown in China and India.",
@@ -21,3 +24,14 @@ def write_topics(folder: Path) -> Path:
     for name, text in TOPICS.items():
         (folder / f"{name}.txt").write_text((text + "\n") * 3)
     return folder
+
+
+def ingested(root: Path, lm: dict[str, Any]) -> Settings:
+    """Settings of a workspace under `root` holding the six topics (no NER, torch embeddings), with `lm`."""
+    from indexer import service
+
+    write_topics(root / "docs")
+    s = load_settings({"home": root / "ws", "ner": {"enabled": False}, "indexer": {"embed_backend": "torch"},
+                       "lm": lm})
+    service.ingest(s, [root / "docs"], progress=False)
+    return s

@@ -48,6 +48,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A second run finds every stage up to date.
     again = run_build(load_settings({"home": home}), [corpus], preset="tiny")
     assert all(s["skipped"] for s in again["stages"])
+    # A build that died after the retrieval LM trained (its plain twin lost) trains neither again: both runs
+    # continue from their last checkpoints, and nothing downstream reruns.
+    shutil.rmtree(home / "models" / "lm-plain")
+    resumed = run_build(load_settings({"home": home}), [corpus], preset="tiny")
+    assert [s["stage"] for s in resumed["stages"] if not s["skipped"]] == ["lm"]
+    lm = json.loads((home / "build" / "state.json").read_text())["stages"]["lm"]["outputs"]
+    assert lm["resumed_from_step"] == lm["steps"] and (home / "models" / "lm-plain" / "manifest.json").exists()
     return home
 
 

@@ -156,6 +156,17 @@ def test_resume_continues_from_the_last_checkpoint(tiny, ws, tmp_path):
         train_embedder(s, resume=True, progress=False)
 
 
+def test_a_build_continues_only_the_run_prepared_under_its_inputs(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=2)
+    out = tmp_path / "tuned"
+    first = train_embedder(s, out=out, progress=False, token="inputs-1")
+    steps = first["training"]["steps"]
+    again = train_embedder(s, out=out, progress=False, token="inputs-1")  # the build re-run, same inputs
+    assert again["training"]["resumed_from"].endswith(f"checkpoint-{steps}")
+    fresh = train_embedder(s, out=out, progress=False, token="inputs-2")  # the corpus or the config changed
+    assert fresh["training"]["resumed_from"] is None and fresh["training"]["steps"] == steps
+
+
 def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws, tmp_path):
     s = make_settings(ws, tiny["model"], epochs=1)
     out = tmp_path / "tuned"

@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInput
-from common.settings import load_settings
-from indexer import service
 from trainer.lm.gate import lm_served
 from trainer.lm.service import eval_lm, retrieval_payoff, train_lm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lm_support import write_topics  # noqa: E402
+from lm_support import ingested  # noqa: E402
 
 LM = {"preset": "tiny", "vocab_size": 400, "target_len": 32, "neighbour_len": 24, "batch_size": 4, "steps": 3,
       "eval_every": 3, "ckpt_every": 3, "heldout_fraction": 0.3}
@@ -24,12 +22,7 @@ LM = {"preset": "tiny", "vocab_size": 400, "target_len": 32, "neighbour_len": 24
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("lm_gate")
-    write_topics(root / "docs")
-    s = load_settings({"home": root / "ws", "ner": {"enabled": False}, "indexer": {"embed_backend": "torch"},
-                       "lm": LM})
-    service.ingest(s, [root / "docs"], progress=False)
-    return s
+    return ingested(tmp_path_factory.mktemp("lm_gate"), LM)
 
 
 def test_plain_and_retrieval_models_are_scored_on_the_same_tokens(settings, tmp_path: Path) -> None:
@@ -43,6 +36,8 @@ def test_plain_and_retrieval_models_are_scored_on_the_same_tokens(settings, tmp_
     assert math.isclose(pay["ratio"], pay["retrieval_ppl_with_context"] / pay["plain_ppl"])
     served, why = lm_served(pay)
     assert served == ("retrieval" if pay["ratio"] < 1 else "plain") and f"{pay['ratio']:.2f}" in why
+    # the plain model read no neighbours, so it has no with-context perplexity of its own
+    assert eval_lm(settings, plain)["ppl_with_context"] is None
 
 
 def test_models_with_their_own_tokenizers_are_not_compared(settings, tmp_path: Path) -> None:

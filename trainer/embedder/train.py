@@ -27,6 +27,7 @@ from typing import Any
 
 from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
 from common.errors import InvalidInput, NotFound
+from common.runs import prepared_under, stamp_run
 from common.settings import EmbedderTrainConfig, Settings
 from indexer.beir_eval import selection_split
 from indexer.chunking import index_text
@@ -494,8 +495,12 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
 
 def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path | None = None,
                    beir_train: Path | None = None, eval_beir: Path | None = None, resume: bool = False,
-                   progress: bool = True, on_plan=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """The whole `ragkiln train embedder`: prepare (or resume), plan, train, evaluate, save."""
+                   progress: bool = True, on_plan=None, token: str | None = None,
+                   ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The whole `ragkiln train embedder`: prepare (or resume), plan, train, evaluate, save.
+
+    `token` names the inputs (the build's stage hash): a run prepared under the same token is continued
+    from its last checkpoint, with the pairs and plan it already has."""
     if resume and out is None:
         raise InvalidInput("--resume needs the --out of the run to continue")
     check_inputs(pairs_file, beir_train, eval_beir)
@@ -504,10 +509,15 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
     run_dir = ws.home / "runs" / f"embedder-{out.name}"
     # The HF trainer prints its logs on stdout; stdout belongs to the front end (one JSON object).
     with contextlib.redirect_stdout(sys.stderr):
+        if token is not None and not resume and prepared_under(run_dir, token):
+            resume = True
+            log.info("continuing the interrupted run %s", run_dir)
         if resume and (run_dir / "run.json").exists():
             log.info("resuming %s", run_dir)
         else:
             prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress, on_plan=on_plan)
+            if token is not None:
+                stamp_run(run_dir, token)
         nproc = settings.embedder_train.nproc
         summary = launch_ddp(run_dir, nproc, resume) if nproc > 1 else run_training(run_dir, resume, progress)
         from trainer.embedder.evaluate import beir_metrics

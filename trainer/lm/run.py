@@ -21,7 +21,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from common.artifacts import atomic_write_text
 from common.errors import InvalidInput, NotFound
+from common.runs import RUN_FILE
 from common.jsonlog import setup_logging
 from trainer.ddp import torchrun
 from trainer.lm.checkpoint import load_model, save_checkpoint
@@ -32,14 +34,13 @@ from trainer.lm.tokenizer import Tokenizer
 from trainer.lm.train import TrainConfig, rank_world, train
 
 log = logging.getLogger(__name__)
-RUN_FILE = "run.json"
 
 
 def write_run(run_dir: Path, *, out: Path, model_args: ModelArgs, cfg: TrainConfig, meta: dict[str, Any],
               init: Path | None = None) -> None:
     spec = {"out": str(out), "model_args": model_args.to_dict(), "train": asdict(cfg), "meta": meta,
             "init": str(init) if init else None}
-    (Path(run_dir) / RUN_FILE).write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
+    atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(spec, indent=2, default=str))
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

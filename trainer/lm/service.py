@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InvalidInput, NotFound
+from common.runs import prepared_under, stamp_run
 from common.settings import LmConfig, Settings
 from indexer.embedder import resolve_precision
 from trainer.lm.checkpoint import check_replaceable, load_model
@@ -105,7 +106,9 @@ def prepare_lm_run(
         "preset": cfg.preset,
         "retrieval": neighbours is not None,
         "retrieval_mode": cfg.retrieval_mode if neighbours is not None else None,
-        "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours, "neighbour_len": spec.neighbour_len,
+        # a plain model sized like its retrieval twin records no neighbours: it never read any
+        "data_spec": {"target_len": spec.target_len, "n_neighbours": spec.n_neighbours if neighbours is not None else 0,
+                      "neighbour_len": spec.neighbour_len,
                       "context_exposures": spec.context_exposures, "context_repeats": train_meta["context_repeats"]},
         "train_rows": train_meta["rows"], "train_target_tokens": train_meta["target_tokens"],
         "heldout_rows": held_meta["rows"], "heldout_target_tokens": held_meta["target_tokens"],
@@ -171,16 +174,21 @@ def _workspace(settings: Settings) -> Any:
 
 def train_lm(
     settings: Settings, *, retrieval: bool = True, out: Path | None = None, qa: Path | None = None,
-    init: Path | None = None, resume: bool = False, tokenizer: Path | None = None,
+    init: Path | None = None, resume: bool = False, tokenizer: Path | None = None, token: str | None = None,
 ) -> dict[str, Any]:
     """`ragkiln train lm`: train on the workspace corpus (or fine-tune for QA with `qa`).
 
-    `tokenizer` reuses another model's SentencePiece file, so two models' perplexities count the same tokens."""
+    `tokenizer` reuses another model's SentencePiece file, so two models' perplexities count the same tokens.
+    `token` names the inputs (the build's stage hash): a run prepared under the same token continues from its
+    last checkpoint instead of starting over, so an interrupted build loses at most `ckpt_every` steps."""
     cfg = settings.lm
     ws = _workspace(settings)
     name = f"lm-{cfg.preset}-{'qa' if qa else ('rag' if retrieval else 'plain')}"
     out = Path(out) if out else ws.models / name
     run_dir = ws.home / "runs" / name
+    if token is not None and not resume and prepared_under(run_dir, token):
+        resume = True
+        log.info("continuing the interrupted run %s", run_dir)
     if resume and (run_dir / "run.json").exists():
         log.info("resuming run %s", run_dir)
     elif qa is not None:
@@ -200,6 +208,8 @@ def train_lm(
         neighbours = searcher_neighbours(ws.searcher(), cfg.n_neighbours, cfg.retrieval_mode) if retrieval else None
         tok = Tokenizer.load(Path(tokenizer)) if tokenizer is not None else None
         prepare_lm_run(run_dir, out, chunks, cfg, neighbours, tokenizer=tok, source={"workspace": str(ws.home)})
+    if token is not None and not resume:
+        stamp_run(run_dir, token)
     if cfg.nproc > 1:
         return launch_ddp(run_dir, cfg.nproc, resume=resume)
     return run_training(run_dir, resume=resume)

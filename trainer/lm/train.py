@@ -206,7 +206,9 @@ def train(
             if world > 1:
                 dist.barrier()
     bar.close()
-    summary = _summary(model, cfg, history, tokens_seen, scored_seen, t_train, world)
+    summary = _summary(model, cfg, history, tokens_seen, scored_seen, t_train, world, steps_run=max(0, end - start))
+    if start:
+        summary["resumed_from_step"] = start  # the speed figures cover only the steps run since
     if jlog:
         jlog.write("summary", **summary)
         jlog.close()
@@ -238,7 +240,7 @@ class _no_sync:
 
 def _summary(
     model: Transformer, cfg: TrainConfig, history: dict[str, list], tokens: int, scored: float, seconds: float,
-    world: int,
+    world: int, steps_run: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "steps": cfg.steps,
@@ -250,7 +252,6 @@ def _summary(
         out["heldout_ppl"] = math.exp(min(out["heldout_loss"], 50.0))
     if seconds > 0 and tokens > 0:
         tps = tokens * world / seconds
-        steps_run = max(1, len(history["train"]))
         avg_len = tokens / max(1, steps_run * cfg.batch_size / world)
         peak = measure_matmul_peak(seconds=1.0) * world  # each rank measured on its own threads
         head_share = min(1.0, scored / tokens)  # positions that reach the output head (this rank's rows)
