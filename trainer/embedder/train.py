@@ -250,6 +250,7 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         "config": cfg.model_dump(),
         "out": str(out),
         "eval_beir": str(eval_beir) if eval_beir else None,
+        "beir_train": str(Path(beir_train).resolve()) if beir_train else None,  # its labels never decide
         "data": {"sources": used, "pairs_total": len(pairs), "train_pairs": len(train), "dev_pairs": len(dev),
                  "fill_pairs": sum(p.fill for p in train),
                  "train_by_source": P.source_counts(train), "dev_by_source": P.source_counts(dev),
@@ -430,8 +431,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"), **spec.get("probe", {}))
     if spec.get("eval_beir") and eval_beir_fn is not None:
         beir = Path(spec["eval_beir"])
-        trained_on = next((Path(u.split(":", 1)[1]) for u in spec["data"]["sources"] if u.startswith("beir-train:")), None)
-        select = selection_split(beir, trained_on)
+        select = selection_split(beir, Path(spec["beir_train"]) if spec.get("beir_train") else None)
         splits = ("test",) if select is None else (select, "test")
         before = eval_beir_fn(spec["base"]["path"], beir, splits)
         after = eval_beir_fn(str(run_dir / "final"), beir, splits)
