@@ -100,7 +100,8 @@ def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     payoff = retrieval_payoff(ctx.settings, ctx.lm_base_dir, ctx.lm_plain_dir)
     served, why = lm_served(payoff)
     (log.info if served == "retrieval" else log.warning)("LM: the %s model goes on to QA tuning: %s", served, why)
-    plain_keys = ("steps", "n_params", "final_train_loss", "heldout_ppl", "train_seconds", "tokens_per_s", "out")
+    plain_keys = ("steps", "n_params", "final_train_loss", "heldout_ppl", "train_seconds", "tokens_per_s",
+                  "resumed_from_step", "out")
     return ({**summary, "plain": _jsonable({k: v for k, v in plain.items() if k in plain_keys}),
              "payoff": _jsonable(payoff), "served": served, "reason": why},
             [str(ctx.lm_base_dir), str(ctx.lm_plain_dir)])

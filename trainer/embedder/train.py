@@ -509,9 +509,7 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
     run_dir = ws.home / "runs" / f"embedder-{out.name}"
     # The HF trainer prints its logs on stdout; stdout belongs to the front end (one JSON object).
     with contextlib.redirect_stdout(sys.stderr):
-        if token is not None and not resume and prepared_under(run_dir, token):
-            resume = True
-            log.info("continuing the interrupted run %s", run_dir)
+        resume = resume or (token is not None and prepared_under(run_dir, token))
         if resume and (run_dir / "run.json").exists():
             log.info("resuming %s", run_dir)
         else:

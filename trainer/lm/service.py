@@ -186,9 +186,7 @@ def train_lm(
     name = f"lm-{cfg.preset}-{'qa' if qa else ('rag' if retrieval else 'plain')}"
     out = Path(out) if out else ws.models / name
     run_dir = ws.home / "runs" / name
-    if token is not None and not resume and prepared_under(run_dir, token):
-        resume = True
-        log.info("continuing the interrupted run %s", run_dir)
+    resume = resume or (token is not None and prepared_under(run_dir, token))
     if resume and (run_dir / "run.json").exists():
         log.info("resuming run %s", run_dir)
     elif qa is not None:
