@@ -23,8 +23,8 @@ import torch.distributed as dist
 
 from common.artifacts import atomic_write_text
 from common.errors import InvalidInput, NotFound
-from common.runs import RUN_FILE
 from common.jsonlog import setup_logging
+from common.runs import RUN_FILE
 from trainer.ddp import torchrun
 from trainer.lm.checkpoint import load_model, save_checkpoint
 from trainer.lm.data import LmDataset
