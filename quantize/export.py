@@ -27,6 +27,7 @@ from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest
 from common.errors import ArtifactCorrupt, InvalidInput, ManifestMismatch, ModelUnavailable, NotFound
 from common.hashing import sha256_file
 from quantize.gguf_names import tensor_name_table
+from quantize.llama_log import route_llama_logs
 from quantize.metadata import ARCH, build_metadata
 from quantize.spm_vocab import SpmVocab, read_spm_vocab
 from quantize.types import K_QUANT_GGML_TYPES, QUANT_TYPES, QuantType, incompatible_tensors
@@ -152,9 +153,9 @@ def llama_cpp_quantize(src_path: Path, dst_path: Path, qtype: QuantType, threads
         import llama_cpp
     except ImportError as e:  # pragma: no cover - the package is a declared dependency
         raise ModelUnavailable("llama-cpp-python is not installed; K-quants need its quantizer") from e
-    # llama.cpp logs every tensor at INFO through llama-cpp-python's logger; fallbacks are read back
-    # from the file instead (describe_file), so only its errors reach stderr.
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    # llama.cpp logs every tensor at INFO; fallbacks are read back from the file instead (describe_file),
+    # so only its errors reach stderr
+    route_llama_logs()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(qtype.file_type)
     params.nthread = threads

@@ -31,6 +31,7 @@ import numpy as np
 from common.errors import Busy, ContextOverflow, InvalidInput, ModelUnavailable, NotFound
 from common.sampling import (PENALTY_LAST_N, SamplingParams, likeliest_span, read_span_scores, span_candidates,
                              span_continuations, span_rows)
+from quantize.llama_log import route_llama_logs
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.05  # how often a generation waiting for a context looks at its cancel flag
@@ -284,6 +285,7 @@ class LlamaCppGenerator:
             from llama_cpp import Llama
         except ImportError as e:  # pragma: no cover - a declared dependency
             raise ModelUnavailable("llama-cpp-python is not installed") from e
+        route_llama_logs()
         self.path = Path(path)
         if not self.path.is_file():
             raise NotFound(f"GGUF file {self.path} does not exist")
