@@ -124,18 +124,24 @@ def query_latency(beir: Path, home: Path, threads: int, n: int, passes: int = 3)
     texts = list(load_queries(beir).values())[:n]
     for emb in embs.values():  # warm-up: the first calls allocate
         emb.encode(texts[:8], is_query=True)
-    times: dict[str, list[float]] = {b: [] for b in embs}
     before = load()
+    out = {b: {"id": embs[b].id, **ms} for b, ms in interleaved_latency(embs, texts, passes).items()}
+    return {"queries": len(texts), "passes": passes, "threads": threads, "per_backend": out, "load_before": before,
+            "load_after": load()}
+
+
+def interleaved_latency(embs: dict, texts: list[str], passes: int) -> dict[str, dict[str, float]]:
+    """Single-query embedding p50/p95 (ms) per embedder, the embedders taken in turn query by query so the
+    machine's load falls on all alike (the caller warms them up)."""
+    times: dict[str, list[float]] = {b: [] for b in embs}
     for _ in range(passes):
         for q in texts:
             for b, emb in embs.items():
                 t0 = time.perf_counter()
                 emb.encode([q], is_query=True)
                 times[b].append((time.perf_counter() - t0) * 1000)
-    out = {b: {"id": embs[b].id, "p50_ms": round(float(np.percentile(t, 50)), 2),
-               "p95_ms": round(float(np.percentile(t, 95)), 2)} for b, t in times.items()}
-    return {"queries": len(texts), "passes": passes, "threads": threads, "per_backend": out, "load_before": before,
-            "load_after": load()}
+    return {b: {"p50_ms": round(float(np.percentile(t, 50)), 2), "p95_ms": round(float(np.percentile(t, 95)), 2)}
+            for b, t in times.items()}
 
 
 def main() -> None:

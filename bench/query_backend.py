@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.embed_backends import interleaved_latency  # noqa: E402
 from bench.machine import machine  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from indexer import backends  # noqa: E402
@@ -32,18 +30,10 @@ from indexer.workspace import Workspace  # noqa: E402
 
 
 def latency(embs: dict, texts: list[str], passes: int) -> dict:
-    for emb in embs.values():
+    for emb in embs.values():  # warm-up: the first calls allocate
         for q in texts[:16]:
             emb.encode([q], is_query=True)
-    times: dict[str, list[float]] = {b: [] for b in embs}
-    for _ in range(passes):
-        for q in texts:
-            for b, emb in embs.items():
-                t0 = time.perf_counter()
-                emb.encode([q], is_query=True)
-                times[b].append((time.perf_counter() - t0) * 1000)
-    return {b: {"p50_ms": round(float(np.percentile(t, 50)), 2), "p95_ms": round(float(np.percentile(t, 95)), 2)}
-            for b, t in times.items()}
+    return interleaved_latency(embs, texts, passes)
 
 
 def main() -> None:
