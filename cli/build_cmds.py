@@ -38,6 +38,10 @@ def build(
 def _render(r: dict) -> str:
     lines = []
     for s in r["stages"]:
-        lines.append(f"{s['stage']:<9} " + ("skipped (up to date)" if s["skipped"] else f"{s['seconds']:.1f}s"))
+        if s["skipped"]:
+            lines.append(f"{s['stage']:<9} skipped (up to date)")
+        else:
+            peak = f"  peak {s['peak_rss_mb'] / 1024:.1f} GB" if s.get("peak_rss_mb") is not None else ""
+            lines.append(f"{s['stage']:<9} {s['seconds']:.1f}s{peak}")
     lines.append(f"report: {r['report']}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ EXIT_CODES: dict[type[errors.RagkilnError], int] = {
     errors.Unauthorized: 10,
     errors.Forbidden: 10,
     errors.NothingIngested: 11,
+    errors.ProcessDied: 12,
 }
 
 

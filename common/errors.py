@@ -80,3 +80,10 @@ class Forbidden(RagkilnError):
     """A known key without the scope the operation needs."""
 
     code = "forbidden"
+
+
+class ProcessDied(RagkilnError):
+    """A worker process (a build stage's) ended without a result: killed by a signal (the kernel's
+    out-of-memory killer sends SIGKILL) or exited outright."""
+
+    code = "process_died"

@@ -46,6 +46,16 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.INFO)
 
 
+def handler_level() -> int:
+    """The level our stderr handler shows our own lines at (INFO before `setup_logging`)."""
+    for h in logging.getLogger().handlers:
+        if getattr(h, "_ragkiln", False):
+            for f in h.filters:
+                if isinstance(f, _DependencyFilter):
+                    return f.level
+    return logging.INFO
+
+
 class JsonlLog:
     """Append-only JSONL event log (training curves, ingest reports); each line is flushed."""
 

@@ -413,6 +413,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("ragkiln-data"), description="Workspace folder (RAGKILN_HOME).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of ragkiln's own log lines on stderr.")
+    stage_processes: bool = Field(
+        True, description="`ragkiln build` runs each stage in a process of its own, so the build peaks at its largest "
+        "stage's memory instead of holding what every earlier stage left allocated.")
     indexer: IndexerConfig = IndexerConfig()
     ner: NerConfig = NerConfig()
     embedder_train: EmbedderTrainConfig = EmbedderTrainConfig()

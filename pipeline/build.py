@@ -66,6 +66,7 @@ class StageResult:
     skipped: bool
     seconds: float
     outputs: dict[str, Any]
+    peak_rss_mb: float | None = None  # the stage's own process's high-water mark (stage_processes)
 
 
 def preset_settings(settings: Settings, preset: str) -> tuple[Settings, int]:
@@ -93,9 +94,11 @@ class BuildState:
             return rec
         return None
 
-    def record(self, stage: str, inputs: str, outputs: dict[str, Any], seconds: float, paths: list[str]) -> None:
+    def record(self, stage: str, inputs: str, outputs: dict[str, Any], seconds: float, paths: list[str],
+               peak_rss_mb: float | None = None) -> None:
         self.data["stages"][stage] = {"inputs": inputs, "outputs": outputs, "seconds": round(seconds, 2),
-                                      "paths": paths, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                                      "paths": paths, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                      **({"peak_rss_mb": peak_rss_mb} if peak_rss_mb is not None else {})}
         atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str))
 
     def outputs(self, stage: str) -> dict[str, Any]:
@@ -138,6 +141,7 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
               eval_beir: Path | None = None) -> dict[str, Any]:
     """Run every stage that is not already up to date; returns a summary per stage."""
     from pipeline import stages as st
+    from pipeline.isolate import run_in_child
 
     settings, qa_steps = preset_settings(settings, preset)
     home = Path(settings.home).expanduser().resolve()
@@ -165,13 +169,18 @@ def run_build(settings: Settings, corpus: list[Path], preset: str = "demo",
             log.info("stage %s: running", name)
             ctx.inputs = inputs
             t0 = time.perf_counter()
-            outputs, paths = fn(ctx)
+            if settings.stage_processes:
+                child = run_in_child(fn, ctx, f"stage {name}")
+                outputs, paths, peak = child.outputs, child.paths, child.peak_rss_mb
+            else:
+                (outputs, paths), peak = fn(ctx), None
             dt = time.perf_counter() - t0
-            state.record(name, inputs, outputs, dt, paths)
-            results.append(StageResult(name, False, dt, outputs))
+            state.record(name, inputs, outputs, dt, paths, peak_rss_mb=peak)
+            results.append(StageResult(name, False, dt, outputs, peak))
         upstream[name] = inputs
     return {
         "workspace": str(home), "preset": preset,
-        "stages": [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2)} for r in results],
+        "stages": [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2),
+                    **({"peak_rss_mb": r.peak_rss_mb} if r.peak_rss_mb is not None else {})} for r in results],
         "report": str(home / "report" / "report.html"),
     }

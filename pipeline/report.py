@@ -34,6 +34,11 @@ STAGE_TITLES = {
 Block = tuple[str, Any]  # ("h2" | "p" | "warn" | "table" | "fig", payload)
 
 
+def _gb(mb: Any) -> str:
+    """A stage process's peak resident memory; '–' for a stage run inside the build's own process."""
+    return f"{float(mb) / 1024:.1f} GB" if mb is not None else "–"
+
+
 def _manifest(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / "manifest.json").read_text())
@@ -79,9 +84,9 @@ def plan_report(home: Path, stages: dict[str, Any], command: str) -> tuple[list[
     if warns:
         blocks += [("h2", "Warnings")] + [("warn", w) for w in warns]
     blocks.append(("h2", "Stages"))
-    timing = Table("", ["stage", "time", "finished (UTC)"],
-                   [[n, human_duration(float(r.get("seconds") or 0)), str(r.get("finished_at", "–"))]
-                    for n, r in stages.items() if n != "report"])
+    timing = Table("", ["stage", "time", "peak memory", "finished (UTC)"],
+                   [[n, human_duration(float(r.get("seconds") or 0)), _gb(r.get("peak_rss_mb")),
+                     str(r.get("finished_at", "–"))] for n, r in stages.items() if n != "report"])
     blocks.append(("table", timing))
     for name, rec in stages.items():
         if name == "report":

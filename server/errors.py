@@ -31,6 +31,7 @@ HTTP_STATUS: dict[type[errors.RagkilnError], int] = {
     errors.ContextOverflow: 400,
     errors.Busy: 429,
     errors.ArtifactCorrupt: 500,
+    errors.ProcessDied: 500,
     errors.ModelUnavailable: 503,
 }
 

@@ -45,6 +45,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = root / "ws"
     summary = run_build(load_settings({"home": home}), [corpus], preset="tiny")
     assert [s["stage"] for s in summary["stages"]][-1] == "report"
+    # Each stage ran in a process of its own (stage_processes), which reports its own peak memory.
+    assert all(s["peak_rss_mb"] > 50 for s in summary["stages"])
     # A second run finds every stage up to date.
     again = run_build(load_settings({"home": home}), [corpus], preset="tiny")
     assert all(s["skipped"] for s in again["stages"])
