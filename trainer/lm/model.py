@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import InvalidInput
+from trainer.lm.head_loss import head_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,13 @@ class Transformer(nn.Module):
         targets: torch.Tensor | None = None,
         loss_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position; with `targets`, the logits of the scored positions and their mean loss.
+        """Logits for every position; with `targets`, only the mean loss of the scored positions.
 
         tokens, targets: (B, T) int64; loss_mask: (B, T) bool, True where the loss counts (targets < 0
-        are ignored as well). Returns (logits (B, T, V), None) without targets, (logits (N, V), loss
-        scalar) with them, N the number of scored positions. Only scored positions go through the
-        output head: with a retrieved context most positions are prefix tokens that are never scored,
-        and the (N, V) head and its softmax are the largest cost of a small model.
+        are ignored as well). Returns (logits (B, T, V), None) without targets, (None, loss scalar) with
+        them. Only scored positions go through the output head: with a retrieved context most positions
+        are prefix tokens that are never scored, and the (N, V) head and its softmax are the largest cost
+        of a small model (computed a block of rows at a time, trainer/lm/head_loss.py).
         """
         B, T = tokens.shape
         if T > self.args.max_seq_len:
@@ -239,9 +240,9 @@ class Transformer(nn.Module):
         keep = targets >= 0  # (B, T)
         if loss_mask is not None:
             keep = keep & loss_mask.bool()  # (B, T)
-        logits = F.linear(h[keep], weight)  # (N, V)
-        ce = F.cross_entropy(logits.float(), targets[keep], reduction="sum")  # scalar; 0 (and grad-connected) when N = 0
-        return logits, ce / max(int(logits.shape[0]), 1)
+        scored = h[keep]  # (N, D)
+        ce = head_cross_entropy(scored, weight, targets[keep])  # scalar; 0 (and grad-connected) when N = 0
+        return None, ce / max(int(scored.shape[0]), 1)
 
     def flops_per_token(self, seq_len: int, head_share: float = 1.0) -> float:
         """Training FLOPs per input token (forward + backward = 3x forward), PaLM appendix B accounting.
