@@ -415,7 +415,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of ragkiln's own log lines on stderr.")
     stage_processes: bool = Field(
         True, description="`ragkiln build` runs each stage in a process of its own, so the build peaks at its largest "
-        "stage's memory instead of holding what every earlier stage left allocated.")
+        "stage's memory instead of holding what every earlier stage left allocated (SciFact, standard preset: about "
+        "5 GB, the embedder stage's, against 9.5 GB in one process; the demo: 3.56 against 3.82 GB for 21 s more).")
     indexer: IndexerConfig = IndexerConfig()
     ner: NerConfig = NerConfig()
     embedder_train: EmbedderTrainConfig = EmbedderTrainConfig()

@@ -25,8 +25,6 @@ from typing import Any
 
 from common.errors import ProcessDied
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class ChildResult:

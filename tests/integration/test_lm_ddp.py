@@ -54,5 +54,9 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert abs(single["heldout_loss"] - ddp["heldout_loss"]) < 1e-3
     ma, _, _ = load_model(tmp_path / "single" / "model")
     mb, _, _ = load_model(tmp_path / "ddp" / "model")
-    for k, v in ma.state_dict().items():
-        assert torch.allclose(v, mb.state_dict()[k], atol=1e-4), k
+    # Adam moves a weight whose gradient is only rounding noise by up to lr (3e-3) a step whatever the noise's
+    # size, so single weights may differ by a fraction of that; a rank training on other data or missing the
+    # all-reduce moves them all (measured: max 2.6e-4, mean 3e-7).
+    diffs = {k: (v - mb.state_dict()[k]).abs() for k, v in ma.state_dict().items()}
+    assert all(float(d.max()) < 1e-3 for d in diffs.values()), {k: float(d.max()) for k, d in diffs.items()}
+    assert sum(float(d.sum()) for d in diffs.values()) / sum(d.numel() for d in diffs.values()) < 2e-6
