@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from common.memory import peak_rss_mb  # noqa: E402
 from common.settings import LmConfig  # noqa: E402
 from indexer.bm25 import BM25Index, tokenize as bm25_words  # noqa: E402
 from trainer.lm.checkpoint import load_model  # noqa: E402
@@ -109,15 +110,6 @@ def lm_cfg(**kw: Any) -> LmConfig:
 
 
 # ---------------------------------------------------------------------------------------------- 1
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. Not getrusage: Linux carries ru_maxrss over fork and exec, so a child
-    reported its parent's peak (2.3 GB for the tiny preset after the sample section); VmHWM is per image."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def throughput_child(run_dir: Path, preset: str, steps: int, bf16: bool, peak: float) -> dict[str, Any]:

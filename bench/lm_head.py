@@ -37,6 +37,7 @@ def full_head_cross_entropy(h, weight, targets):  # type: ignore[no-untyped-def]
 
 
 def one(workspace: Path, preset: str, head: str, steps: int) -> dict:
+    from common.memory import peak_rss_mb
     from common.settings import load_settings
     from trainer.lm import model as lm_model
     from trainer.lm.service import train_lm
@@ -51,11 +52,10 @@ def one(workspace: Path, preset: str, head: str, steps: int) -> dict:
         t0 = time.perf_counter()
         s = train_lm(settings, retrieval=True, out=Path(tmp) / "lm")
         wall = time.perf_counter() - t0
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     return {"preset": preset, "head": head, "steps": steps, "wall_s": round(wall, 1),
             "train_seconds": s.get("train_seconds"), "tokens_per_s": s.get("tokens_per_s"),
-            "peak_rss_gb": round(peak / 2**20, 2), "final_train_loss": s.get("final_train_loss"),
-            "heldout_ppl": s.get("heldout_ppl"), "bf16": s.get("bf16")}
+            "peak_rss_gb": round((peak_rss_mb() or 0) / 1024, 2), "final_train_loss": s.get("final_train_loss"),
+            "heldout_ppl": s.get("heldout_ppl")}
 
 
 def main() -> None:

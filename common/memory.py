@@ -1,4 +1,4 @@
-"""Giving freed memory back to the operating system."""
+"""This process's memory: its peak, and giving freed memory back to the operating system."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def release_free_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return True
+
+
+def peak_rss_mb() -> float | None:
+    """The resident-set high-water mark (VmHWM) in MB; None where there is no /proc. Not getrusage: Linux
+    carries ru_maxrss over fork and exec, so a child reports its parent's peak; VmHWM is per image."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import ProcessDied
+from common.memory import peak_rss_mb
 
 
 @dataclass(frozen=True)
@@ -146,15 +147,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def peak_rss_mb() -> float | None:
-    """This process's resident-set high-water mark, from /proc (None where there is no /proc)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from common.memory import release_free_memory
+from common.memory import peak_rss_mb, release_free_memory
 
 
 def _rss_mb() -> float:
@@ -31,3 +31,10 @@ def test_freed_heap_pages_go_back_to_the_os() -> None:
     assert release_free_memory()
     assert held - _rss_mb() > 100
     libc.free(keep)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_peak_is_at_least_the_current_resident_set() -> None:
+    block = bytearray(200 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])
+    assert peak_rss_mb() >= _rss_mb() >= 200
