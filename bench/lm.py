@@ -403,7 +403,9 @@ def section_squad(preset: str, lm_steps: int, qa_steps: int, n_questions: int, p
                             per_sentence=per_sentence, **synthetic_options(cfg))
     qa_cfg = cfg.model_copy(update={"steps": qa_steps, "lr": qa_lr or peak_lr(cfg) / 2, "warmup": 20, "eval_every": max(50, qa_steps // 4),
                                     "ckpt_every": qa_steps, "context_mix": 1.0, "batch_size": qa_batch or cfg.batch_size,
-                                    "grad_accum": qa_accum})
+                                    "grad_accum": qa_accum,
+                                    # the recorded SQuAD figures' recipe: its own QA lr, answers only
+                                    "qa_lr_scale": 1.0, "qa_replay": 0.0})
     qa_run, qa_out = WORK / f"squad-{preset}-qa", WORK / f"squad-model-{preset}-qa"
     t0 = time.perf_counter()
     qa_data = prepare_qa_run(qa_run, qa_out, qa_init or lm_out, synth, qa_cfg, retrieve=None)

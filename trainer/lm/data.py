@@ -201,6 +201,39 @@ def _write(path: Path, arr: np.ndarray) -> None:
     del mm
 
 
+def concat_datasets(parts: Sequence[Path], out_dir: Path, meta: dict[str, object] | None = None) -> dict[str, object]:
+    """One dataset of every part's rows, in order, each array padded to the widest part.
+
+    Rows keep what they score: a part with `loss_mask.npy` (QA) keeps it, a part without (LM text)
+    scores its whole target. The result always has a loss mask, so no neighbour token is scored
+    (`LmDataset.row_context_tokens`): mixed QA tuning trains targets only."""
+    loaded = [LmDataset(p) for p in parts]
+    T = max(d.targets.shape[1] for d in loaded)
+    P = max(d.prefix.shape[1] for d in loaded)
+    n = sum(len(d) for d in loaded)
+    tgt = np.full((n, T), -1, np.int32)
+    pre = np.full((n, P), -1, np.int32)
+    msk = np.zeros((n, T), np.int32)
+    lens = np.zeros((n, 2), np.int32)
+    i = 0
+    for d in loaded:
+        m, t, p = len(d), d.targets.shape[1], d.prefix.shape[1]
+        tgt[i : i + m, :t], pre[i : i + m, :p], lens[i : i + m] = d.targets, d.prefix, d.lens
+        if d.loss_mask is not None:
+            msk[i : i + m, :t] = d.loss_mask
+        else:
+            msk[i : i + m, :t] = np.arange(t)[None, :] < np.asarray(d.lens[:, :1])
+        i += m
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("targets", tgt), ("prefix", pre), ("lens", lens), ("loss_mask", msk)):
+        _write(out_dir / f"{name}.npy", arr)
+    out = {**(meta or {}), "rows": n, "target_tokens": int(msk.sum()), "target_len": T, "prefix_len": P,
+           "longest_row": int(lens.sum(axis=1).max()), "parts": [d.meta for d in loaded]}
+    (out_dir / "meta.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return out
+
+
 class LmDataset:
     """Memory-mapped examples; `batch` assembles model rows with or without the context prefix."""
 

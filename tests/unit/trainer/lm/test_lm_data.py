@@ -182,3 +182,27 @@ def test_training_neighbours_never_come_from_excluded_documents(corpus_chunks):
         assert searcher.calls[-1] == held | {chunk.doc_id}
     plain = _other_doc_neighbours(corpus_chunks)  # a callable without `excluding` is used as it is
     assert excluding(plain, held) is plain
+
+
+def test_concatenated_rows_score_what_they_scored_apart(corpus_chunks, tokenizer, tmp_path):
+    from trainer.lm.data import concat_datasets
+    from trainer.lm.qa import QaExample, build_qa_dataset
+
+    qa = [QaExample("Where was the piano invented?", "Italy", ("The piano was invented in Italy.",))]
+    build_qa_dataset(qa, tokenizer, tmp_path / "qa", passage_len=64)
+    lm_meta = build_dataset(corpus_chunks, tokenizer, tmp_path / "lm", DataSpec(target_len=16, n_neighbours=2,
+                            neighbour_len=8), _other_doc_neighbours(corpus_chunks))
+    meta = concat_datasets([tmp_path / "qa", tmp_path / "lm"], tmp_path / "both", {"qa": True})
+    both, parts = LmDataset(tmp_path / "both"), [LmDataset(tmp_path / "qa"), LmDataset(tmp_path / "lm")]
+    assert len(both) == meta["rows"] == 1 + lm_meta["rows"] and meta["qa"] is True
+    i = 0
+    for part in parts:
+        for j in range(len(part)):
+            for ctx in (True, False):
+                x, y, m = both.batch([i], ctx)
+                xp, yp, mp = part.batch([j], ctx)
+                assert x.tolist() == xp.tolist() and y[m].tolist() == yp[mp].tolist()
+            i += 1
+    # the document rows are scored on their targets only: no neighbour token, even with context_loss
+    answer = len(tokenizer.encode("Italy")) + 1  # and </s>
+    assert both.loss_tokens(np.arange(len(both)), np.ones(len(both), bool), True) == answer + lm_meta["target_tokens"]

@@ -319,3 +319,17 @@ def test_passage_sentences_keep_a_lone_line_with_the_sentence_it_introduces():
     assert [text2[s:e] for text2 in ["One here.\n\nsecond starts low."] for s, e in passage_sentences(text2)] == [
         "One here.", "second starts low."]
     assert passage_sentences("Plain text, e.g. this one. Two.") == [(0, 26), (27, 31)]
+
+
+def test_replay_takes_seeded_chunks_of_documents_not_set_aside_until_the_token_budget(corpus_chunks, tokenizer):
+    from trainer.lm.service import replay_chunks
+
+    aside = {corpus_chunks[0].doc_id}
+    picked = replay_chunks(corpus_chunks, tokenizer, 20, aside, seed=3)
+    assert picked and all(c.doc_id not in aside for c in picked)
+    n = [len(tokenizer.encode(c.text)) for c in picked]
+    assert sum(n) >= 20 and sum(n[:-1]) < 20  # stops at the first chunk that reaches the budget
+    assert picked == replay_chunks(corpus_chunks, tokenizer, 20, aside, seed=3)
+    assert replay_chunks(corpus_chunks, tokenizer, 0, set(), seed=3) == []
+    everything = replay_chunks(corpus_chunks, tokenizer, 10**9, set(), seed=3)
+    assert sorted(map(id, everything)) == sorted(map(id, corpus_chunks))
