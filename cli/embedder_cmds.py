@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from common.settings import load_settings
+from pipeline.decisions import embedder_call
 from cli.groups import train_app
 from cli.app import overrides_of
 from cli.output import emit, handle_errors
@@ -62,5 +63,10 @@ def render_train_report(r: dict[str, Any]) -> str:
                          f"{sel['after'][mode]['ndcg@10']}")
         if "beir_after" in m:
             lines.append(f"BEIR test {mode} nDCG@10 {m['beir_before'][mode]['ndcg@10']} -> {m['beir_after'][mode]['ndcg@10']}")
-    lines.append(f"next: ragkiln reindex --embedder {r['out']}")
+    serve, why = embedder_call(m)  # the call `ragkiln build` makes on the same figures
+    if serve:
+        lines += [f"better than the base: {why}", f"next: ragkiln reindex --embedder {r['out']}"]
+    else:
+        lines += [f"not better than the base: {why}",
+                  f"next: keep the current index (ragkiln reindex --embedder {r['out']} switches anyway)"]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from common.settings import Settings
-from pipeline.decisions import keep_base_reason
+from pipeline.decisions import embedder_call
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,11 @@ def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from indexer import service
     from ner.enrich import open_enricher
 
-    why = keep_base_reason(ctx.state.outputs("embedder").get("metrics", {}))
-    if why is not None:
+    switch, why = embedder_call(ctx.state.outputs("embedder").get("metrics", {}))
+    if not switch:
         log.warning("keeping the base embedder's index: %s", why)
         return {"switched": False, "reason": why}, [str(ctx.embedder_dir)]
+    log.info("switching the index to the adapted embedder: %s", why)
     with open_enricher(ctx.settings.ner) as enricher:  # documents re-chunked by the switch get entities too
         report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), enricher=enricher, progress=True)
     return {"switched": True, **report.to_dict()}, [str(ctx.embedder_dir)]

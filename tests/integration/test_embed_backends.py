@@ -4,6 +4,7 @@ vector cache per backend, and `auto` falling back to torch when the parity check
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def test_parity_and_export_dir_are_plain_arithmetic(tmp_path):
     assert backends.cpu_isa() in ("avx512_vnni", "avx512", "avx2", "arm64")
 
 
-def test_onnx_int8_export_passes_parity_and_is_reused(tmp_path, settings_for):
+def test_onnx_int8_export_passes_parity_and_is_reused(tmp_path, settings_for, caplog):
+    caplog.set_level(logging.INFO)
     base = load_embedder("all-MiniLM-L6-v2")
     cfg = settings_for(indexer={"embed_backend": "onnx"}).indexer
     calls = []
@@ -46,6 +48,8 @@ def test_onnx_int8_export_passes_parity_and_is_reused(tmp_path, settings_for):
 
     emb = backends.ensure_export(tmp_path, base, "onnx", cfg, sample)
     assert calls == [1]
+    # the quantizer's per-tensor lines and its pre-processing advice stay out of the user's log
+    assert not [r for r in caplog.records if r.name == "root"], [r.getMessage() for r in caplog.records][:3]
     spec = json.loads((Path(emb.path) / "manifest.json").read_text())
     assert spec["kind"] == "embedder-export" and spec["backend"] == "onnx" and spec["quantization"] == "int8-dynamic"
     assert spec["base"]["id"] == base.id and emb.id.startswith(f"{base.id}:onnx-int8@")
