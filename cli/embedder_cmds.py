@@ -65,8 +65,8 @@ def render_train_report(r: dict[str, Any]) -> str:
             lines.append(f"BEIR test {mode} nDCG@10 {m['beir_before'][mode]['ndcg@10']} -> {m['beir_after'][mode]['ndcg@10']}")
     serve, why = embedder_call(m)  # the call `ragkiln build` makes on the same figures
     if serve:
-        lines += [f"better than the base: {why}", f"next: ragkiln reindex --embedder {r['out']}"]
+        lines += [f"ragkiln build would serve it: {why}", f"next: ragkiln reindex --embedder {r['out']}"]
     else:
-        lines += [f"not better than the base: {why}",
+        lines += [f"ragkiln build would keep the base: {why}",
                   f"next: keep the current index (ragkiln reindex --embedder {r['out']} switches anyway)"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`ragkiln train embedder`'s summary says whether the model is better than the base, by the build's own call."""
+"""`ragkiln train embedder`'s summary says whether a build would serve the model, by the build's own call."""
 
 from cli.embedder_cmds import render_train_report
 
@@ -14,8 +14,8 @@ def test_the_summary_follows_the_probe_not_the_trainers_dev_pairs():
     probe = {"rule": "bm25-misses", "bm25_misses": 84, "replace": True, "gain": 0.0038}
     text = render_train_report(_report(probe))
     assert "dev nDCG@10 0.4011 -> 0.3949" in text  # reported
-    assert "better than the base" in text and "84 probe queries" in text and "+0.0038" in text
+    assert "ragkiln build would serve it" in text and "84 probe queries" in text and "+0.0038" in text
     assert text.splitlines()[-1] == "next: ragkiln reindex --embedder /m"
     text = render_train_report(_report({**probe, "replace": False, "gain": -0.0121}))
-    assert "not better than the base" in text and "-0.0121" in text
+    assert "ragkiln build would keep the base" in text and "-0.0121" in text
     assert text.splitlines()[-1].startswith("next: keep the current index")
