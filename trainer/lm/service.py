@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from common.artifacts import read_manifest
 from common.errors import InvalidInput, NotFound
 from common.runs import prepared_under, stamp_run
 from common.settings import LmConfig, Settings
@@ -147,12 +146,12 @@ def replay_chunks(chunks: Sequence[ChunkLike], tokenizer: Tokenizer, tokens: int
 def prepare_qa_run(
     run_dir: Path, out: Path, init: Path, examples: Sequence[QaExample], cfg: LmConfig,
     retrieve: Callable[[str], list[str]] | None, heldout_fraction: float = 0.1,
-    chunks: Sequence[ChunkLike] = (), neighbours: Neighbours | None = None,
+    chunks: Sequence[ChunkLike] = (), neighbours: Callable[[int, str], Neighbours] | None = None,
 ) -> dict[str, Any]:
     """QA fine-tuning run from an existing LM checkpoint; held-out split by source document/question.
 
     With `cfg.qa_replay` > 0 the training rows also hold the base model's own kind of rows (`chunks` of
-    documents neither model holds out, with `neighbours` when the base read them), `qa_replay` document
+    documents neither model holds out, with `neighbours(k, mode)` as the base read them), `qa_replay` document
     tokens per answer token: scored on answers only, the model forgets the documents (the small preset on
     SciFact: held-out perplexity 63 before QA tuning, 9,000 after), and a model that cannot continue text
     fails the generation gate. The held-out rows stay QA only."""
@@ -180,7 +179,8 @@ def prepare_qa_run(
     if replay:
         spec = DataSpec(**{k: v for k, v in (base.get("data_spec") or {}).items()
                            if k in ("target_len", "n_neighbours", "neighbour_len")})
-        nb = excluding(neighbours, aside) if (neighbours is not None and spec.n_neighbours) else None
+        mode = base.get("retrieval_mode") or cfg.retrieval_mode
+        nb = excluding(neighbours(spec.n_neighbours, mode), aside) if (neighbours and spec.n_neighbours) else None
         replay_rows = build_dataset(replay, tok, data / "replay", spec, nb)["rows"]
         (data / "train").rename(data / "qa")
         tm = {**tm, **concat_datasets([data / "qa", data / "replay"], data / "train", {"qa": True})}
@@ -245,11 +245,8 @@ def train_lm(
                                         per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, **synthetic_options(cfg))
         replay: dict[str, Any] = {}
         if cfg.qa_replay > 0:
-            trained = (read_manifest(base).get("training") or {})
-            k = int((trained.get("data_spec") or {}).get("n_neighbours") or 0)
             replay = {"chunks": list(ws.store.iter_chunks()),
-                      "neighbours": searcher_neighbours(ws.searcher(), k, trained.get("retrieval_mode") or
-                                                        cfg.retrieval_mode) if k else None}
+                      "neighbours": lambda k, mode: searcher_neighbours(ws.searcher(), k, mode)}
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve, **replay)
     else:
         chunks = list(ws.store.iter_chunks())
