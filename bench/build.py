@@ -74,7 +74,7 @@ def summarise(home: Path, preset: str) -> dict[str, Any]:
         "lm": {**{k: lm.get(k) for k in ("n_params", "steps", "heldout_ppl", "tokens_per_s", "mfu", "train_seconds",
                                          "served", "reason")},
                "plain": lm.get("plain"), "payoff_ratio": lm.get("payoff", {}).get("ratio")},
-        "qa": {k: qa.get(k) for k in ("steps", "heldout_ppl", "synthetic_questions", "train_seconds")},
+        "qa": {k: qa.get(k) for k in ("steps", "heldout_ppl", "synthetic_questions", "train_seconds", "heldout_answers")},
         "perplexity": ev.get("perplexity"),
         "search_latency_ms": {m: {k: d[k] for k in ("p50_ms", "p99_ms")} for m, d in ev.get("latency", {}).items()},
         "gguf": {t: {k: d.get(k) for k in ("ppl", "ppl_delta_pct", "kl", "top1", "size_bytes", "gen_tok_s")}

@@ -32,12 +32,14 @@ def train_lm_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train the compact Llama LM on the workspace corpus (retrieval-augmented by default)."""
+    from reader.serve import qa_reader
     from trainer.lm.service import train_lm
 
     settings = load_settings(overrides_of(ctx, lm={"preset": preset, "steps": steps, "batch_size": batch_size,
                                                    "lr": lr, "nproc": nproc}))
     tokenizer = Path(tokenizer_from) / "tokenizer.model" if tokenizer_from is not None else None
-    result = train_lm(settings, retrieval=retrieval, out=out, qa=qa, init=init, resume=resume, tokenizer=tokenizer)
+    result = train_lm(settings, retrieval=retrieval, out=out, qa=qa, init=init, resume=resume, tokenizer=tokenizer,
+                      reader=qa_reader(settings.server.reader_pipeline))
     emit(result, as_json, _render_train)
 
 
@@ -45,6 +47,11 @@ def _render_train(r: dict[str, Any]) -> str:
     lines = [f"model: {r['out']}", f"final train loss {r.get('final_train_loss')}"]
     if r.get("heldout_ppl") is not None:
         lines.append(f"held-out loss {r['heldout_loss']:.4f}  ppl {r['heldout_ppl']:.2f}")
+    ans = r.get("heldout_answers")
+    if ans:
+        lines.append(f"held-out answers ({ans['questions']} questions): token F1 {ans['model_f1']:.3f} in its own words, "
+                     f"{ans['reader_f1']:.3f} from the extractive reader: "
+                     + ("it may answer in its own words" if ans["model_wins"] else "the reader answers for it"))
     if r.get("tokens_per_s"):
         lines.append(f"{r['tokens_per_s']:.0f} tokens/s, MFU {100 * r['mfu']:.1f}% of {r['matmul_peak_gflops']} GFLOP/s")
     return "\n".join(lines)

@@ -256,6 +256,11 @@ class LmConfig(Section):
         "not unlearn the documents (trainer/lm/service.py prepare_qa_run); 0 trains answers only. Small preset on "
         "SciFact, with qa_lr_scale: held-out document perplexity 100 after QA tuning against 8,148 before (62.8 "
         "untuned), answers' perplexity unchanged (3.20 against 3.19).")
+    answer_check: int = Field(
+        100, ge=0, le=5000, description="QA tuning ends by asking the tuned model and the extractive reader this "
+        "many of its held-out questions (same passages): the model may answer in its own words only where its "
+        "token F1 is at least the reader's (trainer/lm/answer_check.py; quantize/gate.py). 0 skips the check, "
+        "and the held-out perplexity alone gates free text.")
     synthetic_style: Literal["inplace", "fronted", "inverted", "mixed"] = Field(
         "fronted", description="Synthetic questions: wh-word leading the sentence (as people ask), also with "
         "subject-auxiliary inversion ('inverted'), in the answer's place, or fronted/in place at random "

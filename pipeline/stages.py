@@ -116,6 +116,7 @@ def lm_served_dir(ctx: StageContext) -> Path:
 def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Fine-tune the LM the lm stage chose to answer from context on synthetic cloze questions."""
     from indexer.workspace import Workspace
+    from reader.serve import qa_reader
     from trainer.lm.qa_synthetic import cloze_questions, synthetic_options
     from trainer.lm.service import stored_entity_spans, train_lm
 
@@ -131,7 +132,8 @@ def stage_qa(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     lm = ctx.settings.lm.model_copy(update={"steps": ctx.qa_steps, "synthetic_per_chunk": 0,
                                             "warmup": min(ctx.settings.lm.warmup, ctx.qa_steps // 10)})
     settings = ctx.settings.model_copy(update={"lm": lm})
-    summary = train_lm(settings, qa=qa_file, init=lm_served_dir(ctx), out=ctx.lm_dir, token=ctx.inputs)
+    summary = train_lm(settings, qa=qa_file, init=lm_served_dir(ctx), out=ctx.lm_dir, token=ctx.inputs,
+                       reader=qa_reader(settings.server.reader_pipeline))
     return {**_jsonable(summary), "synthetic_questions": len(examples)}, [str(ctx.lm_dir)]
 
 

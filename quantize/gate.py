@@ -9,6 +9,10 @@ and by the build report (its "too weak to generate" warning):
   (recorded in the export directory's verify.json, or in the build's verify stage), else the training
   run's held-out perplexity (its manifest's `metrics.heldout_ppl`). A model with no record is not
   verified, so it does not generate.
+- And, when QA tuning recorded it (`metrics.heldout_answers`, trainer/lm/answer_check.py), only if its
+  own answers to held-out questions score a token F1 at least the extractive reader's on the same
+  passages: a model whose free text answers worse than the reader would only make answers worse (the
+  demo's tiny model passes the perplexity bound and answers with one unrelated word).
 - A chat model a user registered (a GGUF without ragkiln's manifest) is a released chat model: it is
   trusted to generate.
 - Settings may override either way per model (`server.generative`).
@@ -58,4 +62,18 @@ def gate_model(manifest: dict[str, Any] | None, verify: dict[str, Any] | None, q
         return True, "a chat model registered by the user (trusted to generate)"
     ppl, where = recorded_ppl(manifest, verify, qtype)
     ok, why = generation_gate(ppl, (manifest.get("model_args") or {}).get("vocab_size"))
-    return ok, why if ppl is None else f"{why} [{where}]"
+    why = why if ppl is None else f"{why} [{where}]"
+    if not ok:
+        return ok, why
+    return answers_gate((manifest.get("metrics") or {}).get("heldout_answers"), why)
+
+
+def answers_gate(check: dict[str, Any] | None, why: str) -> tuple[bool, str]:
+    """(may generate, why) after the perplexity bound passed (`why`): its held-out answers against the reader's."""
+    if not check:
+        return True, f"{why}; its answers were not compared with the extractive reader's"
+    f1, reader, n = check.get("model_f1", 0.0), check.get("reader_f1", 0.0), check.get("questions", 0)
+    if f1 < reader:
+        return False, (f"its own answers to {n} held-out questions score token F1 {f1:.3f}, below the extractive "
+                       f"reader's {reader:.3f} on the same passages")
+    return True, f"{why}; its held-out answers score token F1 {f1:.3f} >= the extractive reader's {reader:.3f} ({n} questions)"

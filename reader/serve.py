@@ -25,10 +25,12 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from common.errors import ModelUnavailable
-from reader.model import ReaderWeights
+from ner.pipeline import resolve_model_name
+from reader.model import ReaderWeights, load_weights
 from reader.parse import Parsed, parse_texts
 from reader.read import Answer, read
 from reader.sentences import Passage
+from trainer.lm.qa import QaExample
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -77,6 +79,30 @@ class LruCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._d)
+
+
+def make_reader_runtime(pipeline: str, **sizes: int) -> "ReaderRuntime":
+    """A reader with the shipped weights; `pipeline` (a spaCy package or directory name, as
+    `server.reader_pipeline` gives it) is loaded on first use. `sizes`: vector_cache / parse_cache / embed_batch."""
+    return ReaderRuntime(load_weights(), pipeline, loader=lambda name: load_reader_pipeline(resolve_model_name(name)),
+                         **sizes)
+
+
+def qa_reader(pipeline: str) -> Callable[[Any], Callable[[QaExample], str | None]]:
+    """For trainer.lm's answer check (trainer/lm/answer_check.py): given the index's embedder, the reader's
+    answer to a QA example, reading its passages as retrieved hits, best first."""
+
+    def with_embedder(embedder: Any) -> Callable[[QaExample], str | None]:
+        runtime = make_reader_runtime(pipeline)
+
+        def answer(ex: QaExample) -> str | None:
+            passages = [Passage(text, ex.doc_id, rank=i + 1) for i, text in enumerate(ex.context)]
+            result = runtime.read(ex.question, passages, embedder)
+            return result.answer.text if result.answer is not None else None
+
+        return answer
+
+    return with_embedder
 
 
 def load_reader_pipeline(name: str) -> Any:

@@ -38,15 +38,15 @@ from starlette.responses import StreamingResponse
 from common.errors import ModelUnavailable
 from common.settings import Settings
 from indexer.types import Hit
-from ner.pipeline import resolve_model_name
-from reader import Passage, load_weights
-from reader.serve import ReaderRuntime, ReadResult, load_reader_pipeline
+from reader import Passage
+from reader.serve import ReaderRuntime, ReadResult
+from reader.serve import make_reader_runtime as reader_runtime_for
 from server.chat_prompt import marker_citations, rag_messages
-from server.rag import (ANSWER_STOPS, MIN_NEW_TOKENS, NO_ANSWER, Citation, plan_prompt, relevant_hits,
-                        select_citations)
+from server.rag import NO_ANSWER, Citation, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut, Usage
 from server.sse import SSE_HEADERS
 from server.state import ServerState
+from trainer.lm.qa import ANSWER_STOPS, MIN_NEW_TOKENS, plan_prompt
 from trainer.lm.qa_focus import focus_contexts
 
 
@@ -185,8 +185,7 @@ def reader_runtime(state: ServerState) -> ReaderRuntime:
 def make_reader_runtime(settings: Settings, **cache_sizes: int) -> ReaderRuntime:
     """A reader with the shipped weights; its pipeline (server.reader_pipeline) is loaded on first use.
     `cache_sizes`: vector_cache / parse_cache entries (a bench reading a whole corpus wants more)."""
-    return ReaderRuntime(load_weights(), settings.server.reader_pipeline,
-                         loader=lambda name: load_reader_pipeline(resolve_model_name(name)), **cache_sizes)
+    return reader_runtime_for(settings.server.reader_pipeline, **cache_sizes)
 
 
 def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:

@@ -1,10 +1,8 @@
-"""Retrieval-augmented answering, the pure part: which passages count, the prompt, the citations.
+"""Retrieval-augmented answering, the pure part: which passages count and the citations.
 
-The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`):
-`<s><ctx> passage </ctx>...<q> question <a>`, built by `trainer.lm.qa.qa_prompt_ids`. Passages are
-dropped (lowest-ranked first), then shortened, until the prompt leaves room for new tokens.
-When no passage supports an answer (server/grounding.py) the answer says so and the model is never
-asked to invent one.
+The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`), planned by
+`trainer.lm.qa.plan_prompt` (QA tuning's answer check plans it the same way). When no passage supports
+an answer (server/grounding.py) the answer says so and the model is never asked to invent one.
 """
 
 from __future__ import annotations
@@ -12,34 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from common.errors import ContextOverflow
 from common.settings import ServerConfig
 from indexer.chunking import sentence_spans
 from indexer.types import Hit
 from server.grounding import GroundingRule, TermWeighter, passage_evidence
-from trainer.lm.qa import qa_prompt_ids
 
 NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
-MIN_NEW_TOKENS = 8
-# An answer never opens a new passage or question: the model doing so has finished answering.
-ANSWER_STOPS = ("<ctx>", "<q>")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
     "a an and are as at be by can do does for from has have how i in is it its of on or that the this to was "
     "were what when where which who why will with you your".split()
 )
-
-
-class PromptTokenizer(Protocol):
-    ctx_open: int
-    ctx_close: int
-    q_id: int
-    a_id: int
-
-    def encode(self, text: str) -> list[int]: ...
 
 
 def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: ServerConfig) -> list[Hit]:
@@ -52,37 +35,6 @@ def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: 
     dense_on = any("dense" in h.scores for h in hits)
     return [h for h in hits if (not dense_on or "dense" in h.scores)
             and rule.supports(passage_evidence(h, weights, terms.language))]
-
-
-@dataclass(frozen=True)
-class PromptPlan:
-    ids: list[int]
-    passages: int  # how many of the given passages made it into the prompt
-    passage_len: int  # tokens kept of each
-    max_new: int  # new tokens that still fit the context
-
-
-def plan_prompt(tok: PromptTokenizer, passages: Sequence[str], question: str, n_ctx: int, max_tokens: int,
-                passage_len: int) -> PromptPlan:
-    """The QA prompt that fits `n_ctx` with room for min(max_tokens, 8) new tokens, or ContextOverflow."""
-    keep = list(passages)
-    plen = max(1, passage_len)
-    want_room = min(max_tokens, MIN_NEW_TOKENS)
-    while True:
-        ids = qa_prompt_ids(tok, keep, question, plen)  # type: ignore[arg-type]
-        if len(ids) + want_room <= n_ctx:
-            return PromptPlan(ids, len(keep), plen, min(max_tokens, n_ctx - len(ids)))
-        if len(keep) > 1:
-            keep.pop()
-        elif keep and plen > 8:
-            plen //= 2
-        elif keep:
-            keep = []
-        else:
-            raise ContextOverflow(
-                f"the question alone needs {len(ids)} tokens; the model's context holds {n_ctx} "
-                f"including {want_room} new ones"
-            )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from indexer.workspace import Workspace
+from reader.serve import qa_reader
+from trainer.lm.checkpoint import load_model
 from trainer.lm.data import LmDataset
 from trainer.lm.service import train_lm
 from trainer.lm.tokenizer import Tokenizer
@@ -31,7 +33,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 def _qa_file(path: Path) -> Path:
     rows = [{"question": "Where was the first piano built?", "answer": "Italy",
              "context": ["Bartolomeo Cristofori built the first piano in Italy around 1700."]},
-            {"question": "Where does the Nile flow?", "answer": "north",
+            {"question": "Where does the Nile flow?", "answer": "the Mediterranean Sea",
              "context": ["The Nile flows north into the Mediterranean Sea."]}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -42,12 +44,20 @@ def test_qa_tuning_replays_documents_the_base_trained_on(settings, tmp_path: Pat
     rag = tmp_path / "rag"
     train_lm(settings, retrieval=True, out=rag)
     s = settings.model_copy(update={"lm": settings.lm.model_copy(update={"qa_replay": replay, "steps": 2})})
-    train_lm(s, qa=_qa_file(tmp_path / "qa.jsonl"), init=rag, out=tmp_path / "qa")
+    train_lm(s, qa=_qa_file(tmp_path / "qa.jsonl"), init=rag, out=tmp_path / "qa",
+             reader=qa_reader(s.server.reader_pipeline))
     manifest = json.loads((tmp_path / "qa" / "manifest.json").read_text())
     qa = manifest["training"]["qa"]
     run = Workspace.open(s).home / "runs" / "lm-tiny-qa"
     train, held = LmDataset(run / "data" / "train"), LmDataset(run / "data" / "heldout")
     assert len(held) == qa["heldout"] == 1 and held.meta.get("qa")  # QA rows only
+    # the held-out question was asked of the tuned model and of the reader; the gate reads the scores
+    asked = [json.loads(line) for line in (run / "heldout_qa.jsonl").read_text().splitlines()]
+    assert len(asked) == 1 and asked[0]["context"] and asked[0]["answer"] in ("Italy", "the Mediterranean Sea")
+    check = manifest["metrics"]["heldout_answers"]
+    assert check["questions"] == 1 and 0 <= check["model_f1"] <= 1
+    assert check["reader_f1"] == 1.0  # the reader reads the passage the question was asked about
+    assert load_model(tmp_path / "qa")[2]["metrics"]["heldout_answers"] == check  # the checkpoint still verifies
     assert qa["replay"] == replay and len(train) == qa["rows"]
     if not replay:
         assert qa["replay_rows"] == 0 and len(train) == 1

@@ -223,7 +223,7 @@ def test_streamed_answer_sends_tokens_then_citations_then_done(client):
 def test_a_model_tuned_on_focused_passages_reads_only_their_best_sentences(client):
     from dataclasses import replace
 
-    from server.rag import plan_prompt
+    from trainer.lm.qa import plan_prompt
     from trainer.lm.qa_focus import focus_contexts
 
     state = client.app.state.ragkiln

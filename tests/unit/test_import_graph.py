@@ -28,11 +28,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the workspace for entity search; the indexer never imports ner (it is handed an enricher).
     "ner": frozenset({"common", "indexer"}),
     "trainer": frozenset({"common", "indexer"}),
-    # the extractive reader reuses the QA question and sentence helpers of trainer.lm (pure functions)
-    "reader": frozenset({"common", "indexer", "trainer.lm"}),
+    # the extractive reader reuses the QA question and sentence helpers of trainer.lm (pure functions) and
+    # names its spaCy pipeline as ner does (`auto`)
+    "reader": frozenset({"common", "indexer", "ner", "trainer.lm"}),
     # quantize reads LM checkpoints and data (trainer.lm, never trainer.embedder) and opens the workspace
     "quantize": frozenset({"common", "indexer", "trainer.lm"}),
-    "pipeline": frozenset({"common", "indexer", "ner", "trainer", "quantize"}),
+    "pipeline": frozenset({"common", "indexer", "ner", "trainer", "reader", "quantize"}),
     "server": frozenset({"common", "indexer", "ner", "trainer", "reader", "quantize", "pipeline"}),
     "cli": frozenset({"common", "indexer", "ner", "trainer", "reader", "quantize", "pipeline", "server"}),
 }

@@ -11,13 +11,14 @@ A checkpoint is an artifact directory:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest, verify_files
+from common.artifacts import MANIFEST, atomic_artifact_dir, atomic_write_text, make_manifest, read_manifest, verify_files
 from common.errors import ArtifactCorrupt, Conflict, ManifestMismatch
 from trainer.lm.model import ModelArgs, Transformer
 from trainer.lm.tokenizer import PROMPT_FORMAT, Tokenizer
@@ -72,6 +73,15 @@ def save_checkpoint(
             if Path(f).exists():
                 shutil.copyfile(f, tmp / Path(f).name)
     return Path(out_dir)
+
+
+def record_metrics(directory: Path, **metrics: Any) -> dict[str, Any]:
+    """Add measurements made after training to a checkpoint's manifest (rewritten atomically; the
+    manifest is not among the hashed files, so the checkpoint still verifies). Returns the manifest."""
+    manifest = read_manifest(Path(directory), KIND, FORMAT_VERSION)
+    manifest["metrics"] = {**(manifest.get("metrics") or {}), **metrics}
+    atomic_write_text(Path(directory) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
 
 
 def check_replaceable(out_dir: Path) -> None:

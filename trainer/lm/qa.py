@@ -18,15 +18,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
 
-from common.errors import InvalidInput
+from common.errors import ContextOverflow, InvalidInput
 from common.jsonl import iter_jsonl
 from trainer.lm.data import _write
 from trainer.lm.qa_focus import focus_contexts
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
+
+
+# An answer never opens a new passage or question: the model doing so has finished answering.
+ANSWER_STOPS = ("<ctx>", "<q>")
+MIN_NEW_TOKENS = 8  # a prompt is planned to leave room for at least this many answer tokens
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,46 @@ def qa_prompt_ids(tokenizer: Tokenizer, contexts: Sequence[str], question: str, 
     for c in contexts:
         ids += [tokenizer.ctx_open, *tokenizer.encode(c)[:passage_len], tokenizer.ctx_close]
     return ids + [tokenizer.q_id, *tokenizer.encode(question)[:64], tokenizer.a_id]
+
+
+class PromptTokenizer(Protocol):
+    ctx_open: int
+    ctx_close: int
+    q_id: int
+    a_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    ids: list[int]
+    passages: int  # how many of the given passages made it into the prompt
+    passage_len: int  # tokens kept of each
+    max_new: int  # new tokens that still fit the context
+
+
+def plan_prompt(tok: PromptTokenizer, passages: Sequence[str], question: str, n_ctx: int, max_tokens: int,
+                passage_len: int) -> PromptPlan:
+    """The QA prompt that fits `n_ctx` with room for min(max_tokens, 8) new tokens, or ContextOverflow."""
+    keep = list(passages)
+    plen = max(1, passage_len)
+    want_room = min(max_tokens, MIN_NEW_TOKENS)
+    while True:
+        ids = qa_prompt_ids(tok, keep, question, plen)  # type: ignore[arg-type]
+        if len(ids) + want_room <= n_ctx:
+            return PromptPlan(ids, len(keep), plen, min(max_tokens, n_ctx - len(ids)))
+        if len(keep) > 1:
+            keep.pop()
+        elif keep and plen > 8:
+            plen //= 2
+        elif keep:
+            keep = []
+        else:
+            raise ContextOverflow(
+                f"the question alone needs {len(ids)} tokens; the model's context holds {n_ctx} "
+                f"including {want_room} new ones"
+            )
 
 
 def load_qa_jsonl(path: Path) -> list[QaExample]:

@@ -21,7 +21,9 @@ from common.errors import InvalidInput, NotFound
 from common.runs import prepared_under, stamp_run
 from common.settings import LmConfig, Settings
 from indexer.embedder import resolve_precision
-from trainer.lm.checkpoint import check_replaceable, load_model
+from trainer.lm.answer_check import (HELDOUT_FILE, Answerer, compare_answers, model_answerer, pick_questions,
+                                     read_heldout, write_heldout)
+from trainer.lm.checkpoint import check_replaceable, load_model, record_metrics
 from trainer.lm.data import (ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, concat_datasets, excluding,
                              heldout_doc_ids, searcher_neighbours)
 from trainer.lm.model import preset_args
@@ -56,11 +58,12 @@ def total_steps(cfg: LmConfig) -> int:
     return cfg.steps or PRESET_STEPS[cfg.preset]
 
 
-def train_config(cfg: LmConfig, **over: Any) -> TrainConfig:
-    lr = peak_lr(cfg)
+def train_config(cfg: LmConfig, lr_scale: float = 1.0, **over: Any) -> TrainConfig:
+    """The run's TrainConfig; `lr_scale` scales the peak learning rate (QA tuning), and the floor with it."""
+    lr = peak_lr(cfg) * lr_scale
     fields = dict(
         steps=total_steps(cfg), batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=lr,
-        min_lr=lr / 10 if cfg.min_lr is None else cfg.min_lr,
+        min_lr=lr / 10 if cfg.min_lr is None else min(cfg.min_lr, lr),
         warmup=cfg.warmup, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, context_mix=cfg.context_mix,
         context_loss=cfg.context_loss,
         eval_every=cfg.eval_every, eval_rows=cfg.eval_rows, ckpt_every=cfg.ckpt_every, seed=cfg.seed,
@@ -172,6 +175,8 @@ def prepare_qa_run(
     tm = build_qa_dataset(train_ex, tok, data / "train", plen, retrieve, **pack)
     if held_ex:
         build_qa_dataset(held_ex, tok, data / "heldout", plen, retrieve, **pack)
+        if cfg.answer_check:
+            write_heldout(run_dir / HELDOUT_FILE, pick_questions(held_ex, cfg.answer_check, cfg.seed, retrieve))
     base = manifest.get("training", {})
     aside = set(base.get("heldout_doc_ids") or []) | held
     replay = replay_chunks(chunks, tok, round(cfg.qa_replay * tm["target_tokens"]), aside, cfg.seed)
@@ -192,10 +197,8 @@ def prepare_qa_run(
     meta = {**base, "qa": {"examples": len(train_ex), "heldout": len(held_ex),
             "rows": tm["rows"], "replay_rows": replay_rows, "replay": cfg.qa_replay, "passage_len": plen,
             "context_sentences": cfg.qa_context_sentences, "init": str(init)}, "prompt_format": PROMPT_FORMAT}
-    lr = peak_lr(cfg) * cfg.qa_lr_scale
     write_run(run_dir, out=out, model_args=model.args, meta=meta, init=init,
-              cfg=train_config(cfg, context_mix=1.0, context_loss=False, lr=lr,
-                               min_lr=lr / 10 if cfg.min_lr is None else min(cfg.min_lr, lr)))
+              cfg=train_config(cfg, lr_scale=cfg.qa_lr_scale, context_mix=1.0, context_loss=False))
     return meta
 
 
@@ -218,12 +221,15 @@ def _workspace(settings: Settings) -> Any:
 def train_lm(
     settings: Settings, *, retrieval: bool = True, out: Path | None = None, qa: Path | None = None,
     init: Path | None = None, resume: bool = False, tokenizer: Path | None = None, token: str | None = None,
+    reader: Callable[[Any], Answerer] | None = None,
 ) -> dict[str, Any]:
     """`ragkiln train lm`: train on the workspace corpus (or fine-tune for QA with `qa`).
 
     `tokenizer` reuses another model's SentencePiece file, so two models' perplexities count the same tokens.
     `token` names the inputs (the build's stage hash): a run prepared under the same token continues from its
-    last checkpoint instead of starting over, so an interrupted build loses at most `ckpt_every` steps."""
+    last checkpoint instead of starting over, so an interrupted build loses at most `ckpt_every` steps.
+    `reader` (reader.serve.qa_reader: the extractive reader, given the index's embedder) ends QA tuning with
+    the held-out answer check (trainer/lm/answer_check.py); without it the perplexity alone gates free text."""
     cfg = settings.lm
     ws = _workspace(settings)
     name = f"lm-{cfg.preset}-{'qa' if qa else ('rag' if retrieval else 'plain')}"
@@ -255,9 +261,31 @@ def train_lm(
         prepare_lm_run(run_dir, out, chunks, cfg, neighbours, tokenizer=tok, source={"workspace": str(ws.home)})
     if token is not None and not resume:
         stamp_run(run_dir, token)
-    if cfg.nproc > 1:
-        return launch_ddp(run_dir, cfg.nproc, resume=resume)
-    return run_training(run_dir, resume=resume)
+    summary = launch_ddp(run_dir, cfg.nproc, resume=resume) if cfg.nproc > 1 else run_training(run_dir, resume=resume)
+    if reader is not None and (run_dir / HELDOUT_FILE).exists():
+        summary["heldout_answers"] = check_answers(settings, Path(summary["out"]), run_dir / HELDOUT_FILE,
+                                                   reader(ws.searcher().embedder))
+    return summary
+
+
+def check_answers(settings: Settings, model_dir: Path, heldout: Path, reader: Answerer) -> dict[str, Any] | None:
+    """Ask the QA-tuned model and the extractive reader the run's held-out questions; record both scores in
+    the model's manifest (`metrics.heldout_answers`), where the generation gate reads them."""
+    examples = read_heldout(heldout)
+    if not examples:
+        return None
+    model, tok, manifest = load_model(model_dir)
+    qa = (manifest.get("training") or {}).get("qa") or {}
+    cfg = settings.lm
+    mine = model_answerer(model, tok, qa.get("passage_len", cfg.qa_passage_len),
+                          qa.get("context_sentences", cfg.qa_context_sentences), settings.server.repeat_penalty)
+    check = compare_answers(examples, mine, reader)
+    (log.info if check.model_wins else log.warning)(
+        "held-out answers (%d questions): the model's own token F1 %.3f, the extractive reader's %.3f: %s",
+        check.questions, check.model_f1, check.reader_f1,
+        "it may answer in its own words" if check.model_wins else "the reader answers for it")
+    record_metrics(model_dir, heldout_answers=check.to_dict())
+    return check.to_dict()
 
 
 def perplexities(model: Any, ds: LmDataset, rows: int | None = None) -> dict[str, Any]:

@@ -1,45 +1,15 @@
-"""Prompt planning, relevance and citation selection (pure)."""
+"""Relevance and citation selection (pure)."""
 
 from __future__ import annotations
 
-import pytest
-
-from common.errors import ContextOverflow
 from indexer.types import Chunk, Hit
-from server.rag import NO_ANSWER, plan_prompt, select_citations
-
-
-class WordTokenizer:
-    """One token per whitespace word; the special symbols get fixed ids."""
-
-    ctx_open, ctx_close, q_id, a_id = 3, 4, 5, 6
-
-    def encode(self, text: str) -> list[int]:
-        return [100 + len(w) for w in text.split()]
+from server.rag import NO_ANSWER, select_citations
 
 
 def hit(cid: int, text: str, dense: float | None = 0.5, bm25: float | None = None, start: int = 0) -> Hit:
     scores = {k: v for k, v in (("dense", dense), ("bm25", bm25)) if v is not None}
     return Hit(Chunk(cid, f"d{cid}#x:0", f"doc{cid}", 0, start, start + len(text), text, f"Title {cid}"), 0.03,
                {k: 1 for k in scores}, scores)
-
-
-def test_prompt_follows_the_training_format():
-    plan = plan_prompt(WordTokenizer(), ["alpha beta", "gamma"], "why so", n_ctx=100, max_tokens=10, passage_len=50)
-    assert plan.ids == [1, 3, 105, 104, 4, 3, 105, 4, 5, 103, 102, 6]
-    assert plan.passages == 2 and plan.max_new == 10
-
-
-def test_prompt_drops_low_ranked_passages_then_shortens_to_fit():
-    passages = [" ".join(["w"] * 40), " ".join(["v"] * 40)]
-    plan = plan_prompt(WordTokenizer(), passages, "q", n_ctx=40, max_tokens=64, passage_len=40)
-    assert plan.passages == 1 and plan.passage_len < 40
-    assert len(plan.ids) + 8 <= 40 and plan.max_new == 40 - len(plan.ids)
-
-
-def test_question_that_cannot_fit_is_a_context_overflow():
-    with pytest.raises(ContextOverflow):
-        plan_prompt(WordTokenizer(), [], " ".join(["q"] * 60), n_ctx=20, max_tokens=8, passage_len=10)
 
 
 def test_citation_quotes_the_sentence_holding_the_answer_with_document_offsets():

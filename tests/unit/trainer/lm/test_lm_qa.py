@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from common.errors import InvalidInput, NotFound
+from common.errors import ContextOverflow, InvalidInput, NotFound
 from common.sampling import SamplingParams
 from trainer.lm.data import LmDataset
-from trainer.lm.qa import QaExample, build_qa_dataset, load_qa_jsonl, qa_prompt_ids
+from trainer.lm.qa import QaExample, build_qa_dataset, load_qa_jsonl, plan_prompt, qa_prompt_ids
 from trainer.lm.qa_bounds import answer_bounds, answer_type, extract_from_context, extractive_params
 from trainer.lm.qa_focus import focus_passage, sentence_scores
 from trainer.lm.qa_metrics import exact_match, token_f1
@@ -333,3 +333,30 @@ def test_replay_takes_seeded_chunks_of_documents_not_set_aside_until_the_token_b
     assert replay_chunks(corpus_chunks, tokenizer, 0, set(), seed=3) == []
     everything = replay_chunks(corpus_chunks, tokenizer, 10**9, set(), seed=3)
     assert sorted(map(id, everything)) == sorted(map(id, corpus_chunks))
+
+
+class WordTokenizer:
+    """One token per whitespace word; the special symbols get fixed ids."""
+
+    ctx_open, ctx_close, q_id, a_id = 3, 4, 5, 6
+
+    def encode(self, text: str) -> list[int]:
+        return [100 + len(w) for w in text.split()]
+
+
+def test_prompt_follows_the_training_format():
+    plan = plan_prompt(WordTokenizer(), ["alpha beta", "gamma"], "why so", n_ctx=100, max_tokens=10, passage_len=50)
+    assert plan.ids == [1, 3, 105, 104, 4, 3, 105, 4, 5, 103, 102, 6]
+    assert plan.passages == 2 and plan.max_new == 10
+
+
+def test_prompt_drops_low_ranked_passages_then_shortens_to_fit():
+    passages = [" ".join(["w"] * 40), " ".join(["v"] * 40)]
+    plan = plan_prompt(WordTokenizer(), passages, "q", n_ctx=40, max_tokens=64, passage_len=40)
+    assert plan.passages == 1 and plan.passage_len < 40
+    assert len(plan.ids) + 8 <= 40 and plan.max_new == 40 - len(plan.ids)
+
+
+def test_question_that_cannot_fit_is_a_context_overflow():
+    with pytest.raises(ContextOverflow):
+        plan_prompt(WordTokenizer(), [], " ".join(["q"] * 60), n_ctx=20, max_tokens=8, passage_len=10)

@@ -53,6 +53,9 @@ def test_learning_rate_shrinks_with_the_model_and_an_explicit_one_wins():
     assert train_config(LmConfig(preset="small")).min_lr == rates[1] / 10
     cfg = train_config(LmConfig(preset="small", lr=2e-3, min_lr=0.0))
     assert (cfg.lr, cfg.min_lr) == (2e-3, 0.0)
+    qa = train_config(LmConfig(preset="small"), lr_scale=0.3)  # QA tuning: the floor scales with the peak
+    assert abs(qa.lr - 3e-4) < 1e-12 and abs(qa.min_lr - 3e-5) < 1e-12
+    assert train_config(LmConfig(preset="small", min_lr=5e-4), lr_scale=0.3).min_lr == qa.lr  # never above it
     # build presets size the LM; they never pick its recipe
     for preset in PRESETS.values():
         assert not {"lr", "min_lr", "init", "context_loss", "retrieval_mode"} & set(preset.get("lm", {}))
