@@ -68,7 +68,8 @@ class IndexerConfig(Section):
         "Runtime, dynamic int8), openvino (OpenVINO, static int8 calibrated on the corpus's chunks), or auto: the int8 "
         "backend whose speed probe beat torch by most among those passing the parity check on this corpus, else torch "
         "(SciFact: auto picks OpenVINO int8 at 3.5x torch's ingest rate on an AVX-512 VNNI CPU, ONNX int8 at 1.5x on an "
-        "AVX2 one, at the same nDCG@10; exporting takes 4-30 s once per embedder). "
+        "AVX2 one, at the same nDCG@10; exporting takes 4-30 s once per embedder; without VNNI auto skips OpenVINO, "
+        "which measured 0.9-1.2x torch there). "
         "Exports are cached under models/exports/, the index records the backend, queries use the same one, and a "
         "switch re-embeds (vectors are cached per backend).",
     )

@@ -57,6 +57,15 @@ def available(backend: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in _PACKAGES[backend])
 
 
+def auto_backends(isa: str | None = None) -> list[str]:
+    """The int8 backends `auto` exports and probes on this CPU, installed ones only. Without VNNI (or AMX) OpenVINO's
+    static int8 is skipped: on AVX2 EPYCs it measured 0.9x and 1.2x torch after 20-53 s of calibration, while ONNX
+    Runtime's dynamic int8 measured 1.3-1.6x (bench/results/embed-backends-idle.json, build-demo-answer-check.json);
+    with VNNI OpenVINO is the fastest (3.7x against ONNX's 2.3x, embed-backends-vnni.json)."""
+    isa = isa or cpu_isa()
+    return [b for b in AUTO_ORDER if available(b) and not (b == "openvino" and isa == "avx2")]
+
+
 def cpu_isa() -> str:
     """The best int8 instruction set of this CPU as optimum names its configs: avx512_vnni, avx512, avx2 or arm64."""
     if platform.machine().lower() in ("aarch64", "arm64"):
@@ -322,7 +331,7 @@ def choose_embedder(models: Path, base: Any, cfg: IndexerConfig,
     setting = cfg.embed_backend
     if setting == "torch":
         return base, {"setting": "torch", "reason": "embed_backend is torch"}
-    wanted = [setting] if setting != "auto" else [b for b in AUTO_ORDER if available(b)]
+    wanted = [setting] if setting != "auto" else auto_backends()
     tried: list[dict[str, Any]] = []
     best: tuple[float, str, Embedder | None] | None = None
     for backend in wanted:

@@ -21,7 +21,7 @@ from common.errors import InvalidInput, NotFound, NothingIngested
 from common.hashing import sha256_text
 from common.settings import IndexerConfig, Settings
 from indexer import dense
-from indexer.backends import AUTO_ORDER, available, cached_manifest, choose_embedder, describe
+from indexer.backends import auto_backends, cached_manifest, choose_embedder, describe
 from indexer.bm25 import BM25Index
 from indexer.chunking import index_text
 from indexer.embedder import Embedder, load_embedder
@@ -202,7 +202,7 @@ def _ready_embedder(ws: Workspace, base: Embedder, cfg: IndexerConfig) -> tuple[
     exports already made. (None, None) when an export is still to be made from the corpus (its parity sample
     and calibration chunks): `_apply` then makes it from its caller's sample, or after the stream."""
     setting = cfg.embed_backend
-    wanted = [] if setting == "torch" else [setting] if setting != "auto" else [b for b in AUTO_ORDER if available(b)]
+    wanted = [] if setting == "torch" else [setting] if setting != "auto" else auto_backends()
     if all(cached_manifest(ws.models, base, b) is not None for b in wanted):
         return choose_embedder(ws.models, base, cfg, lambda: [])
     return None, None

@@ -1,4 +1,5 @@
-"""indexer.backends.race: export speeds measured after a full warm-up pass, in alternation, best of rounds."""
+"""indexer.backends: export speeds measured after a full warm-up pass, in alternation, best of rounds; which
+backends `auto` tries on a CPU."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def test_the_first_pass_is_not_timed_and_every_embedder_gets_the_same_rounds(mon
     assert slow_start.calls == steady.calls == 3  # one warm-up pass and two timed ones each
     assert v1.shape == v2.shape == (10, 2)
     assert (r1, r2) == (20.0, 10.0)  # steady speeds: the compiling pass is in neither figure
+
+
+def test_auto_skips_openvino_without_vnni(monkeypatch):
+    from indexer import backends
+
+    monkeypatch.setattr(backends, "available", lambda b: True)
+    assert backends.auto_backends("avx2") == ["onnx"]  # static int8 measured 0.9-1.2x torch there
+    assert backends.auto_backends("avx512_vnni") == ["openvino", "onnx"]
+    monkeypatch.setattr(backends, "available", lambda b: b == "openvino")
+    assert backends.auto_backends("avx2") == [] and backends.auto_backends("avx512") == ["openvino"]
