@@ -1,4 +1,5 @@
-"""Answering from context: the fixed QA prompt, QA JSONL loading and the QA training rows.
+"""Answering from context: the fixed QA prompt (and its plan for a context window, which the server and
+QA tuning's answer check share), QA JSONL loading and the QA training rows.
 
 Prompt (also `tokenizer.PROMPT_FORMAT`, recorded in the manifest):
     <s><ctx> passage </ctx>...<q> question <a> answer</s>
@@ -11,6 +12,7 @@ Beside this module, one concept each:
     qa_bounds     where an answer copied from the passages may start and stop (extractive decoding)
     qa_synthetic  synthetic questions made from the corpus (cloze, counterfactual, lookup)
     qa_metrics    SQuAD exact match and token F1
+    answer_check  after QA tuning: the model's own answers against the extractive reader's
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
