@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainer.lm.answer_check import may_generate
+
 PPL_VOCAB_SHARE = 0.1
 
 
@@ -73,7 +75,7 @@ def answers_gate(check: dict[str, Any] | None, why: str) -> tuple[bool, str]:
     if not check:
         return True, f"{why}; its answers were not compared with the extractive reader's"
     f1, reader, n = check.get("model_f1", 0.0), check.get("reader_f1", 0.0), check.get("questions", 0)
-    if f1 < reader:
+    if not may_generate(f1, reader):
         return False, (f"its own answers to {n} held-out questions score token F1 {f1:.3f}, below the extractive "
                        f"reader's {reader:.3f} on the same passages")
     return True, f"{why}; its held-out answers score token F1 {f1:.3f} >= the extractive reader's {reader:.3f} ({n} questions)"
