@@ -75,3 +75,14 @@ def test_qa_tuning_replays_documents_the_base_trained_on(settings, tmp_path: Pat
         assert p_len > 0 and target.strip()  # read with its neighbours, as the base model was trained
         assert not any(h in target or h in prefix for h in held_starts)  # no held-out document, either side
         assert int(np.asarray(train.loss_mask[i]).sum()) == t_len  # the whole document window is scored
+
+
+def test_without_the_answer_check_the_perplexity_alone_gates(settings, tmp_path: Path) -> None:
+    rag = tmp_path / "rag"
+    train_lm(settings, retrieval=True, out=rag)
+    s = settings.model_copy(update={"lm": settings.lm.model_copy(update={"answer_check": 0, "steps": 2})})
+    summary = train_lm(s, qa=_qa_file(tmp_path / "qa.jsonl"), init=rag, out=tmp_path / "qa",
+                       reader=qa_reader(s.server.reader_pipeline))
+    run = Workspace.open(s).home / "runs" / "lm-tiny-qa"
+    assert not (run / "heldout_qa.jsonl").exists() and "heldout_answers" not in summary
+    assert "heldout_answers" not in load_model(tmp_path / "qa")[2]["metrics"]

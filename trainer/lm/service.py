@@ -175,8 +175,9 @@ def prepare_qa_run(
     tm = build_qa_dataset(train_ex, tok, data / "train", plen, retrieve, **pack)
     if held_ex:
         build_qa_dataset(held_ex, tok, data / "heldout", plen, retrieve, **pack)
-        if cfg.answer_check:
-            write_heldout(run_dir / HELDOUT_FILE, pick_questions(held_ex, cfg.answer_check, cfg.seed, retrieve))
+        asked = pick_questions(held_ex, cfg.answer_check, cfg.seed, retrieve) if cfg.answer_check else []
+        if asked:  # none without passages to read them from: the perplexity alone gates free text then
+            write_heldout(run_dir / HELDOUT_FILE, asked)
     base = manifest.get("training", {})
     aside = set(base.get("heldout_doc_ids") or []) | held
     replay = replay_chunks(chunks, tok, round(cfg.qa_replay * tm["target_tokens"]), aside, cfg.seed)
