@@ -44,14 +44,15 @@ def train_lm_cmd(
 
 
 def _render_train(r: dict[str, Any]) -> str:
+    from trainer.lm.answer_check import call_words
+
     lines = [f"model: {r['out']}", f"final train loss {r.get('final_train_loss')}"]
     if r.get("heldout_ppl") is not None:
         lines.append(f"held-out loss {r['heldout_loss']:.4f}  ppl {r['heldout_ppl']:.2f}")
     ans = r.get("heldout_answers")
     if ans:
         lines.append(f"held-out answers ({ans['questions']} questions): token F1 {ans['model_f1']:.3f} in its own words, "
-                     f"{ans['reader_f1']:.3f} from the extractive reader: "
-                     + ("it may answer in its own words" if ans["model_wins"] else "the reader answers for it"))
+                     f"{ans['reader_f1']:.3f} from the extractive reader: " + call_words(ans["model_wins"]))
     if r.get("tokens_per_s"):
         lines.append(f"{r['tokens_per_s']:.0f} tokens/s, MFU {100 * r['mfu']:.1f}% of {r['matmul_peak_gflops']} GFLOP/s")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.decisions import embedder_call
 from pipeline.report_format import LM_NAMES, MB, change, human_duration, sig
 from quantize.gate import PPL_VOCAB_SHARE, answers_gate, generation_gate  # one rule: the server's generation gate
+from trainer.lm.answer_check import call_words
 
 TOP1_MIN = 0.9
 DPPL_MAX_PCT = 10.0
@@ -103,10 +104,9 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
                      f"{sig(qa['heldout_loss']) if qa.get('heldout_loss') is not None else '–'} nats/token"))
     ans = qa.get("heldout_answers")
     if ans:
-        own = answers_gate(ans, "")[0]
         rows.append(("answers in the LM's own words", f"token F1 {sig(ans['model_f1'])} against the extractive reader's "
                      f"{sig(ans['reader_f1'])} on {ans['questions']} held-out questions: "
-                     + ("it may generate" if own else "the reader answers for it")))
+                     + call_words(answers_gate(ans, "")[0])))
     for where, key, v in _find(ev, ("exact_match", "f1", "accuracy")):
         rows.append((f"answers{f', {where}' if where else ''}", f"{key.replace('_', ' ')} {sig(v)}"))
     lm = _out(stages, "lm")

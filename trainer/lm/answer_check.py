@@ -36,6 +36,11 @@ def may_generate(model_f1: float, reader_f1: float) -> bool:
     return model_f1 >= reader_f1
 
 
+def call_words(model_wins: bool) -> str:
+    """The call as the log, `train lm` and the build report state it."""
+    return "it may answer in its own words" if model_wins else "the reader answers for it"
+
+
 @dataclass(frozen=True)
 class AnswerCheck:
     questions: int

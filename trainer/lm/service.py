@@ -21,8 +21,8 @@ from common.errors import InvalidInput, NotFound
 from common.runs import prepared_under, stamp_run
 from common.settings import LmConfig, Settings
 from indexer.embedder import resolve_precision
-from trainer.lm.answer_check import (HELDOUT_FILE, Answerer, compare_answers, model_answerer, pick_questions,
-                                     read_heldout, write_heldout)
+from trainer.lm.answer_check import (HELDOUT_FILE, Answerer, call_words, compare_answers, model_answerer,
+                                     pick_questions, read_heldout, write_heldout)
 from trainer.lm.checkpoint import check_replaceable, load_model, record_metrics
 from trainer.lm.data import (ChunkLike, DataSpec, LmDataset, Neighbours, build_dataset, concat_datasets, excluding,
                              heldout_doc_ids, searcher_neighbours)
@@ -247,13 +247,13 @@ def train_lm(
         retrieve = (lambda q: [h.chunk.text for h in searcher.search(q, k=cfg.qa_passages, mode=cfg.retrieval_mode)]) \
             if searcher else None
         examples = load_qa_jsonl(qa)
+        chunks = list(ws.store.iter_chunks()) if cfg.synthetic_per_chunk or cfg.qa_replay > 0 else []
         if cfg.synthetic_per_chunk:
-            examples += cloze_questions(list(ws.store.iter_chunks()), spans=stored_entity_spans(ws.store),
+            examples += cloze_questions(chunks, spans=stored_entity_spans(ws.store),
                                         per_chunk=cfg.synthetic_per_chunk, seed=cfg.seed, **synthetic_options(cfg))
         replay: dict[str, Any] = {}
         if cfg.qa_replay > 0:
-            replay = {"chunks": list(ws.store.iter_chunks()),
-                      "neighbours": lambda k, mode: searcher_neighbours(ws.searcher(), k, mode)}
+            replay = {"chunks": chunks, "neighbours": lambda k, mode: searcher_neighbours(ws.searcher(), k, mode)}
         prepare_qa_run(run_dir, out, base, examples, cfg, retrieve, **replay)
     else:
         chunks = list(ws.store.iter_chunks())
@@ -283,8 +283,7 @@ def check_answers(settings: Settings, model_dir: Path, heldout: Path, reader: An
     check = compare_answers(examples, mine, reader)
     (log.info if check.model_wins else log.warning)(
         "held-out answers (%d questions): the model's own token F1 %.3f, the extractive reader's %.3f: %s",
-        check.questions, check.model_f1, check.reader_f1,
-        "it may answer in its own words" if check.model_wins else "the reader answers for it")
+        check.questions, check.model_f1, check.reader_f1, call_words(check.model_wins))
     record_metrics(model_dir, heldout_answers=check.to_dict())
     return check.to_dict()
 
