@@ -148,6 +148,8 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(QUESTIONS),
                     help="comma-separated question sets to ask (dev work asks only the ones already seen)")
     ap.add_argument("--no-latency", action="store_true", help="only the answers (one pass; keeps the file's latency)")
+    ap.add_argument("--read-neighbours", type=int, default=None, help="server.reader_context_chunks for this run "
+                    "(default: the settings')")
     a = ap.parse_args()
     if a.prepare:
         workspace(a.workspace)
@@ -162,8 +164,10 @@ def main() -> None:
     settings = workspace(a.workspace)
     rows = [dict(json.loads(ln), set=name) for name, path in QUESTIONS.items() if name in a.sets.split(",")
             for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    served = settings.model_copy(update={"server": settings.server.model_copy(update={"api_keys": "",
-                                                                                        "torch_threads": 1})})
+    server = {"api_keys": "", "torch_threads": 1}
+    if a.read_neighbours is not None:
+        server["reader_context_chunks"] = a.read_neighbours
+    served = settings.model_copy(update={"server": settings.server.model_copy(update=server)})
     load_before = os.getloadavg()
     with TestClient(create_app(served)) as client:
         state = client.app.state.ragkiln
@@ -199,14 +203,16 @@ def main() -> None:
 
     n = len(per)
     result = {
-        "command": ("HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/demo_answers.py --no-latency"
-                    if a.no_latency else "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/demo_answers.py"),
+        "command": " ".join(["HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu", "heavy" if a.no_latency else "timing",
+                             ".venv/bin/python"] + sys.argv),
+        "chunking": {k: getattr(settings.indexer, k) for k in ("chunk_tokens", "chunk_overlap", "bm25_context_chunks")},
         "data": "bench/data/python_docs_questions.jsonl (48 questions about samples/python-docs, 'first'), "
                 "python_docs_questions_2.jsonl (32, 'second'), _3 (32, 'third') and _4 (36, 'fourth'), each with "
                 "the module or function expected in the answer; sets asked: " + a.sets,
         "chosen_on": CHOSEN_ON,
         "workspace": str(a.workspace.relative_to(ROOT)) if a.workspace.is_relative_to(ROOT) else str(a.workspace),
         "retrieval": "hybrid, k = 5 (AnswerRequest defaults), the default MiniLM embedder, no NER",
+        "reader_context_chunks": served.server.reader_context_chunks,
         "questions": n, "refused": sum(not p["grounded"] for p in per),
         "misses": {"refused": sum(not p["grounded"] for p in per),
                    "sentence_without_the_name": sum(p["grounded"] and not (p["in_span"] or p["in_sentence"]) for p in per),

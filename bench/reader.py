@@ -603,7 +603,7 @@ def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None
     from indexer.types import Chunk, Hit
     from indexer.workspace import Workspace
     from ner.filters import search_with_entities
-    from server.answering import make_reader_runtime, read_relevant
+    from server.answering import make_reader_runtime, read_relevant, reading_windows
     from server.encoding import QueryEncoder
     from server.querying import VectorSearcher
     from server.rag import relevant_hits
@@ -637,7 +637,9 @@ def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None
             a = None
             if hits:
                 t1 = time.perf_counter()
-                res, used = read_relevant(runtime, embedder, q["question"], hits, v)
+                # retrieved hits are read as /v1/answer reads them: with their neighbouring chunks
+                window = (searcher.store, settings.server.reader_context_chunks) if setting == "retrieved" else (None, 0)
+                res, used = read_relevant(runtime, embedder, q["question"], hits, v, *window)
                 t_read.append(time.perf_counter() - t1)
                 a = res.answer
             elif setting == "retrieved":
@@ -645,7 +647,7 @@ def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None
             pred, sent = (a.text, a.sentence) if a else ("", "")
             aligned = True
             if a is not None:
-                text = used[a.passage].chunk.text
+                text = reading_windows(hits, runtime.weights.settings.passages, *window)[a.passage].passage.text
                 aligned = (word_aligned(text, a.start, a.end) and text[a.start:a.end] == a.text
                            and a.sentence_start <= a.start < a.end <= a.sentence_end
                            and text[a.sentence_start:a.sentence_end] == a.sentence)
@@ -676,7 +678,8 @@ def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None
         r = search_with_entities(VectorSearcher(searcher, v, None), searcher.store, q["question"], k=SERVED_K,
                                  mode="hybrid", filters=[])
         relevant = relevant_hits(r["hits"], q["question"], searcher.gen.bm25, settings.server)
-        a = read_relevant(fresh, embedder, q["question"], relevant, v)[0].answer if relevant else None
+        a = read_relevant(fresh, embedder, q["question"], relevant, v, searcher.store,
+                          settings.server.reader_context_chunks)[0].answer if relevant else None
         same.append((a.text if a else "") == answers[q["id"]])
     record = load_record(out)
     record[half] = {

@@ -39,7 +39,7 @@ def ray_options(address: str | None, settings: Settings) -> RayOptions | None:
 def ingest(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf, BEIR corpus.jsonl)."),
-    chunk_tokens: int = typer.Option(None, help="Chunk size in embedder tokens (default 256)."),
+    chunk_tokens: int = typer.Option(None, help="Chunk size in embedder tokens (default 128)."),
     chunk_overlap: int = typer.Option(None, help="Tokens shared by consecutive chunks."),
     faiss_factory: str = typer.Option(None, "--index-type", help="FAISS factory string (Flat, HNSW32, IVF1024,SQ8)."),
     no_ner: bool = typer.Option(False, "--no-ner", help="Skip named-entity extraction."),

@@ -195,6 +195,24 @@ class DocStore:
                 out[row[0]] = Chunk(*row)
         return out
 
+    def window(self, chunk_id: int, first_ord: int, last_ord: int) -> tuple[list[Chunk], str]:
+        """The chunks of `chunk_id`'s document version and chunking whose ord is in [first_ord, last_ord], in
+        order, and the document's text from the first one's start to the last one's end (offsets stay the
+        document's; the whitespace between chunks is kept). ([], "") for an unknown chunk."""
+        rows = self._raw().execute(
+            "SELECT c.id, c.key, c.doc_id, c.ord, c.start, c.\"end\", c.text, d.title FROM chunks h "
+            "JOIN chunks c ON c.doc_id = h.doc_id AND c.doc_sha256 = h.doc_sha256 AND c.chunker = h.chunker "
+            "JOIN documents d ON d.doc_id = c.doc_id AND d.sha256 = c.doc_sha256 "
+            "WHERE h.id = ? AND c.ord BETWEEN ? AND ? ORDER BY c.ord", (chunk_id, first_ord, last_ord)).fetchall()
+        chunks = [Chunk(*r) for r in rows]
+        if not chunks:
+            return [], ""
+        start, end = chunks[0].start, max(c.end for c in chunks)
+        text = self._raw().execute(
+            "SELECT substr(d.text, ?, ?) FROM chunks h JOIN documents d ON d.doc_id = h.doc_id AND d.sha256 = "
+            "h.doc_sha256 WHERE h.id = ?", (start + 1, end - start, chunk_id)).fetchone()[0]
+        return chunks, text
+
     def unenriched_ids(self, ids: Sequence[int]) -> set[int]:
         """Those of these chunks that have never been through NER (a resumed ingest skips the others)."""
         rows: set[int] = set()

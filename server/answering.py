@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,8 @@ from starlette.responses import StreamingResponse
 
 from common.errors import ModelUnavailable
 from common.settings import Settings
-from indexer.types import Hit
+from indexer import chunking
+from indexer.types import Chunk, Hit
 from reader import Passage
 from reader.serve import ReaderRuntime, ReadResult
 from reader.serve import make_reader_runtime as reader_runtime_for
@@ -194,13 +195,52 @@ def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:
             for i, h in enumerate(hits[:n])]
 
 
+@dataclass(frozen=True)
+class ReadWindow:
+    """A passage the reader reads: its best hit and the chunks of the document span it covers."""
+
+    hit: Hit
+    chunks: tuple[Chunk, ...]
+    passage: Passage
+
+    def holder(self, doc_offset: int) -> Hit:
+        """The window's best hit, with the chunk that holds `doc_offset` (what a citation names)."""
+        inside = [c for c in self.chunks if c.start <= doc_offset]
+        return replace(self.hit, chunk=inside[-1]) if inside else self.hit
+
+
+def reading_windows(hits: Sequence[Hit], n: int, store: Any = None, context: int = 0) -> list[ReadWindow]:
+    """The first `n` hits as the reader reads them: each with `context` chunks of its document either side,
+    a document's touching windows as one (indexer.chunking.reading_windows), cut from the stored document;
+    without a store, the hits' own chunks."""
+    hits = list(hits[:n])
+    if store is None:
+        return [ReadWindow(h, (h.chunk,), p) for h, p in zip(hits, reader_passages(hits, n))]
+    out = []
+    for rank, (_doc, first, last, best) in enumerate(chunking.reading_windows(
+            [(h.chunk.doc_id, h.chunk.ord) for h in hits], context), start=1):
+        h = hits[best]
+        chunks, text = store.window(h.chunk.id, first, last)
+        if not chunks:  # the chunk left the store under us (a reindex): read the hit as it came
+            chunks, text = [h.chunk], h.chunk.text
+        out.append(ReadWindow(h, tuple(chunks), Passage(text, h.chunk.doc_id, chunks[0].start, rank=rank,
+                                                        score=float(h.score), title=h.chunk.title)))
+    return out
+
+
 def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant: Sequence[Hit],
-                  question_vec: np.ndarray | None = None) -> tuple[ReadResult, list[Hit]]:
-    """The reader's answer from the relevant hits (best first), and the hits it read. What /v1/answer
-    serves for an extractive answer; bench/reader.py --served and bench/demo_answers.py call it too."""
-    n = runtime.weights.settings.passages
-    used = list(relevant[:n])
-    return runtime.read(question, reader_passages(used, n), embedder, question_vec), used
+                  question_vec: np.ndarray | None = None, store: Any = None, context: int = 0
+                  ) -> tuple[ReadResult, list[Hit]]:
+    """The reader's answer from the relevant hits (best first), and the hits it read, one per passage (the
+    answer's passage as the chunk holding the answer). What /v1/answer serves for an extractive answer, reading
+    `context` neighbouring chunks of `store` either side of each hit; bench/reader.py --served and
+    bench/demo_answers.py call it too."""
+    windows = reading_windows(relevant, runtime.weights.settings.passages, store, context)
+    result = runtime.read(question, [w.passage for w in windows], embedder, question_vec)
+    used = [w.hit for w in windows]
+    if result.answer is not None:
+        used[result.answer.passage] = windows[result.answer.passage].holder(result.answer.doc_start)
+    return result, used
 
 
 async def finish_answer(run: AnswerRun, request: Request) -> None:
@@ -332,7 +372,8 @@ def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
     vec, made_by = run.question_vec
     if made_by != str(embedder.id):  # the index switched embedders since retrieval: embed the question again
         vec = None
-    result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec)
+    result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec,
+                                 state.searcher().store, state.settings.server.reader_context_chunks)
     run.mode, run.in_prompt, run.stream = "extractive", used, ReaderStream(result)
     if result.answer is not None:
         run.completion_tokens = len(gen.tokenizer.encode(result.answer.text))

@@ -35,7 +35,7 @@ def test_every_field_has_a_description_and_appears_with_its_env_name():
 def test_types_defaults_and_bounds_are_rendered():
     rows = {r[0]: r for r in field_rows(Settings.model_fields["indexer"].annotation)}
     name, type_, default, bounds, _ = rows["chunk_tokens"]
-    assert (type_, default, bounds) == ("int", "`256`", "≥ 16, ≤ 8192")
+    assert (type_, default, bounds) == ("int", "`128`", "≥ 16, ≤ 8192")
     assert rows["fusion"][1] == "'rrf' \\| 'weighted'"
     lm = {r[0]: r for r in field_rows(Settings.model_fields["lm"].annotation)}
     assert lm["steps"][1] == "int \\| None" and lm["steps"][2] == "`None`"

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from indexer.chunking import bm25_texts, chunk_spans, sentence_spans
+from indexer.chunking import bm25_texts, chunk_spans, reading_windows, sentence_spans
 from indexer.types import Chunk
 
 
@@ -94,3 +94,14 @@ def test_bm25_texts_bridge_gaps_with_a_space():
     a = _chunk(1, "d", 0, "one two", 0, title="")
     b = _chunk(2, "d", 1, "three", 10, title="")
     assert bm25_texts([a, b], context=1)[1] == "one two three"
+
+
+def test_reading_windows_widen_hits_and_merge_a_documents_touching_windows():
+    # a's hits at 3 and 5 touch once widened by one chunk; 9 joins them through 7; b stays apart
+    hits = [("a", 3), ("b", 0), ("a", 5), ("a", 9), ("a", 7)]
+    assert reading_windows(hits, 1) == [("a", 2, 10, 0), ("b", 0, 1, 1)]
+    # without context only adjacent chunks merge (a sentence cut by their boundary is read whole)
+    assert reading_windows([("a", 3), ("a", 4)], 0) == [("a", 3, 4, 0)]
+    assert reading_windows([("a", 5), ("a", 3)], 0) == [("a", 5, 5, 0), ("a", 3, 3, 1)]
+    # windows are ranked by their best hit, and start at the document's first chunk at the earliest
+    assert reading_windows([("b", 1), ("a", 0)], 2) == [("b", 0, 3, 0), ("a", 0, 2, 1)]
