@@ -37,4 +37,5 @@ def test_freed_heap_pages_go_back_to_the_os() -> None:
 def test_peak_is_at_least_the_current_resident_set() -> None:
     block = bytearray(200 * 1024 * 1024)
     block[::4096] = b"x" * len(block[::4096])
-    assert peak_rss_mb() >= _rss_mb() >= 200
+    current = _rss_mb()
+    assert peak_rss_mb() >= round(current, 1) and current >= 200  # peak_rss_mb rounds to 0.1 MB
