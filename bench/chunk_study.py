@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+import fusion_study as fs  # sets HF_HUB_OFFLINE and the import path
 
-from common.settings import load_settings  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py)
+from common.settings import load_settings
+from machine import machine  # bench/machine.py
 
+ROOT, DATA = fs.ROOT, fs.DATA
 WORK = ROOT / "bench" / "work" / "chunks"
-DATA = ROOT.parent / "shared" / "datasets"
 CANDIDATES = ("128", "192", "256")  # chunk_tokens, BM25 reading one neighbour each side (the default)
 DEFAULT = "256"
 ROUND2 = ("128/c2", "192/c2")  # the same chunks, BM25 reading two neighbours each side
@@ -153,8 +149,8 @@ def main() -> None:
                 "chunks": searcher.size, "embedder": searcher.embedder.id, "ingest_seconds": round(ingest_s, 1)}
             print(f"{name} {label}: " + ", ".join(f"{m} {r['ndcg@10']:.4f}" for m, r in metrics.items())
                   + f" ({searcher.size} chunks, ingest {ingest_s:.0f} s)", file=sys.stderr, flush=True)
-            if a.split == "dev" and a.round == 1:
-                res["choice"] = choose(rows) if all(len(v) == len(sizes) for v in rows.values()) else None
+            if a.split == "dev" and a.round == 1 and all(all(t in v for t in CANDIDATES) for v in rows.values()):
+                res["choice"] = choose(rows)
             if a.split == "dev" and a.round == 2 and all(all(t in v for t in ROUND2) for v in rows.values()):
                 res["choice_round2"] = choose(rows, ROUND2, res["choice"]["winner"])
             out.write_text(json.dumps(res, indent=2))

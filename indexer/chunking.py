@@ -139,22 +139,15 @@ def reading_windows(hits: Sequence[tuple[str, int]], context: int) -> list[tuple
     best first. Each hit is widened by `context` chunks either side, and windows of one document that overlap
     or touch become one, so a sentence cut by a chunk boundary is read whole and no sentence twice (the last
     ord may pass the document's end: the store returns the chunks there are)."""
-    wins: list[list[object]] = []  # [doc_id, first, last, best]
-    for i, (doc, ord_) in enumerate(hits):
-        wins.append([doc, max(0, ord_ - context), ord_ + context, i])
-        merged = True
-        while merged:  # the grown window may now touch another of its document
-            merged = False
-            cur = wins[-1]
-            for w in wins[:-1]:
-                if w[0] == cur[0] and w[1] <= cur[2] + 1 and cur[1] <= w[2] + 1:  # type: ignore[operator]
-                    w[1], w[2], w[3] = min(w[1], cur[1]), max(w[2], cur[2]), min(w[3], cur[3])  # type: ignore[type-var]
-                    wins.pop()
-                    wins.remove(w)
-                    wins.append(w)  # re-checked against the rest
-                    merged = True
-                    break
-    return sorted(((str(d), int(a), int(b), int(i)) for d, a, b, i in wins), key=lambda w: w[3])  # type: ignore[call-overload]
+    spans = sorted((doc, max(0, o - context), o + context, i) for i, (doc, o) in enumerate(hits))
+    out: list[tuple[str, int, int, int]] = []
+    for doc, lo, hi, i in spans:  # sorted by document, then start: a window touches only the one before it
+        if out and out[-1][0] == doc and lo <= out[-1][2] + 1:
+            _, first, last, best = out[-1]
+            out[-1] = (doc, first, max(last, hi), min(best, i))
+        else:
+            out.append((doc, lo, hi, i))
+    return sorted(out, key=lambda w: w[3])
 
 
 def _merge_spans(run: Sequence[Chunk]) -> str:

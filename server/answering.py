@@ -368,12 +368,13 @@ def _start_ragkiln(run: AnswerRun, gen: Any, state: ServerState, opts: GenOption
 def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
     """Read the answer now (before the first byte: a failure is a clean status), with the index's embedder.
     Usage counts the answer's tokens in the model's vocabulary, as a client billing by output would."""
-    embedder = state.searcher().embedder
+    searcher = state.searcher()
+    embedder = searcher.embedder
     vec, made_by = run.question_vec
     if made_by != str(embedder.id):  # the index switched embedders since retrieval: embed the question again
         vec = None
     result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec,
-                                 state.searcher().store, state.settings.server.reader_context_chunks)
+                                 searcher.store, state.settings.server.reader_context_chunks)
     run.mode, run.in_prompt, run.stream = "extractive", used, ReaderStream(result)
     if result.answer is not None:
         run.completion_tokens = len(gen.tokenizer.encode(result.answer.text))
