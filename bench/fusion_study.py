@@ -130,21 +130,28 @@ def collect(split: str, only: list[str]) -> None:
         if _workspace(s).searcher().embedder.base_id != want:
             service.reindex(s, embedder=spec["model"], progress=False)
         searcher = _workspace(s).searcher()
-        vecs = searcher.encode_queries([queries[q] for q in qids])
-        lists: dict[str, Any] = {}
-        for i, q in enumerate(qids):
-            per = {}
-            for mode in ("dense", "bm25"):
-                ids, detail = searcher.ranked_ids(queries[q], mode, DEPTH, query_vec=vecs[i:i + 1])  # type: ignore[arg-type]
-                per[mode] = [[cid, detail[mode][cid][1]] for cid in ids]
-            lists[q] = per
-        cids = {cid for per in lists.values() for ranked in per.values() for cid, _ in ranked}
-        chunks = searcher.store.get_chunks(sorted(cids))
+        d = ranked_lists(searcher, queries, qids)
         out.write_text(json.dumps({"case": name, "split": split, "model": spec["model"],
-                                   "embedder": searcher.embedder.id, "qrels": {q: qrels[q] for q in qids},
-                                   "doc_of": {str(c): chunks[c].doc_id for c in cids if c in chunks},
-                                   "lists": lists, "seconds": round(time.perf_counter() - t0, 1)}))
+                                   "qrels": {q: qrels[q] for q in qids}, **d,
+                                   "seconds": round(time.perf_counter() - t0, 1)}))
         print(f"{name} {split}: {len(qids)} queries, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+def ranked_lists(searcher, queries: dict[str, str], qids: list[str], depth: int = DEPTH) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Each query's dense and BM25 chunk lists (id, score) as the served searcher ranks them, and each chunk's
+    document: what every fusion candidate is scored from offline."""
+    vecs = searcher.encode_queries([queries[q] for q in qids])
+    lists: dict[str, Any] = {}
+    for i, q in enumerate(qids):
+        per = {}
+        for mode in ("dense", "bm25"):
+            ids, detail = searcher.ranked_ids(queries[q], mode, depth, query_vec=vecs[i:i + 1])
+            per[mode] = [[cid, detail[mode][cid][1]] for cid in ids]
+        lists[q] = per
+    cids = {cid for per in lists.values() for ranked in per.values() for cid, _ in ranked}
+    chunks = searcher.store.get_chunks(sorted(cids))
+    return {"embedder": searcher.embedder.id, "lists": lists,
+            "doc_of": {str(c): chunks[c].doc_id for c in cids if c in chunks}}
 
 
 # --- fusion candidates: pure functions of two (id, score) lists ------------------------------------------
