@@ -325,7 +325,8 @@ class ServerConfig(Section):
     generator: str = Field(
         "auto",
         description="GGUF file answering /v1/answer and chat; 'auto' = the newest workspace gguf/*/model-q8_0.gguf "
-        "(else another type); 'none' = no generator (answers are 503).",
+        "(else another type; with none yet, /v1/answer answers with the extractive reader, which needs no model); "
+        "'none' = no generator (answers are 503).",
     )
     generators: str = Field(
         "", description="More GGUF chat models served beside the workspace's own, 'name=/path/model.gguf,name2=...' "

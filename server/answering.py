@@ -46,7 +46,7 @@ from server.chat_prompt import marker_citations, rag_messages
 from server.rag import NO_ANSWER, Citation, relevant_hits, select_citations
 from server.schemas import AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut, Usage
 from server.sse import SSE_HEADERS
-from server.state import ServerState
+from server.state import READER_ONLY, ServerState
 from trainer.lm.qa import ANSWER_STOPS, MIN_NEW_TOKENS, plan_prompt
 from trainer.lm.qa_focus import focus_contexts
 
@@ -319,6 +319,12 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None, question_vec=question_vec)
     if rag and not relevant:
         return run
+    if model is None and state.reader_only():  # no LM in the workspace yet: the reader needs none
+        if not rag or opts.extractive is False:
+            raise ModelUnavailable(f"{READER_ONLY}; without one, answers are extractive and read the retrieved "
+                                   "passages (rag on, extractive unset or true)")
+        _start_reader(run, state, None)
+        return run
     gen = state.require_generator(model)
     run.model = gen.model_id
     run._t_ready = retrieved_at if retrieved_at is not None else time.perf_counter()
@@ -365,9 +371,10 @@ def _start_ragkiln(run: AnswerRun, gen: Any, state: ServerState, opts: GenOption
     run.prompt_tokens = len(plan.ids)
 
 
-def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
+def _start_reader(run: AnswerRun, state: ServerState, gen: Any | None) -> None:
     """Read the answer now (before the first byte: a failure is a clean status), with the index's embedder.
-    Usage counts the answer's tokens in the model's vocabulary, as a client billing by output would."""
+    Usage counts the answer's tokens in the model's vocabulary, as a client billing by output would
+    (`gen` None: no model is served, see `ServerState.reader_only`)."""
     searcher = state.searcher()
     embedder = searcher.embedder
     vec, made_by = run.question_vec
@@ -376,8 +383,9 @@ def _start_reader(run: AnswerRun, state: ServerState, gen: Any) -> None:
     result, used = read_relevant(reader_runtime(state), embedder, run.question, run.relevant, vec,
                                  searcher.store, state.settings.server.reader_context_chunks)
     run.mode, run.in_prompt, run.stream = "extractive", used, ReaderStream(result)
-    if result.answer is not None:
-        run.completion_tokens = len(gen.tokenizer.encode(result.answer.text))
+    if result.answer is not None:  # without a model, in the index embedder's word pieces
+        run.completion_tokens = (len(gen.tokenizer.encode(result.answer.text)) if gen is not None else
+                                 len(embedder.tokenizer(result.answer.text, add_special_tokens=False)["input_ids"]))
     if result.problem:
         run.notice = f"{run.notice}; {result.problem}" if run.notice else result.problem
 

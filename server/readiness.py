@@ -2,9 +2,11 @@
 stuck), and which of them a `/readyz` caller needs.
 
 `need=deployment` (the default) asks for what this deployment serves: search always, answers when a
-generator is loaded or one is named explicitly (`server.generator` a file). A workspace with no GGUF
-yet and `server.generator = "auto"` is a search deployment: ready as soon as its index is loaded,
-not 503 for ever. A load balancer in front of answer traffic asks `need=answers`.
+generator is loaded, one is named explicitly (`server.generator` a file), or the workspace has no GGUF
+yet under `server.generator = "auto"`: then the extractive reader answers, which needs no model, so the
+deployment is ready for both as soon as its index is loaded. An own model that is found but fails to load
+leaves a search deployment, ready, whose answers say why not. A load balancer in front of answer traffic
+asks `need=answers`.
 
 A generator's context held past its timeout is a fault (issue 27).
 
@@ -51,7 +53,7 @@ def capabilities(state: Any, index_problem: str | None) -> dict[str, Capability]
     """Search and answers, each ready or not with its reasons (`index_problem`: why the index did not load)."""
     search = Capability(index_problem is None, [f"index: {index_problem}"] if index_problem else [])
     answer_problems = list(search.problems)  # answers retrieve first
-    if state.generator is None:
+    if state.generator is None and not state.reader_only():
         answer_problems.append(f"generator: {state.generator_problem or 'none loaded'}")
     answer_problems += generator_problems(state)
     return {"search": search, "answers": Capability(not answer_problems, answer_problems)}
@@ -62,5 +64,5 @@ def needed(state: Any, need: Need) -> list[str]:
     if need != "deployment":
         return [need]
     spec = state.settings.server.generator.strip().lower()
-    serves_answers = state.generator is not None or spec not in ("auto", "none")
+    serves_answers = state.generator is not None or state.reader_only() or spec not in ("auto", "none")
     return ["search", "answers"] if serves_answers else ["search"]

@@ -26,6 +26,8 @@ from server.metrics import Metrics, generation_depth
 log = logging.getLogger(__name__)
 
 NO_GENERATOR = "no generator model: run `ragkiln quantize` (or set server.generator to a GGUF file)"
+READER_ONLY = ("no generator model: answers are the extractive reader's spans of the retrieved passages; for a model "
+               "of your own run `ragkiln train lm` then `ragkiln quantize` (or set server.generator to a GGUF file)")
 
 
 def find_generator(settings: Settings) -> Path | None:
@@ -163,6 +165,12 @@ class ServerState:
             self._encoders[searcher.embedder.id] = enc
         return enc
 
+    def reader_only(self) -> bool:
+        """No generator because there is none to load (`server.generator = "auto"`, no GGUF in the workspace,
+        none registered): `/v1/answer` still answers, with the reader's spans, which need no LM. "none" turns
+        answers off, and a model that failed to load stays a fault, so neither reads instead."""
+        return self.generator is None and self.generator_problem == READER_ONLY
+
     def require_generator(self, name: str | None = None) -> Generator:
         """The generator a request names (None or 'ragkiln': the default); ModelUnavailable when none is
         loaded, NotFound for a name not served (never answered by another model)."""
@@ -258,7 +266,11 @@ def load_state(settings: Settings, keys: KeyRing | None = None, load_models: boo
     if state.generator is None:
         state.generator_problem = (state.generator_problems.get(default or "") or
                                    next(iter(state.generator_problems.values()), None) or NO_GENERATOR)
-        log.warning("answers disabled: %s", state.generator_problem)
+        if state.generator_problem == NO_GENERATOR and settings.server.generator.strip().lower() == "auto":
+            state.generator_problem = READER_ONLY
+            log.warning("%s", READER_ONLY)
+        else:
+            log.warning("answers disabled: %s", state.generator_problem)
     return state
 
 

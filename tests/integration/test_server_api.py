@@ -302,6 +302,35 @@ def test_without_a_generator_answers_are_503_with_the_fix(home):
         _error(chat, 503)
 
 
+def test_a_workspace_without_a_model_answers_with_the_reader(base_workspace, tmp_path):  # noqa: F811
+    """After `ingest` alone (no GGUF, server.generator "auto") /v1/answer reads spans: the reader needs no LM."""
+    import shutil
+
+    home = copy_workspace(base_workspace, tmp_path / "ws")
+    shutil.rmtree(home / "gguf")
+    s = settings_for(home).model_copy(update={"ner": settings_for(home).ner.model_copy(update={"enabled": False})})
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        r = c.post("/v1/answer", json={"question": QUESTION}, headers=READ)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == "extractive" and body["grounded"] and body["model"] is None
+        assert body["answer"].strip() and body["citations"][0]["doc_id"] == "vaccine.md"
+        assert body["usage"]["completion_tokens"] > 0 and body["usage"]["prompt_tokens"] == 0
+        streamed = parse_sse(c.post("/v1/answer", json={"question": QUESTION, "stream": True}, headers=READ).text)
+        assert streamed[-1][0] == "done" and streamed[-1][1]["answer"] == body["answer"]
+        # free text needs a model: asked for, it is 503 with what to run
+        err = _error(c.post("/v1/answer", json={"question": QUESTION, "extractive": False}, headers=READ), 503,
+                     "model_unavailable")
+        assert "ragkiln quantize" in err["message"] and "extractive" in err["message"]
+        _error(c.post("/v1/answer", json={"question": QUESTION, "model": "qwen"}, headers=READ), 503)  # none served
+        chat = c.post("/v1/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "hi"}]},
+                      headers=READ)
+        _error(chat, 503)
+        ready = c.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["need"] == ["search", "answers"], ready.text
+        assert all(cap["ready"] for cap in ready.json()["capabilities"].values())
+
+
 # ---- documents and jobs -------------------------------------------------------------------------
 def test_document_upsert_get_update_delete(client):
     doc = {"id": "notes/tea.txt", "title": "Tea", "text": "Darjeeling tea grows on the slopes of the Himalayas in India.",
