@@ -113,7 +113,7 @@ class NoCacheRuntime:
     sentences in the embedder's default batches of 64."""
 
     def __init__(self, settings: Any) -> None:
-        from server.answering import make_reader_runtime
+        from reader.answer import make_reader_runtime
 
         self.rt = make_reader_runtime(settings, vector_cache=0, parse_cache=0, embed_batch=64)
         self.weights = self.rt.weights

@@ -14,8 +14,8 @@ Index: all 2,067 paragraphs (BEIR corpus.jsonl written under bench/work/reader/,
 --served asks every question of a half through what /v1/answer runs for an extractive answer:
 retrieval as the server runs it (query vectors at the index's query precision, hybrid, k = 5 as
 AnswerRequest's default, `ner.filters.search_with_entities` over `server.querying.VectorSearcher`),
-the grounding rule (`server.rag.relevant_hits`; a refused question scores 0) and
-`server.answering.read_relevant` with the server's `make_reader_runtime`; "gold" reads the gold
+the grounding rule (`reader.grounding.relevant_hits`; a refused question scores 0) and
+`reader.answer.read_relevant` with the server's `make_reader_runtime`; "gold" reads the gold
 paragraph alone through the same function. Its caches are filled from --prepare's (the same MiniLM
 vectors and spaCy parses, keyed as the server keys them); a check reads some questions with empty
 caches and counts identical answers. Writes bench/results/reader-served.json (one key per half).
@@ -603,10 +603,10 @@ def served(squad: dict[str, Any], half: str, out: Path, check: int = 40) -> None
     from indexer.types import Chunk, Hit
     from indexer.workspace import Workspace
     from ner.filters import search_with_entities
-    from server.answering import make_reader_runtime, read_relevant, reading_windows
+    from reader.answer import make_reader_runtime, read_relevant, reading_windows
     from server.encoding import QueryEncoder
     from server.querying import VectorSearcher
-    from server.rag import relevant_hits
+    from reader.grounding import relevant_hits
 
     torch.set_num_threads(1)
     qs = served_questions(squad, half)

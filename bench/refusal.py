@@ -16,7 +16,7 @@ Questions (top 5 hybrid hits each, as /v1/answer retrieves by default):
   of the evaluation articles; every question's paragraph is indexed, so each should be answered;
 - the demo corpus's own questions: bench/data/python_docs_questions.jsonl (reported only).
 
-Candidate signals (server/grounding.py's features of each passage: dense cosine, BM25 share of the
+Candidate signals (reader/grounding.py's features of each passage: dense cosine, BM25 share of the
 question's maximum, IDF-weighted coverage of the question's terms by the passage and by its best sentence,
 the share of the heaviest question term it lacks) are
 fitted on the fit halves: logistic models on passages (positives: the gold paragraph's hit of a SQuAD
@@ -56,8 +56,7 @@ from common.settings import ServerConfig, load_settings  # noqa: E402
 from indexer import service  # noqa: E402
 from indexer.types import Hit  # noqa: E402
 from indexer.workspace import Workspace  # noqa: E402
-from server.grounding import Evidence, passage_evidence  # noqa: E402
-from server.rag import relevant_hits  # noqa: E402
+from reader.grounding import Evidence, passage_evidence, relevant_hits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 WORK = ROOT / "bench" / "work"

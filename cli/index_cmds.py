@@ -1,4 +1,4 @@
-"""`ingest`, `reindex`, `search`: thin adapters over indexer.service."""
+"""`ingest`, `reindex`, `search`, `ask`: thin adapters over indexer.service and reader.answer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from ner.filters import entity_search
 from cli.app import app, overrides_of
 from cli.output import emit, handle_errors
 from cli.groups import eval_app
-from cli.render import hits_to_dicts, render_facets, render_hits, render_metrics, render_report
+from cli.render import (answer_to_dict, hits_to_dicts, render_answer, render_facets, render_hits, render_metrics,
+                        render_report)
 
 
 RAY_HELP = ("Chunk, enrich and embed new or changed documents on Ray: 'local' starts a cluster on this machine, "
@@ -90,6 +91,23 @@ def search(
     r = entity_search(settings, query, k=k, mode=mode, entity_specs=entity, embedder=embedder)
     emit({"query": query, "mode": mode, "filters": r["filters"], "facets": r["facets"],
           "hits": hits_to_dicts(r["hits"])}, as_json, lambda d: render_hits(d) + "\n" + render_facets(d))
+
+
+@app.command()
+@handle_errors
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="A question about the documents."),
+    k: int = typer.Option(5, "--k", "-k", min=1, max=100, help="Passages retrieved (as /v1/answer's k)."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Answer from the documents: the span of a retrieved passage that answers, its sentence and where it is
+    (what /v1/answer answers extractively; no language model needed). Unsupported questions say so."""
+    from reader.answer import answer_question
+
+    settings = load_settings(overrides_of(ctx))
+    emit(answer_to_dict(question, answer_question(settings, question, k=k, mode=mode)), as_json, render_answer)
 
 
 @eval_app.command("retrieval")

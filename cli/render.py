@@ -66,3 +66,27 @@ def render_facets(result: dict[str, Any]) -> str:
         vals = ", ".join(f"{v['value']} ({v['count']})" for v in f["values"][:5])
         lines.append(f"  {label} ({f['count']}): {vals}")
     return "\n".join(lines)
+
+
+def answer_to_dict(question: str, a: Any) -> dict[str, Any]:
+    """A `reader.answer.GroundedAnswer` under /v1/answer's field names."""
+    h = a.hit
+    return {"question": question, "answer": a.text, "grounded": a.grounded, "mode": "extractive",
+            "sentence": None if h is None else {"text": a.sentence, "doc_id": h.chunk.doc_id, "chunk_id": h.chunk.id,
+                                                "start": a.sentence_span[0], "end": a.sentence_span[1],
+                                                "span_start": a.span[0], "span_end": a.span[1]},
+            "citations": [] if h is None else [{"doc_id": h.chunk.doc_id, "title": h.chunk.title,
+                                                "chunk_id": h.chunk.id, "start": a.span[0], "end": a.span[1],
+                                                "quote": a.text, "score": h.score, "match": "answer"}],
+            "notice": a.problem, "hits": hits_to_dicts(list(a.hits))}
+
+
+def render_answer(d: dict[str, Any]) -> str:
+    lines = [d["answer"]]
+    if d["sentence"]:
+        s, c = d["sentence"], d["citations"][0]
+        lines.append(f"  \"{' '.join(s['text'].split())}\"")
+        lines.append(f"  {c['doc_id']} [{c['start']}:{c['end']}]" + (f" ({c['title']})" if c["title"] else ""))
+    if d["notice"]:
+        lines.append(f"  note: {d['notice']}")
+    return "\n".join(lines)

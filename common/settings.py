@@ -353,7 +353,7 @@ class ServerConfig(Section):
         -4.319, ge=-100, le=100, description="A passage supports an answer when grounding_bias + grounding_dense_weight "
         "* its dense cosine + grounding_coverage_weight * its coverage (the IDF-weighted share of the question's terms "
         "it holds) + grounding_sentence_weight * its best sentence's coverage - grounding_missing_weight * its "
-        "heaviest missing term's share >= 0 (server/grounding.py); with none, /v1/answer says it found nothing "
+        "heaviest missing term's share >= 0 (reader/grounding.py); with none, /v1/answer says it found nothing "
         "(grounded: false). Defaults: the logistic fit of bench/refusal.py (bench/results/refusal.json), made with "
         "the default MiniLM embedder; refit after changing it."
     )

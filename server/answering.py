@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,14 +36,12 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from common.errors import ModelUnavailable
-from common.settings import Settings
-from indexer import chunking
-from indexer.types import Chunk, Hit
-from reader import Passage
+from indexer.types import Hit
+from reader.answer import NO_ANSWER, make_reader_runtime, read_relevant
+from reader.grounding import relevant_hits
 from reader.serve import ReaderRuntime, ReadResult
-from reader.serve import make_reader_runtime as reader_runtime_for
 from server.chat_prompt import marker_citations, rag_messages
-from server.rag import NO_ANSWER, Citation, relevant_hits, select_citations
+from server.rag import Citation, select_citations
 from server.schemas import AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut, Usage
 from server.sse import SSE_HEADERS
 from server.state import READER_ONLY, ServerState
@@ -181,66 +179,6 @@ def reader_runtime(state: ServerState) -> ReaderRuntime:
             _RUNTIMES[key] = rt
             weakref.finalize(state, _RUNTIMES.pop, key, None)
         return rt
-
-
-def make_reader_runtime(settings: Settings, **cache_sizes: int) -> ReaderRuntime:
-    """A reader with the shipped weights; its pipeline (server.reader_pipeline) is loaded on first use.
-    `cache_sizes`: vector_cache / parse_cache entries (a bench reading a whole corpus wants more)."""
-    return reader_runtime_for(settings.server.reader_pipeline, **cache_sizes)
-
-
-def reader_passages(hits: Sequence[Hit], n: int) -> list[Passage]:
-    """The first `n` hits as the reader's passages (rank = position among the relevant hits, best first)."""
-    return [Passage(h.chunk.text, h.chunk.doc_id, h.chunk.start, rank=i + 1, score=float(h.score), title=h.chunk.title)
-            for i, h in enumerate(hits[:n])]
-
-
-@dataclass(frozen=True)
-class ReadWindow:
-    """A passage the reader reads: its best hit and the chunks of the document span it covers."""
-
-    hit: Hit
-    chunks: tuple[Chunk, ...]
-    passage: Passage
-
-    def holder(self, doc_offset: int) -> Hit:
-        """The window's best hit, with the chunk that holds `doc_offset` (what a citation names)."""
-        inside = [c for c in self.chunks if c.start <= doc_offset]
-        return replace(self.hit, chunk=inside[-1]) if inside else self.hit
-
-
-def reading_windows(hits: Sequence[Hit], n: int, store: Any = None, context: int = 0) -> list[ReadWindow]:
-    """The first `n` hits as the reader reads them: each with `context` chunks of its document either side,
-    a document's touching windows as one (indexer.chunking.reading_windows), cut from the stored document;
-    without a store, the hits' own chunks."""
-    hits = list(hits[:n])
-    if store is None:
-        return [ReadWindow(h, (h.chunk,), p) for h, p in zip(hits, reader_passages(hits, n))]
-    out = []
-    for rank, (_doc, first, last, best) in enumerate(chunking.reading_windows(
-            [(h.chunk.doc_id, h.chunk.ord) for h in hits], context), start=1):
-        h = hits[best]
-        chunks, text = store.window(h.chunk.id, first, last)
-        if not chunks:  # the chunk left the store under us (a reindex): read the hit as it came
-            chunks, text = [h.chunk], h.chunk.text
-        out.append(ReadWindow(h, tuple(chunks), Passage(text, h.chunk.doc_id, chunks[0].start, rank=rank,
-                                                        score=float(h.score), title=h.chunk.title)))
-    return out
-
-
-def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant: Sequence[Hit],
-                  question_vec: np.ndarray | None = None, store: Any = None, context: int = 0
-                  ) -> tuple[ReadResult, list[Hit]]:
-    """The reader's answer from the relevant hits (best first), and the hits it read, one per passage (the
-    answer's passage as the chunk holding the answer). What /v1/answer serves for an extractive answer, reading
-    `context` neighbouring chunks of `store` either side of each hit; bench/reader.py --served and
-    bench/demo_answers.py call it too."""
-    windows = reading_windows(relevant, runtime.weights.settings.passages, store, context)
-    result = runtime.read(question, [w.passage for w in windows], embedder, question_vec)
-    used = [w.hit for w in windows]
-    if result.answer is not None:
-        used[result.answer.passage] = windows[result.answer.passage].holder(result.answer.doc_start)
-    return result, used
 
 
 async def finish_answer(run: AnswerRun, request: Request) -> None:

@@ -1,8 +1,8 @@
-"""Retrieval-augmented answering, the pure part: which passages count and the citations.
+"""Retrieval-augmented answering, the pure part: the citations of an answer.
 
 The prompt is the one the LM was trained on (trainer/lm/tokenizer.py `PROMPT_FORMAT`), planned by
 `trainer.lm.qa.plan_prompt` (QA tuning's answer check plans it the same way). When no passage supports
-an answer (server/grounding.py) the answer says so and the model is never asked to invent one.
+an answer (reader/grounding.py) the answer says so and the model is never asked to invent one.
 """
 
 from __future__ import annotations
@@ -11,30 +11,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common.settings import ServerConfig
 from indexer.chunking import sentence_spans
 from indexer.types import Hit
-from server.grounding import GroundingRule, TermWeighter, passage_evidence
 
-NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
     "a an and are as at be by can do does for from has have how i in is it its of on or that the this to was "
     "were what when where which who why will with you your".split()
 )
-
-
-def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: ServerConfig) -> list[Hit]:
-    """The passages that support an answer to `question` (server/grounding.py, constants `cfg.grounding_*`):
-    none, and the answer is NO_ANSWER with `grounded: false`. `terms`: the BM25 index the hits came from."""
-    rule = GroundingRule.of(cfg)
-    weights = terms.term_weights(question)
-    # With dense retrieval on, a hit without a cosine is one the dense side did not rank among its candidates:
-    # it does not count. Only BM25-only retrieval leaves coverage alone to decide.
-    dense_on = any("dense" in h.scores for h in hits)
-    return [h for h in hits if (not dense_on or "dense" in h.scores)
-            and rule.supports(passage_evidence(h, weights, terms.language))]
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from reader.answer import NO_ANSWER
 from reader.spans import word_aligned
 from server.app import create_app
-from server.rag import NO_ANSWER
 
 sys.path.insert(0, str(Path(__file__).parent))
 from server_support import ADMIN, READ, base_workspace, copy_workspace, parse_sse, settings_for  # noqa: F401, E402
@@ -128,3 +128,37 @@ def test_without_its_spacy_pipeline_the_reader_says_so_and_still_answers(home):
         a = r.json()
         assert a["mode"] == "extractive" and "spaCy pipeline" in a["notice"], a["notice"]
         _check_offsets(c, a)
+
+
+def test_the_cli_answers_as_the_server_does(home, client):
+    """`ragkiln ask` is /v1/answer's extractive answer from the command line: same span, sentence, citation."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    def ask(*args: str):
+        return CliRunner().invoke(app, ["--workspace", str(home), "ask", *args], env={"HF_HUB_OFFLINE": "1"})
+
+    for question, expected, doc_id in QUESTIONS:
+        served = client.post("/v1/answer", json={"question": question}, headers=READ).json()
+        r = ask(question, "--json")
+        assert r.exit_code == 0, r.output
+        got = json.loads(r.stdout)
+        assert expected in got["answer"] and got["grounded"] and got["answer"] == served["answer"]
+        assert got["sentence"] == served["sentence"] and got["sentence"]["doc_id"] == doc_id
+        cite = {k: served["citations"][0][k] for k in ("doc_id", "chunk_id", "start", "end", "quote", "match")}
+        assert {k: got["citations"][0][k] for k in cite} == cite
+    human = ask(QUESTIONS[0][0])
+    assert human.exit_code == 0 and human.stdout.splitlines()[0] == served_answer(client, QUESTIONS[0][0])
+    assert "vaccine.md [" in human.stdout
+    none = ask("What is the melting point of tungsten carbide?", "--json")
+    assert none.exit_code == 0 and json.loads(none.stdout)["answer"] == NO_ANSWER
+    assert not json.loads(none.stdout)["grounded"] and json.loads(none.stdout)["sentence"] is None
+    empty = ask("   ")
+    assert empty.exit_code != 0 and "question" in empty.output and "Traceback" not in empty.output
+
+
+def served_answer(client, question: str) -> str:
+    return client.post("/v1/answer", json={"question": question}, headers=READ).json()["answer"]

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.rag import NO_ANSWER
+from reader.answer import NO_ANSWER
 sys.path.insert(0, str(Path(__file__).parent))
 from server_support import ADMIN, READ, base_workspace, copy_workspace, parse_sse, settings_for  # noqa: F401
 

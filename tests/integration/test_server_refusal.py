@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.rag import NO_ANSWER
+from reader.answer import NO_ANSWER
 
 sys.path.insert(0, str(Path(__file__).parent))
 from server_support import READ, base_workspace, copy_workspace, settings_for  # noqa: E402, F401

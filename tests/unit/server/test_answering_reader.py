@@ -9,9 +9,8 @@ from indexer.types import Chunk, Hit
 from reader import load_weights
 from reader.read import Answer
 from reader.serve import ReaderRuntime, ReadResult, blank_pipeline
-from server.answering import (AnswerRun, ReaderStream, answer_response, read_relevant, reader_passages,
-                              reading_windows, record)
-from server.rag import NO_ANSWER
+from reader.answer import NO_ANSWER, read_relevant
+from server.answering import AnswerRun, ReaderStream, answer_response, record
 
 DOC = "Intro line here. The trial enrolled 43,000 volunteers in 2020. It measured infections in Germany."
 CHUNK_START = 17  # the chunk is DOC[17:], as a second chunk of its document
@@ -31,13 +30,6 @@ def _run(result: ReadResult, used: list[Hit]) -> AnswerRun:
     run = AnswerRun("How many volunteers?", used, used, used, 0.01, "tiny", stream=ReaderStream(result))
     run.finish()
     return run
-
-
-def test_reader_passages_rank_the_relevant_hits_best_first():
-    hits = [Hit(OTHER, 0.5), Hit(CHUNK, 0.25)]
-    ps = reader_passages(hits, 1)
-    assert [(p.doc_id, p.doc_start, p.rank, p.score) for p in ps] == [("bridge.txt", 0, 1, 0.5)]
-    assert [p.rank for p in reader_passages(hits, 5)] == [1, 2]
 
 
 def test_a_read_answer_is_the_span_with_its_sentence_and_document_offsets():
@@ -107,40 +99,3 @@ def test_one_reader_runtime_per_server_state_dropped_with_it():
     del a
     gc.collect()
     assert key not in answering._RUNTIMES
-
-
-
-def _stored_vaccine(tmp_path):
-    """DOC stored as two chunks (the intro sentence, then CHUNK's span): a real DocStore and their ids."""
-    from indexer.docstore import DocStore
-    from indexer.types import ChunkSpan, Document
-
-    store = DocStore(tmp_path / "docstore.sqlite")
-    doc = Document("vaccine.md", DOC, "sha-v", title="Vaccine")
-    store.put_documents([doc])
-    ids = store.put_chunks(doc, "ck", [ChunkSpan(0, 0, 16, 4), ChunkSpan(1, CHUNK_START, len(DOC), 16)])
-    return store, ids
-
-
-def test_a_hit_is_read_with_its_neighbouring_chunks_and_cited_by_the_chunk_holding_the_answer(tmp_path):
-    store, ids = _stored_vaccine(tmp_path)
-    intro = store.get_chunks([ids[0]])[ids[0]]
-    rt = ReaderRuntime(load_weights(), loader=lambda _n: blank_pipeline())
-    question = "How many volunteers did the trial enroll?"
-    alone, _ = read_relevant(rt, Emb(), question, [Hit(intro, 0.9)])  # the intro chunk holds no answer
-    assert alone.answer is None or "43,000" not in alone.answer.text
-    result, used = read_relevant(rt, Emb(), question, [Hit(intro, 0.9)], store=store, context=1)
-    a = result.answer
-    assert a is not None and "43,000" in a.text and DOC[a.doc_start:a.doc_end] == a.text
-    assert [h.chunk.id for h in used] == [ids[1]] and used[0].score == 0.9  # cited by the chunk holding it
-
-
-def test_touching_hits_of_one_document_are_one_passage(tmp_path):
-    store, ids = _stored_vaccine(tmp_path)
-    got = store.get_chunks(ids)
-    hits = [Hit(got[ids[1]], 0.8), Hit(OTHER, 0.5), Hit(got[ids[0]], 0.3)]
-    wins = reading_windows(hits, 5, store, context=0)  # OTHER is not stored: read as the hit came
-    assert [(w.passage.doc_id, w.passage.doc_start, w.passage.rank) for w in wins] == [
-        ("vaccine.md", 0, 1), ("bridge.txt", 0, 2)]
-    assert wins[0].passage.text == DOC and wins[0].hit.score == 0.8
-    assert [w.passage.text for w in reading_windows(hits, 5)] == [h.chunk.text for h in hits]  # no store: the hits

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from indexer.types import Chunk, Hit
-from server.rag import NO_ANSWER, select_citations
+from reader.answer import NO_ANSWER
+from server.rag import select_citations
 
 
 def hit(cid: int, text: str, dense: float | None = 0.5, bm25: float | None = None, start: int = 0) -> Hit:

@@ -1,4 +1,4 @@
-"""The refusal signal: which passages support an answer (server/grounding.py, server/rag.py)."""
+"""The refusal signal: which passages support an answer (reader/grounding.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 from common.settings import ServerConfig
 from indexer.bm25 import BM25Index, tokenize
 from indexer.types import Chunk, Hit
-from server.grounding import Evidence, GroundingRule, passage_evidence
-from server.rag import relevant_hits
+from reader.grounding import Evidence, GroundingRule, passage_evidence, relevant_hits
 
 RESULT = Path(__file__).resolve().parents[3] / "bench" / "results" / "refusal.json"
 RULE = GroundingRule(bias=-10.0, w_dense=16.0, w_coverage=8.0, min_coverage=0.55)

@@ -33,7 +33,7 @@ refit them after switching.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -120,3 +120,15 @@ def passage_evidence(hit: Hit, weights: Mapping[str, float], language: str = "en
     best = max((share(title | s) for s in sentences), default=share(title))
     missing = max((w for t, w in weights.items() if t not in have), default=0.0) / total
     return Evidence(dense, share(have), best, missing)
+
+
+def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: ServerConfig) -> list[Hit]:
+    """The passages that support an answer to `question` (the rule above, constants `cfg.grounding_*`):
+    none, and the answer is NO_ANSWER with `grounded: false`. `terms`: the BM25 index the hits came from."""
+    rule = GroundingRule.of(cfg)
+    weights = terms.term_weights(question)
+    # With dense retrieval on, a hit without a cosine is one the dense side did not rank among its candidates:
+    # it does not count. Only BM25-only retrieval leaves coverage alone to decide.
+    dense_on = any("dense" in h.scores for h in hits)
+    return [h for h in hits if (not dense_on or "dense" in h.scores)
+            and rule.supports(passage_evidence(h, weights, terms.language))]
