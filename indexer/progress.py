@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from common.console import is_terminal
+
 log = logging.getLogger(__name__)
 
 
@@ -70,7 +72,7 @@ class IngestProgress:
                  interval: float = 10.0) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
-        self.tty = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = enabled and is_terminal(self.stream)
         self.interval = interval
         self.meters = {name: StageMeter(name, unit, item) for name, unit, item in stages}
         self._lock = threading.Lock()

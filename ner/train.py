@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.artifacts import atomic_artifact_dir, make_manifest
+from common.console import bar_interval
 from common.errors import InvalidInput
 from common.jsonlog import JsonlLog
 from ner.evaluate import evaluate_examples
@@ -340,7 +341,8 @@ def train_ner(
             rng.shuffle(examples)
             losses: dict[str, float] = {}
             e0 = time.monotonic()
-            bar = tqdm(total=n_words, desc=f"epoch {epoch}", unit="w", disable=not progress, leave=False)
+            bar = tqdm(total=n_words, desc=f"epoch {epoch}", unit="w", disable=not progress, leave=False,
+                       mininterval=bar_interval())
             for batch in _word_batches(examples, opts.batch_words_start, opts.batch_words_stop, step):
                 nlp.update(batch, drop=opts.dropout, sgd=optimizer, losses=losses)
                 step += 1

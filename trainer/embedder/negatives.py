@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.console import bar_interval
 from indexer.chunking import index_text
 from indexer.fusion import weighted_fuse
 from trainer.embedder.pairs import Pair, _norm, with_negatives
@@ -164,7 +165,7 @@ def _rank_pairs(pairs: Sequence[Pair], searcher, mode: str, depth: int, progress
     store, emb = searcher.store, searcher.embedder
     qvecs = emb.encode([p.query for p in pairs], is_query=True, batch_size=64, show_progress=False)
     fused, details = [], []
-    for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair")):
+    for i, p in enumerate(tqdm(pairs, desc="mine negatives", disable=not progress, unit="pair", mininterval=bar_interval())):
         ids, detail = searcher.ranked_ids(p.query, mode, depth, query_vec=qvecs[i])
         fused.append(ids)
         details.append(detail)

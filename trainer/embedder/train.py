@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
+from common.console import is_terminal
 from common.errors import InvalidInput, NotFound
 from common.runs import prepared_under, stamp_run
 from common.settings import EmbedderTrainConfig, Settings
@@ -360,7 +361,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
         bf16=precision == "bf16",  # CPU autocast through accelerate
         ddp_backend="gloo" if world > 1 else None,
         dataloader_drop_last=world > 1,
-        disable_tqdm=not progress or rank != 0,
+        disable_tqdm=not progress or rank != 0 or not is_terminal(),  # a log file gets the logged metrics instead
         save_only_model=False,
     )
     before = _dev_metrics(evaluator(model)) if rank == 0 else {}

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from common.console import bar_interval
 from common.errors import InvalidInput
 from common.jsonlog import JsonlLog
 from trainer.lm.checkpoint import load_train_state, save_checkpoint
@@ -155,7 +156,8 @@ def train(
     per_rank = cfg.batch_size // world
     if per_rank * world != cfg.batch_size or per_rank < cfg.grad_accum:
         raise InvalidInput(f"batch_size {cfg.batch_size} must split over {world} ranks x {cfg.grad_accum} micro-batches")
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and rank == 0), desc="train lm", unit="step")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and rank == 0), desc="train lm", unit="step",
+               mininterval=bar_interval())
     tokens_seen, scored_seen, t_train = 0, 0.0, 0.0
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
