@@ -26,7 +26,8 @@ def healthz() -> Health:
 def readyz(need: Need = Query("deployment", description="deployment (what this server serves), search or answers"),
            state: ServerState = STATE) -> JSONResponse:
     """Ready (200) when the capabilities asked for are: search as soon as the index is loaded, answers when
-    a generator is loaded with no context stuck; 503 with the reasons otherwise."""
+    a generator is loaded with no context stuck (or, with no model in the workspace yet, when the index is:
+    the reader answers); 503 with the reasons otherwise."""
     index, index_problem = None, None
     try:
         s = state.searcher()
