@@ -171,7 +171,8 @@ function renderAnswer(data) {
     for (const c of cites) answer.append(" ", sourceButton(c));
   }
   const parts = [];
-  if (data.model) parts.push(`${data.mode || "extractive"} answer by ${data.model}`);
+  parts.push(data.model ? `${data.mode || "extractive"} answer by ${data.model}`
+    : "extractive answer by the reader (no language model in this workspace)");
   if (data.notice) parts.push(data.notice);
   meta.textContent = parts.join(" \u00b7 ");
 }
@@ -212,7 +213,7 @@ async function ask(q) {
       else if (ev.event === "done") {
         renderAnswer(data);
         const t = data.timings;
-        setStatus(data.grounded ? `answered by ${data.model}: first token ${t.first_token_ms} ms after retrieval (${t.retrieval_ms} ms)` : "not found in your documents");
+        setStatus(data.grounded ? `answered by ${data.model || "the reader"}: first token ${t.first_token_ms} ms after retrieval (${t.retrieval_ms} ms)` : "not found in your documents");
         box.dataset.done = "1";
       } else if (ev.event === "error") setStatus(data.error.message, true);
     }

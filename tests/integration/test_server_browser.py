@@ -225,6 +225,19 @@ def test_answer_without_a_sentence_is_shown_plain(live, browser):
     assert browser.eval("document.querySelectorAll('#answer button.source').length") == 1
 
 
+def test_an_answer_with_no_model_names_the_reader(live, browser):
+    """A workspace without a GGUF answers with the reader (`model` null): the page says so, never "by null"."""
+    browser.goto(live.url + "/")
+    _stub_answer(browser, [("token", {"text": SPAN}), ("citations", CANNED["citations"]),
+                           ("done", {**CANNED["done"], "model": None})])
+    _type_and_click(browser, "How many volunteers were enrolled?", "ask-btn")
+    browser.wait("document.getElementById('answer-box').dataset.done === '1'")
+    assert "by the reader" in browser.eval("document.getElementById('status').textContent")
+    meta = browser.eval("document.getElementById('answer-meta').textContent")
+    assert "no language model" in meta and "null" not in meta
+    assert browser.eval("document.querySelector('#answer mark.answer-span').textContent") == SPAN
+
+
 @pytest.fixture(scope="module")
 def live_two_models(base_workspace, tmp_path_factory):  # noqa: F811
     """A server with a registered chat model beside the workspace's own: two generators."""
