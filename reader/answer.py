@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import InvalidInput
 from common.settings import Settings
 from indexer import chunking
+from indexer.workspace import Workspace
 from indexer.types import Chunk, Hit
 from reader.grounding import relevant_hits
 from reader.sentences import Passage
@@ -86,8 +88,8 @@ def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant
 @dataclass(frozen=True)
 class GroundedAnswer:
     """An extractive answer: the span (a module member by its qualified name, "pty.spawn"), its sentence and
-    the chunk holding it, with document offsets; `grounded` False (and `text` NO_ANSWER) when no retrieved
-    passage supports an answer or none holds a span."""
+    the chunk holding it, with document offsets. `text` is NO_ANSWER when no retrieved passage supports an
+    answer (`grounded` False, as /v1/answer says it) or the supporting ones hold no span (`hit` None)."""
 
     text: str
     grounded: bool
@@ -112,16 +114,13 @@ def ask(searcher: Any, runtime: ReaderRuntime, question: str, settings: Settings
                                  settings.server.reader_context_chunks)
     a = result.answer
     if a is None:
-        return GroundedAnswer(NO_ANSWER, False, hits=tuple(hits), problem=result.problem, seconds=result.seconds)
+        return GroundedAnswer(NO_ANSWER, True, hits=tuple(hits), problem=result.problem, seconds=result.seconds)
     return GroundedAnswer(a.name or a.text, True, used[a.passage], (a.doc_start, a.doc_end), a.sentence,
                           (a.sentence_doc_start, a.sentence_doc_end), tuple(hits), result.problem, result.seconds)
 
 
 def answer_question(settings: Settings, question: str, k: int = 5, mode: str = "hybrid") -> GroundedAnswer:
     """`ragkiln ask`: the workspace's index and the shipped reader, for one question."""
-    from common.errors import InvalidInput
-    from indexer.workspace import Workspace
-
     if not question.strip():
         raise InvalidInput("question must not be empty")
     searcher = Workspace.open(settings).searcher()
