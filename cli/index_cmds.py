@@ -100,6 +100,8 @@ def ask(
     question: str = typer.Argument(..., help="A question about the documents."),
     k: int = typer.Option(5, "--k", "-k", min=1, max=100, help="Passages retrieved (as /v1/answer's k)."),
     mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+    entity: list[str] = typer.Option(None, "--entity", help="Only passages with this entity: LABEL or LABEL:value "
+                                     "(repeat to AND them)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Answer from the documents: the span of a retrieved passage that answers, its sentence and where it is
@@ -107,7 +109,8 @@ def ask(
     from reader.answer import answer_question
 
     settings = load_settings(overrides_of(ctx))
-    emit(answer_to_dict(question, answer_question(settings, question, k=k, mode=mode)), as_json, render_answer)
+    emit(answer_to_dict(question, answer_question(settings, question, k=k, mode=mode, entity_specs=entity or ())),
+         as_json, render_answer)
 
 
 @eval_app.command("retrieval")

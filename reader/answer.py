@@ -16,6 +16,7 @@ from common.errors import InvalidInput
 from common.settings import Settings
 from indexer import chunking
 from indexer.workspace import Workspace
+from ner.filters import EntityFilter, parse_entity_filters, search_with_entities
 from indexer.types import Chunk, Hit
 from reader.grounding import relevant_hits
 from reader.sentences import Passage
@@ -103,10 +104,11 @@ class GroundedAnswer:
 
 
 def ask(searcher: Any, runtime: ReaderRuntime, question: str, settings: Settings, k: int = 5,
-        mode: str = "hybrid") -> GroundedAnswer:
-    """Retrieve `k` hits, keep those that support an answer, read them with their neighbours: what `/v1/answer`
-    answers extractively for the same question, retrieval and settings (bar its entity and metadata filters)."""
-    hits = searcher.search(question, k=k, mode=mode)  # type: ignore[arg-type]
+        mode: str = "hybrid", filters: Sequence[EntityFilter] = ()) -> GroundedAnswer:
+    """Retrieve `k` hits (among the chunks holding every entity of `filters`), keep those that support an
+    answer, read them with their neighbours: what `/v1/answer` answers extractively for the same question,
+    retrieval, entity filters and settings."""
+    hits = search_with_entities(searcher, searcher.store, question, k=k, mode=mode, filters=filters)["hits"]
     relevant = relevant_hits(hits, question, searcher.gen.bm25, settings.server)
     if not relevant:
         return GroundedAnswer(NO_ANSWER, False, hits=tuple(hits))
@@ -119,9 +121,12 @@ def ask(searcher: Any, runtime: ReaderRuntime, question: str, settings: Settings
                           (a.sentence_doc_start, a.sentence_doc_end), tuple(hits), result.problem, result.seconds)
 
 
-def answer_question(settings: Settings, question: str, k: int = 5, mode: str = "hybrid") -> GroundedAnswer:
-    """`ragkiln ask`: the workspace's index and the shipped reader, for one question."""
+def answer_question(settings: Settings, question: str, k: int = 5, mode: str = "hybrid",
+                    entity_specs: Sequence[str] = ()) -> GroundedAnswer:
+    """`ragkiln ask`: the workspace's index and the shipped reader, for one question (`entity_specs`: LABEL or
+    LABEL:value, as `ragkiln search --entity`)."""
     if not question.strip():
         raise InvalidInput("question must not be empty")
+    filters = parse_entity_filters(entity_specs)
     searcher = Workspace.open(settings).searcher()
-    return ask(searcher, make_reader_runtime(settings), question, settings, k=k, mode=mode)
+    return ask(searcher, make_reader_runtime(settings), question, settings, k=k, mode=mode, filters=filters)

@@ -156,6 +156,12 @@ def test_the_cli_answers_as_the_server_does(home, client):
     none = ask("What is the melting point of tungsten carbide?", "--json")
     assert none.exit_code == 0 and json.loads(none.stdout)["answer"] == NO_ANSWER
     assert not json.loads(none.stdout)["grounded"] and json.loads(none.stdout)["sentence"] is None
+    # entity filters as `search --entity`: only passages holding the entity are read
+    kept = json.loads(ask(QUESTIONS[0][0], "--entity", "GPE:germany", "--json").stdout)
+    assert kept["grounded"] and kept["citations"][0]["doc_id"] == "vaccine.md"
+    elsewhere = json.loads(ask(QUESTIONS[0][0], "--entity", "GPE:spain", "--json").stdout)
+    assert all(h["doc_id"] != "vaccine.md" for h in elsewhere["hits"]) and elsewhere["hits"]
+    assert "43,000" not in elsewhere["answer"]
     empty = ask("   ")
     assert empty.exit_code != 0 and "question" in empty.output and "Traceback" not in empty.output
 
