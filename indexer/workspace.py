@@ -36,6 +36,15 @@ class Workspace:
     def open(cls, settings: Settings) -> "Workspace":
         return cls(settings)
 
+    @classmethod
+    def existing(cls, settings: Settings) -> "Workspace":
+        """The workspace for a command that only reads (search, ask, entities): a mistyped `--workspace` is an
+        error, not a new empty workspace left at that path."""
+        home = Path(settings.home).expanduser().resolve()
+        if not (home / "docstore.sqlite").is_file():
+            raise NotFound(f"no workspace at {home}: run `ragkiln ingest PATH` there first (or pass --workspace)")
+        return cls(settings)
+
     @property
     def models(self) -> Path:
         return self.home / "models"

@@ -312,7 +312,7 @@ def entity_search(
     from indexer.workspace import Workspace
 
     filters = parse_entity_filters(entity_specs)
-    ws = Workspace.open(settings)
+    ws = Workspace.existing(settings)
     searcher = ws.searcher(embedder)
     return search_with_entities(searcher, ws.store, query, k=k, mode=mode, filters=filters, facet_top=facet_top)
 
@@ -321,4 +321,4 @@ def corpus_entities(settings: Any, label: str | None = None, top: int | None = 5
     """`ragkiln entities`: entity counts over the active corpus."""
     from indexer.workspace import Workspace
 
-    return list_entities(Workspace.open(settings).store, label=label, top=top)
+    return list_entities(Workspace.existing(settings).store, label=label, top=top)

@@ -128,5 +128,5 @@ def answer_question(settings: Settings, question: str, k: int = 5, mode: str = "
     if not question.strip():
         raise InvalidInput("question must not be empty")
     filters = parse_entity_filters(entity_specs)
-    searcher = Workspace.open(settings).searcher()
+    searcher = Workspace.existing(settings).searcher()
     return ask(searcher, make_reader_runtime(settings), question, settings, k=k, mode=mode, filters=filters)

@@ -173,6 +173,7 @@ def test_cli_json_and_errors(built_workspace, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "cli", "--workspace", str(tmp_path / "none"), "search",
                               "x"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert missing.returncode == 3 and "ingest" in missing.stderr
+    assert not (tmp_path / "none").exists()  # a mistyped workspace is not created by a command that only reads
 
 
 def test_flat_and_hnsw_agree_on_top_hit(corpus_dir, settings_for, tmp_path):
