@@ -257,7 +257,7 @@ def start_answer(state: ServerState, question: str, hits: Sequence[Hit], retriev
     run = AnswerRun(question, list(hits), relevant, [], retrieval_s, None, question_vec=question_vec)
     if rag and not relevant:
         return run
-    if model is None and state.reader_only():  # no LM in the workspace yet: the reader needs none
+    if state.reads_for(model):  # no LM in the workspace yet: the reader needs none
         if not rag or opts.extractive is False:
             raise ModelUnavailable(f"{READER_ONLY}; without one, answers are extractive and read the retrieved "
                                    "passages (rag on, extractive unset or true)")

@@ -171,6 +171,11 @@ class ServerState:
         answers off, and a model that failed to load stays a fault, so neither reads instead."""
         return self.generator is None and self.generator_problem == READER_ONLY
 
+    def reads_for(self, name: str | None) -> bool:
+        """Whether a request naming `name` (None or "ragkiln", the default's alias) is answered by the reader
+        alone, there being no model to load (`reader_only`)."""
+        return self.reader_only() and (name is None or name.lower() == "ragkiln")
+
     def require_generator(self, name: str | None = None) -> Generator:
         """The generator a request names (None or 'ragkiln': the default); ModelUnavailable when none is
         loaded, NotFound for a name not served (never answered by another model)."""

@@ -33,7 +33,7 @@ async def answer(req: AnswerRequest, request: Request, state: ServerState = READ
     """Retrieve, answer from the relevant passages (the extractive reader's span and its sentence, or the GGUF
     model's own words), cite the supporting spans. When nothing relevant is found the answer says so
     (grounded: false) instead of inventing one."""
-    if req.model is not None:  # an unknown model is 404 before any work, never answered by another
+    if req.model is not None and not state.reads_for(req.model):  # an unknown model is 404 before any work
         state.require_generator(req.model)
     r = await retrieve(state, request.app.state.metadata_index, req.question, req.k, req.mode, req.filters)
     opts = GenOptions(max_tokens=req.max_tokens, temperature=req.temperature, extractive=req.extractive)

@@ -25,7 +25,18 @@ router = APIRouter(tags=["openai"], responses={401: {"model": ErrorResponse}, 40
 
 
 def _generator_ids(state: ServerState) -> list[str]:
+    if state.reader_only():
+        return [oai.GENERATOR_ALIAS]
     return [*state.generator_names(), oai.GENERATOR_ALIAS] if state.generator else []
+
+
+def _reader_card(state: ServerState) -> list[ModelCard]:
+    """With no model in the workspace the reader answers under the default's alias: extractive only."""
+    if not state.reader_only():
+        return []
+    return [ModelCard(id=oai.GENERATOR_ALIAS, object="model", created=oai.now(), owned_by="ragkiln",
+                      kind="generator", format="ragkiln", generative=False,
+                      gate="no language model in this workspace: answers are the extractive reader's spans")]
 
 
 def _embedder_ids(state: ServerState) -> list[str]:
@@ -38,6 +49,7 @@ def models(state: ServerState = READ) -> ModelList:
     """The generator (answers, chat) and the index's embedder (embeddings)."""
     cards = [ModelCard(id=g.model_id, object="model", created=oai.now(), owned_by="ragkiln", kind="generator",
                        format=g.kind, generative=g.generative, gate=g.gate or None) for g in state.all_generators()]
+    cards += _reader_card(state)
     try:
         e = state.searcher().embedder
         cards.append(ModelCard(id=e.name, object="model", created=oai.now(), owned_by="ragkiln", kind="embedder"))
@@ -52,9 +64,12 @@ def models(state: ServerState = READ) -> ModelList:
                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 async def chat_completions(req: ChatRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
     """Chat completion answered over the index (`rag: false` asks the model without passages)."""
-    state.require_generator()  # none loaded: 503 with the fix
+    if not state.reader_only():
+        state.require_generator()  # none loaded: 503 with the fix
     name = oai.check_model(req.model, _generator_ids(state), "generator")
-    gen = state.require_generator(None if name.lower() == oai.GENERATOR_ALIAS else name)
+    gen = None if state.reads_for(name) else state.require_generator(
+        None if name.lower() == oai.GENERATOR_ALIAS else name)
+    model_id = gen.model_id if gen is not None else oai.GENERATOR_ALIAS
     question = oai.chat_question(req.messages)
     hits, took, ended = [], 0.0, None
     if req.rag:
@@ -63,16 +78,16 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
     opts = GenOptions(max_tokens=req.max_completion_tokens or req.max_tokens or 128,
                       temperature=req.temperature if req.temperature is not None else 0.0,
                       top_p=req.top_p if req.top_p is not None else 1.0, stop=oai.stop_strings(req.stop),
-                      seed=req.seed)
-    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended, gen.model_id,
-                                  oai.chat_history(req.messages))
+                      seed=req.seed, extractive=None if gen is None else False)  # no model: the reader's span
+    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended,
+                                  gen.model_id if gen is not None else None, oai.chat_history(req.messages))
     cid, created = oai.completion_id(), oai.now()
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return streaming_answer(run, _chunks(state, run, cid, created, gen.model_id, usage))
+        return streaming_answer(run, _chunks(state, run, cid, created, model_id, usage))
     await finish_answer(run, request)  # a client that hangs up or a timeout stops the generation
     record(state, run)
-    return ChatResponse(id=cid, object="chat.completion", created=created, model=gen.model_id,
+    return ChatResponse(id=cid, object="chat.completion", created=created, model=model_id,
                         choices=[ChatChoice(index=0, message=ChatChoiceMessage(role="assistant", content=run.text),
                                             finish_reason=run.finish_reason)],
                         usage=usage_of(run), citations=citation_outs(run), mode=run.mode if run.stream else None,

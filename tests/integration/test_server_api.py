@@ -323,9 +323,23 @@ def test_a_workspace_without_a_model_answers_with_the_reader(base_workspace, tmp
                      "model_unavailable")
         assert "ragkiln quantize" in err["message"] and "extractive" in err["message"]
         _error(c.post("/v1/answer", json={"question": QUESTION, "model": "qwen"}, headers=READ), 503)  # none served
-        chat = c.post("/v1/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "hi"}]},
-                      headers=READ)
-        _error(chat, 503)
+        named = c.post("/v1/answer", json={"question": QUESTION, "model": "ragkiln"}, headers=READ)  # the alias
+        assert named.status_code == 200 and named.json()["answer"] == body["answer"], named.text
+        # OpenAI clients: the reader is listed under the default's alias, extractive only, and answers chat
+        cards = [m for m in c.get("/v1/models", headers=READ).json()["data"] if m["kind"] == "generator"]
+        assert [(m["id"], m["generative"]) for m in cards] == [("ragkiln", False)] and cards[0]["gate"]
+        msgs = [{"role": "user", "content": QUESTION}]
+        chat = c.post("/v1/chat/completions", json={"model": "ragkiln", "messages": msgs}, headers=READ)
+        assert chat.status_code == 200, chat.text
+        reply = chat.json()
+        assert reply["choices"][0]["message"]["content"] == body["answer"] and reply["mode"] == "extractive"
+        assert reply["model"] == "ragkiln" and reply["citations"][0]["doc_id"] == "vaccine.md"
+        streamed_chat = c.post("/v1/chat/completions", json={"model": "ragkiln", "messages": msgs, "stream": True},
+                               headers=READ).text
+        assert body["answer"] in streamed_chat and streamed_chat.rstrip().endswith("data: [DONE]")
+        _error(c.post("/v1/chat/completions", json={"model": "ragkiln", "messages": msgs, "rag": False},
+                      headers=READ), 503, "model_unavailable")  # without passages there is nothing to read
+        _error(c.post("/v1/chat/completions", json={"model": "x", "messages": msgs}, headers=READ), 404)
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["need"] == ["search", "answers"], ready.text
         assert all(cap["ready"] for cap in ready.json()["capabilities"].values())
