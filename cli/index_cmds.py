@@ -24,6 +24,12 @@ RAY_HELP = ("Chunk, enrich and embed new or changed documents on Ray: 'local' st
             "See docs/scale-out.md.")
 
 
+# `search` and `ask` retrieve the same way
+MODE_OPTION = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid.")
+ENTITY_OPTION = typer.Option(None, "--entity", help="Only chunks with this entity: LABEL or LABEL:value (repeat to "
+                             "AND them).")
+
+
 def ray_options(address: str | None, settings: Settings) -> RayOptions | None:
     """--ray, else `indexer.ray_address`: each Ray actor builds its own NER pipeline (one process each: Ray
     provides the parallelism)."""
@@ -80,10 +86,9 @@ def search(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(10, "--k", "-k", min=1, max=1000, help="Number of hits."),
-    mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+    mode: str = MODE_OPTION,
     embedder: str = typer.Option(None, "--embedder", help="Refused unless it is the index's own embedder."),
-    entity: list[str] = typer.Option(None, "--entity", help="Only chunks with this entity: LABEL or LABEL:value "
-                                     "(repeat to AND them)."),
+    entity: list[str] = ENTITY_OPTION,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Search the workspace index (optionally restricted by entities); results carry entity facets."""
@@ -99,9 +104,8 @@ def ask(
     ctx: typer.Context,
     question: str = typer.Argument(..., help="A question about the documents."),
     k: int = typer.Option(5, "--k", "-k", min=1, max=100, help="Passages retrieved (as /v1/answer's k)."),
-    mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
-    entity: list[str] = typer.Option(None, "--entity", help="Only passages with this entity: LABEL or LABEL:value "
-                                     "(repeat to AND them)."),
+    mode: str = MODE_OPTION,
+    entity: list[str] = ENTITY_OPTION,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Answer from the documents: the span of a retrieved passage that answers, its sentence and where it is

@@ -3,27 +3,18 @@ span, cited by its document offsets, with its sentence (blank spaCy tokenizer, f
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
 
-from indexer.types import Chunk, Hit
+from indexer.types import Hit
 from reader import load_weights
 from reader.read import Answer
 from reader.serve import ReaderRuntime, ReadResult, blank_pipeline
 from reader.answer import NO_ANSWER, read_relevant
 from server.answering import AnswerRun, ReaderStream, answer_response, record
 
-DOC = "Intro line here. The trial enrolled 43,000 volunteers in 2020. It measured infections in Germany."
-CHUNK_START = 17  # the chunk is DOC[17:], as a second chunk of its document
-CHUNK = Chunk(7, "vaccine.md#abc:1", "vaccine.md", 1, CHUNK_START, len(DOC), DOC[CHUNK_START:], "Vaccine")
-OTHER = Chunk(9, "bridge.txt#def:0", "bridge.txt", 0, 0, 40, "Joseph Strauss was the chief engineer.", "Bridge")
-
-
-class Emb:
-    id, dim = "fake", 8
-
-    def encode(self, texts, is_query=False, **_kw):
-        rng = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim) for t in texts]
-        return np.asarray([v / np.linalg.norm(v) for v in rng], np.float32)
+sys.path.insert(0, str(Path(__file__).parents[1] / "reader"))
+from answer_support import CHUNK, CHUNK_START, DOC, OTHER, Emb  # noqa: E402
 
 
 def _run(result: ReadResult, used: list[Hit]) -> AnswerRun:
