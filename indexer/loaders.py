@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.hashing import sha256_text
+from indexer.encoding import Undecodable, decode_text
 from indexer.markup import looks_like_rst, markdown_to_text, rst_to_text
 from indexer.types import Document, Skipped
 
@@ -70,12 +71,10 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
         mtime = path.stat().st_mtime
         if ext == ".pdf":
             return _from_text(path, doc_id, *_read_pdf(path), mtime)
-        if b"\x00" in raw[:8192]:
-            return _skip(path, "binary content (NUL bytes) in a text file")
         try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            return _skip(path, f"not valid UTF-8 (byte {e.start})")
+            text, _encoding = decode_text(raw)
+        except Undecodable as e:
+            return _skip(path, str(e))
         if ext == ".jsonl":
             return _read_beir(path, text, mtime)
         if ext in (".html", ".htm"):

@@ -1,7 +1,8 @@
 """Documents given over HTTP: JSON bodies and uploaded files become `Document`s, then one upsert.
 
-Uploads are judged by their bytes, never by their name: `%PDF-` is a PDF, valid UTF-8 without NUL
-bytes is text (HTML when it looks like HTML), anything else is refused. The bytes go to a file the
+Uploads are judged by their bytes, never by their name: `%PDF-` is a PDF, text as `indexer.encoding` reads
+it (UTF-8, UTF-16 with its mark, a declared charset, Western Windows-1252) is text (HTML when it looks like
+HTML), anything else is refused. The bytes go to a file the
 server names itself under `<workspace>/uploads/` (the client's file name is never a path) and the
 file is removed once parsed.
 
@@ -25,13 +26,14 @@ from common.errors import InvalidInput, NotFound
 from common.hashing import sha256_text
 from common.settings import Settings
 from indexer import service
+from indexer.encoding import Undecodable, decode_text
 from indexer.loaders import load_file
 from indexer.types import Document, IngestReport
 from indexer.workspace import Workspace
 from server.jobs import Job, JobRegistry
 from server.schemas import ChunkRef, DocumentIn, DocumentOut, IngestOut, JobOut, ReindexRequest
 
-_HTML = re.compile(rb"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
+_HTML = re.compile(r"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
 _MD_HEADING = re.compile(r"^#{1,6}\s+\S", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -42,13 +44,11 @@ def sniff_kind(data: bytes) -> str:
         raise InvalidInput("the uploaded file is empty")
     if data.startswith(b"%PDF-"):
         return "pdf"
-    if b"\x00" in data[:65536]:
-        raise InvalidInput("the uploaded file is binary (NUL bytes); send text, Markdown, HTML or PDF")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"the uploaded file is neither PDF nor UTF-8 text (invalid byte at {e.start})") from None
-    if _HTML.match(data[:4096].lstrip(b"\xef\xbb\xbf")):
+        text, _encoding = decode_text(data)
+    except Undecodable as e:
+        raise InvalidInput(f"the uploaded file is neither PDF nor text ({e}); send text, Markdown, HTML or PDF") from None
+    if _HTML.match(text[:4096]):
         return "html"
     return "markdown" if _MD_HEADING.search(text[:20000]) else "text"
 

@@ -31,8 +31,12 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 READ = {"Authorization": f"Bearer {READ_KEY}"}
 
 
+# the fixture workspace's chunking: a server with other chunk settings would re-chunk every document on its first write
+CHUNKING = {"chunk_tokens": 64, "chunk_overlap": 8}
+
+
 def settings_for(home: Path, **server: object) -> Settings:
-    return load_settings({"home": home, "server": {"api_keys": KEYS, **server}})
+    return load_settings({"home": home, "indexer": CHUNKING, "server": {"api_keys": KEYS, **server}})
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +46,7 @@ def base_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ner.enrich import open_enricher
 
     home = tmp_path_factory.mktemp("server-ws") / "ws"
-    settings = load_settings({"home": home, "indexer": {"chunk_tokens": 64, "chunk_overlap": 8}})
+    settings = load_settings({"home": home, "indexer": CHUNKING})
     with open_enricher(settings.ner.model_copy(update={"n_process": 1})) as enricher:
         ingest(settings, [CORPUS], enricher=enricher, progress=False)
     _tiny_gguf(home, tmp_path_factory.mktemp("lm"))

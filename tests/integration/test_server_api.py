@@ -382,6 +382,10 @@ def test_multipart_upload_is_checked_by_content_and_stays_in_the_workspace(clien
     extra = client.post("/v1/documents", files=files, data={"colour": "red"}, headers=ADMIN)
     assert _error(extra, 422)["field"] == "colour"
     assert client.delete("/v1/documents/outside.txt", headers=ADMIN).status_code == 200
+    notepad = {"file": ("menu.txt", "Caf\u00e9 menu: cr\u00e8me br\u00fbl\u00e9e.".encode("utf-16"), "text/plain")}
+    assert client.post("/v1/documents", files=notepad, headers=ADMIN).status_code == 200  # Windows "Unicode" text
+    assert client.get("/v1/documents/menu.txt", headers=ADMIN).json()["text"] == "Caf\u00e9 menu: cr\u00e8me br\u00fbl\u00e9e."
+    assert client.delete("/v1/documents/menu.txt", headers=ADMIN).status_code == 200
     assert client.get("/readyz").json()["index"]["chunks"] == before
 
 

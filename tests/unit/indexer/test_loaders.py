@@ -18,22 +18,31 @@ def test_text_markdown_html(tmp_path):
 def test_bad_files_are_skipped_with_reasons(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02")
-    (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "cyrillic.txt").write_bytes(("\u041f\u0440\u0438\u0432\u0435\u0442. " * 9).encode("cp1251"))
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n")
     (tmp_path / "big.txt").write_text("x" * 2048)
     (tmp_path / "blank.txt").write_text("   \n\n  ")
     reasons = {}
-    for name in ["empty.txt", "bin.txt", "latin.txt", "img.png", "blank.txt"]:
+    for name in ["empty.txt", "bin.txt", "cyrillic.txt", "img.png", "blank.txt"]:
         res = load_file(tmp_path / name, name, MB)
         assert res.documents == [] and len(res.skipped) == 1
         reasons[name] = res.skipped[0].reason
     assert "empty" in reasons["empty.txt"]
     assert "binary" in reasons["bin.txt"]
-    assert "UTF-8" in reasons["latin.txt"]
+    assert "UTF-8" in reasons["cyrillic.txt"]
     assert "unsupported" in reasons["img.png"]
     assert "no text" in reasons["blank.txt"]
     big = load_file(tmp_path / "big.txt", "big.txt", 1024)
     assert "limit" in big.skipped[0].reason
+
+
+def test_legacy_and_utf16_text_files_are_read(tmp_path):
+    (tmp_path / "notes.txt").write_bytes("Caf\u00e9 menu.\r\nTwo lines.".encode("utf-16"))  # Notepad's "Unicode"
+    (tmp_path / "old.md").write_bytes("# R\u00e9sum\u00e9\n\nNa\u00efve text.".encode("cp1252"))
+    notes = load_file(tmp_path / "notes.txt", "notes.txt", MB).documents[0]
+    assert notes.text == "Caf\u00e9 menu.\nTwo lines."
+    old = load_file(tmp_path / "old.md", "old.md", MB).documents[0]
+    assert old.title == "R\u00e9sum\u00e9" and "Na\u00efve text." in old.text
 
 
 def test_beir_jsonl_keeps_good_lines(tmp_path):

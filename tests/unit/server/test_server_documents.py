@@ -14,12 +14,15 @@ from server.documents import doc_id_from_filename, parse_upload, sniff_kind
     (b"  <html><p>x</p></html>", "html"),
     (b"# Title\n\nSome text", "markdown"),
     ("plain text, caf\u00e9".encode(), "text"),
+    ("plain text, caf\u00e9".encode("cp1252"), "text"),
+    ("<html><body>caf\u00e9</body></html>".encode("utf-16"), "html"),
 ])
 def test_kind_comes_from_the_bytes(data, kind):
     assert sniff_kind(data) == kind
 
 
-@pytest.mark.parametrize("data", [b"", b"\x7fELF\x02\x01\x00\x00", b"PK\x03\x04\x00\x00zip", b"\xff\xfe\xfa bad utf8"])
+@pytest.mark.parametrize("data", [b"", b"\x7fELF\x02\x01\x00\x00", b"PK\x03\x04\x00\x00zip", b"\xff\xfe\xfa bad utf8",
+                                  b"\x80\x81 not text"])
 def test_binary_or_empty_uploads_are_refused(data):
     with pytest.raises(InvalidInput):
         sniff_kind(data)
