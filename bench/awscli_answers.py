@@ -1,0 +1,134 @@
+"""How-to questions on a command reference nobody tuned on: the AWS CLI's own usage examples.
+
+Corpus: the `examples/{s3,s3api,lambda,iam}/*.rst` pages of the awscli 1.45.11 wheel from PyPI (329 pages of
+"The following command ...::" sentences, each followed by the command as a literal block), ingested with
+the defaults (NER off). Questions: bench/data/awscli_questions.jsonl (48 "How do I ...?" questions, each
+with the command names that answer it), written before any answer to them was read; split into a dev
+half and a held-out half by bench/refusal.half_of (the seeded hash every question set here uses). Each
+question goes through `reader.answer.ask`, what `ragkiln ask` and `/v1/answer` answer extractively.
+Correct when an expected command name appears as a whole token (not inside a longer command name) in the
+answer span ("span") or in the answer or its sentence ("sentence").
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py --prepare   # download, unpack, ingest (~2 min)
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py --half dev --out bench/results/awscli-answers-X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine  # noqa: E402
+from bench.refusal import half_of  # noqa: E402
+
+WORK = ROOT / "bench" / "work" / "awscli"
+WHEEL = "awscli==1.45.11"
+SERVICES = ("s3", "s3api", "lambda", "iam")
+QUESTIONS = ROOT / "bench" / "data" / "awscli_questions.jsonl"
+
+
+def names(expected: str, text: str) -> bool:
+    """A command name as a whole token: "rm" not inside "rmdir", "get-policy" not inside "get-policy-version"."""
+    return re.search(r"(?<![\w-])" + re.escape(expected) + r"(?![\w-])", text) is not None
+
+
+def corpus_dir() -> Path:
+    """The corpus folder, downloaded from PyPI and unpacked once (bench/embedder_gate.py reads it too)."""
+    corpus = WORK / "corpus"
+    if not corpus.exists():
+        (WORK / "wheel").mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-q", "-d", str(WORK / "wheel")],
+                       check=True)
+        wheel = next((WORK / "wheel").glob("awscli-*.whl"))
+        tmp = WORK / "corpus.tmp"
+        with zipfile.ZipFile(wheel) as z:
+            for name in z.namelist():
+                parts = name.split("/")
+                if len(parts) == 4 and parts[:2] == ["awscli", "examples"] and parts[2] in SERVICES \
+                        and name.endswith(".rst"):
+                    out = tmp / parts[2] / parts[3]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(z.read(name))
+        tmp.rename(corpus)
+    return corpus
+
+
+def labels() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Each question (id q0, q1, ... in file order) and the documents (`service/command.rst`) that answer it:
+    every page named by its expected commands; "get-policy" is Lambda's there (the question asks of a function)."""
+    pages: dict[str, list[str]] = {}
+    for page in sorted(corpus_dir().glob("*/*.rst")):
+        pages.setdefault(page.stem, []).append(f"{page.parent.name}/{page.name}")
+    pages["get-policy"] = ["lambda/get-policy.rst"]
+    rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    queries = {f"q{i}": r["question"] for i, r in enumerate(rows)}
+    return queries, {f"q{i}": {d for e in r["expected"] for d in pages.get(e, [])} for i, r in enumerate(rows)}
+
+
+def prepare() -> Path:
+    """The corpus and its workspace (ingested once, NER off)."""
+    from common.settings import load_settings
+    from indexer import service
+    from indexer.workspace import Workspace
+
+    corpus = corpus_dir()
+    settings = load_settings({"home": WORK / "ws", "ner": {"enabled": False}})
+    if Workspace(settings).active_index_name() is None:
+        service.ingest(settings, [corpus], progress=False)
+    return WORK / "ws"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prepare", action="store_true", help="only download, unpack and ingest")
+    ap.add_argument("--half", choices=("dev", "held-out", "all"), default="dev")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (default: print only)")
+    a = ap.parse_args()
+    home = prepare()
+    if a.prepare:
+        return
+
+    from common.settings import load_settings
+    from indexer.workspace import Workspace
+    from reader.answer import ask, make_reader_runtime
+
+    rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    want = {"dev": "fit", "held-out": "eval"}.get(a.half)
+    rows = [r for r in rows if want is None or half_of(r["question"]) == want]
+    settings = load_settings({"home": home, "ner": {"enabled": False}})
+    searcher = Workspace.existing(settings).searcher()
+    runtime = make_reader_runtime(settings)
+    t0 = time.perf_counter()
+    answers = []
+    for r in rows:
+        g = ask(searcher, runtime, r["question"], settings)
+        span, sentence = g.text, g.sentence or ""
+        in_span = any(names(e, span) for e in r["expected"])
+        answers.append({"question": r["question"], "expected": r["expected"], "answer": span, "sentence": sentence,
+                        "doc": g.hit.chunk.doc_id if g.hit else None, "grounded": g.grounded,
+                        "span": in_span, "sentence_or_span": in_span or any(names(e, sentence) for e in r["expected"])})
+    summary = {"questions": len(rows), "span": sum(x["span"] for x in answers),
+               "sentence_or_span": sum(x["sentence_or_span"] for x in answers),
+               "refused": sum(not x["grounded"] for x in answers),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(summary))
+    if a.out:
+        a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py "
+                                     + " ".join(sys.argv[1:]), "half": a.half, "corpus": f"{WHEEL} examples/"
+                                     f"{{{','.join(SERVICES)}}}", "machine": machine(), "summary": summary,
+                                     "answers": answers}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
