@@ -1,0 +1,64 @@
+"""Cold start of the command line: wall seconds of `ragkiln search` and `ragkiln ask`, each a new process, on
+bench/awscli_answers.py's workspace (run its --prepare first), for this tree and, optionally, a baseline tree
+(another checkout, e.g. `git worktree add /tmp/base <commit>`) run by the same interpreter, the runs
+interleaved so that both see the same machine.
+
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/cli_latency.py --baseline-tree /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine  # noqa: E402
+
+WS = ROOT / "bench" / "work" / "awscli" / "ws"
+COMMANDS = {"search": ["search", "How do I delete a bucket?", "--k", "5"],
+            "ask": ["ask", "How do I delete a bucket?"]}
+
+
+def run(tree: Path, args: list[str]) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from cli.main import app; app()", "--workspace", str(WS), *args],
+                   cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline-tree", type=Path, default=None)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cli-latency.json")
+    a = ap.parse_args()
+    trees = {"this": ROOT, **({"baseline": a.baseline_tree.resolve()} if a.baseline_tree else {})}
+    seconds: dict[str, dict[str, list[float]]] = {t: {c: [] for c in COMMANDS} for t in trees}
+    for tree in trees.values():  # warm the page cache once per tree and command
+        for args in COMMANDS.values():
+            run(tree, args)
+    for _ in range(a.runs):
+        for name, tree in trees.items():
+            for cmd, args in COMMANDS.items():
+                seconds[name][cmd].append(round(run(tree, args), 3))
+    median = {t: {c: statistics.median(v) for c, v in per.items()} for t, per in seconds.items()}
+    result = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/cli_latency.py " + " ".join(sys.argv[1:]),
+              "workspace": str(WS.relative_to(ROOT)), "commands": COMMANDS, "machine": machine(),
+              "trees": {k: str(v) for k, v in trees.items()}, "seconds": seconds, "median_seconds": median}
+    if "baseline" in median:
+        result["speedup"] = {c: round(median["baseline"][c] / median["this"][c], 2) for c in COMMANDS}
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"median_seconds": median, "speedup": result.get("speedup")}))
+
+
+if __name__ == "__main__":
+    main()
