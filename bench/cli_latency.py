@@ -53,7 +53,9 @@ def main() -> None:
     median = {t: {c: statistics.median(v) for c, v in per.items()} for t, per in seconds.items()}
     result = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/cli_latency.py " + " ".join(sys.argv[1:]),
               "workspace": str(WS.relative_to(ROOT)), "commands": COMMANDS, "machine": machine(),
-              "trees": {k: str(v) for k, v in trees.items()}, "seconds": seconds, "median_seconds": median}
+              "trees": {k: {"path": str(v), "commit": subprocess.run(["git", "-C", str(v), "rev-parse", "HEAD"],
+                                                                     capture_output=True, text=True).stdout.strip()}
+                        for k, v in trees.items()}, "seconds": seconds, "median_seconds": median}
     if "baseline" in median:
         result["speedup"] = {c: round(median["baseline"][c] / median["this"][c], 2) for c in COMMANDS}
     a.out.write_text(json.dumps(result, indent=1) + "\n")
