@@ -21,6 +21,8 @@ LEGACY = "cp1252"
 LEGACY_MAX_NON_ASCII = 0.2  # Western prose: a few percent (é, ü, ’); Cyrillic or Greek read as cp1252: most bytes
 MAX_IMPLAUSIBLE = 0.01  # share of unassigned, private-use, surrogate or control characters (not tab or newlines)
 _SNIFF = 8192
+_SAMPLE = 65536
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 _READ_AS_LEGACY = ("iso8859-1", "ascii")  # as browsers read these labels (the WHATWG Encoding Standard)
 
 
@@ -29,8 +31,10 @@ class Undecodable(ValueError):
 
 
 def _implausible(text: str) -> float:
-    bad = sum(1 for ch in text if ch not in "\t\n\r\f\v" and unicodedata.category(ch) in ("Cc", "Cn", "Co", "Cs"))
-    return bad / max(1, len(text))
+    """Share of characters no text holds, over the first `_SAMPLE` (a large file costs no more than a page)."""
+    sample = text[:_SAMPLE]
+    bad = sum(1 for ch in sample if ch not in "\t\n\r\f\v" and unicodedata.category(ch) in ("Cc", "Cn", "Co", "Cs"))
+    return bad / max(1, len(sample))
 
 
 def _declared(raw: bytes) -> str | None:
@@ -77,7 +81,7 @@ def decode_text(raw: bytes) -> tuple[str, str]:
         text = raw.decode(LEGACY)
     except UnicodeDecodeError:
         text = ""
-    non_ascii = sum(b >= 0x80 for b in raw) / len(raw)
+    non_ascii = (len(raw) - len(raw.translate(None, _HIGH_BYTES))) / len(raw)
     if text and non_ascii <= LEGACY_MAX_NON_ASCII and _implausible(text) <= MAX_IMPLAUSIBLE:
         return text, LEGACY
     raise Undecodable(f"not valid UTF-8 (byte {bad_utf8}) nor Western (Windows-1252) text; save it as UTF-8")
