@@ -23,6 +23,7 @@ MAX_IMPLAUSIBLE = 0.01  # share of unassigned, private-use, surrogate or control
 _SNIFF = 8192
 _SAMPLE = 65536
 _HIGH_BYTES = bytes(range(0x80, 0x100))
+_LABEL = {"utf-32": "UTF-32", "utf-8-sig": "UTF-8", "utf-16": "UTF-16"}
 _READ_AS_LEGACY = ("iso8859-1", "ascii")  # as browsers read these labels (the WHATWG Encoding Standard)
 
 
@@ -58,9 +59,9 @@ def decode_text(raw: bytes) -> tuple[str, str]:
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                raise Undecodable(f"not valid {encoding.upper()} text after its byte-order mark (byte {e.start})") from None
+                raise Undecodable(f"not valid {_LABEL[encoding]} after its byte-order mark (byte {e.start})") from None
             if _implausible(text) > MAX_IMPLAUSIBLE:
-                raise Undecodable(f"not {encoding.upper()} text despite its byte-order mark")
+                raise Undecodable(f"not {_LABEL[encoding]} text despite its byte-order mark")
             return text, encoding
     if b"\x00" in raw[:_SNIFF]:
         raise Undecodable("binary content (NUL bytes) in a text file")
@@ -70,7 +71,8 @@ def decode_text(raw: bytes) -> tuple[str, str]:
         bad_utf8 = e.start
     declared = _declared(raw)
     declared = LEGACY if declared in _READ_AS_LEGACY else declared
-    if declared and declared != "utf-8":  # the file says what it is: no share limit
+    if declared and not declared.startswith("utf"):  # the file says what it is: no share limit (a UTF-16 label
+        # on bytes without its mark is read as UTF-8 by browsers, and they were not UTF-8)
         try:
             text = raw.decode(declared)
             if _implausible(text) <= MAX_IMPLAUSIBLE:

@@ -43,6 +43,8 @@ def test_a_declared_charset_is_read():
     (b"\x80\x81 x", "UTF-8"),  # 0x81 is no Windows-1252 character
     (b"\xff\xfe\xfa bad utf8", "UTF-16"),  # a UTF-16 mark before bytes that read as unassigned characters
     (codecs.BOM_UTF16_LE + b"abc", "UTF-16"),  # an odd byte count
+    (codecs.BOM_UTF8 + b"caf\xe9", "UTF-8 after"),
+    (b'<meta charset="utf-16"><p>' + "\u65e5\u672c\u8a9e".encode("shift_jis") * 30, "UTF-8"),  # a label without a mark
 ])
 def test_what_is_not_text_is_refused_with_why(raw, reason):
     with pytest.raises(Undecodable, match=reason):
