@@ -144,6 +144,8 @@ class FastTokenizer:
                  truncation: bool = False, max_length: int | None = None, padding: bool = False,
                  return_tensors: str | None = None, verbose: bool = True) -> dict[str, Any]:
         single = isinstance(texts, str)
+        if truncation and max_length is None:  # as transformers does: the model's own limit
+            max_length = min(int(self._config.get("model_max_length") or 512), 1 << 20)
         tok = self._configured(max_length if truncation else None, padding) if (truncation or padding) else self._plain
         encs = tok.encode_batch([texts] if single else list(texts), add_special_tokens=add_special_tokens)
         out: dict[str, Any] = {"input_ids": [e.ids for e in encs], "token_type_ids": [e.type_ids for e in encs],
