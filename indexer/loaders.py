@@ -72,9 +72,11 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
         if ext == ".pdf":
             return _from_text(path, doc_id, *_read_pdf(path), mtime)
         try:
-            text, _encoding = decode_text(raw)
+            text, encoding = decode_text(raw)
         except Undecodable as e:
             return _skip(path, str(e))
+        if encoding not in ("utf-8", "utf-8-sig"):
+            log.info("%s: read as %s", path, encoding)  # a guess the user may want to check
         if ext == ".jsonl":
             return _read_beir(path, text, mtime)
         if ext in (".html", ".htm"):
