@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.hashing import sha256_text
@@ -26,6 +26,7 @@ SUPPORTED = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".json
 class LoadResult:
     documents: list[Document]
     skipped: list[Skipped]
+    encoding: str = "utf-8"  # what a text file was read as (indexer.encoding; "" for a PDF): a scan says which
 
 
 def is_beir_dir(root: Path) -> bool:
@@ -70,15 +71,13 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
         raw = path.read_bytes()
         mtime = path.stat().st_mtime
         if ext == ".pdf":
-            return _from_text(path, doc_id, *_read_pdf(path), mtime)
+            return replace(_from_text(path, doc_id, *_read_pdf(path), mtime), encoding="")
         try:
             text, encoding = decode_text(raw)
         except Undecodable as e:
             return _skip(path, str(e))
-        if encoding not in ("utf-8", "utf-8-sig"):
-            log.info("%s: read as %s", path, encoding)  # a guess the user may want to check
         if ext == ".jsonl":
-            return _read_beir(path, text, mtime)
+            return replace(_read_beir(path, text, mtime), encoding=encoding)
         if ext in (".html", ".htm"):
             title, body = _read_html(text)
         elif ext in (".md", ".markdown"):
@@ -87,7 +86,7 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
             title, body = rst_to_text(text)
         else:
             title, body = "", text
-        return _from_text(path, doc_id, title or path.stem, body, mtime)
+        return replace(_from_text(path, doc_id, title or path.stem, body, mtime), encoding=encoding)
     except OSError as e:
         return _skip(path, f"unreadable: {e.strerror or e}")
     except Exception as e:  # a parser bug on one file must not stop the run

@@ -103,6 +103,8 @@ def _iter_scan(roots: list[Path], max_bytes: int, skipped: list[Skipped],
         for f in iter_files(root):
             res = load_file(f, doc_id_for(f, root), max_bytes)
             skipped.extend(res.skipped)
+            if res.documents and res.encoding not in ("", "utf-8", "utf-8-sig"):
+                log.info("%s: read as %s", f, res.encoding)  # a guess the user may want to check
             if on_file is not None:
                 on_file()
             for d in res.documents:

@@ -2,6 +2,7 @@ import json
 import logging
 
 from indexer.loaders import iter_files, load_file
+from indexer.stream import iter_scan
 
 MB = 2**20
 
@@ -38,14 +39,16 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
 
 
 def test_legacy_and_utf16_text_files_are_read(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="indexer.loaders")
+    caplog.set_level(logging.INFO, logger="indexer.stream")
     (tmp_path / "notes.txt").write_bytes("Caf\u00e9 menu.\r\nTwo lines.".encode("utf-16"))  # Notepad's "Unicode"
     (tmp_path / "old.md").write_bytes("# R\u00e9sum\u00e9\n\nNa\u00efve text.".encode("cp1252"))
     notes = load_file(tmp_path / "notes.txt", "notes.txt", MB).documents[0]
     assert notes.text == "Caf\u00e9 menu.\nTwo lines."
     old = load_file(tmp_path / "old.md", "old.md", MB).documents[0]
     assert old.title == "R\u00e9sum\u00e9" and "Na\u00efve text." in old.text
-    assert "old.md: read as cp1252" in caplog.text  # the guess is said
+    assert load_file(tmp_path / "old.md", "old.md", MB).encoding == "cp1252"
+    assert list(iter_scan([tmp_path], MB, [], [])) and "old.md: read as cp1252" in caplog.text  # the guess is said
+    assert "notes.txt: read as utf-16" in caplog.text
 
 
 def test_beir_jsonl_keeps_good_lines(tmp_path):
