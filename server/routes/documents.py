@@ -65,9 +65,9 @@ _UPSERT_BODY = {
 async def upsert_documents(request: Request, state: ServerState = ADMIN,
                            idempotency_key: IdempotencyKey = None) -> UpsertResponse | Response:
     """Add or replace documents by id: a JSON body `{documents: [{id, text, title, metadata}]}` or a
-    multipart upload (`file`, optional `doc_id`, `title`; PDF, HTML, Markdown or text, judged by content).
-    200 once committed when the text is small (server.write_sync_max_chars characters in all) and it
-    commits within server.write_sync_wait_s; else 202 with the job to poll."""
+    multipart upload (`file`, optional `doc_id`, `title`; PDF, HTML, Markdown or text in UTF-8, UTF-16 or
+    Windows-1252, judged by content). 200 once committed when the text is small (server.write_sync_max_chars
+    characters in all) and it commits within server.write_sync_wait_s; else 202 with the job to poll."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         docs = [await _from_upload(request, state)]
