@@ -21,10 +21,14 @@ from indexer.search import Searcher
 log = logging.getLogger(__name__)
 
 
+def home_of(settings: Settings) -> Path:
+    return Path(settings.home).expanduser().resolve()
+
+
 class Workspace:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = Path(settings.home).expanduser().resolve()
+        self.home = home_of(settings)
         self.home.mkdir(parents=True, exist_ok=True)
         self.indexes = self.home / "indexes"
         self.indexes.mkdir(exist_ok=True)
@@ -40,7 +44,7 @@ class Workspace:
     def existing(cls, settings: Settings) -> "Workspace":
         """The workspace for a command that only reads (search, ask, entities): a mistyped `--workspace` is an
         error, not a new empty workspace left at that path."""
-        home = Path(settings.home).expanduser().resolve()
+        home = home_of(settings)
         if not (home / "docstore.sqlite").is_file():
             raise NotFound(f"no workspace at {home}: run `ragkiln ingest PATH` there first (or pass --workspace)")
         return cls(settings)

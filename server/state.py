@@ -22,6 +22,7 @@ from server.batcher import QueryBatcher
 from server.encoding import QueryEncoder
 from server.jobs import JobRegistry
 from server.metrics import Metrics, generation_depth
+from server.openai_compat import GENERATOR_ALIAS
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +175,14 @@ class ServerState:
     def reads_for(self, name: str | None) -> bool:
         """Whether a request naming `name` (None or "ragkiln", the default's alias) is answered by the reader
         alone, there being no model to load (`reader_only`)."""
-        return self.reader_only() and (name is None or name.lower() == "ragkiln")
+        return self.reader_only() and (name is None or name.lower() == GENERATOR_ALIAS)
 
     def require_generator(self, name: str | None = None) -> Generator:
         """The generator a request names (None or 'ragkiln': the default); ModelUnavailable when none is
         loaded, NotFound for a name not served (never answered by another model)."""
         if self.generator is None:
             raise ModelUnavailable(self.generator_problem or NO_GENERATOR)
-        if name is None or name.lower() in ("ragkiln", self.generator.model_id.lower()):
+        if name is None or name.lower() in (GENERATOR_ALIAS, self.generator.model_id.lower()):
             return self.generator
         for n, g in self.generators.items():
             if n.lower() == name.lower():

@@ -69,7 +69,8 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
     name = oai.check_model(req.model, _generator_ids(state), "generator")
     gen = None if state.reads_for(name) else state.require_generator(
         None if name.lower() == oai.GENERATOR_ALIAS else name)
-    model_id = gen.model_id if gen is not None else oai.GENERATOR_ALIAS
+    gen_id = gen.model_id if gen is not None else None  # None: the reader answers
+    model_id = gen_id or oai.GENERATOR_ALIAS
     question = oai.chat_question(req.messages)
     hits, took, ended = [], 0.0, None
     if req.rag:
@@ -79,8 +80,8 @@ async def chat_completions(req: ChatRequest, request: Request, state: ServerStat
                       temperature=req.temperature if req.temperature is not None else 0.0,
                       top_p=req.top_p if req.top_p is not None else 1.0, stop=oai.stop_strings(req.stop),
                       seed=req.seed, extractive=None if gen is None else False)  # no model: the reader's span
-    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended,
-                                  gen.model_id if gen is not None else None, oai.chat_history(req.messages))
+    run = await run_in_threadpool(start_answer, state, question, hits, took, opts, req.rag, ended, gen_id,
+                                  oai.chat_history(req.messages))
     cid, created = oai.completion_id(), oai.now()
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
