@@ -7,7 +7,9 @@ with the command names that answer it), written before any answer to them was re
 half and a held-out half by bench/refusal.half_of (the seeded hash every question set here uses). Each
 question goes through `reader.answer.ask`, what `ragkiln ask` and `/v1/answer` answer extractively.
 Correct when an expected command name appears as a whole token (not inside a longer command name) in the
-answer span ("span") or in the answer or its sentence ("sentence").
+answer span ("span"), in the answer or its sentence ("sentence_or_span"), or in those or the code example the
+answer carries for a how-to question ("shown"); "runnable" when any of them holds the command as it is run
+("aws s3api put-bucket-cors ..."), and "runnable_without_example" the same without the example.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py --prepare   # download, unpack, ingest (~2 min)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py --half dev --out bench/results/awscli-answers-X.json
@@ -41,6 +43,11 @@ QUESTIONS = ROOT / "bench" / "data" / "awscli_questions.jsonl"
 def names(expected: str, text: str) -> bool:
     """A command name as a whole token: "rm" not inside "rmdir", "get-policy" not inside "get-policy-version"."""
     return re.search(r"(?<![\w-])" + re.escape(expected) + r"(?![\w-])", text) is not None
+
+
+def runnable(expected: str, text: str) -> bool:
+    """The command as a user runs it: "aws s3api put-bucket-cors", "aws s3 rb" (a service, then the name)."""
+    return re.search(r"\baws\s+[\w-]+\s+" + re.escape(expected) + r"(?![\w-])", text) is not None
 
 
 def corpus_dir() -> Path:
@@ -80,12 +87,10 @@ def prepare() -> Path:
     """The corpus and its workspace (ingested once, NER off)."""
     from common.settings import load_settings
     from indexer import service
-    from indexer.workspace import Workspace
 
     corpus = corpus_dir()
     settings = load_settings({"home": WORK / "ws", "ner": {"enabled": False}})
-    if Workspace(settings).active_index_name() is None:
-        service.ingest(settings, [corpus], progress=False)
+    service.ingest(settings, [corpus], progress=False)  # incremental: a workspace up to date costs a scan
     return WORK / "ws"
 
 
@@ -114,12 +119,20 @@ def main() -> None:
     for r in rows:
         g = ask(searcher, runtime, r["question"], settings)
         span, sentence = g.text, g.sentence or ""
+        example = g.example.text if g.example else ""
         in_span = any(names(e, span) for e in r["expected"])
+        in_sentence = in_span or any(names(e, sentence) for e in r["expected"])
         answers.append({"question": r["question"], "expected": r["expected"], "answer": span, "sentence": sentence,
-                        "doc": g.hit.chunk.doc_id if g.hit else None, "grounded": g.grounded,
-                        "span": in_span, "sentence_or_span": in_span or any(names(e, sentence) for e in r["expected"])})
+                        "example": example, "doc": g.hit.chunk.doc_id if g.hit else None, "grounded": g.grounded,
+                        "span": in_span, "sentence_or_span": in_sentence,
+                        "shown": in_sentence or any(names(e, example) for e in r["expected"]),
+                        "runnable": any(runnable(e, f"{span}\n{sentence}\n{example}") for e in r["expected"]),
+                        "runnable_without_example": any(runnable(e, f"{span}\n{sentence}") for e in r["expected"])})
     summary = {"questions": len(rows), "span": sum(x["span"] for x in answers),
                "sentence_or_span": sum(x["sentence_or_span"] for x in answers),
+               "with_example": sum(bool(x["example"]) for x in answers),
+               "shown": sum(x["shown"] for x in answers), "runnable": sum(x["runnable"] for x in answers),
+               "runnable_without_example": sum(x["runnable_without_example"] for x in answers),
                "refused": sum(not x["grounded"] for x in answers),
                "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps(summary))

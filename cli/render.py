@@ -78,6 +78,9 @@ def answer_to_dict(question: str, a: Any) -> dict[str, Any]:
             "citations": [] if h is None else [{"doc_id": h.chunk.doc_id, "title": h.chunk.title,
                                                 "chunk_id": h.chunk.id, "start": a.span[0], "end": a.span[1],
                                                 "quote": a.text, "score": h.score, "match": "answer"}],
+            "example": None if h is None or a.example is None else {
+                "text": a.example.text, "doc_id": h.chunk.doc_id, "chunk_id": h.chunk.id, "start": a.example.doc_start,
+                "end": a.example.doc_end},
             "notice": a.problem, "hits": hits_to_dicts(list(a.hits))}
 
 
@@ -87,6 +90,9 @@ def render_answer(d: dict[str, Any]) -> str:
         s, c = d["sentence"], d["citations"][0]
         lines.append(f"  \"{' '.join(s['text'].split())}\"")
         lines.append(f"  {c['doc_id']} [{c['start']}:{c['end']}]" + (f" ({c['title']})" if c["title"] else ""))
+    if d["example"]:
+        lines.append("  example:")
+        lines.extend("    " + ln for ln in d["example"]["text"].splitlines())
     if d["notice"]:
         lines.append(f"  note: {d['notice']}")
     return "\n".join(lines)

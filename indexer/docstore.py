@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS entities (
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, doc_start INTEGER NOT NULL, doc_end INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS entities_chunk ON entities (chunk_id);
 CREATE INDEX IF NOT EXISTS entities_label ON entities (label, norm);
+CREATE TABLE IF NOT EXISTS code_blocks (
+    doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, sha256, start));
 CREATE TABLE IF NOT EXISTS active (
     doc_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, chunker TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS previous (
@@ -121,6 +124,13 @@ class DocStore:
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(d.doc_id, d.sha256, d.title, d.source, d.mtime, json.dumps(d.metadata), d.text) for d in docs],
             )
+            _put_code_blocks(c, docs)
+
+    def put_code_blocks(self, docs: Iterable[Document]) -> None:
+        """The code blocks of document versions already stored (an unchanged file scanned again: a workspace
+        ingested before code blocks were kept gets them on its next ingest)."""
+        with self._conn() as c:
+            _put_code_blocks(c, docs)
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self._raw().execute(
@@ -207,11 +217,26 @@ class DocStore:
         chunks = [Chunk(*r) for r in rows]
         if not chunks:
             return [], ""
-        start, end = chunks[0].start, max(c.end for c in chunks)
-        text = self._raw().execute(
+        return chunks, self.document_text(chunk_id, chunks[0].start, max(c.end for c in chunks))
+
+    def code_block_at(self, chunk_id: int, start: int, end: int) -> tuple[int, int, str] | None:
+        """The first code block of `chunk_id`'s document version that holds `start` or begins at or after it
+        and before `end` (document offsets), with its text; None when there is none (or the document was
+        stored before code blocks were kept)."""
+        row = self._raw().execute(
+            "SELECT b.start, b.\"end\", substr(d.text, b.start + 1, b.\"end\" - b.start) FROM chunks h "
+            "JOIN code_blocks b ON b.doc_id = h.doc_id AND b.sha256 = h.doc_sha256 "
+            "JOIN documents d ON d.doc_id = h.doc_id AND d.sha256 = h.doc_sha256 "
+            "WHERE h.id = ? AND b.\"end\" > ? AND b.start < ? ORDER BY b.start LIMIT 1",
+            (chunk_id, start, end)).fetchone()
+        return (int(row[0]), int(row[1]), row[2]) if row else None
+
+    def document_text(self, chunk_id: int, start: int, end: int) -> str:
+        """The text of `chunk_id`'s document version between two document offsets ("" for an unknown chunk)."""
+        row = self._raw().execute(
             "SELECT substr(d.text, ?, ?) FROM chunks h JOIN documents d ON d.doc_id = h.doc_id AND d.sha256 = "
-            "h.doc_sha256 WHERE h.id = ?", (start + 1, end - start, chunk_id)).fetchone()[0]
-        return chunks, text
+            "h.doc_sha256 WHERE h.id = ?", (start + 1, max(0, end - start), chunk_id)).fetchone()
+        return row[0] if row else ""
 
     def unenriched_ids(self, ids: Sequence[int]) -> set[int]:
         """Those of these chunks that have never been through NER (a resumed ingest skips the others)."""
@@ -338,8 +363,20 @@ class DocStore:
                 "AND a.sha256 = documents.sha256) AND NOT EXISTS (SELECT 1 FROM previous p "
                 "WHERE p.doc_id = documents.doc_id AND p.sha256 = documents.sha256)"
             )
+            c.execute(
+                "DELETE FROM code_blocks WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = code_blocks.doc_id "
+                "AND d.sha256 = code_blocks.sha256)")
             c.execute("DROP TABLE dead")
         return int(n)
+
+
+def _put_code_blocks(c: sqlite3.Connection, docs: Iterable[Document]) -> None:
+    """A version's code blocks come with its text from its file; a document read back from the store (a
+    reindex) or sent as JSON carries none and leaves those stored for the same text alone."""
+    coded = [d for d in docs if d.code]
+    c.executemany("DELETE FROM code_blocks WHERE doc_id = ? AND sha256 = ?", [(d.doc_id, d.sha256) for d in coded])
+    c.executemany("INSERT INTO code_blocks VALUES (?, ?, ?, ?)",
+                  [(d.doc_id, d.sha256, a, b) for d in coded for a, b in d.code])
 
 
 class _Tx:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common.hashing import sha256_text
 from indexer.encoding import Undecodable, decode_text
-from indexer.markup import looks_like_rst, markdown_to_text, rst_to_text
+from indexer.markup import CODE_CLOSE, CODE_OPEN, looks_like_rst, markdown_to_text, rst_to_text, split_code
 from indexer.types import Document, Skipped
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
             text, encoding = decode_text(raw)
         except Undecodable as e:
             return _skip(path, str(e))
+        text = text.replace(CODE_OPEN, "").replace(CODE_CLOSE, "")  # the renderers' code marks, never text
         if ext == ".jsonl":
             return replace(_read_beir(path, text, mtime), encoding=encoding)
         if ext in (".html", ".htm"):
@@ -98,12 +99,12 @@ def _skip(path: Path, reason: str) -> LoadResult:
 
 
 def _from_text(path: Path, doc_id: str, title: str, text: str, mtime: float) -> LoadResult:
-    text = _normalise(text)
+    text, code = split_code(_normalise(text))
     if not text.strip():
         return _skip(path, "no text content")
     doc = Document(
         doc_id=doc_id, text=text, sha256=sha256_text(title + "\x00" + text), title=title.strip(),
-        source=str(path.resolve()), mtime=mtime,
+        source=str(path.resolve()), mtime=mtime, code=code,
     )
     return LoadResult([doc], [])
 
@@ -127,9 +128,10 @@ def _html_lines(node, parts: list[str], pre: bool = False) -> None:  # type: ign
             if type(child) in (NavigableString, CData):  # not comments, doctypes, declarations
                 parts.append(str(child) if pre else re.sub(r"\s+", " ", str(child)))
         elif child.name in _HTML_BLOCKS:
-            parts.append("\n")
+            opens = child.name == "pre" and not pre  # a <pre> is code (its blocks are marked for split_code)
+            parts.append("\n" + (CODE_OPEN if opens else ""))
             _html_lines(child, parts, pre or child.name == "pre")
-            parts.append("\n")
+            parts.append((CODE_CLOSE if opens else "") + "\n")
         else:
             _html_lines(child, parts, pre)
 
@@ -150,11 +152,25 @@ def _read_html(text: str) -> tuple[str, str]:
         soup.title.decompose()
     parts: list[str] = []
     _html_lines(soup, parts)
-    lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in "".join(parts).splitlines()]
     out: list[str] = []
-    for ln in lines:
-        if ln or (out and out[-1]):
+    block: list[int] | None = None  # the kept lines of the <pre> being read
+    blocks: list[list[int]] = []
+    for raw in "".join(parts).splitlines():
+        if CODE_OPEN in raw:
+            block = []
+        body = raw.replace(CODE_OPEN, "").replace(CODE_CLOSE, "")
+        ln = re.sub(r"[ \t\u00a0]+", " ", body).strip()
+        if ln.strip() or (out and out[-1].strip()):
             out.append(ln)
+            if block is not None and ln.strip():
+                block.append(len(out) - 1)
+        if CODE_CLOSE in raw and block is not None:
+            if block:
+                blocks.append(block)
+            block = None
+    for b in blocks:  # marked for split_code, around the block's first and last lines with text
+        out[b[0]] = CODE_OPEN + out[b[0]]
+        out[b[-1]] += CODE_CLOSE
     return title, "\n".join(out).strip()
 
 

@@ -4,6 +4,10 @@ from: markup (directives, roles, table rules, link targets) never reaches a chun
 Parsed with the real parsers (docutils, markdown-it-py), not regexes. The rendered text *is* the
 stored document text, so chunk and citation offsets point into it. Blocks are separated by a blank
 line; a list item or a table row is one line.
+
+Code (a literal block, a doctest, a fenced or indented code block, an HTML <pre>) is rendered between
+CODE_OPEN and CODE_CLOSE; `split_code` takes the marks out and returns where each block lies, so the
+store can keep them (an answer to "How do I ...?" shows the example its sentence introduces).
 """
 
 from __future__ import annotations
@@ -27,6 +31,39 @@ _ROLE = re.compile(r":([A-Za-z][\w.+-]*(?::[\w.+-]+)?):`")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+([A-Za-z][\w.+-]*(?::[\w.+-]+)?)::", re.MULTILINE)
 _SIGNATURE = re.compile(r"^[\w.]+(\s*\(|\[|:\s|\s*$)")  # name(args), name[T], name: type, a bare name
 _ADORNMENT = re.compile(r"^([=\-~*^#\"'`:.+_])\1{2,}\s*$")
+# Control characters no decoded text keeps (indexer.loaders drops them before parsing) that bracket code.
+CODE_OPEN, CODE_CLOSE = "\x02", "\x03"
+
+
+def code(block: str) -> str:
+    """A rendered code block, marked for `split_code` (a blank one is left unmarked)."""
+    return f"{CODE_OPEN}{block}{CODE_CLOSE}" if block.strip() else block
+
+
+def split_code(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The text without code marks, and the (start, end) of each marked block in it, trimmed of whitespace."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos, n, start = 0, 0, -1
+    for m in re.finditer(f"[{CODE_OPEN}{CODE_CLOSE}]", text):
+        out.append(text[pos:m.start()])
+        n += m.start() - pos
+        pos = m.end()
+        if m.group() == CODE_OPEN:
+            start = n
+        elif start >= 0:
+            spans.append((start, n))
+            start = -1
+    out.append(text[pos:])
+    clean = "".join(out)
+    trimmed = []
+    for a, b in spans:
+        body = clean[a:b]
+        a2 = a + len(body) - len(body.lstrip())
+        b2 = b - (len(body) - len(body.rstrip()))
+        if b2 > a2:
+            trimmed.append((a2, b2))
+    return clean, tuple(trimmed)
 
 
 def looks_like_rst(text: str) -> bool:
@@ -169,8 +206,10 @@ def _rst_blocks(node: Any) -> list[str]:
         return []
     if isinstance(node, (nodes.title, nodes.paragraph, nodes.term, nodes.rubric, nodes.attribution)):
         return [_inline(node)]
-    if isinstance(node, (nodes.literal_block, nodes.doctest_block, nodes.line_block)):
-        return [_plain(node).rstrip()] if isinstance(node, nodes.TextElement) else [node.astext().rstrip()]
+    if isinstance(node, (nodes.literal_block, nodes.doctest_block)):
+        return [code(_plain(node).rstrip())]
+    if isinstance(node, nodes.line_block):  # verse and addresses: kept line by line, not code
+        return [node.astext().rstrip()]
     if isinstance(node, (nodes.bullet_list, nodes.enumerated_list)):
         items = ["- " + " ".join(_rst_blocks(item)) for item in node.children]
         return ["\n".join(i for i in items if i.strip() != "-")]
@@ -231,7 +270,7 @@ def markdown_to_text(text: str) -> tuple[str, str]:
             elif line:
                 blocks.append(line)
         elif tok.type in ("fence", "code_block"):
-            blocks.append(tok.content.rstrip())
+            blocks.append(code(tok.content.rstrip()))
         elif tok.type == "html_block":
             plain = _html_text(tok.content)
             if plain:

@@ -236,11 +236,18 @@ class _Run:
     def to_rework(self, source: Iterable[Document]) -> Iterator[Document]:
         """The documents to (re)chunk: new versions, then kept ones chunked under another chunker. Every
         scanned id and hash is remembered (a few dozen bytes a document); texts are not."""
+        coded: list[Document] = []  # unchanged documents whose code blocks are written again (`put_code_blocks`)
         for d in source:
             self.scanned[d.doc_id] = d.sha256
             if self.indexed.get(d.doc_id) != (d.sha256, self.chunker):
                 self._expect(1)
                 yield d
+            elif d.code:
+                coded.append(d)
+                if len(coded) >= SWEEP_DOCS:
+                    self.store.put_code_blocks(coded)
+                    coded = []
+        self.store.put_code_blocks(coded)
         if self.skipped and not self.scanned:  # ingesting nothing would also drop what these paths held before
             raise NothingIngested(nothing_ingested_message(self.skipped))
         self.kept = {i: sha for i, (sha, _) in self.indexed.items() if i not in self.scanned and not self.removable(i)}

@@ -17,6 +17,7 @@ class Document:
     source: str = ""  # path of the file it came from
     mtime: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    code: tuple[tuple[int, int], ...] = ()  # (start, end) of each code block in `text` (indexer.markup.split_code)
 
 
 @dataclass(frozen=True)

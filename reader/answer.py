@@ -19,11 +19,14 @@ from indexer.workspace import Workspace
 from ner.filters import EntityFilter, parse_entity_filters, search_with_entities
 from indexer.types import Chunk, Hit
 from reader.grounding import relevant_hits
+from reader.question import question_class
 from reader.sentences import Passage
 from reader.serve import ReaderRuntime, ReadResult
 from reader.serve import make_reader_runtime as reader_runtime_for
 
 NO_ANSWER = "I could not find anything in the indexed documents that answers this question."
+EXAMPLE_MAX_CHARS = 2000  # a longer code block is cut at a line end before this
+_EXAMPLE_REACH = 1000  # how far past its sentence a block may start (the rest of its paragraph may lie between)
 
 
 def make_reader_runtime(settings: Settings, **cache_sizes: int) -> ReaderRuntime:
@@ -71,6 +74,41 @@ def reading_windows(hits: Sequence[Hit], n: int, store: Any = None, context: int
     return out
 
 
+@dataclass(frozen=True)
+class Example:
+    """The code block a how-to answer's sentence is in or introduces ("The following command enables
+    versioning::" and the command under it), cut from the stored document: a "How do I ...?" question asks
+    for a procedure, which a reference shows as code, not as the reader's span."""
+
+    text: str
+    doc_start: int
+    doc_end: int
+
+
+def clip_example(start: int, text: str, limit: int = EXAMPLE_MAX_CHARS) -> Example:
+    """A block as an Example, cut at the last line end within `limit` characters when it is longer."""
+    if len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        text = text[: cut if cut > limit // 2 else limit].rstrip()
+    return Example(text, start, start + len(text))
+
+
+def answer_example(store: Any, question: str, chunk_id: int, sentence: tuple[int, int]) -> Example | None:
+    """The code block holding the answer's sentence, or the one right after the sentence's paragraph, for a
+    how-to question (reader.question's "how_to"); None for other questions, without a store, or when the
+    document has no such block (a plain-text document has none)."""
+    if store is None or question_class(question) != "how_to":
+        return None
+    s0, s1 = sentence
+    block = store.code_block_at(chunk_id, s0, s1 + _EXAMPLE_REACH)
+    if block is None:
+        return None
+    b0, _b1, text = block
+    if b0 > s1 and "\n" in store.document_text(chunk_id, s1, b0).rstrip():  # the sentence's paragraph ended before
+        return None
+    return clip_example(b0, text)
+
+
 def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant: Sequence[Hit],
                   question_vec: np.ndarray | None = None, store: Any = None, context: int = 0
                   ) -> tuple[ReadResult, list[Hit]]:
@@ -81,8 +119,11 @@ def read_relevant(runtime: ReaderRuntime, embedder: Any, question: str, relevant
     windows = reading_windows(relevant, runtime.weights.settings.passages, store, context)
     result = runtime.read(question, [w.passage for w in windows], embedder, question_vec)
     used = [w.hit for w in windows]
-    if result.answer is not None:
-        used[result.answer.passage] = windows[result.answer.passage].holder(result.answer.doc_start)
+    a = result.answer
+    if a is not None:
+        used[a.passage] = windows[a.passage].holder(a.doc_start)
+        example = answer_example(store, question, used[a.passage].chunk.id, (a.sentence_doc_start, a.sentence_doc_end))
+        result = replace(result, example=example)
     return result, used
 
 
@@ -101,6 +142,7 @@ class GroundedAnswer:
     hits: tuple[Hit, ...] = ()  # what retrieval returned, best first
     problem: str | None = None  # why the reader could not read (its pipeline failed to load)
     seconds: float = 0.0  # reading time
+    example: Example | None = None  # the code a how-to answer's sentence introduces (`answer_example`)
 
 
 def ask(searcher: Any, runtime: ReaderRuntime, question: str, settings: Settings, k: int = 5,
@@ -118,7 +160,8 @@ def ask(searcher: Any, runtime: ReaderRuntime, question: str, settings: Settings
     if a is None:
         return GroundedAnswer(NO_ANSWER, True, hits=tuple(hits), problem=result.problem, seconds=result.seconds)
     return GroundedAnswer(a.name or a.text, True, used[a.passage], (a.doc_start, a.doc_end), a.sentence,
-                          (a.sentence_doc_start, a.sentence_doc_end), tuple(hits), result.problem, result.seconds)
+                          (a.sentence_doc_start, a.sentence_doc_end), tuple(hits), result.problem, result.seconds,
+                          result.example)
 
 
 def answer_question(settings: Settings, question: str, k: int = 5, mode: str = "hybrid",

@@ -146,6 +146,7 @@ class ReadResult:
     answer: Answer | None
     problem: str = ""  # set when the reader ran without its pipeline (the fallback)
     seconds: float = 0.0
+    example: Any = None  # reader.answer.Example: the code a how-to answer's sentence introduces, if any
 
 
 class ReaderRuntime:

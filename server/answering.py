@@ -42,7 +42,8 @@ from reader.grounding import relevant_hits
 from reader.serve import ReaderRuntime, ReadResult
 from server.chat_prompt import marker_citations, rag_messages
 from server.rag import Citation, select_citations
-from server.schemas import AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut, Usage
+from server.schemas import (AnswerExampleOut, AnswerResponse, AnswerSentenceOut, AnswerTimings, CitationOut, PassageOut,
+                            Usage)
 from server.sse import SSE_HEADERS
 from server.state import READER_ONLY, ServerState
 from trainer.lm.qa import ANSWER_STOPS, MIN_NEW_TOKENS, plan_prompt
@@ -82,6 +83,7 @@ class AnswerRun:
     cite: str = "spans"  # "spans": rag.select_citations; "markers": the answer's [n] markers (chat models)
     question_vec: tuple[Any, str | None] = (None, None)  # retrieval's query vector and its embedder's id (reused by the reader)
     sentence: AnswerSentenceOut | None = None  # an extractive answer's sentence and offsets
+    example: AnswerExampleOut | None = None  # ... and the code its sentence introduces (a how-to question)
     _t_ready: float = 0.0
 
     @property
@@ -142,6 +144,9 @@ class AnswerRun:
                                    float(hit.score), "answer")]
         self.sentence = AnswerSentenceOut(text=a.sentence, doc_id=c.doc_id, chunk_id=c.id, start=a.sentence_doc_start,
                                           end=a.sentence_doc_end, span_start=a.doc_start, span_end=a.doc_end)
+        if (ex := stream.result.example) is not None:
+            self.example = AnswerExampleOut(text=ex.text, doc_id=c.doc_id, chunk_id=c.id, start=ex.doc_start,
+                                            end=ex.doc_end)
         yield self.text
 
     def finish(self) -> None:
@@ -387,7 +392,7 @@ def answer_response(run: AnswerRun) -> AnswerResponse:
     return AnswerResponse(answer=run.text, grounded=run.grounded, citations=citation_outs(run),
                           passages=passage_outs(run), model=run.model, finish_reason=run.finish_reason,
                           usage=usage_of(run), timings=timings_of(run), mode=run.mode, notice=run.notice,
-                          sentence=run.sentence)
+                          sentence=run.sentence, example=run.example)
 
 
 def record(state: ServerState, run: AnswerRun) -> None:

@@ -188,6 +188,20 @@ SENTENCE_DESCRIPTION = ("For an extractive answer: the sentence that contains it
                         "relevant was found.")
 
 
+class AnswerExampleOut(Response):
+    text: str = Field(description="The code block, as stored (cut at a line end after 2,000 characters).")
+    doc_id: str
+    chunk_id: int = Field(description="The chunk the answer's sentence is in (the block is in its document).")
+    start: int = Field(description="Document offset of the block.")
+    end: int
+
+
+EXAMPLE_DESCRIPTION = ("For an extractive answer to a how-to question (\"How do I ...?\"): the code block that the "
+                       "answer's sentence is in or introduces (a literal block, a fenced or indented code block, an "
+                       "HTML <pre>), e.g. the command under \"The following command enables versioning:\". null "
+                       "otherwise, and for documents with no such block (plain text has none).")
+
+
 class AnswerResponse(Response):
     answer: str = Field(description="The answer. Extractive: the span read from a passage, or its qualified name when it "
                         "names a member that a module's page defines (\"pty.spawn\" for the span \"spawn\"); the "
@@ -202,6 +216,7 @@ class AnswerResponse(Response):
     mode: AnswerMode = Field("extractive", description=MODE_DESCRIPTION)
     notice: str | None = Field(None, description=NOTICE_DESCRIPTION)
     sentence: AnswerSentenceOut | None = Field(None, description=SENTENCE_DESCRIPTION)
+    example: AnswerExampleOut | None = Field(None, description=EXAMPLE_DESCRIPTION)
 
 
 # ---- documents ----------------------------------------------------------------------------------

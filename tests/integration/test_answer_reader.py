@@ -168,3 +168,46 @@ def test_the_cli_answers_as_the_server_does(home, client):
 
 def served_answer(client, question: str) -> str:
     return client.post("/v1/answer", json={"question": question}, headers=READ).json()["answer"]
+
+
+FIRING = b"""Firing schedules
+================
+
+The following ``kiln-fire`` command starts a bisque firing of the loaded kiln at cone 04::
+
+    kilnctl kiln-fire --cone 04 --hold 10
+
+A glaze firing with :program:`kilnctl` needs a slower ramp and a longer hold at the top temperature.
+"""
+
+
+def test_a_how_to_answer_carries_the_example_its_sentence_introduces(home, client):
+    """An uploaded reStructuredText page (read as RST by its constructs) keeps its literal block; "How do I
+    ...?" is answered with it, from the server and the command line alike, and other questions are not."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    r = client.post("/v1/documents", files={"file": ("firing.rst", FIRING, "text/x-rst")}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    try:
+        question = "How do I start a bisque firing of the kiln?"
+        a = client.post("/v1/answer", json={"question": question}, headers=READ).json()
+        ex = a["example"]
+        assert a["sentence"]["doc_id"] == "firing.rst" and ex is not None, a
+        assert ex["text"] == "kilnctl kiln-fire --cone 04 --hold 10" and ex["doc_id"] == "firing.rst"
+        assert _doc(client, "firing.rst")[ex["start"]:ex["end"]] == ex["text"]
+        with client.stream("POST", "/v1/answer", json={"question": question, "stream": True}, headers=READ) as s:
+            assert parse_sse(s.read().decode())[-1][1]["example"] == ex
+        got = json.loads(CliRunner().invoke(app, ["--workspace", str(home), "ask", question, "--json"],
+                                            env={"HF_HUB_OFFLINE": "1"}).stdout)
+        assert got["example"] == ex
+        human = CliRunner().invoke(app, ["--workspace", str(home), "ask", question], env={"HF_HUB_OFFLINE": "1"})
+        assert "  example:\n    kilnctl kiln-fire --cone 04 --hold 10" in human.stdout
+        other = client.post("/v1/answer", json={"question": "What does a glaze firing need?"}, headers=READ).json()
+        assert other["sentence"]["doc_id"] == "firing.rst" and other["example"] is None
+        assert client.post("/v1/answer", json={"question": QUESTIONS[0][0]}, headers=READ).json()["example"] is None
+    finally:
+        assert client.delete("/v1/documents/firing.rst", headers=ADMIN).status_code == 200

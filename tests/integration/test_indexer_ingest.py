@@ -223,3 +223,18 @@ def test_previous_generation_chunks_outlive_one_switch(corpus_dir, settings_for)
     (corpus_dir / "cooking/bread.txt").write_text("Flatbread needs no oven.")
     service.ingest(s, [corpus_dir], progress=False)
     assert store.get_chunks(old_ids) == {}  # two switches later they are collected
+
+
+def test_code_blocks_are_stored_and_an_older_workspace_gets_them_on_its_next_ingest(settings_for, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ls.md").write_text("# Listing\n\nThe following command lists a bucket:\n\n```\naws s3 ls s3://b\n```\n")
+    s = settings_for()
+    service.ingest(s, [folder], progress=False)
+    store = Workspace.open(s).store
+    cid = next(store.iter_chunks()).id
+    assert store.code_block_at(cid, 0, 10**6)[2] == "aws s3 ls s3://b"
+    store._raw().execute("DELETE FROM code_blocks")  # as a workspace ingested before code blocks were kept
+    again = service.ingest(s, [folder], progress=False)
+    assert (again.added, again.changed, again.chunks_embedded) == (0, 0, 0)  # nothing re-chunked or re-embedded
+    assert store.code_block_at(cid, 0, 10**6)[2] == "aws s3 ls s3://b"

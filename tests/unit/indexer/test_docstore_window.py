@@ -1,4 +1,5 @@
-"""DocStore.window: a hit's neighbouring chunks and the document text they span, offsets kept."""
+"""DocStore.window: a hit's neighbouring chunks and the document text they span, offsets kept; the code
+blocks a document version keeps (`code_block_at`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,21 @@ def test_window_past_the_documents_end_and_an_unknown_chunk(tmp_path):
     chunks, text = store.window(ids[3], 2, 9)
     assert [c.ord for c in chunks] == [2, 3] and text == TEXT[30:]
     assert store.window(999, 0, 3) == ([], "")
+
+
+def test_code_blocks_follow_their_document_version(tmp_path):
+    store, ids = _store(tmp_path)
+    coded = Document("d.md", TEXT, "sha-d", title="D", code=((9, 29), (43, len(TEXT))))
+    store.put_documents([coded])
+    assert store.code_block_at(ids[1], 30, 41) is None  # no block holds or starts in [30, 41)
+    assert store.code_block_at(ids[1], 20, 41) == (9, 29, TEXT[9:29])  # the block holding offset 20
+    assert store.code_block_at(ids[0], 30, 50) == (43, len(TEXT), TEXT[43:])
+    assert store.document_text(ids[0], 9, 14) == "First" and store.document_text(999, 0, 5) == ""
+    store.put_documents([Document("d.md", TEXT, "sha-d", title="D")])  # read back or sent as JSON: no code
+    assert store.code_block_at(ids[1], 20, 41) == (9, 29, TEXT[9:29])
+    store.commit_generation({"d.md": ("sha-d", "ck")}, "g1")
+    assert store.collect_garbage() == 0 and store.code_block_at(ids[1], 20, 41) is not None
+    store.put_documents([Document("e.md", "Other text.", "sha-e", code=((0, 5),))])
+    store.commit_generation({"d.md": ("sha-d", "ck")}, "g2")
+    store.collect_garbage()  # e.md was never active: its version and its code blocks go
+    assert store._raw().execute("SELECT COUNT(*) FROM code_blocks WHERE doc_id = 'e.md'").fetchone()[0] == 0

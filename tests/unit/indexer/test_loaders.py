@@ -17,6 +17,20 @@ def test_text_markdown_html(tmp_path):
     assert html.title == "T" and "Hello" in html.text and "evil" not in html.text and "x{}" not in html.text
 
 
+def test_code_blocks_of_html_and_markdown_are_kept_and_plain_text_has_none(tmp_path):
+    (tmp_path / "c.html").write_text("<html><body><p>Run this:</p><pre>\n  aws s3 ls\n    --recursive\n</pre>"
+                                     "<p>Done.</p><pre>  </pre></body></html>")
+    (tmp_path / "c.md").write_text("# T\n\nInstall it:\n\n```bash\npip install x\n```\n\nThen:\n\n    kiln go\n")
+    (tmp_path / "c.txt").write_text("Control \x02marks\x03 are never text.\n")
+    html = load_file(tmp_path / "c.html", "c.html", MB).documents[0]
+    assert html.text == "Run this:\n\naws s3 ls\n--recursive\n\nDone." and \
+        [html.text[a:b] for a, b in html.code] == ["aws s3 ls\n--recursive"]
+    md = load_file(tmp_path / "c.md", "c.md", MB).documents[0]
+    assert [md.text[a:b] for a, b in md.code] == ["pip install x", "kiln go"]
+    txt = load_file(tmp_path / "c.txt", "c.txt", MB).documents[0]
+    assert txt.text == "Control marks are never text.\n" and txt.code == ()
+
+
 def test_bad_files_are_skipped_with_reasons(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from indexer.loaders import load_file
-from indexer.markup import looks_like_rst, markdown_to_text, rst_to_text
+from indexer.markup import CODE_CLOSE, CODE_OPEN, looks_like_rst, markdown_to_text, rst_to_text, split_code
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "python-docs"
 
@@ -116,6 +116,10 @@ def test_the_sample_corpus_stores_no_markup():
         for doc in res.documents:
             m = leftovers.search(doc.text)
             assert m is None, f"{path.name}: {m.group(0)!r}"
+            assert CODE_OPEN not in doc.text and CODE_CLOSE not in doc.text, path.name
+            for a, b in doc.code:
+                assert 0 <= a < b <= len(doc.text) and doc.text[a:b] == doc.text[a:b].strip(), (path.name, a, b)
+    assert sum(bool(load_file(p, p.name, 64 * 2**20).documents[0].code) for p in files) > 50  # pages with examples
 
 
 def test_a_sphinx_class_entry_keeps_its_signature():
@@ -127,3 +131,15 @@ def test_a_sphinx_class_entry_keeps_its_signature():
     assert body.split("\n\n") == ["code", "InteractiveConsole(locals=None, filename=\"<console>\")",
                                   "Closely emulate the interactive interpreter.", "Queue", "A FIFO queue.",
                                   "A paragraph given a class attribute, as docutils means it."]
+
+
+def test_code_blocks_are_marked_and_their_offsets_split_out():
+    rst = "Title\n=====\n\nThe following command lists a bucket::\n\n    aws s3 ls s3://b\n\n>>> 1 + 1\n2\n\n| a verse\n"
+    _t, marked = rst_to_text(rst)
+    text, code = split_code(marked)
+    assert [text[a:b] for a, b in code] == ["aws s3 ls s3://b", ">>> 1 + 1\n2"]  # a line block is not code
+    assert "The following command lists a bucket:\n\naws s3 ls" in text
+    _t, marked = markdown_to_text(MD)
+    text, code = split_code(marked)
+    assert [text[a:b] for a, b in code] == ["kiln rotate --all"]
+    assert split_code(f"a{CODE_OPEN}  x = 1\n{CODE_CLOSE}b{CODE_CLOSE}c{CODE_OPEN} {CODE_CLOSE}") == ("a  x = 1\nbc ", ((3, 8),))

@@ -56,3 +56,50 @@ def test_touching_hits_of_one_document_are_one_passage(tmp_path):
         ("vaccine.md", 0, 1), ("bridge.txt", 0, 2)]
     assert wins[0].passage.text == DOC and wins[0].hit.score == 0.8
     assert [w.passage.text for w in reading_windows(hits, 5)] == [h.chunk.text for h in hits]  # no store: the hits
+
+
+HOWTO = ("Example 1: To list a bucket\n\nThe following ls command lists the objects of a bucket. It needs read access.\n\n"
+         "aws s3 ls s3://amzn-s3-demo-bucket\n\nOutput:\n\n2024-01-01 hello.txt\n\nA closing note.")
+
+
+def _stored_howto(tmp_path):
+    from indexer.docstore import DocStore
+    from indexer.types import ChunkSpan, Document
+
+    store = DocStore(tmp_path / "docstore.sqlite")
+    blocks = tuple((HOWTO.index(b), HOWTO.index(b) + len(b)) for b in ("aws s3 ls s3://amzn-s3-demo-bucket",
+                                                                        "2024-01-01 hello.txt"))
+    doc = Document("ls.rst", HOWTO, "sha-ls", title="ls", code=blocks)
+    store.put_documents([doc])
+    ids = store.put_chunks(doc, "ck", [ChunkSpan(0, 0, len(HOWTO), 40)])
+    return store, ids[0]
+
+
+def _sentence(text: str) -> tuple[int, int]:
+    return HOWTO.index(text), HOWTO.index(text) + len(text)
+
+
+def test_a_how_to_answer_carries_the_code_its_paragraph_introduces(tmp_path):
+    from reader.answer import Example, answer_example
+
+    store, cid = _stored_howto(tmp_path)
+    first = _sentence("The following ls command lists the objects of a bucket.")
+    command = Example("aws s3 ls s3://amzn-s3-demo-bucket", *_sentence("aws s3 ls s3://amzn-s3-demo-bucket"))
+    assert answer_example(store, "How do I list the objects in a bucket?", cid, first) == command  # rest of its paragraph between
+    assert answer_example(store, "how can one list a bucket", cid, _sentence("It needs read access.")) == command
+    inside = _sentence("s3://amzn-s3-demo-bucket")  # a sentence read inside the block: the whole block
+    assert answer_example(store, "How do I list a bucket?", cid, inside) == command
+    assert answer_example(store, "What lists the objects of a bucket?", cid, first) is None  # not a how-to question
+    assert answer_example(store, "How do I list a bucket?", cid, _sentence("Example 1: To list a bucket")) is None
+    assert answer_example(store, "How do I end?", cid, _sentence("A closing note.")) is None  # no block after it
+    assert answer_example(None, "How do I list a bucket?", cid, first) is None
+
+
+def test_a_long_example_is_cut_at_a_line_end():
+    from reader.answer import clip_example
+
+    block = "\n".join(f"line {i:04d} of a long listing" for i in range(200))
+    ex = clip_example(100, block, limit=500)
+    assert len(ex.text) <= 500 and block.startswith(ex.text) and ex.text.endswith("listing")
+    assert (ex.doc_start, ex.doc_end) == (100, 100 + len(ex.text))
+    assert clip_example(0, "short").text == "short"
