@@ -170,6 +170,10 @@ function renderAnswer(data) {
     answer.dataset.view = "plain";
     for (const c of cites) answer.append(" ", sourceButton(c));
   }
+  // a how-to answer's code example (AnswerResponse.example), shown as code under the answer
+  if (data.example && typeof data.example.text === "string") {
+    answer.append(el("pre", { class: "example" }, el("code", {}, data.example.text)));
+  }
   const parts = [];
   parts.push(data.model ? `${data.mode || "extractive"} answer by ${data.model}`
     : "extractive answer by the reader (no language model in this workspace)");

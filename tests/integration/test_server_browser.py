@@ -213,6 +213,18 @@ def test_answer_is_shown_inside_its_sentence_with_the_span_marked(live, browser)
     assert browser.eval("document.querySelector('#citations details .passage mark').textContent") == SENTENCE
 
 
+def test_a_how_to_answer_shows_its_example_as_code(live, browser):
+    example = {"text": "aws s3 ls s3://<bucket>\n  --recursive", "doc_id": "vaccine.md", "chunk_id": 7, "start": 300,
+               "end": 336}
+    browser.goto(live.url + "/")
+    _stub_answer(browser, [("token", {"text": SPAN}), ("citations", CANNED["citations"]),
+                           ("done", {**CANNED["done"], "example": example})])
+    _type_and_click(browser, "How do I list a bucket?", "ask-btn")
+    browser.wait("document.getElementById('answer-box').dataset.done === '1'")
+    assert browser.eval("document.querySelector('#answer pre.example code').textContent") == example["text"]
+    assert browser.eval("document.querySelector('#answer mark.answer-span').textContent") == SPAN
+
+
 def test_answer_without_a_sentence_is_shown_plain(live, browser):
     done = {**CANNED["done"], "sentence": None, "answer": "Over forty thousand volunteers [1].", "mode": "generative"}
     browser.goto(live.url + "/")
@@ -223,6 +235,7 @@ def test_answer_without_a_sentence_is_shown_plain(live, browser):
     assert browser.eval("document.querySelector('#answer .plain').textContent") == done["answer"]
     assert browser.eval("document.querySelectorAll('#answer mark').length") == 0
     assert browser.eval("document.querySelectorAll('#answer button.source').length") == 1
+    assert browser.eval("document.querySelectorAll('#answer pre').length") == 0  # no example: none shown
 
 
 def test_an_answer_with_no_model_names_the_reader(live, browser):
