@@ -153,16 +153,16 @@ def _read_html(text: str) -> tuple[str, str]:
     parts: list[str] = []
     _html_lines(soup, parts)
     out: list[str] = []
-    block: list[int] | None = None  # the kept lines of the <pre> being read
+    block: list[int] | None = None  # the kept lines of the <pre> being read (code: its indentation is kept)
     blocks: list[list[int]] = []
     for raw in "".join(parts).splitlines():
         if CODE_OPEN in raw:
             block = []
         body = raw.replace(CODE_OPEN, "").replace(CODE_CLOSE, "")
-        ln = re.sub(r"[ \t\u00a0]+", " ", body).strip()
-        if ln.strip() or (out and out[-1].strip()):
+        ln = body.rstrip() if block is not None and body.strip() else re.sub(r"[ \t\u00a0]+", " ", body).strip()
+        if ln or (out and out[-1]):
             out.append(ln)
-            if block is not None and ln.strip():
+            if block is not None and ln:
                 block.append(len(out) - 1)
         if CODE_CLOSE in raw and block is not None:
             if block:

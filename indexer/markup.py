@@ -41,7 +41,8 @@ def code(block: str) -> str:
 
 
 def split_code(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The text without code marks, and the (start, end) of each marked block in it, trimmed of whitespace."""
+    """The text without code marks, and the (start, end) of each marked block in it, from its first line
+    with text (that line's indentation kept) to its last character that is not whitespace."""
     out: list[str] = []
     spans: list[tuple[int, int]] = []
     pos, n, start = 0, 0, -1
@@ -59,7 +60,8 @@ def split_code(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     trimmed = []
     for a, b in spans:
         body = clean[a:b]
-        a2 = a + len(body) - len(body.lstrip())
+        lead = len(body) - len(body.lstrip())
+        a2 = a + body.rfind("\n", 0, lead) + 1  # the start of the first line with text
         b2 = b - (len(body) - len(body.rstrip()))
         if b2 > a2:
             trimmed.append((a2, b2))

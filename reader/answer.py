@@ -20,6 +20,7 @@ from ner.filters import EntityFilter, parse_entity_filters, search_with_entities
 from indexer.types import Chunk, Hit
 from reader.grounding import relevant_hits
 from reader.question import question_class
+from reader.read import Example
 from reader.sentences import Passage
 from reader.serve import ReaderRuntime, ReadResult
 from reader.serve import make_reader_runtime as reader_runtime_for
@@ -72,17 +73,6 @@ def reading_windows(hits: Sequence[Hit], n: int, store: Any = None, context: int
         out.append(ReadWindow(h, tuple(chunks), Passage(text, h.chunk.doc_id, chunks[0].start, rank=rank,
                                                         score=float(h.score), title=h.chunk.title)))
     return out
-
-
-@dataclass(frozen=True)
-class Example:
-    """The code block a how-to answer's sentence is in or introduces ("The following command enables
-    versioning::" and the command under it), cut from the stored document: a "How do I ...?" question asks
-    for a procedure, which a reference shows as code, not as the reader's span."""
-
-    text: str
-    doc_start: int
-    doc_end: int
 
 
 def clip_example(start: int, text: str, limit: int = EXAMPLE_MAX_CHARS) -> Example:

@@ -58,6 +58,17 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Example:
+    """The code block a how-to answer's sentence is in or introduces ("The following command enables
+    versioning::" and the command under it), cut from the stored document (reader.answer.answer_example): a
+    "How do I ...?" question asks for a procedure, which a reference shows as code, not as the reader's span."""
+
+    text: str
+    doc_start: int
+    doc_end: int
+
+
+@dataclass(frozen=True)
 class SpanCandidate:
     sentence: int  # index into the sentences of `rank_sentences`
     start: int  # offsets in the sentence text

@@ -28,7 +28,7 @@ from common.errors import ModelUnavailable
 from ner.pipeline import resolve_model_name
 from reader.model import ReaderWeights, load_weights
 from reader.parse import Parsed, parse_texts
-from reader.read import Answer, read
+from reader.read import Answer, Example, read
 from reader.sentences import Passage
 from trainer.lm.qa import QaExample
 
@@ -146,7 +146,7 @@ class ReadResult:
     answer: Answer | None
     problem: str = ""  # set when the reader ran without its pipeline (the fallback)
     seconds: float = 0.0
-    example: Any = None  # reader.answer.Example: the code a how-to answer's sentence introduces, if any
+    example: Example | None = None  # the code a how-to answer's sentence introduces (reader.answer.answer_example)
 
 
 class ReaderRuntime:

@@ -23,8 +23,8 @@ def test_code_blocks_of_html_and_markdown_are_kept_and_plain_text_has_none(tmp_p
     (tmp_path / "c.md").write_text("# T\n\nInstall it:\n\n```bash\npip install x\n```\n\nThen:\n\n    kiln go\n")
     (tmp_path / "c.txt").write_text("Control \x02marks\x03 are never text.\n")
     html = load_file(tmp_path / "c.html", "c.html", MB).documents[0]
-    assert html.text == "Run this:\n\naws s3 ls\n--recursive\n\nDone." and \
-        [html.text[a:b] for a, b in html.code] == ["aws s3 ls\n--recursive"]
+    assert html.text == "Run this:\n\n  aws s3 ls\n    --recursive\n\nDone." and \
+        [html.text[a:b] for a, b in html.code] == ["  aws s3 ls\n    --recursive"]  # code keeps its indentation
     md = load_file(tmp_path / "c.md", "c.md", MB).documents[0]
     assert [md.text[a:b] for a, b in md.code] == ["pip install x", "kiln go"]
     txt = load_file(tmp_path / "c.txt", "c.txt", MB).documents[0]
@@ -134,4 +134,4 @@ def test_html_inline_elements_stay_on_their_line_and_page_chrome_is_dropped(tmp_
     assert "The csv module reads files." in text.splitlines()
     assert "index" not in text and "next" not in text and "note" not in text
     assert [ln for ln in text.splitlines() if ln][:4] == ["csv", "The csv module reads files.", "one", "two"]
-    assert "a = 1\n" in text and "b = 2" in text  # a <pre> keeps its line breaks
+    assert "a = 1\n    b = 2" in text  # a <pre> keeps its line breaks and indentation
