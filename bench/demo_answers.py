@@ -194,7 +194,9 @@ def main() -> None:
         per.append({"set": r["set"], "question": r["question"], "expected": r["expected"], "answer": ans["answer"],
                     "sentence": s.get("text"), "doc_id": s.get("doc_id"), "grounded": ans["grounded"],
                     "in_span": names(r["expected"], ans["answer"]) if ans["sentence"] else False,
-                    "in_sentence": names(r["expected"], s.get("text") or "")})
+                    "in_sentence": names(r["expected"], s.get("text") or ""),
+                    "example": (ans.get("example") or {}).get("text"),
+                    "in_example": names(r["expected"], (ans.get("example") or {}).get("text") or "")})
     def named(rows: list[dict[str, Any]]) -> dict[str, Any]:
         n, span_ok = len(rows), sum(p["in_span"] for p in rows)
         sent_ok = sum(p["in_span"] or p["in_sentence"] for p in rows)
@@ -218,6 +220,8 @@ def main() -> None:
                    "sentence_without_the_name": sum(p["grounded"] and not (p["in_span"] or p["in_sentence"]) for p in per),
                    "name_in_sentence_not_in_span": sum(p["in_sentence"] and not p["in_span"] for p in per)},
         "expected_named": named(per),
+        "examples": {"answers_with_one": sum(bool(p["example"]) for p in per),
+                     "naming_the_expected": sum(p["in_example"] for p in per)},
         "expected_named_per_set": {name: named([p for p in per if p["set"] == name])
                                    for name in QUESTIONS if name in a.sets.split(",")},
         "offtopic_refused": {"questions": len(off), "refused": sum(not x["grounded"] for x in off_answers),
