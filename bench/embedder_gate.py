@@ -29,6 +29,8 @@ hybrid nDCG@10 (the mode search serves) is at least the base's there. Dense is r
   awscli   the AWS CLI's usage examples for s3, s3api, lambda and iam (329 pages, bench/awscli_answers.py) with
            bench/data/awscli_questions.jsonl's 48 how-to questions, each labelled with the pages of the commands that
            answer it (A/B by hash); the default recipe; added after the rule was fixed, its calls counted as they come
+  awscli2  the dynamodb, sns, sqs, kms, ecr and cloudwatch pages of the same wheel with bench/data/awscli2_questions.jsonl's
+           40 questions (written for the how-to answers on 2026-12-07), added after the rule was fixed, counted as they come
   demo     samples/python-docs with bench/data/python_docs_questions.jsonl and _2 (each question's expected module
            mapped to its page by hand below, those without a page left out; A/B by hash); the demo preset's sizes;
            a corpus the gate's rule was not developed on
@@ -290,18 +292,20 @@ def main() -> None:
     if "demo" in corpora:  # the demo preset's sizes (pipeline/build.py)
         trained_case("demo", [ROOT / "samples" / "python-docs"],
                      {"max_pairs": 128, "max_seq_length": 96, "mini_batch_size": 32}, demo_labels)
-    if "awscli" in corpora:  # a command reference nobody tuned on (bench/awscli_answers.py), the default recipe
-        from awscli_answers import corpus_dir
+    for aws in ("awscli", "awscli2"):  # command references nobody tuned on (bench/awscli_answers.py), the default recipe
+        if aws not in corpora:
+            continue
+        from awscli_answers import CORPORA, corpus_dir
         from awscli_answers import labels as awscli_labels
 
-        def aws_labels(s):  # type: ignore[no-untyped-def]
-            queries, pages = awscli_labels()
+        def aws_labels(s, c=CORPORA[aws]):  # type: ignore[no-untyped-def]
+            queries, pages = awscli_labels(c)
             qrels: dict[str, dict[str, dict[str, int]]] = {"A": {}, "B": {}}
             for qid, docs in pages.items():
                 qrels[half(qid)][qid] = dict.fromkeys(sorted(docs), 1)
             return queries, qrels
 
-        trained_case("awscli", [corpus_dir()], json.loads(a.train), aws_labels)
+        trained_case(aws, [corpus_dir(CORPORA[aws])], json.loads(a.train), aws_labels)
     if "scifact" in corpora and a.choose.exists():
         ch = json.loads(a.choose.read_text())["choose"]
         home = a.work / "scifact"

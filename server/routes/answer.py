@@ -20,7 +20,7 @@ router = APIRouter(tags=["answer"])
 
 _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
                           "`event: token` {text} ..., then `event: citations` {citations, passages}, then `event: done` "
-                          "{answer, grounded, model, finish_reason, usage, timings, mode, notice, sentence}; `event: "
+                          "{answer, grounded, model, finish_reason, usage, timings, mode, notice, sentence, example}; `event: "
                           "error` if generation fails. An extractive answer is read before the stream starts: one "
                           "`token` event holds the whole span, and `done` carries its `sentence` (null otherwise).")
 
@@ -30,8 +30,8 @@ _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
                         404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
 async def answer(req: AnswerRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
-    """Retrieve, answer from the relevant passages (the extractive reader's span and its sentence, or the GGUF
-    model's own words), cite the supporting spans. When nothing relevant is found the answer says so
+    """Retrieve, answer from the relevant passages (the extractive reader's span and its sentence, with the code
+    example a how-to answer's sentence introduces, or the GGUF model's own words), cite the supporting spans. When nothing relevant is found the answer says so
     (grounded: false) instead of inventing one."""
     if req.model is not None and not state.reads_for(req.model):  # an unknown model is 404 before any work
         state.require_generator(req.model)
