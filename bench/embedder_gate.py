@@ -29,8 +29,9 @@ hybrid nDCG@10 (the mode search serves) is at least the base's there. Dense is r
   awscli   the AWS CLI's usage examples for s3, s3api, lambda and iam (329 pages, bench/awscli_answers.py) with
            bench/data/awscli_questions.jsonl's 48 how-to questions, each labelled with the pages of the commands that
            answer it (A/B by hash); the default recipe; added after the rule was fixed, its calls counted as they come
-  awscli2  the dynamodb, sns, sqs, kms, ecr and cloudwatch pages of the same wheel with bench/data/awscli2_questions.jsonl's
-           40 questions (written for the how-to answers on 2026-12-07), added after the rule was fixed, counted as they come
+  awscli2  the dynamodb, sns, sqs, kms, ecr and cloudwatch pages of the same wheel with
+           bench/data/awscli2_questions.jsonl's 40 questions (written for the how-to answers on 2026-12-07),
+           added after the rule was fixed, counted as they come
   demo     samples/python-docs with bench/data/python_docs_questions.jsonl and _2 (each question's expected module
            mapped to its page by hand below, those without a page left out; A/B by hash); the demo preset's sizes;
            a corpus the gate's rule was not developed on
@@ -204,10 +205,10 @@ def main() -> None:
                     "gate (probe kinds, fusion and rule); the first rule's call is kept as probe_v1")
     a = ap.parse_args()
     setup_logging("INFO")
-    from embedder import save_average, train_split
+    from embedder import save_average
 
     from indexer import service
-    from indexer.beir_eval import evaluate_searcher, load_queries
+    from indexer.beir_eval import evaluate_searcher
     from indexer.embedder import load_embedder
     from indexer.workspace import Workspace
     from trainer.embedder.gate import run_probe, served_mode
@@ -292,7 +293,7 @@ def main() -> None:
     if "demo" in corpora:  # the demo preset's sizes (pipeline/build.py)
         trained_case("demo", [ROOT / "samples" / "python-docs"],
                      {"max_pairs": 128, "max_seq_length": 96, "mini_batch_size": 32}, demo_labels)
-    for aws in ("awscli", "awscli2"):  # command references nobody tuned on (bench/awscli_answers.py), the default recipe
+    for aws in ("awscli", "awscli2"):  # command references nobody tuned on (bench/awscli_answers.py), default recipe
         if aws not in corpora:
             continue
         from awscli_answers import CORPORA, corpus_dir

@@ -67,7 +67,8 @@ def best_sentence(qv: np.ndarray, sent_vecs: np.ndarray, owner: np.ndarray, n_ch
 
 def sentence_vectors(embedder: Any, texts: list[str], key: str) -> np.ndarray:
     """Unit vectors of `texts`, cached by `key` (workspace, embedder and the texts' hash)."""
-    path = ROOT / "bench" / "work" / "sentence-vecs" / f"{hashlib.sha256((key + chr(0).join(texts)).encode()).hexdigest()[:16]}.npy"
+    digest = hashlib.sha256((key + chr(0).join(texts)).encode()).hexdigest()[:16]
+    path = ROOT / "bench" / "work" / "sentence-vecs" / f"{digest}.npy"
     if path.exists():
         return np.load(path)
     v = np.asarray(embedder.encode(texts, batch_size=64), np.float32)
