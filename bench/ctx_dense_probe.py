@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -68,32 +70,56 @@ def mixed(vecs: np.ndarray, doc: np.ndarray, ord_: np.ndarray, lam: float = 0.0,
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+@dataclass(frozen=True)
+class Case:
+    """One collected case (doc_fusion_study's lists) as the served searcher sees it."""
+
+    lists: dict[str, Any]  # the lists file: case, home, qrels, embedder, lists (BM25's among them)
+    searcher: Any
+    qids: list[str]
+    qv: np.ndarray  # (queries, dim) query vectors
+    ids: np.ndarray  # (chunks,) chunk ids in the dense index's order
+    vecs: np.ndarray  # (chunks, dim) their vectors
+    chunks: dict[int, Any]  # chunk id -> Chunk
+
+
+def load_case(path: Path, split: str = "dev") -> Case:
+    d = json.loads(path.read_text())
+    s = load_settings({"home": ROOT / d["home"], "ner": {"enabled": False}})
+    searcher = fs._workspace(s).searcher()
+    queries, _ = cs.corpora(split)[d["case"]][1](s)
+    qids = list(d["lists"])
+    qv = searcher.encode_queries([queries[q] for q in qids]).astype(np.float32)
+    index = searcher.gen.dense
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    vecs = index.index.reconstruct_n(0, index.ntotal).astype(np.float32)
+    return Case(d, searcher, qids, qv, ids, vecs, searcher.store.get_chunks(ids.tolist()))
+
+
+def score(case: Case, scores: np.ndarray, doc_of: dict[str, str]) -> dict[str, float]:
+    """Dense and hybrid nDCG@10 when `scores` (queries, chunks) ranks the dense side: its best chunks fused with
+    the collected BM25 list as served, documents ranked by their first chunk."""
+    top = np.argsort(-scores, axis=1)[:, :fs.SERVED]
+    lists = {q: {"dense": [[int(case.ids[j]), float(scores[i, j])] for j in top[i]],
+                 "bm25": case.lists["lists"][q]["bm25"]} for i, q in enumerate(case.qids)}
+    dense_run = fs.doc_run(lists, doc_of, lambda dn, bm: [c for c, _ in dn], fs.SERVED)
+    qrels = case.lists["qrels"]
+    return {"dense": round(evaluate_run(dense_run, qrels)["ndcg@10"], 4),
+            "hybrid": round(evaluate_run(fs.doc_run(lists, doc_of, FUSE, fs.SERVED), qrels)["ndcg@10"], 4)}
+
+
 def main() -> None:
     rows: dict[str, dict[str, Any]] = {}
     for f in sorted(LISTS.glob("lists-*-dev.json")):
-        d = json.loads(f.read_text())
-        s = load_settings({"home": ROOT / d["home"], "ner": {"enabled": False}})
-        searcher = fs._workspace(s).searcher()
-        queries, _ = cs.corpora("dev")[d["case"]][1](s)
-        qids = list(d["lists"])
         t0 = time.perf_counter()
-        qv = searcher.encode_queries([queries[q] for q in qids]).astype(np.float32)
-        index = searcher.gen.dense
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vecs = index.index.reconstruct_n(0, index.ntotal).astype(np.float32)
-        chunks = searcher.store.get_chunks(ids.tolist())
+        case = load_case(f)
+        d, ids, chunks = case.lists, case.ids, case.chunks
         doc = np.array([chunks[int(c)].doc_id for c in ids])
         ord_ = np.array([chunks[int(c)].ord for c in ids])
         doc_of = {str(int(c)): doc[i] for i, c in enumerate(ids)}
-        row: dict[str, Any] = {"queries": len(qids), "embedder": d["embedder"]}
+        row: dict[str, Any] = {"queries": len(case.qids), "embedder": d["embedder"]}
         for label, opts in CANDIDATES.items():
-            scores = qv @ mixed(vecs, doc, ord_, **opts).T
-            top = np.argsort(-scores, axis=1)[:, :fs.SERVED]
-            lists = {q: {"dense": [[int(ids[j]), float(scores[i, j])] for j in top[i]], "bm25": d["lists"][q]["bm25"]}
-                     for i, q in enumerate(qids)}
-            dense_run = fs.doc_run(lists, doc_of, lambda dn, bm: [c for c, _ in dn], fs.SERVED)
-            row[label] = {"dense": round(evaluate_run(dense_run, d["qrels"])["ndcg@10"], 4),
-                          "hybrid": round(evaluate_run(fs.doc_run(lists, doc_of, FUSE, fs.SERVED), d["qrels"])["ndcg@10"], 4)}
+            row[label] = score(case, case.qv @ mixed(case.vecs, doc, ord_, **opts).T, doc_of)
         rows[d["case"]] = row
         print(d["case"], {k: row[k] for k in CANDIDATES}, f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     mean = {k: {m: round(sum(r[k][m] for r in rows.values()) / len(rows), 4) for m in ("dense", "hybrid")}

@@ -33,22 +33,13 @@ import sys
 import time
 from typing import Any
 
-import faiss
 import numpy as np
 
-import chunk_study as cs  # sets HF_HUB_OFFLINE and the import path
-import fusion_study as fs
-
-from common.settings import load_settings
+from ctx_dense_probe import LISTS, ROOT, load_case, score  # sets HF_HUB_OFFLINE and the import path
 from indexer.chunking import index_text, sentence_spans
-from indexer.fusion import minmax
-from indexer.metrics import evaluate_run
 from machine import machine  # bench/machine.py
 
-ROOT = fs.ROOT
-LISTS = ROOT / "bench" / "work" / "doc-fusion"
 OUT = ROOT / "bench" / "results" / "sentence-dense-probe-dev.json"
-FUSE = fs.convex(minmax, 0.5)
 SHARES = (0.0, 0.3, 0.5, 0.7, 1.0)  # s: the best sentence's share of a chunk's dense score; 0 is what search serves
 
 
@@ -88,17 +79,9 @@ def main() -> None:
         shares = tuple(sorted({0.0, float(chosen.split("=")[1])}))
     rows: dict[str, dict[str, Any]] = {}
     for f in sorted(LISTS.glob(f"lists-*-{split}.json")):
-        d = json.loads(f.read_text())
-        s = load_settings({"home": ROOT / d["home"], "ner": {"enabled": False}})
-        searcher = fs._workspace(s).searcher()
-        queries, _ = cs.corpora("dev")[d["case"]][1](s)
-        qids = list(d["lists"])
         t0 = time.perf_counter()
-        qv = searcher.encode_queries([queries[q] for q in qids]).astype(np.float32)
-        index = searcher.gen.dense
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vecs = index.index.reconstruct_n(0, index.ntotal).astype(np.float32)
-        chunks = searcher.store.get_chunks(ids.tolist())
+        case = load_case(f, split)
+        d, ids, chunks = case.lists, case.ids, case.chunks
         texts: list[str] = []
         owner: list[int] = []
         for j, c in enumerate(ids):
@@ -106,23 +89,16 @@ def main() -> None:
             for a, b in sentence_spans(ch.text):
                 texts.append(index_text(ch.title, ch.text[a:b]))
                 owner.append(j)
-        sent_vecs = sentence_vectors(searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
+        sent_vecs = sentence_vectors(case.searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
         t_embed = time.perf_counter() - t0
-        chunk_cos = qv @ vecs.T
-        sent_cos = best_sentence(qv, sent_vecs, np.asarray(owner), len(ids))
+        chunk_cos = case.qv @ case.vecs.T
+        sent_cos = best_sentence(case.qv, sent_vecs, np.asarray(owner), len(ids))
         sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)  # a chunk without sentences keeps its own
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
-        row: dict[str, Any] = {"queries": len(qids), "embedder": d["embedder"], "chunks": len(ids),
+        row: dict[str, Any] = {"queries": len(case.qids), "embedder": d["embedder"], "chunks": len(ids),
                                "sentences": len(texts), "embed_seconds": round(t_embed, 1)}
         for share in shares:
-            scores = (1 - share) * chunk_cos + share * sent_cos
-            top = np.argsort(-scores, axis=1)[:, :fs.SERVED]
-            lists = {q: {"dense": [[int(ids[j]), float(scores[i, j])] for j in top[i]], "bm25": d["lists"][q]["bm25"]}
-                     for i, q in enumerate(qids)}
-            dense_run = fs.doc_run(lists, doc_of, lambda dn, bm: [c for c, _ in dn], fs.SERVED)
-            row[f"s={share:g}"] = {
-                "dense": round(evaluate_run(dense_run, d["qrels"])["ndcg@10"], 4),
-                "hybrid": round(evaluate_run(fs.doc_run(lists, doc_of, FUSE, fs.SERVED), d["qrels"])["ndcg@10"], 4)}
+            row[f"s={share:g}"] = score(case, (1 - share) * chunk_cos + share * sent_cos, doc_of)
         rows[d["case"]] = row
         print(d["case"], {k: v for k, v in row.items() if k.startswith("s=")}, f"{time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)

@@ -127,10 +127,22 @@ class DocStore:
             _put_code_blocks(c, docs)
 
     def put_code_blocks(self, docs: Iterable[Document]) -> None:
-        """The code blocks of document versions already stored (an unchanged file scanned again: a workspace
-        ingested before code blocks were kept gets them on its next ingest)."""
-        with self._conn() as c:
-            _put_code_blocks(c, docs)
+        """The code blocks of document versions already stored that have none yet (an unchanged file scanned
+        again: a workspace ingested before code blocks were kept gets them on its next ingest, and a later
+        ingest writes nothing)."""
+        docs = [d for d in docs if d.code]
+        if not docs:
+            return
+        have: set[tuple[str, str]] = set()
+        for i in range(0, len(docs), 250):
+            part = docs[i:i + 250]
+            q = ("SELECT DISTINCT doc_id, sha256 FROM code_blocks WHERE "
+                 + " OR ".join(["(doc_id = ? AND sha256 = ?)"] * len(part)))
+            have.update(self._raw().execute(q, [v for d in part for v in (d.doc_id, d.sha256)]).fetchall())
+        todo = [d for d in docs if (d.doc_id, d.sha256) not in have]
+        if todo:
+            with self._conn() as c:
+                _put_code_blocks(c, todo)
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self._raw().execute(
