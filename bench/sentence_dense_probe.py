@@ -189,16 +189,20 @@ def no_title() -> None:
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
         row: dict[str, Any] = {"chunks": len(ids)}
         for label, titled in (("title", True), ("no-title", False)):
-            texts, owner = [], []
+            texts, owner, keep = [], [], []  # every sentence (the titled set is cached whole), and the kept ones
             for j, c in enumerate(ids):
                 ch = chunks[int(c)]
                 for a, b in sentence_spans(ch.text):
-                    if len(ch.text[a:b].split()) >= 8:
+                    long = len(ch.text[a:b].split()) >= 8
+                    if titled or long:
                         texts.append(index_text(ch.title if titled else "", ch.text[a:b]))
                         owner.append(j)
+                        keep.append(long)
             t0 = time.perf_counter()
             vecs = sentence_vectors(case.searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
-            sent_cos = best_sentence(case.qv, vecs, np.asarray(owner), len(ids))
+            k = np.asarray(keep)
+            texts = [t for t, x in zip(texts, keep) if x]
+            sent_cos = best_sentence(case.qv, vecs[k], np.asarray(owner)[k], len(ids))
             sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)
             row[label] = {**score(case, 0.5 * chunk_cos + 0.5 * sent_cos, doc_of), "sentences": len(texts),
                           "embed_seconds": round(time.perf_counter() - t0, 1)}
