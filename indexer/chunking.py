@@ -116,6 +116,28 @@ def index_text(title: str, text: str) -> str:
     return text
 
 
+# Sentences of fewer words get no vector of their own: code lines, headings and "Example:" made 43% of the how-to
+# sample corpus's sentences, and dropping them lost nothing on four dev corpora (bench/sentence_dense_probe.py
+# --min-words). Part of the sentence vectors' cache key, so a change re-embeds them.
+MIN_SENTENCE_WORDS = 8
+SENTENCE_RULE = f"sentences>={MIN_SENTENCE_WORDS}w"
+
+
+def sentence_texts(title: str, text: str) -> list[str]:
+    """A chunk's sentences as the dense side embeds them (title first), each with a vector of its own beside the
+    chunk's: one sentence of an abstract restates a claim, one of a paragraph answers a question, and the chunk's
+    single vector blurs it with its neighbours. None for a chunk of one sentence (its vector would be the chunk's)."""
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return []
+    return [index_text(title, text[a:b]) for a, b in spans if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
+
+
+def sentence_cache_key(embedder_id: str) -> str:
+    """The docstore key of an embedder's sentence vectors: the embedder and the rule choosing the sentences."""
+    return f"{embedder_id}|{SENTENCE_RULE}"
+
+
 def bm25_texts(chunks: Sequence[Chunk], context: int) -> dict[int, str]:
     """Each chunk's BM25 text: title plus the document span covering `context` chunks on either side.
 

@@ -135,9 +135,10 @@ def configure(index: faiss.Index, nprobe: int, ef_search: int) -> None:
         inner.hnsw.efSearch = ef_search
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, per_id: int = 1
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids) per query; `allowed` restricts the search to those ids inside FAISS."""
+    """Top-k (scores, ids) per query; `allowed` restricts the search to those ids inside FAISS (`per_id`: the
+    most vectors one id has, as a chunk's sentences have)."""
     k = max(1, min(k, index.ntotal))
     if index.ntotal == 0:
         n = len(queries)
@@ -148,14 +149,47 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray 
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-        k = min(k, len(allowed))
+        k = min(k, len(allowed) * per_id)
     scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     return scores, ids
 
 
-def save(index: faiss.Index, directory: Path) -> None:
-    faiss.write_index(index, str(directory / INDEX_FILE))
+SENTENCE_FANOUT = 3  # sentences fetched per chunk wanted: a chunk's sentences crowd each other in the top list
 
 
-def load(directory: Path) -> faiss.Index:
-    return faiss.read_index(str(directory / INDEX_FILE))
+def search_with_sentences(index: faiss.Index, sentences: faiss.Index, query: np.ndarray, n: int, share: float,
+                          most: int, allowed: np.ndarray | None = None
+                          ) -> tuple[list[int], list[float], dict[int, float]]:
+    """The best `n` chunks for one (1, dim) query by `(1 - share) * cos(query, chunk) + share * max cos(query,
+    sentence)` over the chunk's sentences (`sentences` holds them under their chunk's id; a chunk without any is
+    scored by its own cosine). Candidates are the union of both indexes' top lists; each side's score a candidate
+    lacks is searched among those ids alone (`most`: the most sentences of one chunk, so every one is reached).
+    Returns the chunk ids and their combined scores, best first, and every candidate's own cosine."""
+    cs, ci = search(index, query, n, allowed)
+    chunk = {int(i): float(x) for i, x in zip(ci[0], cs[0]) if i >= 0}
+    ss, si = search(sentences, query, n * SENTENCE_FANOUT, allowed)
+    best: dict[int, float] = {}
+    for i, x in zip(si[0], ss[0]):  # best first: a chunk's first sentence is its best
+        if i >= 0:
+            best.setdefault(int(i), float(x))
+    lack = np.fromiter((i for i in best if i not in chunk), np.int64)
+    if len(lack):
+        xs, xi = search(index, query, len(lack), lack)
+        chunk.update((int(i), float(x)) for i, x in zip(xi[0], xs[0]) if i >= 0)
+    lack = np.fromiter((i for i in chunk if i not in best), np.int64)
+    if len(lack) and most:
+        xs, xi = search(sentences, query, len(lack) * most, lack, per_id=most)
+        for i, x in zip(xi[0], xs[0]):
+            if i >= 0:
+                best.setdefault(int(i), float(x))
+    combined = {i: (1 - share) * c + share * best.get(i, c) for i, c in chunk.items()}
+    ranked = sorted(combined, key=lambda i: (-combined[i], i))[:n]
+    return ranked, [combined[i] for i in ranked], chunk
+
+
+def save(index: faiss.Index, directory: Path, name: str = INDEX_FILE) -> None:
+    faiss.write_index(index, str(directory / name))
+
+
+def load(directory: Path, name: str = INDEX_FILE) -> faiss.Index:
+    return faiss.read_index(str(directory / name))

@@ -2,6 +2,7 @@
 
 Embeddings are cached by the hash of the text the embedder saw (title + chunk) and the embedder id, so
 re-chunking, renaming a document or switching back to an earlier embedder re-embeds nothing already seen.
+A chunk's sentence vectors are cached under the same key, as one row per chunk.
 
 The active corpus is the `active` table plus `meta.active_index`; both change in one transaction
 (`commit_generation`), which is the single commit point of an ingest. Rows of new document versions
@@ -42,6 +43,9 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, doc_sha256, chunker);
 CREATE INDEX IF NOT EXISTS chunks_text_sha ON chunks (text_sha);
 CREATE TABLE IF NOT EXISTS embeddings (
     text_sha TEXT NOT NULL, embedder TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (text_sha, embedder));
+CREATE TABLE IF NOT EXISTS sentence_vectors (
+    text_sha TEXT NOT NULL, embedder TEXT NOT NULL, n INTEGER NOT NULL, vec BLOB NOT NULL,
+    PRIMARY KEY (text_sha, embedder));
 CREATE TABLE IF NOT EXISTS entities (
     chunk_id INTEGER NOT NULL, label TEXT NOT NULL, text TEXT NOT NULL, norm TEXT NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, doc_start INTEGER NOT NULL, doc_end INTEGER NOT NULL);
@@ -262,26 +266,43 @@ class DocStore:
     # ---- embeddings -------------------------------------------------------------------------
     def get_embeddings(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
         """Cached vectors of these chunks for this embedder, by chunk id (missing ones are absent)."""
+        return {cid: v[0] for cid, v in self._cached("embeddings", "1", ids, embedder, dim).items() if len(v) == 1}
+
+    def put_embeddings(self, ids: Sequence[int], embedder: str, vecs: np.ndarray) -> None:
+        self._put_cached("embeddings", ids, embedder, [v[None] for v in vecs])
+
+    def get_sentence_vectors(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
+        """Cached (n, dim) sentence vectors of these chunks for this embedder, by chunk id; n is 0 for a chunk of
+        one sentence (`chunking.sentence_texts`), absent for one never embedded."""
+        return self._cached("sentence_vectors", "t.n", ids, embedder, dim)
+
+    def put_sentence_vectors(self, ids: Sequence[int], embedder: str, vecs: Sequence[np.ndarray]) -> None:
+        self._put_cached("sentence_vectors", ids, embedder, vecs)
+
+    def _cached(self, table: str, rows: str, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
+        """(rows, dim) arrays from a vector cache table by chunk id; a blob of another size is not read."""
         out: dict[int, np.ndarray] = {}
         ids = list(ids)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            q = ("SELECT c.id, e.vec FROM chunks c JOIN embeddings e ON e.text_sha = c.text_sha AND e.embedder = ? "
-                 f"WHERE c.id IN ({','.join('?' * len(part))})")
-            for cid, blob in self._raw().execute(q, [embedder, *part]):
+            q = (f"SELECT c.id, {rows}, t.vec FROM chunks c JOIN {table} t ON t.text_sha = c.text_sha AND "
+                 f"t.embedder = ? WHERE c.id IN ({','.join('?' * len(part))})")
+            for cid, n, blob in self._raw().execute(q, [embedder, *part]):
                 v = np.frombuffer(blob, dtype=np.float32)
-                if v.shape[0] == dim:
-                    out[cid] = v
+                if v.shape[0] == n * dim:
+                    out[cid] = v.reshape(n, dim)
         return out
 
-    def put_embeddings(self, ids: Sequence[int], embedder: str, vecs: np.ndarray) -> None:
+    def _put_cached(self, table: str, ids: Sequence[int], embedder: str, vecs: Sequence[np.ndarray]) -> None:
         shas = self._text_shas(ids)
+        rows = [(shas[int(i)], embedder, np.ascontiguousarray(v, dtype=np.float32)) for i, v in zip(ids, vecs)]
         with self._conn() as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                [(shas[int(i)], embedder, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                 for i, v in zip(ids, vecs)],
-            )
+            if table == "embeddings":
+                c.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                              [(sha, e, v.tobytes()) for sha, e, v in rows])
+            else:
+                c.executemany("INSERT OR REPLACE INTO sentence_vectors VALUES (?, ?, ?, ?)",
+                              [(sha, e, len(v), v.tobytes()) for sha, e, v in rows])
 
     def _text_shas(self, ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
@@ -354,7 +375,7 @@ class DocStore:
             c.execute("INSERT OR REPLACE INTO meta VALUES ('active_index', ?)", (index_name,))
 
     def collect_garbage(self) -> int:
-        """Drop document versions, chunks, embeddings and entities neither active nor of the previous
+        """Drop document versions, chunks, vectors and entities neither active nor of the previous
         generation. Returns chunks removed."""
         with self._conn() as c:
             dead = (
@@ -370,6 +391,8 @@ class DocStore:
             c.execute("DELETE FROM chunks WHERE id IN (SELECT id FROM dead)")
             # Vectors of texts no chunk holds any more; those of other embedders stay for a switch back.
             c.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.text_sha = embeddings.text_sha)")
+            c.execute("DELETE FROM sentence_vectors WHERE NOT EXISTS "
+                      "(SELECT 1 FROM chunks WHERE chunks.text_sha = sentence_vectors.text_sha)")
             c.execute(
                 "DELETE FROM documents WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.doc_id = documents.doc_id "
                 "AND a.sha256 = documents.sha256) AND NOT EXISTS (SELECT 1 FROM previous p "

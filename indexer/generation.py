@@ -1,4 +1,5 @@
-"""One index generation on disk: FAISS + BM25 + manifest, immutable once renamed into place."""
+"""One index generation on disk: FAISS (chunks, and their sentences when built with them) + BM25 + manifest,
+immutable once renamed into place."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from indexer.bm25 import BM25Index
 
 KIND = "index"
 FORMAT_VERSION = 1
+SENTENCE_FILE = "sentences.faiss"
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Generation:
     manifest: dict[str, Any]
     dense: faiss.Index
     bm25: BM25Index
+    sentences: faiss.Index | None = None  # sentence vectors under their chunk's id (`dense.search_with_sentences`)
 
     @property
     def embedder(self) -> dict[str, Any]:
@@ -35,18 +38,27 @@ def new_name() -> str:
     return f"gen-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
 
 
-def write_generation(final: Path, manifest_fields: dict[str, Any], index: faiss.Index, bm25: BM25Index) -> None:
+def write_generation(final: Path, manifest_fields: dict[str, Any], index: faiss.Index, bm25: BM25Index,
+                     sentences: faiss.Index | None = None) -> None:
     manifest = make_manifest(KIND, FORMAT_VERSION, **manifest_fields)
     with atomic_artifact_dir(final, manifest) as tmp:
         dense.save(index, tmp)
+        if sentences is not None:
+            dense.save(sentences, tmp, SENTENCE_FILE)
         bm25.save(tmp)
 
 
 def load_generation(path: Path) -> Generation:
     manifest = read_manifest(path, KIND, FORMAT_VERSION)
     index = dense.load(path)
+    sentences = dense.load(path, SENTENCE_FILE) if has_sentences(manifest) else None
     bm25 = BM25Index.load(path, manifest["config"]["stemmer_language"])
-    return Generation(path, manifest, index, bm25)
+    return Generation(path, manifest, index, bm25, sentences)
+
+
+def has_sentences(manifest: dict[str, Any]) -> bool:
+    """Whether a generation holds sentence vectors (indexes from before them do not)."""
+    return "sentences" in manifest.get("counts", {})
 
 
 def chunk_ids_of(index: faiss.Index) -> np.ndarray:

@@ -29,9 +29,10 @@ import numpy as np
 from common.errors import InvalidInput, ManifestMismatch, RagkilnError
 from common.hashing import sha256_text
 from common.settings import IndexerConfig
-from indexer.chunking import index_text
+from indexer.chunking import index_text, sentence_cache_key, sentence_texts
 from indexer.embedder import Embedder, load_embedder
-from indexer.stream import ChunkBatch, Enricher, LocalStages, chunk_document, chunker_id, ordered_chunks
+from indexer.stream import (ChunkBatch, Enricher, LocalStages, chunk_document, chunker_id, embed_sentences,
+                            ordered_chunks)
 from indexer.types import ChunkSpan, Document, Entity
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class WorkerSpec:
     threads: int
     embed_batch_size: int
     enricher_factory: Callable[[], Enricher | None] | None
+    sentences: bool = False  # sentence vectors beside the chunks' too
 
 
 class ChunkEnrichEmbed:
@@ -116,8 +118,12 @@ class ChunkEnrichEmbed:
         ents = (self.enricher(texts) if texts else []) if self.enricher is not None else None
         vecs = (self.embedder.encode(embedded, batch_size=self.spec.embed_batch_size)
                 if self.embedder is not None and embedded else None)
+        sent = None
+        if vecs is not None and self.spec.sentences:
+            sent = embed_sentences(self.embedder, [sentence_texts(d.title, d.text[sp.start:sp.end])  # type: ignore[arg-type]
+                                                   for d, sps in zip(docs, spans) for sp in sps], self.spec.embed_batch_size)
         out: dict[str, list[Any]] = {"doc_id": [], "sha256": [], "spans": [], "entities": [], "text_sha": [],
-                                     "vectors": []}
+                                     "vectors": [], "sentence_counts": [], "sentence_vectors": []}
         k = 0
         for d, sps in zip(docs, spans):
             n = len(sps)
@@ -129,11 +135,16 @@ class ChunkEnrichEmbed:
                 for sp, es in zip(sps, ents[k:k + n])]))
             out["text_sha"].append(json.dumps([sha256_text(t) for t in embedded[k:k + n]]))
             out["vectors"].append(b"" if vecs is None else np.ascontiguousarray(vecs[k:k + n], np.float32).tobytes())
+            out["sentence_counts"].append(json.dumps(None if sent is None else [len(v) for v in sent[k:k + n]]))
+            out["sentence_vectors"].append(b"" if sent is None or not n else
+                                           np.ascontiguousarray(np.concatenate(sent[k:k + n]), np.float32).tobytes())
             k += n
         return pa.table({"doc_id": pa.array(out["doc_id"], pa.string()), "sha256": pa.array(out["sha256"], pa.string()),
                          "spans": pa.array(out["spans"], pa.string()), "entities": pa.array(out["entities"], pa.string()),
                          "text_sha": pa.array(out["text_sha"], pa.string()),
-                         "vectors": pa.array(out["vectors"], pa.binary())})
+                         "vectors": pa.array(out["vectors"], pa.binary()),
+                         "sentence_counts": pa.array(out["sentence_counts"], pa.string()),
+                         "sentence_vectors": pa.array(out["sentence_vectors"], pa.binary())})
 
 
 def connect(options: RayOptions) -> bool:
@@ -188,7 +199,8 @@ def process_on_ray(options: RayOptions, batches: Iterable[list[Document]], local
     try:
         spec = WorkerSpec(local.base.path, local.chunker, local.chunk_tokens, local.chunk_overlap,
                           embedder.path if embedder is not None else None,
-                          embedder.id if embedder is not None else None, cfg.threads, cfg.embed_batch_size, factory)
+                          embedder.id if embedder is not None else None, cfg.threads, cfg.embed_batch_size, factory,
+                          local.sentences)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # chunk ids in scan order, as a plain ingest assigns them
         ctx.enable_progress_bars = False  # the driver's own per-stage progress reports the work
@@ -276,6 +288,10 @@ def _store_rows(local: LocalStages, embedder: Embedder | None, rows: Sequence[di
             vecs = np.frombuffer(r["vectors"], dtype=np.float32).reshape(len(ids), embedder.dim)
             store.put_embeddings(ids, embedder.id, vecs)
             n_vecs += len(ids)
+            counts = json.loads(r["sentence_counts"])
+            if counts is not None:
+                flat = np.frombuffer(r["sentence_vectors"], dtype=np.float32).reshape(-1, embedder.dim)
+                store.put_sentence_vectors(ids, sentence_cache_key(embedder.id), np.split(flat, np.cumsum(counts)[:-1]))
         n_chunks += len(ids)
     local.add_counts(embedded=n_vecs, enriched=n_ents, chunked_docs=len(rows))
     local.progress.update("chunk", len(rows), n_chunks)

@@ -22,7 +22,7 @@ from indexer.types import Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
-FUSED = "hybrid"  # key of the fused (rank, score) in `ranked_ids`'s detail, next to each retriever's
+FUSED = "hybrid"  # key of the ranking's (rank, score) in `ranked_ids`'s detail when it is not one retriever's
 
 
 def omp_threads(n: int) -> AbstractContextManager[None]:
@@ -75,16 +75,27 @@ class Searcher:
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         per: dict[str, tuple[list[int], list[float]]] = {}
+        cosines: dict[int, float] | None = None
         if mode in ("dense", "hybrid"):
             qv = query_vec if query_vec is not None else self.encode_queries([query])
             with self._faiss_lock, omp_threads(self.cfg.faiss_query_threads):
-                scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)
-            keep = ids[0] >= 0
-            per["dense"] = (ids[0][keep].tolist(), scores[0][keep].tolist())
+                if self.gen.sentences is not None and self.cfg.sentence_share > 0:
+                    ranked, combined, cosines = dense.search_with_sentences(
+                        self.gen.dense, self.gen.sentences, qv.reshape(1, -1), n, self.cfg.sentence_share,
+                        int(self.manifest["counts"].get("max_sentences", 0)), allowed)
+                    per["dense"] = (ranked, combined)
+                else:
+                    scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)
+                    keep = ids[0] >= 0
+                    per["dense"] = (ids[0][keep].tolist(), scores[0][keep].tolist())
         if mode in ("bm25", "hybrid"):
             scores_b, ids_b = self.gen.bm25.search(query, n, allowed)
             per["bm25"] = (ids_b.tolist(), scores_b.tolist())
         detail = {name: {cid: (r + 1, s) for r, (cid, s) in enumerate(zip(*v))} for name, v in per.items()}
+        if cosines is not None:  # dense ranks by the chunk-and-sentence score; its score shown is the chunk's cosine
+            if mode == "dense":
+                detail[FUSED] = detail["dense"]  # the ranking's own scores, as the hits carry them
+            detail["dense"] = {cid: (r, cosines[cid]) for cid, (r, _) in detail["dense"].items()}
         if mode != "hybrid":
             return per[mode][0], detail
         if self.cfg.fusion == "rrf":
@@ -127,7 +138,7 @@ class Searcher:
                 continue
             ranks = {name: d[cid][0] for name, d in detail.items() if cid in d and name != FUSED}
             scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d and name != FUSED}
-            score = detail[FUSED][cid][1] if mode == "hybrid" else scores.get(mode, 0.0)
+            score = detail[FUSED][cid][1] if FUSED in detail else scores.get(mode, 0.0)
             out.append(Hit(c, float(score), ranks, scores))
             if len(out) >= k:
                 break

@@ -25,13 +25,13 @@ from indexer.backends import auto_backends, cached_manifest, choose_embedder, de
 from indexer.bm25 import BM25Index
 from indexer.chunking import index_text
 from indexer.embedder import Embedder, load_embedder
-from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
+from indexer.generation import chunk_ids_of, has_sentences, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
 from indexer.progress import IngestProgress
 from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, batched, chunk_document,
-                            VectorPages, chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
+                            SentencePages, VectorPages, chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
                             ordered_chunks, run_stages)
 from indexer.types import Chunk, Document, IngestReport, Skipped
 from indexer.workspace import Workspace
@@ -218,7 +218,7 @@ def _same_setup(old: Any, embedder: Embedder | None, chunker: str, cfg: IndexerC
     """Whether the previous generation was built the way this one will be (then FAISS is updated in place)."""
     return (old is not None and embedder is not None and old.embedder["id"] == embedder.id
             and old.manifest["config"]["faiss_factory"] == cfg.faiss_factory
-            and old.manifest["chunker"] == chunker
+            and old.manifest["chunker"] == chunker and has_sentences(old.manifest) == (cfg.sentence_share > 0)
             and all(old.manifest["config"].get(k) == v for k, v in _bm25_config(cfg).items()))
 
 
@@ -314,7 +314,7 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
     meter = meter if meter is not None else IngestProgress(STAGES, enabled=progress)
     run = _Run(ws, indexed, chunker, removable, meter, skipped)
     local = LocalStages(store, base, chunker, cfg.chunk_tokens, cfg.chunk_overlap, enricher, embedder,
-                        cfg.embed_batch_size, meter)
+                        cfg.embed_batch_size, meter, sentences=cfg.sentence_share > 0)
 
     def sweeps() -> Iterator[ChunkBatch]:  # runs once the scan is over: the plan is known then
         assert run.plan is not None
@@ -361,15 +361,30 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
     new_active = run.corpus
     ids = corpus_chunk_ids(store, new_active)
     embedded = local.counts["embedded"]
+    sentences = None
+    counts: dict[str, int] = {}
     if same_setup and dense.supports_removal(cfg.faiss_factory):
         old_ids = chunk_ids_of(old.dense)  # type: ignore[union-attr]
         remove = np.setdiff1d(old_ids, ids)
         add = np.setdiff1d(ids, old_ids)
         pages = VectorPages(store, embedder, add, cfg.embed_batch_size)
         index = dense.update_index_paged(old.dense, remove, pages())  # type: ignore[union-attr]
+        if old.sentences is not None:  # type: ignore[union-attr]
+            spages = SentencePages(store, embedder, add, cfg.embed_batch_size)
+            sentences = dense.update_index_paged(old.sentences, remove, spages())  # type: ignore[union-attr]
+            counts = {"sentences": int(sentences.ntotal),
+                      "max_sentences": max(spages.most, old.manifest["counts"]["max_sentences"])}  # type: ignore[union-attr]
     else:  # the vectors a page at a time: the build holds the index and one page, not a copy of every vector
         pages = VectorPages(store, embedder, ids, cfg.embed_batch_size)
         index = dense.build_index_paged(embedder.dim, cfg.faiss_factory, len(ids), pages)
+        if cfg.sentence_share > 0:
+            spages = SentencePages(store, embedder, ids, cfg.embed_batch_size)
+            n_sent = spages.total()
+            try:
+                sentences = dense.build_index_paged(embedder.dim, cfg.faiss_factory, n_sent, spages)
+            except InvalidInput:  # fewer sentences than the factory trains on (chunks of one sentence have none)
+                sentences = dense.build_index_paged(embedder.dim, "Flat", n_sent, spages)
+            counts = {"sentences": n_sent, "max_sentences": spages.most}
     report.chunks_embedded = embedded + pages.embedded
     bm25 = BM25Index.build(iter_bm25_texts(store, ids, new_active, cfg.bm25_context_chunks),  # type: ignore[arg-type]
                            ids, cfg.bm25_k1, cfg.bm25_b, cfg.stemmer_language)
@@ -384,10 +399,10 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
                 "faiss_factory": cfg.faiss_factory, "chunk_tokens": cfg.chunk_tokens,
                 "chunk_overlap": cfg.chunk_overlap, **_bm25_config(cfg),
             },
-            "counts": {"documents": len(new_active), "chunks": int(len(ids))},
+            "counts": {"documents": len(new_active), "chunks": int(len(ids)), **counts},
             "corpus_sha256": corpus_hash,
         },
-        index, bm25,
+        index, bm25, sentences,
     )
     # 3. The commit point: one SQLite transaction switches the corpus and the index together.
     store.commit_generation(new_active, name)

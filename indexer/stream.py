@@ -23,7 +23,8 @@ import numpy as np
 
 from common.errors import NotFound
 from common.hashing import sha256_text
-from indexer.chunking import bm25_texts, chunk_spans, index_text, sentence_spans
+from indexer.chunking import (bm25_texts, chunk_spans, index_text, sentence_cache_key, sentence_spans,
+                               sentence_texts)
 from indexer.docstore import DocStore
 from indexer.embedder import Embedder
 from indexer.loaders import doc_id_for, iter_files, load_file
@@ -166,7 +167,7 @@ class LocalStages:
 
     def __init__(self, store: DocStore, base: Embedder, chunker: str, chunk_tokens: int, chunk_overlap: int,
                  enricher: Enricher | None, embedder: Embedder | None, embed_batch_size: int,
-                 progress: IngestProgress) -> None:
+                 progress: IngestProgress, sentences: bool = False) -> None:
         self.store = store
         self.base = base
         self.tok = chunking_view(base)
@@ -175,6 +176,7 @@ class LocalStages:
         self.enricher = enricher
         self.embedder = embedder
         self.embed_batch_size = embed_batch_size
+        self.sentences = sentences  # sentence vectors beside the chunks' (`indexer.sentence_share` > 0)
         self.progress = progress
         self.counts = {"embedded": 0, "enriched": 0, "chunked_docs": 0}
         self._lock = threading.Lock()
@@ -220,20 +222,40 @@ class LocalStages:
         """Vectors for the chunks the cache lacks, written to the cache as soon as they are made."""
         n = 0
         if self.embedder is not None and batch.embed and batch.chunks:
-            n = embed_missing(self.store, self.embedder, batch.chunks, self.embed_batch_size)
+            n = embed_missing(self.store, self.embedder, batch.chunks, self.embed_batch_size, self.sentences)
         self.add_counts(embedded=n)
         self.progress.update("embed", batch.n_docs, n)
 
 
-def embed_missing(store: DocStore, embedder: Embedder, chunks: Sequence[Chunk], batch_size: int) -> int:
-    """Embed and cache the chunks without a cached vector for this embedder; returns how many."""
+def embed_missing(store: DocStore, embedder: Embedder, chunks: Sequence[Chunk], batch_size: int,
+                  sentences: bool = False) -> int:
+    """Embed and cache the chunks without a cached vector for this embedder (and, with `sentences`, the sentences
+    of those without cached sentence vectors); returns how many chunk vectors were made."""
     cached = store.get_embeddings([c.id for c in chunks], embedder.id, embedder.dim)
     missing = [c for c in chunks if c.id not in cached]
     del cached
     if missing:
         vecs = embedder.encode([index_text(c.title, c.text) for c in missing], batch_size=batch_size)
         store.put_embeddings([c.id for c in missing], embedder.id, vecs)
+    if sentences:
+        key = sentence_cache_key(embedder.id)
+        have = store.get_sentence_vectors([c.id for c in chunks], key, embedder.dim)
+        todo = [c for c in chunks if c.id not in have]
+        del have
+        if todo:
+            per = [sentence_texts(c.title, c.text) for c in todo]
+            store.put_sentence_vectors([c.id for c in todo], key, embed_sentences(embedder, per, batch_size))
     return len(missing)
+
+
+def embed_sentences(embedder: Embedder, per_chunk: Sequence[Sequence[str]], batch_size: int) -> list[np.ndarray]:
+    """Each chunk's (n, dim) sentence vectors; a sentence shared by overlapping chunks is embedded once."""
+    unique = list(dict.fromkeys(t for texts in per_chunk for t in texts))
+    vecs = (np.asarray(embedder.encode(unique, batch_size=batch_size), np.float32) if unique
+            else np.zeros((0, embedder.dim), np.float32))
+    row = {t: i for i, t in enumerate(unique)}
+    return [vecs[[row[t] for t in texts]] if texts else np.zeros((0, embedder.dim), np.float32)
+            for texts in per_chunk]
 
 
 _END = object()
@@ -330,6 +352,43 @@ class VectorPages:
                 self.embedded += embed_missing(self.store, emb, lacking, self.batch_size)
                 found = self.store.get_embeddings(page, emb.id, emb.dim)
             yield self.ids[s:s + PAGE], np.stack([found[i] for i in page]).astype(np.float32, copy=False)
+
+
+class SentencePages:
+    """The cached sentence vectors of the chunks `ids`, a page at a time as (owning chunk id per sentence,
+    (n, dim) float32): the sentence index's ids are its chunks', so a chunk's removal removes its sentences.
+    `total()` embeds what the cache lacks and counts the sentences (a build needs the count first)."""
+
+    def __init__(self, store: DocStore, embedder: Embedder, ids: np.ndarray, batch_size: int) -> None:
+        self.store, self.embedder, self.ids, self.batch_size = store, embedder, ids, batch_size
+        self.most = 0  # the most sentences of one chunk, once a pass is over
+
+    def _pages(self) -> Iterator[tuple[list[int], dict[int, np.ndarray]]]:
+        emb = self.embedder
+        for s in range(0, len(self.ids), PAGE):
+            page = [int(i) for i in self.ids[s:s + PAGE]]
+            found = self.store.get_sentence_vectors(page, sentence_cache_key(emb.id), emb.dim)
+            if len(found) < len(page):
+                lacking = ordered_chunks(self.store, [i for i in page if i not in found])
+                embed_missing(self.store, emb, lacking, self.batch_size, sentences=True)
+                found = self.store.get_sentence_vectors(page, sentence_cache_key(emb.id), emb.dim)
+            yield page, found
+
+    def total(self) -> int:
+        n = 0
+        for page, found in self._pages():
+            counts = [len(found[i]) for i in page]
+            n += sum(counts)
+            self.most = max([self.most, *counts])
+        return n
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for page, found in self._pages():
+            counts = [len(found[i]) for i in page]
+            self.most = max([self.most, *counts])
+            if sum(counts):
+                yield (np.repeat(np.asarray(page, np.int64), counts),
+                       np.concatenate([found[i] for i in page]).astype(np.float32, copy=False))
 
 
 def iter_bm25_texts(store: DocStore, ids: np.ndarray, corpus: dict[str, tuple[str, str]],

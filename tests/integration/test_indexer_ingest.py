@@ -238,3 +238,64 @@ def test_code_blocks_are_stored_and_an_older_workspace_gets_them_on_its_next_ing
     again = service.ingest(s, [folder], progress=False)
     assert (again.added, again.changed, again.chunks_embedded) == (0, 0, 0)  # nothing re-chunked or re-embedded
     assert store.code_block_at(cid, 0, 10**6)[2] == "aws s3 ls s3://b"
+
+
+LONG_SENTENCES = {
+    "survey.txt": "The orbital survey mapped every crater on the far side of the moon. Its cameras also recorded "
+                  "a thin layer of frost inside the deepest polar craters at dawn. The team published the maps "
+                  "in a large public archive for other research groups to use.",
+    "harbour.txt": "Fishing boats leave the old harbour well before sunrise every single morning. The catch is "
+                   "sold at the covered market next to the lighthouse by noon.",
+}
+
+
+def sentence_index_rows(s):  # type: ignore[no-untyped-def]
+    """(the sentence index's owner ids as a multiset, the chunks' sentence counts by the rule, the manifest)."""
+    from collections import Counter
+
+    from indexer.chunking import sentence_texts
+
+    ws = Workspace.open(s)
+    gen = ws.searcher().gen
+    owners = Counter(chunk_ids_of(gen.sentences).tolist()) if gen.sentences is not None else None
+    chunks = ws.store.get_chunks(ws.store.active_chunk_ids().tolist())
+    want = Counter({i: len(sentence_texts(c.title, c.text)) for i, c in chunks.items()})
+    return owners, +want, gen
+
+
+def test_sentence_vectors_follow_their_chunks_through_changes_and_settings(settings_for, tmp_path):
+    from tests.conftest import write_corpus
+
+    folder = write_corpus(tmp_path / "docs", LONG_SENTENCES)
+    s = settings_for(indexer={"chunk_tokens": 32, "chunk_overlap": 8})
+    service.ingest(s, [folder], progress=False)
+    owners, want, gen = sentence_index_rows(s)
+    assert owners == want and sum(want.values()) == gen.manifest["counts"]["sentences"] >= 4
+    assert gen.manifest["counts"]["max_sentences"] == max(want.values())
+
+    # A dense query restating one sentence finds its chunk; the hit's dense score is the chunk's own cosine.
+    hit = service.search(s, "frost inside the deepest polar craters", k=1, mode="dense")[0]
+    assert "frost" in hit.chunk.text
+    searcher = Workspace.open(s).searcher()
+    qv = searcher.encode_queries(["frost inside the deepest polar craters"])
+    cos = float(qv[0] @ searcher.gen.dense.reconstruct(hit.chunk.id))
+    assert hit.scores["dense"] == pytest.approx(cos, abs=1e-5) and hit.score > cos  # ranked by chunk + sentence
+
+    # Changed and removed documents take their sentences out of the index (updated in place, by chunk id).
+    (folder / "harbour.txt").write_text("Fishing boats leave the new harbour long before sunrise every morning. "
+                                        "Nets are mended on the quay through the long quiet afternoon.")
+    (folder / "survey.txt").unlink()
+    service.ingest(s, [folder], progress=False)
+    owners, want, _ = sentence_index_rows(s)
+    assert owners == want and all("frost" not in c.text for c in Workspace.open(s).store.iter_chunks()
+                                  if c.id in owners)
+
+    # sentence_share 0 builds no sentence index (and searches without one); back at 0.5 the cache serves.
+    off = settings_for(indexer={"chunk_tokens": 32, "chunk_overlap": 8, "sentence_share": 0.0})
+    r = service.ingest(off, [folder], progress=False)
+    assert r.index_dir is not None and not (Path(r.index_dir) / "sentences.faiss").exists()
+    assert sentence_index_rows(off)[0] is None
+    assert service.search(off, "nets mended on the quay", k=1, mode="dense")
+    r = service.ingest(s, [folder], progress=False)
+    owners, want, _ = sentence_index_rows(s)
+    assert owners == want and (Path(r.index_dir) / "sentences.faiss").exists() and r.chunks_embedded == 0

@@ -16,6 +16,7 @@ import pytest
 from common.errors import InvalidInput, RagkilnError
 from common.settings import load_settings
 from indexer import service
+from indexer.chunking import sentence_cache_key
 from indexer.ray_ingest import ChunkEnrichEmbed, RayOptions, WorkerSpec, _store_rows
 from indexer.stream import LocalStages, chunker_id
 from indexer.progress import IngestProgress
@@ -129,7 +130,7 @@ def test_worker_rows_are_what_the_local_stages_store(built_workspace, tmp_path):
     chunker = chunker_id(emb, s.indexer.chunk_tokens, s.indexer.chunk_overlap)
     docs = service.scan([extra], 2**26)[0]
     spec = WorkerSpec(emb.path, chunker, s.indexer.chunk_tokens, s.indexer.chunk_overlap, emb.path, emb.id, 0, 64,
-                      Factory(capital_orgs))
+                      Factory(capital_orgs), sentences=True)
     table = pa.table({"doc_id": [d.doc_id for d in docs], "sha256": [d.sha256 for d in docs],
                       "title": [d.title for d in docs], "text": [d.text for d in docs]})
     rows = ChunkEnrichEmbed(spec)(table).to_pylist()
@@ -147,6 +148,12 @@ def test_worker_rows_are_what_the_local_stages_store(built_workspace, tmp_path):
         a = ws.store.get_embeddings(list(mine), emb.id, emb.dim)
         b = p.get_embeddings(list(theirs), emb.id, emb.dim)
         np.testing.assert_allclose(np.stack([a[i] for i in mine]), np.stack([b[i] for i in theirs]), atol=1e-5)
+        key = sentence_cache_key(emb.id)
+        sa, sb = ws.store.get_sentence_vectors(list(mine), key, emb.dim), p.get_sentence_vectors(list(theirs), key, emb.dim)
+        assert len(sa) == len(mine) and len(sb) == len(theirs)  # every chunk has its row, none or some sentences
+        assert any(len(v) for v in sa.values())
+        for i, j in zip(mine, theirs):
+            np.testing.assert_allclose(sa[i], sb[j], atol=1e-5)
         ea = ws.store.entities_for(list(mine))
         eb = p.entities_for(list(theirs))
         assert [ea.get(i, []) for i in mine] == [eb.get(i, []) for i in theirs] and any(ea.values())

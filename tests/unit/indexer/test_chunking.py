@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from indexer.chunking import bm25_texts, chunk_spans, reading_windows, sentence_spans
+from indexer.chunking import (MIN_SENTENCE_WORDS, bm25_texts, chunk_spans, reading_windows, sentence_spans,
+                              sentence_texts)
 from indexer.types import Chunk
 
 
@@ -105,3 +106,13 @@ def test_reading_windows_widen_hits_and_merge_a_documents_touching_windows():
     assert reading_windows([("a", 5), ("a", 3)], 0) == [("a", 5, 5, 0), ("a", 3, 3, 1)]
     # windows are ranked by their best hit, and start at the document's first chunk at the earliest
     assert reading_windows([("b", 1), ("a", 0)], 2) == [("b", 0, 3, 0), ("a", 0, 2, 1)]
+
+
+def test_sentence_texts_are_a_chunks_longer_sentences_with_its_title():
+    long1 = "The survey found three new moons orbiting the gas giant last year."
+    long2 = "Each of them was named after a figure from the old myths of the sea."
+    assert sentence_texts("Moons", long1) == []  # one sentence: the chunk's own vector covers it
+    got = sentence_texts("Moons", f"{long1} Short one here. {long2}")
+    assert got == [f"Moons\n{long1}", f"Moons\n{long2}"]  # "Short one here." has too few words
+    assert all(len(t.split("\n", 1)[1].split()) >= MIN_SENTENCE_WORDS for t in got)
+    assert sentence_texts("", f"{long1}\n\n{long2}") == [long1, long2]

@@ -1,7 +1,9 @@
 """DocStore.window: a hit's neighbouring chunks and the document text they span, offsets kept; the code
-blocks a document version keeps (`code_block_at`)."""
+blocks a document version keeps (`code_block_at`); the sentence vectors cached beside a chunk's."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from indexer.docstore import DocStore
 from indexer.types import ChunkSpan, Document
@@ -49,3 +51,22 @@ def test_code_blocks_follow_their_document_version(tmp_path):
     store.commit_generation({"d.md": ("sha-d", "ck")}, "g2")
     store.collect_garbage()  # e.md was never active: its version and its code blocks go
     assert store._raw().execute("SELECT COUNT(*) FROM code_blocks WHERE doc_id = 'e.md'").fetchone()[0] == 0
+
+
+def test_sentence_vectors_are_cached_per_chunk_text_and_collected_with_it(tmp_path):
+    store, ids = _store(tmp_path)
+    vecs = [np.arange(8, dtype=np.float32).reshape(2, 4), np.zeros((0, 4), np.float32)]
+    store.put_sentence_vectors(ids[:2], "emb|rule", vecs)
+    got = store.get_sentence_vectors(ids, "emb|rule", 4)
+    assert set(got) == set(ids[:2])  # a chunk of one sentence is stored with none; the others were never embedded
+    np.testing.assert_array_equal(got[ids[0]], vecs[0])
+    assert got[ids[1]].shape == (0, 4)
+    assert store.get_sentence_vectors(ids, "other", 4) == {}
+    assert set(store.get_sentence_vectors(ids, "emb|rule", 3)) == {ids[1]}  # vectors of another size are not read
+    store.commit_generation({"d.md": ("sha-d", "ck")}, "g1")
+    store.collect_garbage()
+    assert set(store.get_sentence_vectors(ids, "emb|rule", 4)) == set(ids[:2])  # active: kept
+    store.commit_generation({}, "g2")
+    store.commit_generation({}, "g3")  # d.md is neither active nor previous now
+    store.collect_garbage()
+    assert store._raw().execute("SELECT COUNT(*) FROM sentence_vectors").fetchone()[0] == 0
