@@ -120,8 +120,8 @@ class ChunkEnrichEmbed:
                 if self.embedder is not None and embedded else None)
         sent = None
         if vecs is not None and self.spec.sentences:
-            sent = embed_sentences(self.embedder, [sentence_texts(d.title, d.text[sp.start:sp.end])  # type: ignore[arg-type]
-                                                   for d, sps in zip(docs, spans) for sp in sps], self.spec.embed_batch_size)
+            per = [sentence_texts(d.title, d.text[sp.start:sp.end]) for d, sps in zip(docs, spans) for sp in sps]
+            sent = embed_sentences(self.embedder, per, self.spec.embed_batch_size)  # type: ignore[arg-type]
         out: dict[str, list[Any]] = {"doc_id": [], "sha256": [], "spans": [], "entities": [], "text_sha": [],
                                      "vectors": [], "sentence_counts": [], "sentence_vectors": []}
         k = 0

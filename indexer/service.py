@@ -23,16 +23,16 @@ from common.settings import IndexerConfig, Settings
 from indexer import dense
 from indexer.backends import auto_backends, cached_manifest, choose_embedder, describe
 from indexer.bm25 import BM25Index
-from indexer.chunking import index_text
+from indexer.chunking import SENTENCE_RULE, index_text
 from indexer.embedder import Embedder, load_embedder
-from indexer.generation import chunk_ids_of, has_sentences, load_generation, new_name, write_generation
+from indexer.generation import chunk_ids_of, load_generation, new_name, write_generation
 from indexer.loaders import doc_id_for, iter_files, load_file
 from indexer.reindex import ReindexPlan, plan_reindex
 from indexer.search import MODES
 from indexer.progress import IngestProgress
-from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, batched, chunk_document,
-                            SentencePages, VectorPages, chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts, iter_scan,
-                            ordered_chunks, run_stages)
+from indexer.stream import (CHUNKER_VERSION, STAGES, ChunkBatch, Enricher, LocalStages, SentencePages, VectorPages,
+                            batched, chunk_document, chunker_id, corpus_chunk_ids, count_files, iter_bm25_texts,
+                            iter_scan, ordered_chunks, run_stages)
 from indexer.types import Chunk, Document, IngestReport, Skipped
 from indexer.workspace import Workspace
 
@@ -214,11 +214,16 @@ def _bm25_config(cfg: IndexerConfig) -> dict[str, Any]:
             "stemmer_language": cfg.stemmer_language}
 
 
+def _sentence_rule(cfg: IndexerConfig) -> str | None:
+    """Which sentences have vectors (recorded in the manifest; a change rebuilds), None without sentence vectors."""
+    return SENTENCE_RULE if cfg.sentence_share > 0 else None
+
+
 def _same_setup(old: Any, embedder: Embedder | None, chunker: str, cfg: IndexerConfig) -> bool:
     """Whether the previous generation was built the way this one will be (then FAISS is updated in place)."""
     return (old is not None and embedder is not None and old.embedder["id"] == embedder.id
             and old.manifest["config"]["faiss_factory"] == cfg.faiss_factory
-            and old.manifest["chunker"] == chunker and has_sentences(old.manifest) == (cfg.sentence_share > 0)
+            and old.manifest["chunker"] == chunker and old.manifest["config"].get("sentences") == _sentence_rule(cfg)
             and all(old.manifest["config"].get(k) == v for k, v in _bm25_config(cfg).items()))
 
 
@@ -372,12 +377,12 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
         if old.sentences is not None:  # type: ignore[union-attr]
             spages = SentencePages(store, embedder, add, cfg.embed_batch_size)
             sentences = dense.update_index_paged(old.sentences, remove, spages())  # type: ignore[union-attr]
-            counts = {"sentences": int(sentences.ntotal),
-                      "max_sentences": max(spages.most, old.manifest["counts"]["max_sentences"])}  # type: ignore[union-attr]
+            most = max(spages.most, old.manifest["counts"]["max_sentences"])  # type: ignore[union-attr]
+            counts = {"sentences": int(sentences.ntotal), "max_sentences": most}
     else:  # the vectors a page at a time: the build holds the index and one page, not a copy of every vector
         pages = VectorPages(store, embedder, ids, cfg.embed_batch_size)
         index = dense.build_index_paged(embedder.dim, cfg.faiss_factory, len(ids), pages)
-        if cfg.sentence_share > 0:
+        if _sentence_rule(cfg) is not None:
             spages = SentencePages(store, embedder, ids, cfg.embed_batch_size)
             n_sent = spages.total()
             try:
@@ -397,7 +402,7 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
             "chunker": chunker,
             "config": {
                 "faiss_factory": cfg.faiss_factory, "chunk_tokens": cfg.chunk_tokens,
-                "chunk_overlap": cfg.chunk_overlap, **_bm25_config(cfg),
+                "chunk_overlap": cfg.chunk_overlap, **_bm25_config(cfg), "sentences": _sentence_rule(cfg),
             },
             "counts": {"documents": len(new_active), "chunks": int(len(ids)), **counts},
             "corpus_sha256": corpus_hash,

@@ -263,15 +263,27 @@ def sentence_index_rows(s):  # type: ignore[no-untyped-def]
     return owners, +want, gen
 
 
-def test_sentence_vectors_follow_their_chunks_through_changes_and_settings(settings_for, tmp_path):
+def test_sentence_vectors_follow_their_chunks_through_changes_and_settings(settings_for, tmp_path, monkeypatch):
+    from indexer import chunking
     from tests.conftest import write_corpus
 
     folder = write_corpus(tmp_path / "docs", LONG_SENTENCES)
     s = settings_for(indexer={"chunk_tokens": 32, "chunk_overlap": 8})
-    service.ingest(s, [folder], progress=False)
+    first = service.ingest(s, [folder], progress=False)
     owners, want, gen = sentence_index_rows(s)
     assert owners == want and sum(want.values()) == gen.manifest["counts"]["sentences"] >= 4
     assert gen.manifest["counts"]["max_sentences"] == max(want.values())
+    assert gen.manifest["config"]["sentences"] == chunking.SENTENCE_RULE
+
+    # Another sentence rule (a future release's): the index is rebuilt, its sentences embedded under the new key.
+    with monkeypatch.context() as m:
+        m.setattr(chunking, "SENTENCE_RULE", "sentences>=99w")
+        m.setattr(service, "SENTENCE_RULE", "sentences>=99w")
+        again = service.ingest(s, [folder], progress=False)
+        assert again.index_dir != first.index_dir and again.chunks_embedded == 0
+        key = chunking.sentence_cache_key(gen.embedder["id"])
+        stored = Workspace.open(s).store.get_sentence_vectors(list(owners), key, 384)
+        assert key.endswith("99w") and len(stored) == len(owners)
 
     # A dense query restating one sentence finds its chunk; the hit's dense score is the chunk's own cosine.
     hit = service.search(s, "frost inside the deepest polar craters", k=1, mode="dense")[0]
@@ -294,6 +306,7 @@ def test_sentence_vectors_follow_their_chunks_through_changes_and_settings(setti
     off = settings_for(indexer={"chunk_tokens": 32, "chunk_overlap": 8, "sentence_share": 0.0})
     r = service.ingest(off, [folder], progress=False)
     assert r.index_dir is not None and not (Path(r.index_dir) / "sentences.faiss").exists()
+    assert json.loads((Path(r.index_dir) / "manifest.json").read_text())["config"]["sentences"] is None
     assert sentence_index_rows(off)[0] is None
     assert service.search(off, "nets mended on the quay", k=1, mode="dense")
     r = service.ingest(s, [folder], progress=False)

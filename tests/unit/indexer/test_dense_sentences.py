@@ -85,7 +85,8 @@ def test_removing_a_chunk_removes_its_sentences() -> None:
     ids, cv, owners, sv, most = corpus(seed=5)
     sentences = dense.build_index(8, "Flat", owners, sv)
     gone = owners[:3]
-    updated = dense.update_index(sentences, "Flat", np.unique(gone), np.zeros(0, np.int64), np.zeros((0, 8), np.float32))
+    updated = dense.update_index(sentences, "Flat", np.unique(gone), np.zeros(0, np.int64),
+                                 np.zeros((0, 8), np.float32))
     assert updated.ntotal == int((~np.isin(owners, gone)).sum())
     _, found = dense.search(updated, unit(4, 8, 1), updated.ntotal)
     assert not np.isin(found, gone).any()
