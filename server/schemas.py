@@ -80,9 +80,11 @@ class HitOut(Response):
     title: str
     start: int = Field(description="Character offset of the chunk in its document.")
     end: int
-    score: float
+    score: float = Field(description="The score the hits are ranked by: the fused score in hybrid mode; in dense mode "
+                         "the chunk's cosine mixed with its best sentence's (indexer.sentence_share); BM25's in bm25.")
     ranks: dict[str, int] = Field(description="1-based rank per retriever (dense, bm25).")
-    scores: dict[str, float]
+    scores: dict[str, float] = Field(description="Each retriever's own score: dense is the chunk's cosine, bm25 its "
+                                     "BM25 score.")
     text: str
     entities: list[EntityOut]
 
