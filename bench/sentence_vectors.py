@@ -22,6 +22,10 @@ the two indexes' build. Documents are ranked as `indexer.beir_eval` ranks them (
     # -> sentence-vectors-cost.json: fresh ingests (torch fp32, so no export is timed) of the demo corpus and of
     #    600 SciFact abstracts at sentence_share 0 and 0.5, one after the other; their index sizes; hybrid search
     #    p50/p95 over 200 queries on the 0.5 index searched at 0.5 and at 0
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python bench/sentence_vectors.py --dense-latency
+    # -> sentence-vectors-dense-latency.json: the dense search alone (FAISS, one thread, query vectors computed
+    #    first) on the full SciFact index built by the dev run: chunk vectors only, the sentence index's own top
+    #    300, and the served combination
 """
 
 from __future__ import annotations
@@ -111,6 +115,37 @@ def cost() -> None:
     print(out.read_text())
 
 
+def dense_latency() -> None:
+    """Milliseconds per query of the dense search's parts on the full SciFact index (the dev run's workspace)."""
+    from indexer import dense
+    from indexer.beir_eval import load_queries
+    from indexer.search import omp_threads
+
+    searcher = Workspace.open(settings(WORK / "scifact", 0.5)).searcher()
+    gen, most = searcher.gen, int(searcher.manifest["counts"]["max_sentences"])
+    qs = list(load_queries(ROOT.parent / "shared" / "datasets" / "scifact").values())[:200]
+    qv = searcher.encode_queries(qs)
+    parts = {"chunks top 100": lambda q: dense.search(gen.dense, q, 100),
+             "sentences top 300": lambda q: dense.search(gen.sentences, q, 300),
+             "served (chunks and sentences)": lambda q: dense.search_with_sentences(gen.dense, gen.sentences, q, 100,
+                                                                                      0.5, most)}
+    rows: dict[str, float] = {}
+    with omp_threads(1):
+        for name, fn in parts.items():
+            for i in range(10):  # warm-up
+                fn(qv[i:i + 1])
+            t0 = time.perf_counter()
+            for i in range(len(qs)):
+                fn(qv[i:i + 1])
+            rows[name] = round((time.perf_counter() - t0) / len(qs) * 1000, 2)
+    out = ROOT / "bench" / "results" / "sentence-vectors-dense-latency.json"
+    out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu timing .venv/bin/python "
+                                          "bench/sentence_vectors.py --dense-latency",
+                               "index": gen.manifest["counts"], "queries": len(qs), "mean_ms_per_query": rows,
+                               "machine": machine()}, indent=1) + "\n")
+    print(out.read_text())
+
+
 WEIGHTS = (0.4, 0.5, 0.6, 0.7)
 
 
@@ -147,7 +182,10 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated cases (default: all of the split's)")
     ap.add_argument("--cost", action="store_true", help="ingest time, index size and latency instead")
     ap.add_argument("--weights", action="store_true", help="the fusion's dense weight on the dev cases instead")
+    ap.add_argument("--dense-latency", action="store_true", help="the dense search's parts on full SciFact instead")
     a = ap.parse_args()
+    if a.dense_latency:
+        return dense_latency()
     if a.weights:
         return weights()
     if a.cost:
