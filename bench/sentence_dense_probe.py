@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ctx_dense_probe import LISTS, ROOT, load_case, score  # sets HF_HUB_OFFLINE and the import path
-from indexer.chunking import index_text, sentence_spans
+from indexer.chunking import MIN_SENTENCE_WORDS, index_text, sentence_spans
 from machine import machine  # bench/machine.py
 
 OUT = ROOT / "bench" / "results" / "sentence-dense-probe-dev.json"
@@ -85,6 +85,32 @@ def sentence_vectors(embedder: Any, texts: list[str], key: str) -> np.ndarray:
     return v
 
 
+def case_sentences(case: Any, titled: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every sentence of a case's chunks as embedded (title first when `titled`), the row of its chunk, and its
+    word count (the served vectors keep those of `indexer.chunking.MIN_SENTENCE_WORDS` or more)."""
+    texts: list[str] = []
+    owner: list[int] = []
+    words: list[int] = []
+    for j, c in enumerate(case.ids):
+        ch = case.chunks[int(c)]
+        for a, b in sentence_spans(ch.text):
+            texts.append(index_text(ch.title if titled else "", ch.text[a:b]))
+            owner.append(j)
+            words.append(len(ch.text[a:b].split()))
+    return texts, np.asarray(owner, dtype=np.int64), np.asarray(words, dtype=np.int64)
+
+
+def case_vectors(case: Any, texts: list[str]) -> np.ndarray:
+    """`sentence_vectors` of `texts` with the case's embedder, cached under its workspace and embedder."""
+    return sentence_vectors(case.searcher.embedder, texts, f"{case.lists['home']}|{case.lists['embedder']}")
+
+
+def sentence_cos(case: Any, chunk_cos: np.ndarray, vecs: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """(queries, chunks) best sentence cosines; a chunk without sentences keeps its own cosine."""
+    sent = best_sentence(case.qv, vecs, owner, len(case.ids))
+    return np.where(sent < -0.5, chunk_cos, sent)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=["dev", "test"], default="dev")
@@ -105,18 +131,11 @@ def main() -> None:
         t0 = time.perf_counter()
         case = load_case(f, split)
         d, ids, chunks = case.lists, case.ids, case.chunks
-        texts: list[str] = []
-        owner: list[int] = []
-        for j, c in enumerate(ids):
-            ch = chunks[int(c)]
-            for a, b in sentence_spans(ch.text):
-                texts.append(index_text(ch.title, ch.text[a:b]))
-                owner.append(j)
-        sent_vecs = sentence_vectors(case.searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
+        texts, owner, _ = case_sentences(case)
+        sent_vecs = case_vectors(case, texts)
         t_embed = time.perf_counter() - t0
         chunk_cos = case.qv @ case.vecs.T
-        sent_cos = best_sentence(case.qv, sent_vecs, np.asarray(owner), len(ids))
-        sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)  # a chunk without sentences keeps its own
+        sent_cos = sentence_cos(case, chunk_cos, sent_vecs, owner)
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
         row: dict[str, Any] = {"queries": len(case.qids), "embedder": d["embedder"], "chunks": len(ids),
                                "sentences": len(texts), "embed_seconds": round(t_embed, 1)}
@@ -149,22 +168,14 @@ def min_words() -> None:
     for f in sorted(LISTS.glob("lists-*-dev.json")):
         case = load_case(f, "dev")
         d, ids, chunks = case.lists, case.ids, case.chunks
-        texts, owner, words = [], [], []
-        for j, c in enumerate(ids):
-            ch = chunks[int(c)]
-            for a, b in sentence_spans(ch.text):
-                texts.append(index_text(ch.title, ch.text[a:b]))
-                owner.append(j)
-                words.append(len(ch.text[a:b].split()))
-        vecs = sentence_vectors(case.searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
-        owner_a, words_a = np.asarray(owner), np.asarray(words)
+        texts, owner_a, words_a = case_sentences(case)
+        vecs = case_vectors(case, texts)
         chunk_cos = case.qv @ case.vecs.T
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
         row: dict[str, Any] = {"chunks": len(ids), "sentences": len(texts)}
         for n in MIN_WORDS:
             keep = words_a >= n
-            sent_cos = best_sentence(case.qv, vecs[keep], owner_a[keep], len(ids))
-            sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)
+            sent_cos = sentence_cos(case, chunk_cos, vecs[keep], owner_a[keep])
             row[f"min={n}"] = {**score(case, 0.5 * chunk_cos + 0.5 * sent_cos, doc_of), "kept": int(keep.sum())}
         rows[d["case"]] = row
         print(d["case"], row, file=sys.stderr, flush=True)
@@ -189,22 +200,15 @@ def no_title() -> None:
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
         row: dict[str, Any] = {"chunks": len(ids)}
         for label, titled in (("title", True), ("no-title", False)):
-            texts, owner, keep = [], [], []  # every sentence (the titled set is cached whole), and the kept ones
-            for j, c in enumerate(ids):
-                ch = chunks[int(c)]
-                for a, b in sentence_spans(ch.text):
-                    long = len(ch.text[a:b].split()) >= 8
-                    if titled or long:
-                        texts.append(index_text(ch.title if titled else "", ch.text[a:b]))
-                        owner.append(j)
-                        keep.append(long)
+            texts, owner, words = case_sentences(case, titled)
+            keep = words >= MIN_SENTENCE_WORDS
             t0 = time.perf_counter()
-            vecs = sentence_vectors(case.searcher.embedder, texts, f"{d['home']}|{d['embedder']}")
-            k = np.asarray(keep)
-            texts = [t for t, x in zip(texts, keep) if x]
-            sent_cos = best_sentence(case.qv, vecs[k], np.asarray(owner)[k], len(ids))
-            sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)
-            row[label] = {**score(case, 0.5 * chunk_cos + 0.5 * sent_cos, doc_of), "sentences": len(texts),
+            if titled:  # the titled set is cached whole: embedded once, the long sentences taken from it
+                vecs = case_vectors(case, texts)[keep]
+            else:
+                vecs = case_vectors(case, [t for t, x in zip(texts, keep) if x])
+            sent_cos = sentence_cos(case, chunk_cos, vecs, owner[keep])
+            row[label] = {**score(case, 0.5 * chunk_cos + 0.5 * sent_cos, doc_of), "sentences": int(keep.sum()),
                           "embed_seconds": round(time.perf_counter() - t0, 1)}
         rows[d["case"]] = row
         print(d["case"], row, file=sys.stderr, flush=True)

@@ -31,7 +31,7 @@ import numpy as np
 from ctx_dense_probe import LISTS, ROOT, load_case, score  # sets HF_HUB_OFFLINE and the import path
 from indexer.chunking import MIN_SENTENCE_WORDS, index_text, sentence_spans
 from machine import machine  # bench/machine.py
-from sentence_dense_probe import best_sentence, sentence_vectors
+from sentence_dense_probe import case_sentences, case_vectors, sentence_cos
 
 OUT = ROOT / "bench" / "results" / "sentence-pool-probe-dev.json"
 LABELS = ("embedded", "pooled", "pooled+title")
@@ -75,15 +75,9 @@ def main() -> None:
         chunk_cos = case.qv @ case.vecs.T
         doc_of = {str(int(c)): chunks[int(c)].doc_id for c in ids}
         # The served vectors: every sentence embedded alone (the probe's cache), the long ones kept.
-        texts, owner, keep = [], [], []
-        for j, c in enumerate(ids):
-            ch = chunks[int(c)]
-            for a, b in sentence_spans(ch.text):
-                texts.append(index_text(ch.title, ch.text[a:b]))
-                owner.append(j)
-                keep.append(len(ch.text[a:b].split()) >= MIN_SENTENCE_WORDS)
-        k = np.asarray(keep)
-        cands = {"embedded": (sentence_vectors(emb, texts, f"{d['home']}|{d['embedder']}")[k], np.asarray(owner)[k])}
+        texts, owner, words = case_sentences(case)
+        k = words >= MIN_SENTENCE_WORDS
+        cands = {"embedded": (case_vectors(case, texts)[k], owner[k])}
         t1 = time.perf_counter()
         pooled, spans_of = pooled_sentences(emb, [chunks[int(c)].title for c in ids], [chunks[int(c)].text for c in ids])
         pool_seconds = time.perf_counter() - t1
@@ -92,8 +86,7 @@ def main() -> None:
             cands[label] = (np.concatenate(pooled[label]), own)
         row: dict[str, Any] = {"chunks": len(ids), "sentences": int(k.sum()), "pool_seconds": round(pool_seconds, 1)}
         for label, (vecs, owners) in cands.items():
-            sent_cos = best_sentence(case.qv, vecs, owners, len(ids))
-            sent_cos = np.where(sent_cos < -0.5, chunk_cos, sent_cos)
+            sent_cos = sentence_cos(case, chunk_cos, vecs, owners)
             row[label] = score(case, 0.5 * chunk_cos + 0.5 * sent_cos, doc_of)
         rows[d["case"]] = row
         print(d["case"], row, f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

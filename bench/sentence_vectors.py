@@ -51,13 +51,9 @@ ROOT = cs.ROOT
 WORK = ROOT / "bench" / "work" / "sentence-served"
 
 
-def settings(home, share: float):  # type: ignore[no-untyped-def]
-    return load_settings({"home": home, "ner": {"enabled": False}, "indexer": {"sentence_share": share}})
-
-
-def torch_settings(home, share: float):  # type: ignore[no-untyped-def]
-    return load_settings({"home": home, "ner": {"enabled": False},
-                          "indexer": {"sentence_share": share, "embed_backend": "torch"}})
+def settings(home, share: float, **indexer: Any):  # type: ignore[no-untyped-def]
+    """A bench workspace's settings: NER off, this sentence share, other indexer settings as given."""
+    return load_settings({"home": home, "ner": {"enabled": False}, "indexer": {"sentence_share": share, **indexer}})
 
 
 def cost() -> None:
@@ -81,7 +77,7 @@ def cost() -> None:
         for share in (0.0, 0.5):
             home = WORK / "cost" / f"{name}-{share:g}"
             shutil.rmtree(home, ignore_errors=True)
-            s = torch_settings(home, share)
+            s = settings(home, share, embed_backend="torch")
             t0 = time.perf_counter()
             r = service.ingest(s, [path], progress=False)
             gen = Path(r.index_dir)
@@ -92,7 +88,7 @@ def cost() -> None:
         home = WORK / "cost" / f"{name}-0.5"
         qs = queries[name][:200]
         for share in (0.0, 0.5):
-            searcher = Workspace.open(torch_settings(home, share)).searcher()
+            searcher = Workspace.open(settings(home, share, embed_backend="torch")).searcher()
             vecs = searcher.encode_queries(qs)
             for q, v in zip(qs[:10], vecs):  # warm-up
                 searcher.search(q, k=10, query_vec=v[None])
@@ -156,8 +152,7 @@ def weights() -> None:
         home = WORK / name
         row: dict[str, float] = {}
         for w in WEIGHTS:
-            s = load_settings({"home": home, "ner": {"enabled": False},
-                               "indexer": {"sentence_share": 0.5, "dense_weight": w}})
+            s = settings(home, 0.5, dense_weight=w)
             queries, qrels = labels(s)
             row[f"w={w:g}"] = evaluate_searcher(Workspace.open(s).searcher(), queries, qrels, ["hybrid"])["hybrid"][
                 "ndcg@10"]

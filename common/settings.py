@@ -62,7 +62,7 @@ class IndexerConfig(Section):
         0.5, ge=0.0, le=1.0, description="Share of a chunk's dense score taken by its best sentence's cosine (each "
         "sentence of 8 words or more gets a vector of its own beside its chunk's): 0.5 was chosen on four corpora's dev "
         "labels (as served, mean hybrid nDCG@10 0.874 -> 0.878, dense 0.833 -> 0.847; bench/sentence_vectors.py). At "
-        "ingest 0 builds no sentence vectors, which about halves ingest time and the index's size; at query time 0 "
+        "ingest 0 builds no sentence vectors, which about halves ingest time and quarters the index on disk; at query time 0 "
         "searches chunk vectors alone.")
     bm25_k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation (0: none, 1: full).")

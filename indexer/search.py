@@ -60,6 +60,7 @@ class Searcher:
         # bf16 query weights are a torch path; an int8 export embeds queries with its own arithmetic.
         self.query_precision = resolve_precision(cfg.query_precision) if backend == "torch" else embedder.quantization
         dense.configure(gen.dense, cfg.faiss_nprobe, cfg.hnsw_ef_search)
+        self._most_sentences = int(gen.manifest["counts"].get("max_sentences", 0))  # a restricted search's reach
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) query vectors exactly as `search` computes them (evaluation must measure what is served)."""
@@ -82,7 +83,7 @@ class Searcher:
                 if self.gen.sentences is not None and self.cfg.sentence_share > 0:
                     ranked, combined, cosines = dense.search_with_sentences(
                         self.gen.dense, self.gen.sentences, qv.reshape(1, -1), n, self.cfg.sentence_share,
-                        int(self.manifest["counts"].get("max_sentences", 0)), allowed)
+                        self._most_sentences, allowed)
                     per["dense"] = (ranked, combined)
                 else:
                     scores, ids = dense.search(self.gen.dense, qv.reshape(1, -1), n, allowed)

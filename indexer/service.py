@@ -319,7 +319,7 @@ def _apply(ws: Workspace, source: Iterable[Document], removable: Callable[[str],
     meter = meter if meter is not None else IngestProgress(STAGES, enabled=progress)
     run = _Run(ws, indexed, chunker, removable, meter, skipped)
     local = LocalStages(store, base, chunker, cfg.chunk_tokens, cfg.chunk_overlap, enricher, embedder,
-                        cfg.embed_batch_size, meter, sentences=cfg.sentence_share > 0)
+                        cfg.embed_batch_size, meter, sentences=_sentence_rule(cfg) is not None)
 
     def sweeps() -> Iterator[ChunkBatch]:  # runs once the scan is over: the plan is known then
         assert run.plan is not None
