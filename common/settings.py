@@ -172,6 +172,9 @@ class EmbedderTrainConfig(Section):
     distill_positive: bool = Field(False, description="Also distil the positive, at the top of the teacher's "
                                    "scale, so the student learns its margin over each candidate (loss 'distill'). "
                                    "Measured harmful on SciFact: dense 0.662 -> 0.592 (it overfits the pseudo-queries).")
+    bm25_residual: bool = Field(False, description="Score the student as search fuses it: BM25's share of the "
+                                "served fusion is added to its dense scores (loss 'distill'), so training spends "
+                                "itself where BM25 does not already find the chunk (CLEAR's residual training).")
     teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
                                         "(the rest is BM25).")
     sources: str = Field("ict,claim", description="Comma-separated mined pair sources: title, ict, claim "

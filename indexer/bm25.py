@@ -92,6 +92,15 @@ class BM25Index:
         divided by it is comparable across queries and corpora; 0.0 for a query without terms."""
         return float(sum(self.term_weights(query).values()))
 
+    def score_text(self, query: str, text: str) -> float:
+        """The BM25 score `text` would get for `query` as a passage of this index (its IDFs), taken to be of
+        average length: for a text the index does not hold, such as a training positive with its query
+        sentence cut out."""
+        weights = self.term_weights(query)
+        tf = Counter(tokenize(text, self.language))
+        k1 = float(getattr(self.retriever, "k1", 1.5))
+        return float(sum(w * tf[t] / (tf[t] + k1) for t, w in weights.items() if tf[t]))
+
     def _doc_freq(self, term: str) -> int:
         """Passages holding `term`: the length of its column in bm25s's CSC score matrix."""
         tid = self.retriever.vocab_dict.get(term) if len(self.ids) else None

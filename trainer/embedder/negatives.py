@@ -195,6 +195,31 @@ def teacher_scores(detail: Mapping[str, Mapping[int, tuple[int, float]]], dense_
     return dict(weighted_fuse(per, {"dense": dense_weight, "bm25": 1.0 - dense_weight}))
 
 
+def bm25_offsets(detail: Mapping[str, Mapping[int, tuple[int, float]]], doc_of: Mapping[int, str], own_doc: str,
+                 candidates: Sequence[int], positive_score: float, dense_weight: float) -> tuple[float, ...]:
+    """What BM25 adds to the positive and to each candidate in the served fusion, in cosine units.
+
+    The served score is w * minmax(cos) + (1 - w) * minmax(bm25): in cosine units BM25 adds
+    (1 - w) / w * cos_range * minmax(bm25). A student scored with this offset only gets gradient where the
+    fusion still needs the dense side (CLEAR's residual training), instead of relearning what BM25 gives.
+    The ranges leave out the pair's own document: its chunk holds the pseudo-query verbatim."""
+    if dense_weight <= 0:
+        return (0.0,) * (1 + len(candidates))
+    bm25 = {c: s for c, (_, s) in detail.get("bm25", {}).items() if doc_of.get(c) != own_doc}
+    cos = [s for c, (_, s) in detail.get("dense", {}).items() if doc_of.get(c) != own_doc]
+    if len(bm25) < 2 or len(cos) < 2:
+        return (0.0,) * (1 + len(candidates))
+    lo, hi = min(bm25.values()), max(bm25.values())
+    if hi <= lo:
+        return (0.0,) * (1 + len(candidates))
+    scale = (1 - dense_weight) / dense_weight * (max(cos) - min(cos)) / (hi - lo)
+
+    def offset(s: float) -> float:
+        return round(scale * min(max(s - lo, 0.0), hi - lo), 5)
+
+    return (offset(positive_score), *(offset(bm25.get(c, lo)) for c in candidates))
+
+
 def spread_candidates(filtered: Sequence[int], n: int, rng: random.Random) -> list[int]:
     """n candidates: the top half of the filtered ranking, the rest sampled from deeper down.
 
@@ -208,12 +233,13 @@ def spread_candidates(filtered: Sequence[int], n: int, rng: random.Random) -> li
 
 def mine_teacher_candidates(pairs: Sequence[Pair], searcher, n: int, depth: int = 30, max_sim: float = 0.95,
                             dense_weight: float = 0.5, seed: int = 0, progress: bool = True,
-                            max_pairs: int | None = None) -> list[Pair]:
+                            max_pairs: int | None = None, residual_weight: float | None = None) -> list[Pair]:
     """Give every pair n index candidates with the hybrid teacher's scores (pairs with fewer are dropped).
 
     Candidates pass the same filters as hard negatives (no positive document, no near-duplicate of the
     positive, one chunk per document) but none is skipped: the teacher's graded scores, not a hard
-    label, say how relevant each is.
+    label, say how relevant each is. With `residual_weight` (the served fusion's dense weight) each pair
+    also carries BM25's offsets of its positive and candidates (`bm25_offsets`).
     """
     if not pairs:
         return []
@@ -230,8 +256,12 @@ def mine_teacher_candidates(pairs: Sequence[Pair], searcher, n: int, depth: int 
         filtered = select_negatives(ranked, positives_of[_norm(p.query)], r.doc_of, sims, len(ranked), max_sim)
         chosen = spread_candidates(filtered, n, rng)
         if len(chosen) == n:
+            offsets: tuple[float, ...] = ()
+            if residual_weight is not None:
+                own = searcher.gen.bm25.score_text(p.query, p.positive)
+                offsets = bm25_offsets(r.detail[i], r.doc_of, p.doc_id, chosen, own, residual_weight)
             out.append(with_negatives(p, [index_text(r.chunks[c].title, r.chunks[c].text) for c in chosen],
-                                      [round(teacher[c], 5) for c in chosen]))
+                                      [round(teacher[c], 5) for c in chosen], offsets))
     log.info("teacher candidates: %d pairs kept of %d (%d candidates each)", len(out), len(pairs), n)
     return out
 

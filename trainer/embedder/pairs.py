@@ -38,6 +38,7 @@ class Pair:
     negatives: tuple[str, ...] = ()
     chunk_id: int | None = None  # the positive chunk in our index, when it comes from there
     teacher: tuple[float, ...] = ()  # the hybrid teacher's score of each negative (loss "distill")
+    bm25: tuple[float, ...] = ()  # BM25's offset of the positive, then of each negative (residual training)
     fill: bool = False  # a further sentence of a chunk already paired: spent only after every first pair
 
 
@@ -289,7 +290,8 @@ def _cap_by_source(pairs: Sequence[Pair], max_pairs: int, rng: random.Random) ->
 
 def pairs_to_jsonl(pairs: Iterable[Pair]) -> str:
     return "".join(json.dumps({"query": p.query, "positive": p.positive, "doc_id": p.doc_id, "source": p.source,
-                               "negatives": list(p.negatives), "chunk_id": p.chunk_id, "teacher": list(p.teacher)}) + "\n"
+                               "negatives": list(p.negatives), "chunk_id": p.chunk_id, "teacher": list(p.teacher),
+                               **({"bm25": list(p.bm25)} if p.bm25 else {})}) + "\n"
                    for p in pairs)
 
 
@@ -299,12 +301,13 @@ def pairs_from_jsonl(text: str) -> list[Pair]:
         if line.strip():
             o = json.loads(line)
             out.append(Pair(o["query"], o["positive"], o["doc_id"], o["source"], tuple(o["negatives"]), o["chunk_id"],
-                            tuple(o.get("teacher", ()))))
+                            tuple(o.get("teacher", ())), tuple(o.get("bm25", ()))))
     return out
 
 
-def with_negatives(pair: Pair, negatives: Sequence[str], teacher: Sequence[float] = ()) -> Pair:
-    return replace(pair, negatives=tuple(negatives), teacher=tuple(teacher))
+def with_negatives(pair: Pair, negatives: Sequence[str], teacher: Sequence[float] = (),
+                   bm25: Sequence[float] = ()) -> Pair:
+    return replace(pair, negatives=tuple(negatives), teacher=tuple(teacher), bm25=tuple(bm25))
 
 
 def source_counts(pairs: Iterable[Pair]) -> dict[str, int]:

@@ -225,7 +225,8 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     if cfg.loss == "distill":
         train = mine_teacher_candidates(train, searcher, cfg.distill_candidates, depth=cfg.negative_depth,
                                         max_sim=cfg.negative_max_sim, dense_weight=cfg.teacher_dense_weight,
-                                        seed=cfg.seed, progress=progress, max_pairs=plan.pairs)
+                                        seed=cfg.seed, progress=progress, max_pairs=plan.pairs,
+                                        residual_weight=settings.indexer.dense_weight if cfg.bm25_residual else None)
     else:
         train = mine_hard_negatives(train, searcher, cfg.hard_negatives, depth=cfg.negative_depth,
                                     max_sim=cfg.negative_max_sim, skip_top=cfg.negative_skip_top, seed=cfg.seed,
@@ -320,7 +321,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
     for j in range(len(rows[0].negatives) if rows else 0):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in rows]
     if cfg.loss == "distill":
-        columns["label"] = [list(p.teacher) for p in rows]  # the loss's labels: teacher score per negative
+        # the loss's labels: teacher score per negative (then BM25's offsets, residual training)
+        columns["label"] = [list(p.teacher) + (list(p.bm25) if cfg.bm25_residual else []) for p in rows]
     train_ds = Dataset.from_dict(columns)
     dev = json.loads((run_dir / "dev.json").read_text())
 
@@ -333,7 +335,8 @@ def run_training(run_dir: Path, resume: bool = False, progress: bool = True) -> 
                                                   gather_across_devices=world > 1)
     elif cfg.loss == "distill":
         loss = MnrlDistillLoss(model, teacher_temperature=cfg.distill_temperature, weight=cfg.distill_weight,
-                               gather_across_devices=world > 1, include_positive=cfg.distill_positive)
+                               gather_across_devices=world > 1, include_positive=cfg.distill_positive,
+                               residual=cfg.bm25_residual)
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=world > 1)
     evaluator = _evaluator(dev, batch_size=64)
@@ -463,7 +466,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
               **({"teacher": "hybrid: convex combination of min-max BM25 and dense scores",
                   "teacher_dense_weight": cfg["teacher_dense_weight"], "candidates": cfg["distill_candidates"],
                   "teacher_temperature": cfg["distill_temperature"], "distill_weight": cfg["distill_weight"],
-                  "positive_distilled": cfg["distill_positive"]}
+                  "positive_distilled": cfg["distill_positive"], "bm25_residual": cfg.get("bm25_residual", False)}
                  if cfg["loss"] == "distill" else {})},
         hyperparameters=cfg, metrics=metrics, training=report["training"],
     )

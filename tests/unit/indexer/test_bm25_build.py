@@ -130,3 +130,14 @@ def test_column_sort_equals_bm25s_csc(step: int) -> None:
     for g, r in zip(got, ref):
         assert g.dtype == r.dtype
         np.testing.assert_array_equal(g, r)
+
+
+def test_score_text_equals_the_index_score_of_an_average_length_passage() -> None:
+    rng = random.Random(5)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(40)]  # every passage average length
+    idx = BM25Index.build(iter(texts), np.arange(40, dtype=np.int64), 1.5, 0.75, "english")
+    query = "python exception stream header"
+    scores = idx.scores(query)
+    for i in (0, 7, 39):
+        assert idx.score_text(query, texts[i]) == pytest.approx(float(scores[i]), rel=1e-5)
+    assert idx.score_text(query, "nothing shared here") == 0.0

@@ -68,3 +68,40 @@ def test_positive_in_the_distilled_list_is_pushed_above_the_candidates():
             q, pos, cands, teacher).backward()
         gain[include] = margin(F.normalize(q.detach() - 0.5 * q.grad, dim=-1)) - margin(q0)
     assert (gain[True] > 0).all() and (gain[True] > gain[False]).all()
+
+
+def test_residual_offsets_take_the_gradient_off_pairs_bm25_already_ranks_first():
+    """A pair whose positive BM25 lifts far above the rest gets almost no MNRL gradient; one BM25 misses keeps it."""
+    torch.manual_seed(3)
+    q0, pos, cands = _unit(4, 8), _unit(4, 8), _unit(4, 3, 8)
+    teacher = torch.rand(4, 3)
+    offsets = torch.zeros(4, 4)
+    offsets[:2, 0] = 1.0  # BM25 finds the first two pairs' positives (a whole cosine unit above the rest)
+    norms = {}
+    for residual in (False, True):
+        q = q0.clone().requires_grad_(True)
+        MnrlDistillLoss(torch.nn.Identity(), weight=0.0, residual=residual).loss_from_embeddings(
+            q, pos, cands, teacher, offsets if residual else None).backward()
+        norms[residual] = q.grad.norm(dim=-1)
+    assert (norms[True][:2] < 0.05 * norms[False][:2]).all()
+    assert torch.allclose(norms[True][2:], norms[False][2:], atol=1e-6)
+
+
+def test_residual_labels_split_into_teacher_and_offsets():
+    torch.manual_seed(4)
+    q, pos, cands = _unit(2, 8), _unit(2, 8), _unit(2, 3, 8)
+    teacher, offsets = torch.rand(2, 3), torch.rand(2, 4)
+    loss = MnrlDistillLoss(torch.nn.Identity(), residual=True)
+    direct = loss.loss_from_embeddings(q, pos, cands, teacher, offsets)
+    features = [q, pos, *cands.unbind(1)]
+    import sentence_transformers.base.losses.merged_forward as mf
+
+    real = mf.embed_columns
+    mf.embed_columns = lambda model, feats: feats  # the embeddings stand in for the model's output
+    try:
+        packed = loss(features, torch.cat([teacher, offsets], dim=1))
+    finally:
+        mf.embed_columns = real
+    assert packed.item() == pytest.approx(direct.item(), abs=1e-6)
+    with pytest.raises(ValueError, match="BM25 offsets"):
+        loss.loss_from_embeddings(q, pos, cands, teacher, torch.zeros(2, 3))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from trainer.embedder.negatives import doc_rank, select_hardest, select_negatives, spread_candidates, teacher_scores
 from trainer.embedder.pairs import Pair
 
@@ -51,3 +53,17 @@ def test_spread_candidates_keep_the_top_half_and_sample_deeper_in_rank_order():
     assert len(got) == 7 and got[:4] == [100, 101, 102, 103] and len(set(got)) == 7
     assert got == sorted(got) and set(got) <= set(filtered)
     assert spread_candidates([1, 2], 7, random.Random(0)) == [1, 2]
+
+
+def test_bm25_offsets_put_bm25_in_cosine_units_without_the_own_document():
+    from trainer.embedder.negatives import bm25_offsets
+
+    doc_of = {1: "own", 2: "a", 3: "b", 4: "c"}
+    detail = {"dense": {1: (1, 0.9), 2: (2, 0.6), 3: (3, 0.5), 4: (4, 0.4)},
+              "bm25": {1: (1, 50.0), 2: (2, 12.0), 3: (3, 2.0)}}
+    # cos range without "own": 0.2; BM25 range without it: 10; w = 0.5 -> 0.02 cosine per BM25 point
+    out = bm25_offsets(detail, doc_of, "own", [2, 3, 4], positive_score=7.0, dense_weight=0.5)
+    assert out == pytest.approx((0.1, 0.2, 0.0, 0.0))
+    assert bm25_offsets(detail, doc_of, "own", [2], positive_score=99.0, dense_weight=0.5)[0] == pytest.approx(0.2)
+    assert bm25_offsets(detail, doc_of, "own", [2, 3], 7.0, dense_weight=0.75) == pytest.approx((1 / 30, 1 / 15, 0.0), abs=1e-5)
+    assert bm25_offsets({"dense": detail["dense"], "bm25": {}}, doc_of, "own", [2], 7.0, 0.5) == (0.0, 0.0)
