@@ -292,7 +292,7 @@ def main() -> None:
                      beir_train=sup_dir)
     if "demo" in corpora:  # the demo preset's sizes (pipeline/build.py)
         trained_case("demo", [ROOT / "samples" / "python-docs"],
-                     {"max_pairs": 128, "max_seq_length": 96, "mini_batch_size": 32}, demo_labels)
+                     {"max_pairs": 128, "max_seq_length": 96, "mini_batch_size": 32, **json.loads(a.train)}, demo_labels)
     for aws in ("awscli", "awscli2"):  # command references nobody tuned on (bench/awscli_answers.py), default recipe
         if aws not in corpora:
             continue

@@ -129,6 +129,19 @@ def test_hybrid_distillation_trains_on_teacher_scored_candidates(tiny, ws, tmp_p
         base_cfg["attention_probs_dropout_prob"] > 0
 
 
+def test_residual_training_carries_bm25_offsets_into_the_loss(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], loss="distill", distill_candidates=3, negative_depth=20, dropout=0.0,
+                      negative_max_sim=1.0, bm25_residual=True)
+    out = tmp_path / "residual"
+    rep = train_embedder(s, out=out, progress=False)
+    losses = [r["loss"] for r in rep["loss_curve"]]
+    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+    assert json.loads((out / "manifest.json").read_text())["loss"]["bm25_residual"] is True
+    train = pairs_from_jsonl((ws / "runs" / "embedder-residual" / "train.jsonl").read_text())
+    assert all(len(p.bm25) == 4 and all(o >= 0.0 for o in p.bm25) for p in train)
+    assert any(o > 0.0 for p in train for o in p.bm25)  # BM25 lifts some candidates
+
+
 def test_base_weight_saves_the_average_of_the_trained_and_starting_weights(tiny, ws, tmp_path):
     from safetensors.torch import load_file
     from transformers.trainer_utils import get_last_checkpoint
