@@ -174,9 +174,9 @@ class EmbedderTrainConfig(Section):
                                    "Measured harmful on SciFact: dense 0.662 -> 0.592 (it overfits the pseudo-queries).")
     bm25_residual: bool = Field(False, description="Score the student as search fuses it: BM25's share of the "
                                 "served fusion is added to its dense scores (loss 'distill'), so training spends "
-                                "itself where BM25 does not already find the chunk (CLEAR's residual training). Measured on the "
-                                "choosing halves of three corpora: hybrid nDCG@10 0.9252 against 0.9254, dense "
-                                "0.890 against 0.896 (bench/results/embedder-residual.json), so off.")
+                                "itself where BM25 does not already find the chunk (CLEAR's residual training). "
+                                "Measured on the choosing halves of three corpora: hybrid nDCG@10 0.9252 against "
+                                "0.9254, dense 0.890 against 0.896 (bench/results/embedder-residual.json), so off.")
     teacher_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the teacher's fused score "
                                         "(the rest is BM25).")
     sources: str = Field("ict,claim", description="Comma-separated mined pair sources: title, ict, claim "
