@@ -15,10 +15,15 @@ Reads the runs' files (bench/embedder_gate.py) and writes bench/results/embedder
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trainer.embedder.gate import beyond  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 RUNS = {"default": "embedder-residual-base.json", "residual": "embedder-residual-clear.json"}
 EARLIER = ("embedder-gate.json", "embedder-squad-full.json", "embedder-fill-1-served.json", "embedder-fill-4.json",
@@ -26,16 +31,6 @@ EARLIER = ("embedder-gate.json", "embedder-squad-full.json", "embedder-fill-1-se
            "embedder-gate-awscli2.json")
 LATER = ("embedder-squad-full-sentences.json",)  # default recipe on all SQuAD dev paragraphs, run after: counted apart
 CORPORA = ("squad", "scifact-mini", "demo")
-MIN_MISSES = 20
-
-
-def r0(probe: dict[str, Any]) -> bool:
-    return bool(probe["replace"])
-
-
-def r1(probe: dict[str, Any]) -> bool:
-    gain, se = probe.get("gain"), probe.get("se")
-    return gain is not None and se is not None and (probe.get("bm25_misses") or 0) >= MIN_MISSES and gain > 1.645 * se
 
 
 def recipe_decision(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -61,7 +56,9 @@ def gate_cases(res: dict[str, Any], label: str) -> list[dict[str, Any]]:
         rows.append({"run": label, "corpus": r["corpus"], "model": r["model"], "B_hybrid_gain": r["gain_B"]["hybrid"],
                      "probe_gain": r["probe"].get("gain"), "se": r["probe"].get("se"),
                      "bm25_misses": r["probe"].get("bm25_misses"), "should_replace": should,
-                     "R0": r0(r["probe"]), "R1": r1(r["probe"])})
+                     # R0 is the recorded call; R1 the gate's own test with a 1.645 SE margin (a probe with too
+                     # few missed queries records no gain, so both keep)
+                     "R0": bool(r["probe"]["replace"]), "R1": beyond(r["probe"].get("gain"), r["probe"].get("se"), 1.645)})
     return rows
 
 

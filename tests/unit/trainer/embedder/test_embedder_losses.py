@@ -87,21 +87,16 @@ def test_residual_offsets_take_the_gradient_off_pairs_bm25_already_ranks_first()
     assert torch.allclose(norms[True][2:], norms[False][2:], atol=1e-6)
 
 
-def test_residual_labels_split_into_teacher_and_offsets():
+def test_residual_labels_split_into_teacher_and_offsets(monkeypatch):
+    import sentence_transformers.base.losses.merged_forward as mf
+
     torch.manual_seed(4)
     q, pos, cands = _unit(2, 8), _unit(2, 8), _unit(2, 3, 8)
     teacher, offsets = torch.rand(2, 3), torch.rand(2, 4)
     loss = MnrlDistillLoss(torch.nn.Identity(), residual=True)
     direct = loss.loss_from_embeddings(q, pos, cands, teacher, offsets)
-    features = [q, pos, *cands.unbind(1)]
-    import sentence_transformers.base.losses.merged_forward as mf
-
-    real = mf.embed_columns
-    mf.embed_columns = lambda model, feats: feats  # the embeddings stand in for the model's output
-    try:
-        packed = loss(features, torch.cat([teacher, offsets], dim=1))
-    finally:
-        mf.embed_columns = real
+    monkeypatch.setattr(mf, "embed_columns", lambda model, feats: feats)  # the embeddings stand in for the model's
+    packed = loss([q, pos, *cands.unbind(1)], torch.cat([teacher, offsets], dim=1))
     assert packed.item() == pytest.approx(direct.item(), abs=1e-6)
     with pytest.raises(ValueError, match="BM25 offsets"):
         loss.loss_from_embeddings(q, pos, cands, teacher, torch.zeros(2, 3))
