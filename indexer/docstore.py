@@ -337,17 +337,26 @@ class DocStore:
                 out.setdefault(row[0], []).append(Entity(*row[1:]))
         return out
 
-    def chunk_ids_with_entity(self, label: str, norm: str | None = None) -> set[int]:
+    def entity_norms(self, label: str) -> list[str]:
+        """The distinct normalised values stored under `label` (active or not: callers intersect)."""
+        return [r[0] for r in self._raw().execute("SELECT DISTINCT norm FROM entities WHERE label = ?", (label,))]
+
+    def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]:
+        """Active chunks with an entity of `label`, and with one of `norms` as its value when given."""
         q = (
             "SELECT DISTINCT e.chunk_id FROM entities e JOIN chunks c ON c.id = e.chunk_id "
             "JOIN active a ON a.doc_id = c.doc_id AND a.sha256 = c.doc_sha256 AND a.chunker = c.chunker "
             "WHERE e.label = ?"
         )
-        args: list[str] = [label]
-        if norm is not None:
-            q += " AND e.norm = ?"
-            args.append(norm)
-        return {r[0] for r in self._raw().execute(q, args)}
+        if norms is None:
+            return {r[0] for r in self._raw().execute(q, (label,))}
+        out: set[int] = set()
+        norms = list(norms)
+        for i in range(0, len(norms), 500):
+            part = norms[i:i + 500]
+            rows = self._raw().execute(q + f" AND e.norm IN ({','.join('?' * len(part))})", [label, *part])
+            out.update(r[0] for r in rows)
+        return out
 
     def entity_counts(self, label: str | None = None, top: int | None = None) -> list[tuple[str, str, int]]:
         q = (

@@ -1,7 +1,9 @@
 """Entity filters and facets for search.
 
 `--entity ORG` keeps chunks with at least one ORG entity, `--entity ORG:pfizer` those with an ORG
-whose normalised form is "pfizer"; several filters combine with AND. The filters become a set of
+named by "pfizer": its normalised form, or a run of its whole words ("pfizer inc", "pfizer", not "pfiz"),
+because people filter by the name they remember, not by the span the tagger chose; several filters
+combine with AND. The filters become a set of
 allowed chunk ids (from the docstore's entity table) that the Searcher applies inside both
 retrievers, so a filtered query still returns k hits when k matching chunks exist, unlike a
 post-filter of the unfiltered top k. Facets count, among the hits, how many carry each label and
@@ -39,7 +41,9 @@ class EntityFilter:
 class EntityStore(Protocol):
     """The part of the DocStore filters and facets need."""
 
-    def chunk_ids_with_entity(self, label: str, norm: str | None = None) -> set[int]: ...
+    def entity_norms(self, label: str) -> list[str]: ...
+
+    def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]: ...
 
     def entities_for(self, chunk_ids: Iterable[int]) -> dict[int, list[Entity]]: ...
 
@@ -160,13 +164,33 @@ def parse_entity_filters(specs: Sequence[str] | None) -> list[EntityFilter]:
     return [parse_entity_filter(s) for s in specs or ()]
 
 
+_NAME_WORD = re.compile(r"\w+")
+
+
+def names_entity(value: str, norm: str) -> bool:
+    """True when the filter value (normalised) is the entity's normalised form or a run of its whole
+    words: "acme" names "acme corporation", "u.s" names "u.s. army"; "acm" names neither."""
+    if value == norm:
+        return True
+    want, words = _NAME_WORD.findall(value), _NAME_WORD.findall(norm)
+    n = len(want)
+    return n > 0 and any(words[i:i + n] == want for i in range(len(words) - n + 1))
+
+
+def matching_chunk_ids(store: EntityStore, f: EntityFilter) -> set[int]:
+    if f.norm is None:
+        return store.chunk_ids_with_entity(f.label)
+    norms = [n for n in store.entity_norms(f.label) if names_entity(f.norm, n)]
+    return store.chunk_ids_with_entity(f.label, norms) if norms else set()
+
+
 def allowed_chunk_ids(store: EntityStore, filters: Sequence[EntityFilter]) -> set[int] | None:
     """Chunk ids matching every filter (AND); None when there is no filter (search everything)."""
     if not filters:
         return None
     allowed: set[int] | None = None
     # Most selective first keeps the intersections small.
-    sets = sorted((store.chunk_ids_with_entity(f.label, f.norm) for f in filters), key=len)
+    sets = sorted((matching_chunk_ids(store, f) for f in filters), key=len)
     for ids in sets:
         allowed = set(ids) if allowed is None else allowed & ids
         if not allowed:

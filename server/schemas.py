@@ -50,8 +50,10 @@ class ErrorResponse(Response):
 
 # ---- search -------------------------------------------------------------------------------------
 class Filters(Request):
-    entities: list[FilterSpec] = Field(default_factory=list, max_length=16,
-                                       description="LABEL or LABEL:value; all must match (AND).")
+    entities: list[FilterSpec] = Field(
+        default_factory=list, max_length=16,
+        description="LABEL or LABEL:value (the value: an entity's name or a run of its whole words, any case); "
+                    "all must match (AND).")
     metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Scalar] = Field(
         default_factory=dict, max_length=16, description="Document metadata key: value; all must match.")
 

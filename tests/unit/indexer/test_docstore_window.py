@@ -70,3 +70,17 @@ def test_sentence_vectors_are_cached_per_chunk_text_and_collected_with_it(tmp_pa
     store.commit_generation({}, "g3")  # d.md is neither active nor previous now
     store.collect_garbage()
     assert store._raw().execute("SELECT COUNT(*) FROM sentence_vectors").fetchone()[0] == 0
+
+
+def test_entity_lookups_by_label_and_by_values_see_only_the_active_corpus(tmp_path):
+    from indexer.types import Entity
+
+    store, ids = _store(tmp_path)
+    e = lambda norm: Entity(norm.title(), "ORG", norm, 0, 1, 0, 1)  # noqa: E731
+    store.put_entities([(ids[0], [e("acme corporation")]), (ids[1], [e("acme")]), (ids[2], [e("globex")])])
+    assert sorted(store.entity_norms("ORG")) == ["acme", "acme corporation", "globex"]
+    assert store.chunk_ids_with_entity("ORG") == set()  # nothing active yet
+    store.commit_generation({"d.md": ("sha-d", "ck")}, "g1")
+    assert store.chunk_ids_with_entity("ORG") == set(ids[:3])
+    assert store.chunk_ids_with_entity("ORG", ["acme", "acme corporation"]) == set(ids[:2])
+    assert store.chunk_ids_with_entity("ORG", []) == set() and store.chunk_ids_with_entity("GPE") == set()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pytest
 
@@ -15,6 +15,7 @@ from ner.filters import (
     entity_problem,
     informative_entity,
     list_entities,
+    names_entity,
     parse_entity_filter,
     parse_entity_filters,
     search_with_entities,
@@ -34,8 +35,12 @@ class FakeStore:
         self.ents = ents
         self.texts = texts or {}
 
-    def chunk_ids_with_entity(self, label: str, norm: str | None = None) -> set[int]:
-        return {c for c, es in self.ents.items() if any(e.label == label and norm in (None, e.norm) for e in es)}
+    def entity_norms(self, label: str) -> list[str]:
+        return sorted({e.norm for es in self.ents.values() for e in es if e.label == label})
+
+    def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]:
+        return {c for c, es in self.ents.items()
+                if any(e.label == label and (norms is None or e.norm in norms) for e in es)}
 
     def entities_for(self, chunk_ids: Iterable[int]) -> dict[int, list[Entity]]:
         return {c: self.ents[c] for c in chunk_ids if self.ents.get(c)}
@@ -96,6 +101,28 @@ def test_allowed_ids_and_semantics() -> None:
     assert allowed_chunk_ids(STORE, [EntityFilter("ORG", "pfizer")]) == {1, 3}
     assert allowed_chunk_ids(STORE, [EntityFilter("ORG", "pfizer"), EntityFilter("DRUG")]) == {1}
     assert allowed_chunk_ids(STORE, [EntityFilter("GPE"), EntityFilter("DRUG")]) == set()
+
+
+@pytest.mark.parametrize("value, norm, names", [
+    ("acme", "acme", True),
+    ("acme", "acme corporation", True),
+    ("lopez", "maria lopez", True),
+    ("maria lopez", "dr maria lopez jr", True),
+    ("u.s", "u.s. army", True),
+    ("acm", "acme corporation", False),
+    ("corporation acme", "acme corporation", False),
+    ("lopez maria", "maria lopez", False),
+])
+def test_a_value_names_an_entity_by_a_run_of_its_whole_words(value: str, norm: str, names: bool) -> None:
+    assert names_entity(value, norm) is names
+
+
+def test_a_filter_value_matches_longer_names_that_contain_it() -> None:
+    store = FakeStore({1: [ent("ORG", "acme corporation")], 2: [ent("ORG", "acme")], 3: [ent("ORG", "acmex")],
+                       4: [ent("PERSON", "acme")]})
+    assert allowed_chunk_ids(store, [parse_entity_filter("ORG:Acme")]) == {1, 2}
+    assert allowed_chunk_ids(store, [parse_entity_filter("ORG:acme corporation")]) == {1}
+    assert allowed_chunk_ids(store, [parse_entity_filter("ORG:corp")]) == set()
 
 
 def test_filtered_search_returns_k_hits_where_post_filter_would_not() -> None:
