@@ -117,6 +117,7 @@ def upsert_documents(settings: Settings, docs: Sequence[Document], delete_ids: S
                      enricher: Enricher | None = None) -> IngestReport:
     """Add or replace documents given directly (API uploads) and delete others, in one generation.
     The stored documents not named stay as they are (they are outside this call's scope)."""
+    t0 = time.perf_counter()
     ws = Workspace.open(settings)
     with ws.writer():
         indexed = ws.store.active_documents()
@@ -124,7 +125,9 @@ def upsert_documents(settings: Settings, docs: Sequence[Document], delete_ids: S
         if missing:
             raise NotFound(f"no document with id {missing[0]!r}")
         delete = set(delete_ids) - {d.doc_id for d in docs}
-        return _apply(ws, docs, lambda d: d in delete, enricher, None, progress=False)
+        report = _apply(ws, docs, lambda d: d in delete, enricher, None, progress=False)
+    report.seconds = time.perf_counter() - t0
+    return report
 
 
 def _resolve_embedder(ws: Workspace, override: str | None) -> Embedder:

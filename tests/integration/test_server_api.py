@@ -352,6 +352,7 @@ def test_document_upsert_get_update_delete(client):
     r = client.post("/v1/documents", json={"documents": [doc]}, headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["ids"] == ["notes/tea.txt"] and r.json()["report"]["added"] == 1
+    assert r.json()["report"]["seconds"] > 0  # the write's own time, as ingest and reindex report theirs
     got = client.get("/v1/documents/notes/tea.txt", headers=ADMIN).json()
     assert got["text"] == doc["text"] and got["metadata"] == doc["metadata"] and got["chunks"]
     hits = client.post("/v1/search", json={"query": "Darjeeling tea", "k": 1}, headers=READ).json()["hits"]
@@ -413,11 +414,10 @@ def test_reindex_runs_as_a_job(client):
     assert job["counts"]["documents_total"] == 5 and job["progress"] == 1.0
     assert client.get("/readyz").json()["index"]["name"] != before
     _error(client.get("/v1/jobs/nope", headers=ADMIN), 404)
-    failed = client.post("/v1/reindex", json={"embedder": "/no/such/model"}, headers=ADMIN).json()
-    while failed["state"] in ("queued", "running"):
-        time.sleep(0.1)
-        failed = client.get(f"/v1/jobs/{failed['id']}", headers=ADMIN).json()
-    assert failed["state"] == "failed" and failed["error"]["code"] == "model_unavailable"
+    for bad in ("/no/such/model", "/etc"):  # refused before a job is queued, the index untouched
+        err = _error(client.post("/v1/reindex", json={"embedder": bad}, headers=ADMIN), 400, "invalid_input")
+        assert err["message"].startswith("embedder: ") and bad in err["message"]
+    assert client.get("/readyz").json()["index"]["name"] != before
 
 
 # ---- entities, metrics --------------------------------------------------------------------------

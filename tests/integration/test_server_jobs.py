@@ -140,9 +140,12 @@ def test_a_full_queue_answers_429_with_retry_after(home):
         assert again.status_code == 202 and wait_job(c, again.json()["id"])["state"] == "committed", again.text
 
 
-def test_failing_writes_are_failed_jobs_with_a_reason(home):
+def test_failing_writes_are_failed_jobs_with_a_reason(home, tmp_path):
+    broken = tmp_path / "broken-model"  # looks like a model directory, so it is queued, but does not load
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
     with client_for(home, write_lock_wait_s=1.0, write_sync_wait_s=0) as c:
-        r = c.post("/v1/reindex", json={"embedder": "/no/such/model"}, headers=ADMIN)
+        r = c.post("/v1/reindex", json={"embedder": str(broken)}, headers=ADMIN)
         job = wait_job(c, r.json()["id"])
         assert job["state"] == "failed" and job["error"]["code"] == "model_unavailable" and job["error"]["message"]
         assert job["generation"] is None
