@@ -24,6 +24,13 @@ class NothingIngested(InvalidInput):
     code = "nothing_ingested"
 
 
+class TooLittleData(InvalidInput):
+    """The corpus is too small for a training step (pairs to split, queries to judge): a command that asked for
+    it fails with the reason; the build skips the step, says why, and goes on."""
+
+    code = "too_little_data"
+
+
 class NotFound(RagkilnError):
     """A document, job, model or workspace artifact that was asked for does not exist."""
 

@@ -64,9 +64,17 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 
 
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
+    """Adapt the embedder, unless the corpus is too small to train on or to judge the result without labels:
+    then the stage records why, and search keeps the base embedder."""
+    from common.errors import TooLittleData
     from trainer.embedder.train import train_embedder
 
-    report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True, token=ctx.inputs)
+    try:
+        report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True,
+                                token=ctx.inputs, judge_first=True)
+    except TooLittleData as e:
+        log.warning("embedder not trained: %s", e)
+        return {"trained": False, "reason": str(e)}, []
     keep = {k: report[k] for k in ("metrics", "training", "data", "plan", "loss_curve", "dev_curve") if k in report}
     return keep, [str(ctx.embedder_dir)]
 
@@ -77,7 +85,10 @@ def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     from indexer import service
     from ner.enrich import open_enricher
 
-    switch, why = embedder_call(ctx.state.outputs("embedder").get("metrics", {}))
+    trained = ctx.state.outputs("embedder")
+    if trained.get("trained") is False:
+        return {"switched": False, "reason": f"none was trained ({trained.get('reason')})"}, []
+    switch, why = embedder_call(trained.get("metrics", {}))
     if not switch:
         log.warning("keeping the base embedder's index: %s", why)
         return {"switched": False, "reason": why}, [str(ctx.embedder_dir)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.errors import InvalidInput, ManifestMismatch, ModelUnavailable
+from common.errors import InvalidInput, ManifestMismatch, ModelUnavailable, TooLittleData
 from common.settings import load_settings
 from indexer import service
 from indexer.chunking import index_text
@@ -225,6 +225,16 @@ def test_an_unsupervised_run_is_judged_on_the_train_split_and_reports_test(tiny,
     sel = rep["metrics"]["select"]
     assert sel["split"] == "train" and set(sel["after"]) == {"bm25", "dense", "hybrid"}
     assert set(rep["metrics"]["beir_after"]) == {"bm25", "dense", "hybrid"}  # test, for the record
+
+
+def test_a_build_does_not_train_a_model_its_gate_could_not_judge(tiny, ws, tmp_path):
+    s = make_settings(ws, tiny["model"], epochs=1)
+    with pytest.raises(TooLittleData, match=r"probe queries that BM25 alone misses, and this corpus gives \d+"):
+        train_embedder(s, out=tmp_path / "skipped", progress=False, judge_first=True)
+    assert not (tmp_path / "skipped").exists()
+    # a labelled split decides instead of the probe, so the run trains
+    rep = train_embedder(s, out=tmp_path / "judged", eval_beir=tiny["beir"], progress=False, judge_first=True)
+    assert rep["metrics"]["select"]["split"] == "train" and (tmp_path / "judged" / "manifest.json").exists()
 
 
 def test_cli_train_embedder_json_and_errors(tiny, ws, tmp_path):

@@ -242,6 +242,12 @@ def bm25_misses(probe: Probe, lexical: Mapping[str, np.ndarray]) -> dict[str, np
     return out
 
 
+def count_bm25_misses(probe: Probe, bm25: Mapping[str, Any] | None = None) -> int:
+    """How many probe queries BM25 alone misses: known before any training, and below MIN_QUERIES `hard_gate`
+    keeps the base whatever the adapted model does."""
+    return int(sum(m.sum() for m in bm25_misses(probe, lexical_scores(probe, **(bm25 or {}))).values()))
+
+
 def hard_gate(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], hard: Mapping[str, np.ndarray]
               ) -> tuple[bool, float | None, float | None, int]:
     """(replace, mean gain, standard error, queries) over the probe queries BM25 alone misses.

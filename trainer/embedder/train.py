@@ -27,7 +27,7 @@ from typing import Any
 
 from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest
 from common.console import is_terminal
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound, TooLittleData
 from common.runs import prepared_under, stamp_run
 from common.settings import EmbedderTrainConfig, Settings
 from indexer.beir_eval import selection_split
@@ -37,7 +37,7 @@ from indexer.types import Chunk
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
 from trainer.embedder.negatives import mine_hard_negatives, mine_teacher_candidates
-from trainer.embedder.gate import Probe, build_probe, run_probe, served_mode
+from trainer.embedder.gate import MIN_QUERIES, Probe, build_probe, count_bm25_misses, run_probe, served_mode
 from trainer.embedder.plan import TrainPlan, measure_slowdown, plan_training
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def build_pairs(ws: Workspace, cfg: EmbedderTrainConfig, pairs_file: Path | None
         used.append("mined:" + ",".join(sources))
     pairs = P.dedup(labelled + mined)
     if len({p.doc_id for p in pairs}) < 2:
-        raise InvalidInput("need pairs from at least two documents to hold out a dev split; ingest more documents "
-                           "or give labelled pairs")
+        raise TooLittleData("need pairs from at least two documents to hold out a dev split; ingest more documents "
+                            "or give labelled pairs")
     return pairs, used
 
 
@@ -189,11 +189,13 @@ def plan_run(cfg: EmbedderTrainConfig, available_pairs: int, dev_texts: int = 10
 
 def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path | None = None,
                 beir_train: Path | None = None, eval_beir: Path | None = None, progress: bool = True,
-                on_plan=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+                on_plan=None, judge_first: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Mine pairs and hard negatives from the workspace index into `run_dir` (train/dev data + spec).
 
     The plan (pairs, steps, estimated minutes) is logged, and given to `on_plan`, before the index
-    searches that mining costs."""
+    searches that mining costs. With `judge_first` (the build) and no labelled split to decide, a corpus
+    whose label-free probe cannot judge an adapted model (too few queries BM25 misses) is not trained on:
+    TooLittleData, since its model could never be served."""
     cfg = settings.embedder_train
     check_inputs(pairs_file, beir_train, eval_beir)
     ws = Workspace.open(settings)
@@ -202,7 +204,15 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     pairs, used = build_pairs(ws, cfg, pairs_file, beir_train)
     train, dev = P.split_by_document(pairs, cfg.dev_fraction, cfg.seed, max_dev=cfg.max_dev_pairs)
     if not train or not dev:
-        raise InvalidInput(f"{len(pairs)} pairs are too few to split into train and dev")
+        raise TooLittleData(f"{len(pairs)} pairs are too few to split into train and dev")
+    probe = _probe(ws, cfg, {p.doc_id for p in dev}, settings.indexer.bm25_context_chunks)
+    if judge_first and (eval_beir is None or selection_split(eval_beir, beir_train) is None):
+        misses = count_bm25_misses(probe, served_mode(settings.indexer)["bm25"])
+        if misses < MIN_QUERIES:
+            raise TooLittleData(
+                f"without labels the build judges an adapted embedder on probe queries that BM25 alone misses, and "
+                f"this corpus gives {misses} (fewer than {MIN_QUERIES}): training skipped, search keeps the base "
+                "embedder (`ragkiln train embedder` still trains one)")
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
     bf16 = resolve_precision(cfg.precision) == "bf16"
     slowdown = measure_slowdown(step_timer(searcher.embedder.base_path, cfg.max_seq_length, bf16), sample,
@@ -234,16 +244,15 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     if not train:
         need = (f"{cfg.distill_candidates} teacher candidates" if cfg.loss == "distill"
                 else f"{cfg.hard_negatives} hard negatives")
-        raise InvalidInput(f"no training pair kept after mining negatives: no query found {need} in the index "
-                           "(a corpus this small: lower them, or use loss cached_mnrl)")
+        raise TooLittleData(f"no training pair kept after mining negatives: no query found {need} in the index "
+                            "(a corpus this small: lower them, or use loss cached_mnrl)")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "train.jsonl", P.pairs_to_jsonl(train))
     dev_set = _dev_set(dev, ws, cfg)
     atomic_write_text(run_dir / "dev.json", json.dumps(dev_set))
-    atomic_write_text(run_dir / "probe.json", json.dumps(asdict(_probe(ws, cfg, set(dev_set["doc_ids"]),
-                                                                       settings.indexer.bm25_context_chunks))))
+    atomic_write_text(run_dir / "probe.json", json.dumps(asdict(probe)))
     emb = searcher.embedder
     spec = {
         # an int8 index's embedder is an export: train from the torch model it was exported from
@@ -499,9 +508,10 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
 
 def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path | None = None,
                    beir_train: Path | None = None, eval_beir: Path | None = None, resume: bool = False,
-                   progress: bool = True, on_plan=None, token: str | None = None,
+                   progress: bool = True, on_plan=None, token: str | None = None, judge_first: bool = False,
                    ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """The whole `ragkiln train embedder`: prepare (or resume), plan, train, evaluate, save.
+    """The whole `ragkiln train embedder`: prepare (or resume), plan, train, evaluate, save (`judge_first`:
+    `prepare_run`'s).
 
     `token` names the inputs (the build's stage hash): a run prepared under the same token is continued
     from its last checkpoint, with the pairs and plan it already has."""
@@ -517,7 +527,8 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
         if resume and (run_dir / "run.json").exists():
             log.info("resuming %s", run_dir)
         else:
-            prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress, on_plan=on_plan)
+            prepare_run(settings, run_dir, out, pairs_file, beir_train, eval_beir, progress, on_plan=on_plan,
+                        judge_first=judge_first)
             if token is not None:
                 stamp_run(run_dir, token)
         nproc = settings.embedder_train.nproc

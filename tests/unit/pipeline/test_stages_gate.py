@@ -58,3 +58,17 @@ def test_qa_tuning_starts_from_the_lm_the_check_chose(tmp_path):
     assert lm_served_dir(ctx({"served": "plain"})) == tmp_path / "models" / "lm-plain"
     assert lm_served_dir(ctx({"served": "retrieval"})) == tmp_path / "models" / "lm-base"
     assert lm_served_dir(ctx({})) == tmp_path / "models" / "lm-base"  # a build from before the check
+
+
+def test_an_untrained_embedder_keeps_the_base_index_and_says_why(tmp_path):
+    from pipeline.stages import StageContext, stage_reindex
+
+    class State:
+        def outputs(self, stage: str) -> dict:
+            return {"trained": False, "reason": "this corpus gives 4 (fewer than 20)"} if stage == "embedder" else {}
+
+    ctx = StageContext(settings=None, home=tmp_path, corpus=[], preset="tiny", qa_steps=1,  # type: ignore[arg-type]
+                       state=State())
+    out, paths = stage_reindex(ctx)  # never opens the (absent) workspace
+    assert out == {"switched": False, "reason": "none was trained (this corpus gives 4 (fewer than 20))"}
+    assert paths == []

@@ -66,6 +66,16 @@ def test_bm25_misses_marks_queries_whose_document_bm25_does_not_rank_first():
     assert bm25_misses(probe, lexical)["keywords"].tolist() == [False, True, True]  # no BM25 score: missed too
 
 
+def test_the_misses_are_counted_with_bm25_alone_before_any_model():
+    from trainer.embedder.gate import Probe, count_bm25_misses
+
+    corpus = {"c0": "zebra stripes grazing savanna", "c1": "penguin colony antarctic ice", "c2": "cactus desert rain"}
+    probe = Probe(corpus, {"c0": "a", "c1": "b", "c2": "c"},
+                  {"keywords": [("zebra savanna", "a"), ("penguin ice", "b"), ("desert zebra stripes", "c"),
+                                ("volcano", "a")]})
+    assert count_bm25_misses(probe) == 2  # c's query ranks a first; "volcano" matches nothing
+
+
 def test_question_queries_ask_for_a_phrase_of_each_sentence_near_its_place():
     import random
 
