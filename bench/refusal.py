@@ -56,7 +56,7 @@ from common.settings import ServerConfig, load_settings  # noqa: E402
 from indexer import service  # noqa: E402
 from indexer.types import Hit  # noqa: E402
 from indexer.workspace import Workspace  # noqa: E402
-from reader.grounding import Evidence, passage_evidence, relevant_hits  # noqa: E402
+from reader.grounding import Evidence, asked_about, passage_evidence, relevant_hits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 WORK = ROOT / "bench" / "work"
@@ -136,7 +136,7 @@ def ask(ws: Workspace, kind: str, corpus: str, rows: Sequence[dict[str, Any]],
     for r, v in zip(rows, vecs):
         q = r["question"]
         hits = s.search(q, k=K, mode="hybrid", query_vec=v)
-        weights = s.gen.bm25.term_weights(q)
+        weights = s.gen.bm25.term_weights(asked_about(q))
         ev = [passage_evidence(h, weights, s.gen.bm25.language) for h in hits]
         out.append(Asked(kind, corpus, r["half"], q, hits, ev, [gold_of(r, h) for h in hits],
                          sum(weights.values()), {k: v for k, v in r.items() if k not in ("question", "half", "context")}))
@@ -298,7 +298,7 @@ def previous_refused(bm25: dict[str, Any]) -> Callable[[Asked], bool]:
     from indexer.chunking import index_text
 
     def refused(a: Asked) -> bool:
-        weights = bm25[a.corpus].term_weights(a.question)
+        weights = bm25[a.corpus].term_weights(asked_about(a.question))
         total = sum(weights.values())
         for h in a.hits:
             if "dense" not in h.scores:

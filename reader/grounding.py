@@ -16,8 +16,10 @@ from the BM25 index (no model call):
   terms' weight. A question's rarest term usually names what it is about ("Where does the Danube end?"
   against a passage on the Rhine: rivers, seas and countries match, the Danube does not).
 
-The question's own function words (who, which, did, how many, ...; BM25 keeps them, its stop list is
-short) are left out: they say how a question is asked, not what about. In a small corpus that never says
+The question's own function words (who, which, did, how many, the adjective of any "how <kind>": how
+often, how long, ...; BM25 keeps them, its stop list is short) are left out: they say how a question is
+asked, not what about. A manual that says "every Monday" and never "often" made "How often is the
+forklift inspected?" miss its heaviest term and be refused. In a small corpus that never says
 "who" it would be the heaviest term every passage lacks; and an encyclopedia rarely says "should" or
 "do", which made the style of a how-to question pass for evidence that it is off-topic.
 
@@ -34,6 +36,7 @@ refit them after switching.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -42,6 +45,7 @@ from common.settings import ServerConfig
 from indexer.bm25 import tokenize
 from indexer.chunking import sentence_spans
 from indexer.types import Hit
+from reader.question import HOW_KINDS
 
 
 # Interrogatives, auxiliaries and request words: how a question is asked, not what it is about (English).
@@ -53,6 +57,14 @@ QUESTION_WORDS = ("who whom whose what which when where why how whichever whatev
 @cache
 def _question_stems(language: str) -> frozenset[str]:
     return frozenset(tokenize(QUESTION_WORDS, language))
+
+
+_HOW_KIND = re.compile(r"\bhow\s+(?:" + "|".join(sorted(HOW_KINDS)) + r")\b", re.IGNORECASE)
+
+
+def asked_about(question: str) -> str:
+    """The question as its terms are weighed: "how <kind>" kept as "how" (a kind of answer, not a subject)."""
+    return _HOW_KIND.sub("how", question)
 
 
 class TermWeighter(Protocol):
@@ -126,7 +138,7 @@ def relevant_hits(hits: Sequence[Hit], question: str, terms: TermWeighter, cfg: 
     """The passages that support an answer to `question` (the rule above, constants `cfg.grounding_*`):
     none, and the answer is NO_ANSWER with `grounded: false`. `terms`: the BM25 index the hits came from."""
     rule = GroundingRule.of(cfg)
-    weights = terms.term_weights(question)
+    weights = terms.term_weights(asked_about(question))
     # With dense retrieval on, a hit without a cosine is one the dense side did not rank among its candidates:
     # it does not count. Only BM25-only retrieval leaves coverage alone to decide.
     dense_on = any("dense" in h.scores for h in hits)

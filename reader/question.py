@@ -11,7 +11,7 @@ from trainer.lm.qa_bounds import answer_type
 
 _WH = ("what", "which", "who", "whom", "whose", "when", "where", "why", "how")
 # "how" + one of these is its own class: "how many" asks for a count, "how long" for a duration
-_HOW_KINDS = frozenset("many much long old far large big tall high often fast deep wide".split())
+HOW_KINDS = frozenset("many much long old far large big tall high often fast deep wide".split())
 # "how do I ...", "how can one ...", "how to ...": a procedural question, whose answer is usually a
 # means (a tool, a function, a step) rather than SQuAD's manner phrase ("How did they win?")
 _HOW_TO = frozenset("do does can could should would to".split())
@@ -34,7 +34,7 @@ def wh_class(words: list[str]) -> tuple[str, int]:
         low = w.lower()
         if low in _WH:
             nxt = words[i + 1].lower() if i + 1 < len(words) else ""
-            if low == "how" and nxt in _HOW_KINDS:
+            if low == "how" and nxt in HOW_KINDS:
                 return "how_" + nxt, i
             if low == "how" and nxt in _HOW_TO:
                 return "how_to", i

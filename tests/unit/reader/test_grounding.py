@@ -12,7 +12,7 @@ import pytest
 from common.settings import ServerConfig
 from indexer.bm25 import BM25Index, tokenize
 from indexer.types import Chunk, Hit
-from reader.grounding import Evidence, GroundingRule, passage_evidence, relevant_hits
+from reader.grounding import Evidence, GroundingRule, asked_about, passage_evidence, relevant_hits
 
 RESULT = Path(__file__).resolve().parents[3] / "bench" / "results" / "refusal.json"
 RULE = GroundingRule(bias=-10.0, w_dense=16.0, w_coverage=8.0, min_coverage=0.55)
@@ -99,6 +99,18 @@ def test_relevant_hits_off_topic_question_gets_nothing_even_at_the_old_cosine_ba
     hits = [hit(1, "The os module gives access to the operating system.", dense=0.33),
             hit(2, "Capital letters are upper case.", dense=0.31, bm25=4.0)]
     assert relevant_hits(hits, "What is the capital of France?", terms, ServerConfig()) == []
+
+
+def test_how_often_asks_for_a_kind_of_answer_not_about_often():
+    assert asked_about("How often is the forklift inspected?") == "how is the forklift inspected?"
+    assert asked_about("HOW LONG does a rollback take, and how far?") == "how does a rollback take, and how?"
+    assert asked_about("Is the old manual still valid?") == "Is the old manual still valid?"  # not after "how"
+    # a corpus that never says "often" makes it the question's heaviest term, lacked by every passage
+    terms = Terms({"often": 9.0, "forklift": 4.0, "inspect": 3.0})
+    manual = hit(1, "The forklift must be inspected every Monday by the shift lead.", dense=0.55)
+    assert [h.chunk.id for h in relevant_hits([manual], "How often is the forklift inspected?", terms,
+                                              ServerConfig())] == [1]
+    assert relevant_hits([manual], "Is the forklift often inspected?", terms, ServerConfig()) == []
 
 
 def test_hybrid_hit_without_cosine_does_not_count_but_bm25_only_retrieval_uses_coverage():
