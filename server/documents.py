@@ -147,12 +147,12 @@ def submit_delete(jobs: JobRegistry, settings: Settings, doc_id: str, key: str |
 
 def submit_reindex(jobs: JobRegistry, settings: Settings, req: ReindexRequest, enricher: Any,
                    key: str | None) -> tuple[Job, bool]:
-    """Queue the reindex; an embedder that names no model is refused now (400), not as a failed job later."""
+    """Queue the reindex; an embedder that names no model is refused now (404), not as a failed job later."""
     if req.embedder is not None:
         try:
             resolve_embedder_path(req.embedder)
         except ModelUnavailable as e:
-            raise InvalidInput(f"embedder: {e}") from None
+            raise NotFound(str(e)) from None
     work = lambda: committed(service.reindex(settings, embedder=req.embedder,  # noqa: E731
                                              enricher=enricher if req.ner else None, progress=False))
     return _submit(jobs, "reindex", work, key, sha256_text("reindex\x00" + req.model_dump_json()), None, [])

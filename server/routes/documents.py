@@ -140,12 +140,14 @@ async def delete_document(request: Request, doc_id: str, state: ServerState = AD
 
 
 @router.post("/v1/reindex", response_model=JobOut, status_code=202,
-             responses={429: _WRITE_RESPONSES[429], 422: {"model": ErrorResponse}})
+             responses={404: {"model": ErrorResponse, "description": "The embedder named is no model."},
+                        429: _WRITE_RESPONSES[429], 422: {"model": ErrorResponse}})
 async def reindex(request: Request, req: ReindexRequest, state: ServerState = ADMIN,
                   idempotency_key: IdempotencyKey = None) -> Response:
     """Rebuild the index from the stored documents in the background (body `{}` for the defaults, or
-    another embedder); searches keep using the old index until the new one is switched in. Always 202
-    with the job (queued behind writes before it)."""
+    another embedder); searches keep using the old index until the new one is switched in. 202 with the
+    job (queued behind writes before it); 404 when the embedder named is neither a built-in name nor a model
+    directory."""
     job, replayed = docs_core.submit_reindex(state.jobs, state.settings, req, state.enricher, idempotency_key)
     return await _write_response(request, state, job, replayed, False, docs_core.job_out)
 

@@ -415,8 +415,8 @@ def test_reindex_runs_as_a_job(client):
     assert client.get("/readyz").json()["index"]["name"] != before
     _error(client.get("/v1/jobs/nope", headers=ADMIN), 404)
     for bad in ("/no/such/model", "/etc"):  # refused before a job is queued, the index untouched
-        err = _error(client.post("/v1/reindex", json={"embedder": bad}, headers=ADMIN), 400, "invalid_input")
-        assert err["message"].startswith("embedder: ") and bad in err["message"]
+        err = _error(client.post("/v1/reindex", json={"embedder": bad}, headers=ADMIN), 404, "not_found")
+        assert bad in err["message"] and "model" in err["message"]
     assert client.get("/readyz").json()["index"]["name"] != before
 
 
