@@ -119,7 +119,39 @@ def load_reader_pipeline(name: str) -> Any:
     for comp in list(nlp.pipe_names):
         if comp not in READER_COMPONENTS:
             nlp.remove_pipe(comp)
-    return split_calls(nlp)
+    return split_final_letter(split_calls(nlp))
+
+
+_FINAL_LETTER = re.compile(r"[A-Za-z]\.")
+
+
+class _FinalLetterTokenizer:
+    """A tokenizer that splits a text's last token "B." into "B" and "." when it ends the text."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, text: str) -> Any:
+        doc = self.inner(text)
+        if not len(doc) or not _FINAL_LETTER.fullmatch(doc[-1].text) or doc[-1].idx + 2 != len(text.rstrip()):
+            return doc
+        from spacy.tokens import Doc
+
+        words = [t.text for t in doc[:-1]] + [doc[-1].text[0], "."]
+        spaces = [bool(t.whitespace_) for t in doc[:-1]] + [False, bool(doc[-1].whitespace_)]
+        return Doc(doc.vocab, words=words, spaces=spaces)
+
+    def pipe(self, texts: Any, batch_size: int = 1000) -> Any:
+        return (self(t) for t in texts)
+
+
+def split_final_letter(nlp: Any) -> Any:
+    """`nlp` whose tokenizer ends a sentence "... in zone B." with "B" and ".", not the initial "B." English
+    tokenizers keep for names ("C. J. Anderson"), so "zone B" can be an answer (the reader parses a sentence at
+    a time, so the text's end is the sentence's); initials inside a sentence are left as they are."""
+    if not isinstance(nlp.tokenizer, _FinalLetterTokenizer):
+        nlp.tokenizer = _FinalLetterTokenizer(nlp.tokenizer)
+    return nlp
 
 
 CALL_INFIX = r"(?<=[A-Za-z0-9_])\((?=[^\s])"
@@ -138,7 +170,7 @@ def split_calls(nlp: Any) -> Any:
 def blank_pipeline() -> Any:
     import spacy
 
-    return split_calls(spacy.blank("en"))
+    return split_final_letter(split_calls(spacy.blank("en")))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ from indexer.bm25 import tokenize as bm25_words
 from indexer.chunking import sentence_spans
 
 _STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
+# a piece ending in a name's initials: after a capitalised word ("Lyndon B."), two or more ("C. J.",
+# "W. E. B."), the piece's only words, or one before a piece that opens with another ("C." + "J. Anderson"):
+# the indexer's splitter cuts there, a name does not end
+_INITIALS_END = re.compile(r"(?:^|[\s(])(?P<name>[A-Z][\w'’-]*\s+)?(?P<initials>(?:[A-Z]\.\s*)+)$")
+_OPENS_WITH_INITIAL = re.compile(r"[A-Z]\.\s")
 
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -30,7 +35,8 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
     heading: tuple[int, int] | None = None  # a lone line waiting for the sentence it introduces
     for s, e in sentence_spans(text):
         after_break = bool(merged or heading) and bool(_PARAGRAPH_BREAK.search(text, (heading or merged[-1])[1], s))
-        if merged and heading is None and not after_break and not _STARTS_SENTENCE.match(text, s):
+        if merged and heading is None and not after_break and (not _STARTS_SENTENCE.match(text, s)
+                                                               or _cut_in_a_name(text, merged[-1], s)):
             merged[-1] = (merged[-1][0], e)
             continue
         if heading is not None:
@@ -48,6 +54,17 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
     if heading is not None:
         merged.append(heading)
     return merged
+
+
+def _cut_in_a_name(text: str, prev: tuple[int, int], s: int) -> bool:
+    """The piece `prev` ends inside a name's initials, so the piece at `s` goes on with the name."""
+    piece = text[prev[0]:prev[1]]
+    m = _INITIALS_END.search(piece)
+    if m is None:
+        return False
+    several = m.group("initials").count(".") > 1
+    alone = m.start("initials") == 0
+    return m.group("name") is not None or several or alone or bool(_OPENS_WITH_INITIAL.match(text, s))
 
 
 def _is_heading(text: str, s: int, e: int) -> bool:

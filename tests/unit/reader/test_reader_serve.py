@@ -129,3 +129,17 @@ def test_the_reader_tokenizer_splits_a_call_from_its_name():
     assert [t.text for t in nlp("Use setraw(fd) or ABC() in 2015 (in May).")] == [
         "Use", "setraw", "(", "fd", ")", "or", "ABC", "(", ")", "in", "2015", "(", "in", "May", ")", "."]
     assert split_calls(nlp) is nlp  # once is enough
+
+
+def test_the_reader_tokenizer_ends_a_sentence_with_a_letter_not_an_initial():
+    import spacy
+
+    from reader.serve import split_final_letter
+
+    nlp = split_final_letter(spacy.blank("en"))
+    assert split_final_letter(nlp) is nlp
+    doc = nlp("Hard hats are required in zone B. ")
+    assert [t.text for t in doc][-3:] == ["zone", "B", "."] and doc.text == "Hard hats are required in zone B. "
+    assert [t.text for t in nlp("Running back C. J. Anderson ran.")][:4] == ["Running", "back", "C.", "J."]
+    assert [t.text for t in nlp("It is in the U.S.")][-1] == "U.S."
+    assert [[t.text for t in d][-2:] for d in nlp.pipe(["See appendix A.", "Plan b."])] == [["A", "."], ["b", "."]]
