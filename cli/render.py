@@ -36,6 +36,9 @@ def render_hits(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SKIPPED_SHOWN = 50
+
+
 def render_report(r: dict[str, Any]) -> str:
     lines = [
         f"documents: {r['documents_total']} ({r['added']} added, {r['changed']} changed, "
@@ -43,9 +46,12 @@ def render_report(r: dict[str, Any]) -> str:
         f"chunks: {r['chunks_total']} ({r['chunks_embedded']} embedded) in {r['seconds']:.1f}s",
         f"index: {r['index_dir']}",
     ]
-    if r["skipped"]:
-        lines.append(f"skipped {len(r['skipped'])} file(s):")
-        lines += [f"  {s['path']}: {s['reason']}" for s in r["skipped"][:50]]
+    skipped = r["skipped"]
+    if skipped:  # files, or lines of a BEIR corpus.jsonl ("corpus.jsonl:2")
+        lines.append(f"skipped {len(skipped)} input(s):")
+        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
+        if len(skipped) > SKIPPED_SHOWN:
+            lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more (--json lists every one)")
     return "\n".join(lines)
 
 

@@ -1,0 +1,20 @@
+"""The CLI's text rendering of an ingest report."""
+
+from __future__ import annotations
+
+from cli.render import SKIPPED_SHOWN, render_report
+
+
+def report(skipped: int) -> dict:
+    return {"documents_total": 2, "added": 2, "changed": 0, "removed": 0, "unchanged": 0, "chunks_total": 3,
+            "chunks_embedded": 3, "seconds": 1.25, "index_dir": "/ws/indexes/g1",
+            "skipped": [{"path": f"corpus.jsonl:{i + 2}", "reason": "invalid JSON"} for i in range(skipped)]}
+
+
+def test_skipped_inputs_are_listed_and_the_rest_counted():
+    assert render_report(report(0)).splitlines() == [
+        "documents: 2 (2 added, 0 changed, 0 removed, 0 unchanged)", "chunks: 3 (3 embedded) in 1.2s",
+        "index: /ws/indexes/g1"]
+    lines = render_report(report(SKIPPED_SHOWN + 3)).splitlines()
+    assert lines[3] == f"skipped {SKIPPED_SHOWN + 3} input(s):" and lines[4] == "  corpus.jsonl:2: invalid JSON"
+    assert len(lines) == 4 + SKIPPED_SHOWN + 1 and lines[-1] == "  ... and 3 more (--json lists every one)"
