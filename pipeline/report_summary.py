@@ -40,6 +40,8 @@ def served_embedder(stages: dict[str, Any], base_name: str | None = None) -> tup
         return None
     rx = _out(stages, "reindex")
     base = f"the base embedder{f' ({base_name})' if base_name else ''}"
+    if rx.get("trained") is False:
+        return base, f"no adapted one was trained: {rx.get('reason')}"
     if not rx.get("switched"):
         return base, f"the adapted one was not kept: {rx.get('reason', 'no reason recorded')}"
     why = embedder_call(_out(stages, "embedder").get("metrics", {}))[1]
@@ -167,7 +169,9 @@ def warnings(stages: dict[str, Any], vocab: dict[str, int] | None = None) -> lis
     if tm is not None and tm < TOKENIZER_MIN:
         out.append(f"The GGUF tokenizer matches the trained tokenizer on only {sig(100 * tm)} % of held-out texts.")
     rx = _out(stages, "reindex")
-    if rx and not rx.get("switched"):
+    if rx.get("trained") is False:
+        out.append(f"No adapted embedder was trained: {rx.get('reason')}. Search serves the base embedder.")
+    elif rx and not rx.get("switched"):
         out.append(f"The adapted embedder was not kept ({rx.get('reason', 'no reason recorded')}); search serves the "
                    "base embedder.")
     if _out(stages, "lm").get("served") == "plain":

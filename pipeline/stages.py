@@ -87,7 +87,7 @@ def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 
     trained = ctx.state.outputs("embedder")
     if trained.get("trained") is False:
-        return {"switched": False, "reason": f"none was trained ({trained.get('reason')})"}, []
+        return {"switched": False, "trained": False, "reason": trained.get("reason")}, []
     switch, why = embedder_call(trained.get("metrics", {}))
     if not switch:
         log.warning("keeping the base embedder's index: %s", why)

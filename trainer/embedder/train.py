@@ -210,9 +210,8 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
         misses = count_bm25_misses(probe, served_mode(settings.indexer)["bm25"])
         if misses < MIN_QUERIES:
             raise TooLittleData(
-                f"without labels the build judges an adapted embedder on probe queries that BM25 alone misses, and "
-                f"this corpus gives {misses} (fewer than {MIN_QUERIES}): training skipped, search keeps the base "
-                "embedder (`ragkiln train embedder` still trains one)")
+                f"this corpus gives {misses} probe queries that BM25 alone misses, and without labels the build needs "
+                f"{MIN_QUERIES} to judge an adapted embedder; `ragkiln train embedder` trains one anyway")
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
     bf16 = resolve_precision(cfg.precision) == "bf16"
     slowdown = measure_slowdown(step_timer(searcher.embedder.base_path, cfg.max_seq_length, bf16), sample,

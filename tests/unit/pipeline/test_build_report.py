@@ -201,6 +201,18 @@ def test_an_embedder_that_was_not_kept_is_a_warning(tmp_path):
     assert "the base embedder: the adapted one was not kept" in md
 
 
+def test_an_embedder_too_small_a_corpus_could_not_judge_is_a_warning_that_says_so(tmp_path):
+    stages = full_stages()
+    why = "this corpus gives 4 probe queries that BM25 alone misses"
+    stages["embedder"]["outputs"] = {"trained": False, "reason": why}
+    stages["reindex"]["outputs"] = {"switched": False, "trained": False, "reason": why}
+    write_report(tmp_path, _State(stages), "tiny", ["/data/docs"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert f"> **Warning:** No adapted embedder was trained: {why}. Search serves the base embedder." in md
+    assert f"| embedder served | the base embedder: no adapted one was trained: {why} |" in md
+    assert "was not kept (" not in md
+
+
 def test_the_lm_check_is_summarised_and_a_plain_model_served_is_a_warning(tmp_path):
     from trainer.lm.gate import lm_served
 

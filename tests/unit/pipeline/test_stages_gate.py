@@ -70,5 +70,5 @@ def test_an_untrained_embedder_keeps_the_base_index_and_says_why(tmp_path):
     ctx = StageContext(settings=None, home=tmp_path, corpus=[], preset="tiny", qa_steps=1,  # type: ignore[arg-type]
                        state=State())
     out, paths = stage_reindex(ctx)  # never opens the (absent) workspace
-    assert out == {"switched": False, "reason": "none was trained (this corpus gives 4 (fewer than 20))"}
+    assert out == {"switched": False, "trained": False, "reason": "this corpus gives 4 (fewer than 20)"}
     assert paths == []
