@@ -337,9 +337,11 @@ class DocStore:
                 out.setdefault(row[0], []).append(Entity(*row[1:]))
         return out
 
-    def entity_norms(self, label: str) -> list[str]:
-        """The distinct normalised values stored under `label` (active or not: callers intersect)."""
-        return [r[0] for r in self._raw().execute("SELECT DISTINCT norm FROM entities WHERE label = ?", (label,))]
+    def entity_norms(self, label: str, containing: str = "") -> list[str]:
+        """The distinct normalised values stored under `label` that contain the text `containing` (active or
+        not: callers intersect), so a filter's matching reads only those."""
+        q = "SELECT DISTINCT norm FROM entities WHERE label = ? AND instr(norm, ?) > 0"
+        return [r[0] for r in self._raw().execute(q, (label, containing))]
 
     def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]:
         """Active chunks with an entity of `label`, and with one of `norms` as its value when given."""

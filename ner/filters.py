@@ -41,7 +41,7 @@ class EntityFilter:
 class EntityStore(Protocol):
     """The part of the DocStore filters and facets need."""
 
-    def entity_norms(self, label: str) -> list[str]: ...
+    def entity_norms(self, label: str, containing: str = "") -> list[str]: ...
 
     def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]: ...
 
@@ -180,7 +180,8 @@ def names_entity(value: str, norm: str) -> bool:
 def matching_chunk_ids(store: EntityStore, f: EntityFilter) -> set[int]:
     if f.norm is None:
         return store.chunk_ids_with_entity(f.label)
-    norms = [n for n in store.entity_norms(f.label) if names_entity(f.norm, n)]
+    longest = max(_NAME_WORD.findall(f.norm), key=len, default=f.norm)  # every match contains it
+    norms = [n for n in store.entity_norms(f.label, longest) if names_entity(f.norm, n)]
     return store.chunk_ids_with_entity(f.label, norms) if norms else set()
 
 

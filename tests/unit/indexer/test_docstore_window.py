@@ -79,6 +79,8 @@ def test_entity_lookups_by_label_and_by_values_see_only_the_active_corpus(tmp_pa
     e = lambda norm: Entity(norm.title(), "ORG", norm, 0, 1, 0, 1)  # noqa: E731
     store.put_entities([(ids[0], [e("acme corporation")]), (ids[1], [e("acme")]), (ids[2], [e("globex")])])
     assert sorted(store.entity_norms("ORG")) == ["acme", "acme corporation", "globex"]
+    assert sorted(store.entity_norms("ORG", "acme")) == ["acme", "acme corporation"]
+    assert store.entity_norms("ORG", "100%_") == [] and store.entity_norms("GPE") == []
     assert store.chunk_ids_with_entity("ORG") == set()  # nothing active yet
     store.commit_generation({"d.md": ("sha-d", "ck")}, "g1")
     assert store.chunk_ids_with_entity("ORG") == set(ids[:3])

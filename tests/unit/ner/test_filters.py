@@ -35,8 +35,8 @@ class FakeStore:
         self.ents = ents
         self.texts = texts or {}
 
-    def entity_norms(self, label: str) -> list[str]:
-        return sorted({e.norm for es in self.ents.values() for e in es if e.label == label})
+    def entity_norms(self, label: str, containing: str = "") -> list[str]:
+        return sorted({e.norm for es in self.ents.values() for e in es if e.label == label and containing in e.norm})
 
     def chunk_ids_with_entity(self, label: str, norms: Sequence[str] | None = None) -> set[int]:
         return {c for c, es in self.ents.items()
