@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench.refusal import K, WORK, _workspace, half_of, read_jsonl, squad_questions, squad_workspace  # noqa: E402
 from common.settings import ServerConfig  # noqa: E402
 from machine import machine  # noqa: E402
-from reader.grounding import _HOW_KIND, relevant_hits  # noqa: E402
+from reader.grounding import asked_about, relevant_hits  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "how-kind-refusal.json"
 
@@ -51,7 +51,7 @@ def refusals(ws: Any, questions: list[str], gold: Callable[[int, Any], bool] | N
         hits = s.search(q, k=K, mode="hybrid", query_vec=v)
         now = relevant_hits(hits, q, s.gen.bm25, cfg)
         before = relevant_hits(hits, q, Raw(s.gen.bm25, q), cfg)
-        out.append({"question": q, "how_kind": bool(_HOW_KIND.search(q)), "refused_before": not before,
+        out.append({"question": q, "how_kind": asked_about(q) != q, "refused_before": not before,
                     "refused_now": not now,
                     "gold_hit": None if gold is None else any(gold(i, h) for h in hits)})
     return out

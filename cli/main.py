@@ -23,6 +23,7 @@ from cli import build_cmds  # noqa: F401
 from cli import config_cmds  # noqa: F401
 from cli import models_cmds  # noqa: F401  (models add, list, remove)
 from cli.app import app
+from cli.output import print_error
 
 __all__ = ["app", "main"]
 
@@ -37,8 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except UsageError as e:
-        print(f"ragkiln: error: {' '.join(e.format_message().split())} (ragkiln {_command(e)}--help)",
-              file=sys.stderr)
+        print_error(f"{' '.join(e.format_message().split())} (ragkiln {_command(e)}--help)")
         sys.exit(e.exit_code)
     except typer.Abort:
         print("ragkiln: interrupted", file=sys.stderr)

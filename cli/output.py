@@ -42,6 +42,11 @@ def exit_code_for(exc: errors.RagkilnError) -> int:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def print_error(message: str) -> None:
+    """The CLI's one error line on stderr."""
+    print(f"ragkiln: error: {message}", file=sys.stderr)
+
+
 def handle_errors(fn: F) -> F:
     """Turn domain errors raised by a command into `ragkiln: error: ...` and an exit code."""
 
@@ -51,7 +56,7 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except errors.RagkilnError as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"ragkiln: error: {msg}", file=sys.stderr)
+            print_error(msg)
             raise typer.Exit(exit_code_for(e)) from None
         except KeyboardInterrupt:
             print("ragkiln: interrupted", file=sys.stderr)

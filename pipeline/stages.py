@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import TooLittleData
 from common.settings import Settings
 from pipeline.decisions import embedder_call
 
@@ -66,7 +67,6 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Adapt the embedder, unless the corpus is too small to train on or to judge the result without labels:
     then the stage records why, and search keeps the base embedder."""
-    from common.errors import TooLittleData
     from trainer.embedder.train import train_embedder
 
     try:
