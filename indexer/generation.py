@@ -48,8 +48,13 @@ def write_generation(final: Path, manifest_fields: dict[str, Any], index: faiss.
         bm25.save(tmp)
 
 
+def generation_manifest(path: Path) -> dict[str, Any]:
+    """A generation's manifest alone, without loading its indexes."""
+    return read_manifest(path, KIND, FORMAT_VERSION)
+
+
 def load_generation(path: Path) -> Generation:
-    manifest = read_manifest(path, KIND, FORMAT_VERSION)
+    manifest = generation_manifest(path)
     index = dense.load(path)
     sentences = dense.load(path, SENTENCE_FILE) if has_sentences(manifest) else None
     bm25 = BM25Index.load(path, manifest["config"]["stemmer_language"])

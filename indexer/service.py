@@ -136,8 +136,7 @@ def _resolve_embedder(ws: Workspace, override: str | None) -> Embedder:
     threads = ws.settings.indexer.threads
     if override is not None:
         emb = load_embedder(override, threads)
-    elif (active := ws.active_index_path()) is not None:
-        section = load_generation(active).manifest["embedder"]
+    elif (section := ws.active_embedder()) is not None:
         emb = load_embedder(section.get("base", {}).get("path") or section["path"], threads)
     else:
         emb = load_embedder(ws.settings.indexer.embedder, threads)

@@ -10,12 +10,13 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from common.errors import Conflict, NotFound
 from common.settings import Settings
 from indexer.docstore import DocStore
 from indexer.embedder import load_embedder
-from indexer.generation import load_generation
+from indexer.generation import generation_manifest, load_generation
 from indexer.search import Searcher
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ class Workspace:
     def active_index_path(self) -> Path | None:
         name = self.active_index_name()
         return self.indexes / name if name else None
+
+    def active_embedder(self) -> dict[str, Any] | None:
+        """The active index manifest's `embedder` section: the model its vectors came from."""
+        active = self.active_index_path()
+        return generation_manifest(active)["embedder"] if active is not None else None
+
+    def served_model_dirs(self) -> set[Path]:
+        """The model directories the active index reads its query embedder from (an int8 export and the torch
+        model it was made from): overwriting one leaves the index unable to search until a reindex."""
+        section = self.active_embedder() or {}
+        paths = [section.get("path"), (section.get("base") or {}).get("path")]
+        return {Path(p).expanduser().resolve() for p in paths if p}
 
     def searcher(self, embedder_override: str | None = None) -> Searcher:
         """The searcher over the active generation, reloaded when another process switched it."""

@@ -73,7 +73,7 @@ def unchanged_notes(stage: str, outputs: dict[str, Any], figs: list[Figure]) -> 
 
 def plan_report(home: Path, stages: dict[str, Any], command: str) -> tuple[list[Block], list[Figure]]:
     """The page as blocks, and the figures it shows (not drawn yet)."""
-    emb = _manifest(home / "models" / "embedder")
+    emb = _manifest(Path((stages.get("embedder", {}).get("outputs") or {}).get("model") or home / "models" / "embedder"))
     base_name = (emb.get("base") or {}).get("name") if isinstance(emb.get("base"), dict) else None
     vocab = {k: (_manifest(home / "models" / d).get("model_args") or {}).get("vocab_size")
              for k, d in (("retrieval_lm", "lm-base"), ("plain_lm", "lm-plain"), ("qa_lm", "lm"))}

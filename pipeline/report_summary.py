@@ -18,6 +18,7 @@ judge again):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pipeline.decisions import embedder_call
@@ -34,16 +35,24 @@ def _out(stages: dict[str, Any], name: str) -> dict[str, Any]:
     return stages.get(name, {}).get("outputs", {}) or {}
 
 
+def kept_embedder(rx: dict[str, Any], base_name: str | None) -> str:
+    """What search still serves when the build switched to no new embedder: the base, or an adapted one an earlier
+    build (or `reindex --embedder`) put in place."""
+    serving = rx.get("serving") or {}
+    if serving.get("adapted"):
+        return f"an earlier adapted embedder ({'/'.join(Path(serving['path']).parts[-2:])})"
+    return f"the base embedder{f' ({base_name})' if base_name else ''}"
+
+
 def served_embedder(stages: dict[str, Any], base_name: str | None = None) -> tuple[str, str] | None:
     """(which embedder search serves, why), from the reindex decision and the scores behind it."""
     if "reindex" not in stages:
         return None
     rx = _out(stages, "reindex")
-    base = f"the base embedder{f' ({base_name})' if base_name else ''}"
     if rx.get("trained") is False:
-        return base, f"no adapted one was trained: {rx.get('reason')}"
+        return kept_embedder(rx, base_name), f"no adapted one was trained: {rx.get('reason')}"
     if not rx.get("switched"):
-        return base, f"the adapted one was not kept: {rx.get('reason', 'no reason recorded')}"
+        return kept_embedder(rx, base_name), f"the adapted one was not kept: {rx.get('reason', 'no reason recorded')}"
     why = embedder_call(_out(stages, "embedder").get("metrics", {}))[1]
     return f"the adapted embedder{f', fine-tuned from {base_name}' if base_name else ''}", why
 
@@ -170,10 +179,10 @@ def warnings(stages: dict[str, Any], vocab: dict[str, int] | None = None) -> lis
         out.append(f"The GGUF tokenizer matches the trained tokenizer on only {sig(100 * tm)} % of held-out texts.")
     rx = _out(stages, "reindex")
     if rx.get("trained") is False:
-        out.append(f"No adapted embedder was trained: {rx.get('reason')}. Search serves the base embedder.")
+        out.append(f"No adapted embedder was trained: {rx.get('reason')}. Search serves {kept_embedder(rx, None)}.")
     elif rx and not rx.get("switched"):
-        out.append(f"The adapted embedder was not kept ({rx.get('reason', 'no reason recorded')}); search serves the "
-                   "base embedder.")
+        out.append(f"The adapted embedder was not kept ({rx.get('reason', 'no reason recorded')}); search serves "
+                   f"{kept_embedder(rx, None)}.")
     if _out(stages, "lm").get("served") == "plain":
         out.append(f"The retrieval-trained LM was not kept ({_out(stages, 'lm').get('reason')}); answers are tuned "
                    "from the plain model.")

@@ -18,6 +18,8 @@ from pipeline.decisions import embedder_call
 
 log = logging.getLogger(__name__)
 
+EMBEDDER_SLOTS = ("embedder", "embedder-b")  # under the workspace's models/
+
 
 @dataclass
 class StageContext:
@@ -36,7 +38,8 @@ class StageContext:
 
     @property
     def embedder_dir(self) -> Path:
-        return self.models / "embedder"
+        """Where a build from before the two slots trained its embedder."""
+        return self.models / EMBEDDER_SLOTS[0]
 
     @property
     def lm_base_dir(self) -> Path:
@@ -64,38 +67,61 @@ def stage_ingest(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     return report.to_dict(), [str(ctx.home / "docstore.sqlite")]
 
 
+def embedder_slot(models: Path, served: set[Path]) -> Path:
+    """The first of the build's two embedder directories the active index does not search with: a new model
+    never replaces the one serving (an index whose model changed under it refuses to search until a reindex, and
+    the gate may keep it), and builds keep at most two adapted models."""
+    return next(models / n for n in EMBEDDER_SLOTS if (models / n).resolve() not in served)
+
+
 def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Adapt the embedder, unless the corpus is too small to train on or to judge the result without labels:
-    then the stage records why, and search keeps the base embedder."""
+    then the stage records why, and search keeps the embedder it has."""
+    from indexer.workspace import Workspace
     from trainer.embedder.train import train_embedder
 
+    out = embedder_slot(ctx.models, Workspace.open(ctx.settings).served_model_dirs())
     try:
-        report = train_embedder(ctx.settings, out=ctx.embedder_dir, eval_beir=ctx.eval_beir, progress=True,
+        report = train_embedder(ctx.settings, out=out, eval_beir=ctx.eval_beir, progress=True,
                                 token=ctx.inputs, judge_first=True)
     except TooLittleData as e:
         log.warning("embedder not trained: %s", e)
         return {"trained": False, "reason": str(e)}, []
     keep = {k: report[k] for k in ("metrics", "training", "data", "plan", "loss_curve", "dev_curve") if k in report}
-    return keep, [str(ctx.embedder_dir)]
+    return {"model": str(out), **keep}, [str(out)]
+
+
+def serving(settings: Settings) -> dict[str, Any]:
+    """The embedder the active index searches with, and whether it is an adapted one (an earlier build's or
+    `train embedder`'s, whose directory holds our manifest), for a build that switched to none."""
+    from indexer.workspace import Workspace
+
+    section = Workspace.open(settings).active_embedder() or {}
+    path = (section.get("base") or {}).get("path") or section.get("path")
+    manifest = Path(path) / "manifest.json" if path else None
+    kind = json.loads(manifest.read_text()).get("kind") if manifest is not None and manifest.is_file() else None
+    return {"path": path, "name": section.get("name"), "adapted": kind == "embedder"}
 
 
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     """Switch the index to the adapted embedder, unless the evaluation split (or, without one, the
-    label-free probe) says it is no better."""
+    label-free probe) says it is no better than the one the index searches with."""
     from indexer import service
     from ner.enrich import open_enricher
 
     trained = ctx.state.outputs("embedder")
     if trained.get("trained") is False:
-        return {"switched": False, "trained": False, "reason": trained.get("reason")}, []
+        return {"switched": False, "trained": False, "reason": trained.get("reason"),
+                "serving": serving(ctx.settings)}, []
+    model = Path(trained.get("model") or ctx.embedder_dir)
     switch, why = embedder_call(trained.get("metrics", {}))
     if not switch:
-        log.warning("keeping the base embedder's index: %s", why)
-        return {"switched": False, "reason": why}, [str(ctx.embedder_dir)]
+        log.warning("keeping the current index: %s", why)
+        return {"switched": False, "reason": why, "serving": serving(ctx.settings)}, [str(model)]
     log.info("switching the index to the adapted embedder: %s", why)
     with open_enricher(ctx.settings.ner) as enricher:  # documents re-chunked by the switch get entities too
-        report = service.reindex(ctx.settings, embedder=str(ctx.embedder_dir), enricher=enricher, progress=True)
-    return {"switched": True, **report.to_dict()}, [str(ctx.embedder_dir)]
+        report = service.reindex(ctx.settings, embedder=str(model), enricher=enricher, progress=True)
+    return {"switched": True, **report.to_dict()}, [str(model)]
 
 
 def stage_lm(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:

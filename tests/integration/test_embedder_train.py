@@ -201,6 +201,13 @@ def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws
     assert service.search(s, "owls hunt at night", k=3, mode="dense")
     with pytest.raises(ManifestMismatch):  # querying with another embedder than the index's
         w.searcher(str(tiny["model"]))
+    # Training again into the model the index searches with is refused before any work: the index keeps searching.
+    assert w.served_model_dirs() == {out.resolve()}
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    with pytest.raises(InvalidInput, match="the active index searches with"):
+        train_embedder(s, out=out, progress=False)
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert service.search(s, "owls hunt at night", k=3, mode="dense")
     # The model directory changes under the index, in this same process: refused, never silently served
     # (the process's loaded copy of the old weights is not reused).
     trained_id = load_embedder(str(out)).id

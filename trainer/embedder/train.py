@@ -519,6 +519,9 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
     check_inputs(pairs_file, beir_train, eval_beir)
     ws = Workspace.open(settings)
     out = Path(out) if out is not None else ws.models / f"embedder-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.expanduser().resolve() in ws.served_model_dirs():
+        raise InvalidInput(f"{out} holds the embedder the active index searches with; training into it would leave "
+                           "the index unable to search until a reindex: give another --out")
     run_dir = ws.home / "runs" / f"embedder-{out.name}"
     # The HF trainer prints its logs on stdout; stdout belongs to the front end (one JSON object).
     with contextlib.redirect_stdout(sys.stderr):

@@ -213,6 +213,18 @@ def test_an_embedder_too_small_a_corpus_could_not_judge_is_a_warning_that_says_s
     assert "was not kept (" not in md
 
 
+def test_a_rebuild_that_keeps_an_earlier_adapted_embedder_says_so_not_the_base(tmp_path):
+    stages = full_stages()
+    serving = {"path": str(tmp_path / "models" / "embedder"), "name": "embedder", "adapted": True}
+    stages["reindex"]["outputs"] = {"switched": False, "reason": "the probe gains -0.01", "serving": serving}
+    write_report(tmp_path, _State(stages), "tiny", ["/data/docs"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert ("> **Warning:** The adapted embedder was not kept (the probe gains -0.01); search serves an earlier "
+            "adapted embedder (models/embedder).") in md
+    assert "| embedder served | an earlier adapted embedder (models/embedder): the adapted one was not kept" in md
+    assert "the base embedder" not in md
+
+
 def test_the_lm_check_is_summarised_and_a_plain_model_served_is_a_warning(tmp_path):
     from trainer.lm.gate import lm_served
 

@@ -61,14 +61,26 @@ def test_qa_tuning_starts_from_the_lm_the_check_chose(tmp_path):
 
 
 def test_an_untrained_embedder_keeps_the_base_index_and_says_why(tmp_path):
+    from common.settings import load_settings
     from pipeline.stages import StageContext, stage_reindex
 
     class State:
         def outputs(self, stage: str) -> dict:
             return {"trained": False, "reason": "this corpus gives 4 (fewer than 20)"} if stage == "embedder" else {}
 
-    ctx = StageContext(settings=None, home=tmp_path, corpus=[], preset="tiny", qa_steps=1,  # type: ignore[arg-type]
-                       state=State())
-    out, paths = stage_reindex(ctx)  # never opens the (absent) workspace
-    assert out == {"switched": False, "trained": False, "reason": "this corpus gives 4 (fewer than 20)"}
+    ctx = StageContext(settings=load_settings({"home": tmp_path}), home=tmp_path, corpus=[], preset="tiny",
+                       qa_steps=1, state=State())
+    out, paths = stage_reindex(ctx)
+    assert out == {"switched": False, "trained": False, "reason": "this corpus gives 4 (fewer than 20)",
+                   "serving": {"path": None, "name": None, "adapted": False}}  # a workspace with no index yet
     assert paths == []
+
+
+def test_a_build_never_trains_into_the_model_the_index_searches_with(tmp_path):
+    from pipeline.stages import embedder_slot
+
+    models = tmp_path / "models"
+    assert embedder_slot(models, set()) == models / "embedder"
+    assert embedder_slot(models, {tmp_path / "other"}) == models / "embedder"
+    assert embedder_slot(models, {(models / "embedder").resolve()}) == models / "embedder-b"
+    assert embedder_slot(models, {(models / "embedder-b").resolve(), tmp_path / "export"}) == models / "embedder"
