@@ -28,6 +28,7 @@ from indexer.chunking import index_text
 from indexer.types import Chunk, ChunkSpan, Document, Entity
 
 SCHEMA_VERSION = 2
+_IN_BATCH = 500  # values per IN (...): under SQLite's 999-variable limit of releases before 3.32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,6 +110,14 @@ class DocStore:
         """The thread's connection in autocommit mode (reads and single statements)."""
         self._conn()
         return self._local.conn
+
+    def _rows_in(self, sql: str, values: Iterable[object], *before: object) -> Iterator[tuple]:
+        """The rows of `sql` for every value, its `IN (?*)` bound to batches of them (SQLite caps a statement's
+        variables) after the parameters `before`."""
+        values = list(values)
+        for i in range(0, len(values), _IN_BATCH):
+            part = values[i:i + _IN_BATCH]
+            yield from self._raw().execute(sql.replace("(?*)", f"({','.join('?' * len(part))})"), [*before, *part])
 
     # ---- documents --------------------------------------------------------------------------
     def active_documents(self) -> dict[str, tuple[str, str]]:
@@ -208,18 +217,9 @@ class DocStore:
 
     def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Chunks by id, whether active or not (a loaded older index may still ask for them)."""
-        out: dict[int, Chunk] = {}
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            q = (
-                "SELECT c.id, c.key, c.doc_id, c.ord, c.start, c.\"end\", c.text, d.title FROM chunks c "
-                "JOIN documents d ON d.doc_id = c.doc_id AND d.sha256 = c.doc_sha256 "
-                f"WHERE c.id IN ({','.join('?' * len(part))})"
-            )
-            for row in self._raw().execute(q, part):
-                out[row[0]] = Chunk(*row)
-        return out
+        q = ("SELECT c.id, c.key, c.doc_id, c.ord, c.start, c.\"end\", c.text, d.title FROM chunks c "
+             "JOIN documents d ON d.doc_id = c.doc_id AND d.sha256 = c.doc_sha256 WHERE c.id IN (?*)")
+        return {row[0]: Chunk(*row) for row in self._rows_in(q, ids)}
 
     def window(self, chunk_id: int, first_ord: int, last_ord: int) -> tuple[list[Chunk], str]:
         """The chunks of `chunk_id`'s document version and chunking whose ord is in [first_ord, last_ord], in
@@ -256,12 +256,7 @@ class DocStore:
 
     def unenriched_ids(self, ids: Sequence[int]) -> set[int]:
         """Those of these chunks that have never been through NER (a resumed ingest skips the others)."""
-        rows: set[int] = set()
-        for i in range(0, len(ids), 500):
-            part = list(ids[i:i + 500])
-            q = f"SELECT id FROM chunks WHERE enriched = 0 AND id IN ({','.join('?' * len(part))})"
-            rows.update(r[0] for r in self._raw().execute(q, part))
-        return rows
+        return {r[0] for r in self._rows_in("SELECT id FROM chunks WHERE enriched = 0 AND id IN (?*)", ids)}
 
     # ---- embeddings -------------------------------------------------------------------------
     def get_embeddings(self, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
@@ -282,15 +277,12 @@ class DocStore:
     def _cached(self, table: str, rows: str, ids: Sequence[int], embedder: str, dim: int) -> dict[int, np.ndarray]:
         """(rows, dim) arrays from a vector cache table by chunk id; a blob of another size is not read."""
         out: dict[int, np.ndarray] = {}
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            q = (f"SELECT c.id, {rows}, t.vec FROM chunks c JOIN {table} t ON t.text_sha = c.text_sha AND "
-                 f"t.embedder = ? WHERE c.id IN ({','.join('?' * len(part))})")
-            for cid, n, blob in self._raw().execute(q, [embedder, *part]):
-                v = np.frombuffer(blob, dtype=np.float32)
-                if v.shape[0] == n * dim:
-                    out[cid] = v.reshape(n, dim)
+        q = (f"SELECT c.id, {rows}, t.vec FROM chunks c JOIN {table} t ON t.text_sha = c.text_sha AND "
+             "t.embedder = ? WHERE c.id IN (?*)")
+        for cid, n, blob in self._rows_in(q, ids, embedder):
+            v = np.frombuffer(blob, dtype=np.float32)
+            if v.shape[0] == n * dim:
+                out[cid] = v.reshape(n, dim)
         return out
 
     def _put_cached(self, table: str, ids: Sequence[int], embedder: str, vecs: Sequence[np.ndarray]) -> None:
@@ -305,13 +297,7 @@ class DocStore:
                               [(sha, e, len(v), v.tobytes()) for sha, e, v in rows])
 
     def _text_shas(self, ids: Sequence[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        ids = [int(i) for i in ids]
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            q = f"SELECT id, text_sha FROM chunks WHERE id IN ({','.join('?' * len(part))})"
-            out.update(self._raw().execute(q, part).fetchall())
-        return out
+        return dict(self._rows_in("SELECT id, text_sha FROM chunks WHERE id IN (?*)", [int(i) for i in ids]))
 
     # ---- entities ---------------------------------------------------------------------------
     def put_entities(self, items: Iterable[tuple[int, Sequence[Entity]]]) -> None:
@@ -326,15 +312,10 @@ class DocStore:
 
     def entities_for(self, chunk_ids: Sequence[int]) -> dict[int, list[Entity]]:
         out: dict[int, list[Entity]] = {}
-        ids = list(chunk_ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            q = (
-                "SELECT chunk_id, text, label, norm, start, \"end\", doc_start, doc_end FROM entities "
-                f"WHERE chunk_id IN ({','.join('?' * len(part))}) ORDER BY chunk_id, start"
-            )
-            for row in self._raw().execute(q, part):
-                out.setdefault(row[0], []).append(Entity(*row[1:]))
+        q = ("SELECT chunk_id, text, label, norm, start, \"end\", doc_start, doc_end FROM entities "
+             "WHERE chunk_id IN (?*) ORDER BY chunk_id, start")
+        for row in self._rows_in(q, chunk_ids):
+            out.setdefault(row[0], []).append(Entity(*row[1:]))
         return out
 
     def entity_norms(self, label: str, containing: str = "") -> list[str]:
@@ -352,13 +333,7 @@ class DocStore:
         )
         if norms is None:
             return {r[0] for r in self._raw().execute(q, (label,))}
-        out: set[int] = set()
-        norms = list(norms)
-        for i in range(0, len(norms), 500):
-            part = norms[i:i + 500]
-            rows = self._raw().execute(q + f" AND e.norm IN ({','.join('?' * len(part))})", [label, *part])
-            out.update(r[0] for r in rows)
-        return out
+        return {r[0] for r in self._rows_in(q + " AND e.norm IN (?*)", norms, label)}
 
     def entity_counts(self, label: str | None = None, top: int | None = None) -> list[tuple[str, str, int]]:
         q = (

@@ -86,3 +86,31 @@ def test_entity_lookups_by_label_and_by_values_see_only_the_active_corpus(tmp_pa
     assert store.chunk_ids_with_entity("ORG") == set(ids[:3])
     assert store.chunk_ids_with_entity("ORG", ["acme", "acme corporation"]) == set(ids[:2])
     assert store.chunk_ids_with_entity("ORG", []) == set() and store.chunk_ids_with_entity("GPE") == set()
+
+
+def test_lookups_by_many_ids_read_every_batch(tmp_path):
+    """Lookups bind their ids 500 to a statement; 1,203 chunks span three batches and must all come back."""
+    from indexer.types import Entity
+
+    store = DocStore(tmp_path / "docstore.sqlite")
+    text = " ".join(f"w{i}" for i in range(1203))
+    doc = Document("big.txt", text, "sha-big", title="Big")
+    store.put_documents([doc])
+    spans, at = [], 0
+    for i in range(1203):
+        end = at + len(f"w{i}")
+        spans.append(ChunkSpan(i, at, end, 1))
+        at = end + 1
+    ids = store.put_chunks(doc, "ck", spans)
+    store.commit_generation({"big.txt": ("sha-big", "ck")}, "g1")
+    assert set(store.get_chunks(ids)) == set(ids) and store.get_chunks(ids)[ids[-1]].text == "w1202"
+    assert store.unenriched_ids(ids) == set(ids)
+    store.put_entities((cid, [Entity(f"w{n}", "X", f"w{n}", 0, 1, 0, 1)]) for n, cid in enumerate(ids))
+    assert store.unenriched_ids(ids) == set()
+    ents = store.entities_for(ids)
+    assert len(ents) == 1203 and ents[ids[700]][0].norm == "w700"
+    assert store.chunk_ids_with_entity("X", [f"w{n}" for n in range(1203)]) == set(ids)
+    vecs = np.arange(1203 * 2, dtype=np.float32).reshape(1203, 2)
+    store.put_embeddings(ids, "emb", vecs)
+    got = store.get_embeddings(ids, "emb", 2)
+    assert len(got) == 1203 and np.array_equal(got[ids[1100]], vecs[1100])
