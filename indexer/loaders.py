@@ -136,6 +136,17 @@ def _html_lines(node, parts: list[str], pre: bool = False) -> None:  # type: ign
             _html_lines(child, parts, pre)
 
 
+def _main_content(soup):  # type: ignore[no-untyped-def]
+    """The page's one main element (`<main>` or role="main") when it has one with text, else the whole page:
+    what a documentation generator puts outside it is its template (mdBook's keyboard help and theme menu,
+    a sidebar or banner without an ARIA role), repeated on every page."""
+    mains = soup.find_all("main") + soup.find_all(attrs={"role": "main"})
+    outer = [m for m in dict.fromkeys(mains) if not any(p in mains for p in m.parents)]
+    if len(outer) == 1 and outer[0].get_text(strip=True):
+        return outer[0]
+    return soup
+
+
 def _read_html(text: str) -> tuple[str, str]:
     from bs4 import BeautifulSoup
 
@@ -151,7 +162,7 @@ def _read_html(text: str) -> tuple[str, str]:
     if soup.title:
         soup.title.decompose()
     parts: list[str] = []
-    _html_lines(soup, parts)
+    _html_lines(_main_content(soup), parts)
     out: list[str] = []
     block: list[int] | None = None  # the kept lines of the <pre> being read (code: its indentation is kept)
     blocks: list[list[int]] = []

@@ -135,3 +135,21 @@ def test_html_inline_elements_stay_on_their_line_and_page_chrome_is_dropped(tmp_
     assert "index" not in text and "next" not in text and "note" not in text
     assert [ln for ln in text.splitlines() if ln][:4] == ["csv", "The csv module reads files.", "one", "two"]
     assert "a = 1\n    b = 2" in text  # a <pre> keeps its line breaks and indentation
+
+
+def test_a_page_with_one_main_element_is_read_from_it_alone(tmp_path):
+    """A documentation generator's template around <main> (mdBook's keyboard help, a footer without an ARIA
+    role) is on every page; the page's own text is inside it. Without one main element the whole page is read."""
+    chrome = '<div id="help"><h2>Keyboard shortcuts</h2><p>Press S to search</p></div><div class="footer">© 2026</div>'
+    (tmp_path / "m.html").write_text(f"<html><head><title>T</title></head><body>{chrome}<main><h1>Intro</h1>"
+                                     "<p>Rustdoc builds docs.</p><div role=\"main\"><p>Nested.</p></div></main></body></html>")
+    (tmp_path / "r.html").write_text(f'<html><body>{chrome}<div class="body" role="main"><p>Sphinx body.</p></div>'
+                                     "</body></html>")
+    (tmp_path / "two.html").write_text(f"<html><body>{chrome}<main><p>One.</p></main><main><p>Two.</p></main></body></html>")
+    (tmp_path / "empty.html").write_text(f"<html><body>{chrome}<main> </main><p>Loaded later.</p></body></html>")
+    read = lambda name: load_file(tmp_path / name, name, MB).documents[0]  # noqa: E731
+    m = read("m.html")
+    assert m.title == "T" and m.text == "Intro\n\nRustdoc builds docs.\n\nNested."
+    assert read("r.html").text == "Sphinx body."
+    for name in ("two.html", "empty.html"):  # no single main element with text: the whole page
+        assert "Keyboard shortcuts" in read(name).text
