@@ -15,6 +15,7 @@ def hit_to_dict(h: Hit) -> dict[str, Any]:
         "scores": {k: round(v, 6) for k, v in h.scores.items()}, "text": c.text,
         "entities": [{"text": e.text, "label": e.label, "norm": e.norm, "start": e.start, "end": e.end}
                      for e in h.entities],
+        "also_in": list(h.also_in),
     }
 
 
@@ -31,6 +32,8 @@ def render_hits(result: dict[str, Any]) -> str:
         if h["title"]:
             lines.append(f"    {h['title']}")
         lines.append(f"    {snippet}")
+        if h.get("also_in"):
+            lines.append(f"    also in: {', '.join(h['also_in'])}")
     if not lines:
         lines.append("no hits")
     return "\n".join(lines)

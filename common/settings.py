@@ -58,6 +58,10 @@ class IndexerConfig(Section):
         "scores (measured better than reciprocal-rank fusion on SciFact and SQuAD) or RRF.")
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the dense scores in weighted fusion.")
     candidates: int = Field(100, ge=1, le=10000, description="Hits taken from each retriever before fusion.")
+    collapse_overlap: float = Field(
+        0.8, ge=0.0, le=1.0, description="A hit whose text shares this share of its word trigrams with a better "
+        "hit's (of the longer text's) is folded into it, its document listed in that hit's also_in; 0 turns it off "
+        "(indexer.near_dup).")
     sentence_share: float = Field(
         0.5, ge=0.0, le=1.0, description="Share of a chunk's dense score taken by its best sentence's cosine (each "
         "sentence of 8 words or more gets a vector of its own beside its chunk's): 0.5 was chosen on four corpora's dev "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Literal
@@ -18,6 +19,7 @@ from indexer.docstore import DocStore
 from indexer.embedder import Embedder, resolve_precision
 from indexer.fusion import rrf_fuse, weighted_fuse
 from indexer.generation import Generation
+from indexer.near_dup import duplicate_of, trigrams
 from indexer.types import Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -120,27 +122,40 @@ class Searcher:
         while True:
             ranked, detail = self.ranked_ids(query, mode, n, allowed, query_vec=query_vec)
             hits = self._hits(ranked, detail, k, exclude_doc_ids or set(), mode)
-            if len(hits) >= k or n >= self.size or not exclude_doc_ids:
+            if len(hits) >= k or n >= self.size or not (exclude_doc_ids or self.cfg.collapse_overlap > 0):
                 break
-            n *= 4  # excluded documents ate the candidates: widen and retry
+            n *= 4  # excluded documents or folded duplicates ate the candidates: widen and retry
         if with_entities and hits:
             ents = self.store.entities_for([h.chunk.id for h in hits])
-            hits = [Hit(h.chunk, h.score, h.ranks, h.scores, tuple(ents.get(h.chunk.id, ()))) for h in hits]
+            hits = [replace(h, entities=tuple(ents.get(h.chunk.id, ()))) for h in hits]
         return hits
 
     def _hits(self, ranked: Sequence[int], detail: dict[str, dict[int, tuple[int, float]]], k: int,
               exclude: set[str], mode: Mode) -> list[Hit]:
-        want = list(ranked[: k if not exclude else len(ranked)])
-        chunks = self.store.get_chunks(want)
-        out: list[Hit] = []
-        for pos, cid in enumerate(want):
-            c = chunks.get(cid)
-            if c is None or c.doc_id in exclude:
-                continue
-            ranks = {name: d[cid][0] for name, d in detail.items() if cid in d and name != FUSED}
-            scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d and name != FUSED}
-            score = detail[FUSED][cid][1] if FUSED in detail else scores.get(mode, 0.0)
-            out.append(Hit(c, float(score), ranks, scores))
-            if len(out) >= k:
-                break
-        return out
+        """The first k ranked chunks not in an excluded document, each near-duplicate of a better hit folded into
+        it (`indexer.near_dup`, its document named in the hit's `also_in`)."""
+        threshold = self.cfg.collapse_overlap
+        batch = len(ranked) if exclude else k  # chunks read per docstore query: more only when some are skipped
+        kept: list[tuple[Hit, list[str]]] = []
+        grams: list[frozenset[int]] = []
+        for first in range(0, len(ranked), batch):
+            want = list(ranked[first:first + batch])
+            chunks = self.store.get_chunks(want)
+            for cid in want:
+                c = chunks.get(cid)
+                if c is None or c.doc_id in exclude:
+                    continue
+                if threshold > 0:
+                    g = trigrams(c.text)
+                    if (dup := duplicate_of(g, grams, threshold)) is not None:
+                        if c.doc_id != kept[dup][0].chunk.doc_id and c.doc_id not in kept[dup][1]:
+                            kept[dup][1].append(c.doc_id)
+                        continue
+                    grams.append(g)
+                ranks = {name: d[cid][0] for name, d in detail.items() if cid in d and name != FUSED}
+                scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d and name != FUSED}
+                score = detail[FUSED][cid][1] if FUSED in detail else scores.get(mode, 0.0)
+                kept.append((Hit(c, float(score), ranks, scores), []))
+                if len(kept) >= k:
+                    return [replace(h, also_in=tuple(a)) if a else h for h, a in kept]
+        return [replace(h, also_in=tuple(a)) if a else h for h, a in kept]

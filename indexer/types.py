@@ -66,6 +66,7 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     entities: tuple[Entity, ...] = ()
+    also_in: tuple[str, ...] = ()  # other documents holding a near-duplicate of this chunk, folded into it
 
 
 @dataclass(frozen=True)

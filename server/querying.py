@@ -107,6 +107,7 @@ def hit_out(h: Hit) -> HitOut:
         score=round(h.score, 6), ranks=h.ranks, scores={k: round(v, 6) for k, v in h.scores.items()}, text=c.text,
         entities=[{"text": e.text, "label": e.label, "norm": e.norm, "start": e.start, "end": e.end,  # type: ignore[misc]
                    "doc_start": e.doc_start, "doc_end": e.doc_end} for e in h.entities],
+        also_in=list(h.also_in),
     )
 
 

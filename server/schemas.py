@@ -89,6 +89,8 @@ class HitOut(Response):
                                      "BM25 score.")
     text: str
     entities: list[EntityOut]
+    also_in: list[str] = Field(default_factory=list, description="Other documents holding a near-duplicate of this "
+                               "chunk (indexer.collapse_overlap): folded into this hit instead of taking a slot.")
 
 
 class FacetValue(Response):

@@ -312,3 +312,18 @@ def test_sentence_vectors_follow_their_chunks_through_changes_and_settings(setti
     r = service.ingest(s, [folder], progress=False)
     owners, want, _ = sentence_index_rows(s)
     assert owners == want and (Path(r.index_dir) / "sentences.faiss").exists() and r.chunks_embedded == 0
+
+
+def test_a_passage_stored_in_two_documents_takes_one_slot(corpus_dir, settings_for):
+    """A page copied into a second document (a print view, a mirror) is folded into the better hit, named in its
+    also_in, and the slot goes to the next distinct result; collapse_overlap 0 shows both."""
+    mars = (corpus_dir / "space/mars.txt").read_text()
+    (corpus_dir / "all-in-one.txt").write_text(mars)
+    s = settings_for()
+    service.ingest(s, [corpus_dir], progress=False)
+    hits = service.search(s, "which planet is red because of iron oxide", k=3)
+    docs = [h.chunk.doc_id for h in hits]
+    assert len(docs) == 3 == len(set(docs)) and not {"space/mars.txt", "all-in-one.txt"} <= set(docs)
+    assert set(hits[0].also_in) | {docs[0]} == {"space/mars.txt", "all-in-one.txt"}
+    off = service.search(settings_for(indexer={"collapse_overlap": 0}), "which planet is red because of iron oxide", k=3)
+    assert {"space/mars.txt", "all-in-one.txt"} <= {h.chunk.doc_id for h in off} and not any(h.also_in for h in off)
