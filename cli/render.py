@@ -52,10 +52,26 @@ def render_report(r: dict[str, Any]) -> str:
     skipped = r["skipped"]
     if skipped:  # files, or lines of a BEIR corpus.jsonl ("corpus.jsonl:2")
         lines.append(f"skipped {len(skipped)} input(s):")
-        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
-        if len(skipped) > SKIPPED_SHOWN:
-            lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more (--json lists every one)")
+        lines += skipped_lines(skipped)
     return "\n".join(lines)
+
+
+def skipped_lines(skipped: list[dict[str, str]]) -> list[str]:
+    """Files of a type nothing reads one line per type (a web folder's scripts, styles and fonts), then every
+    other input skipped with its own reason, at most SKIPPED_SHOWN of them."""
+    from indexer.loaders import UNSUPPORTED_TYPE
+
+    by_type: dict[str, list[str]] = {}
+    for s in skipped:
+        if s["reason"].startswith(UNSUPPORTED_TYPE):
+            by_type.setdefault(s["reason"], []).append(s["path"])
+    lines = [f"  {why}: {paths[0]}" if len(paths) == 1 else f"  {why}: {len(paths)} files (e.g. {paths[0]})"
+             for why, paths in sorted(by_type.items(), key=lambda kv: -len(kv[1]))]
+    others = [s for s in skipped if s["reason"] not in by_type]
+    lines += [f"  {s['path']}: {s['reason']}" for s in others[:SKIPPED_SHOWN]]
+    if len(others) > SKIPPED_SHOWN:
+        lines.append(f"  ... and {len(others) - SKIPPED_SHOWN} more (--json lists every one)")
+    return lines
 
 
 def render_metrics(result: dict[str, Any]) -> str:

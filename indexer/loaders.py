@@ -20,6 +20,7 @@ from indexer.types import Document, Skipped
 log = logging.getLogger(__name__)
 
 SUPPORTED = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".jsonl"}
+UNSUPPORTED_TYPE = "unsupported file type"  # a Skipped reason's start: the CLI lists such files by type
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
     ext = path.suffix.lower()
     try:
         if ext not in SUPPORTED:
-            return _skip(path, f"unsupported file type {ext or '(none)'}")
+            return _skip(path, f"{UNSUPPORTED_TYPE} {ext or '(none)'}")
         size = path.stat().st_size
         if size == 0:
             return _skip(path, "empty file")

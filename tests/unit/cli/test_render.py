@@ -18,3 +18,13 @@ def test_skipped_inputs_are_listed_and_the_rest_counted():
     lines = render_report(report(SKIPPED_SHOWN + 3)).splitlines()
     assert lines[3] == f"skipped {SKIPPED_SHOWN + 3} input(s):" and lines[4] == "  corpus.jsonl:2: invalid JSON"
     assert len(lines) == 4 + SKIPPED_SHOWN + 1 and lines[-1] == "  ... and 3 more (--json lists every one)"
+
+
+def test_files_of_a_type_nothing_reads_take_one_line_per_type():
+    r = report(2)
+    r["skipped"] += [{"path": f"site/{i}.js", "reason": "unsupported file type .js"} for i in range(8)]
+    r["skipped"] += [{"path": "site/logo.png", "reason": "unsupported file type .png"}]
+    lines = render_report(r).splitlines()
+    assert lines[3:] == ["skipped 11 input(s):", "  unsupported file type .js: 8 files (e.g. site/0.js)",
+                         "  unsupported file type .png: site/logo.png", "  corpus.jsonl:2: invalid JSON",
+                         "  corpus.jsonl:3: invalid JSON"]
