@@ -89,6 +89,8 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
         else:
             title, body = "", text
         return replace(_from_text(path, doc_id, title or path.stem, body, mtime), encoding=encoding)
+    except _NotAPage as e:
+        return _skip(path, str(e))
     except OSError as e:
         return _skip(path, f"unreadable: {e.strerror or e}")
     except Exception as e:  # a parser bug on one file must not stop the run
@@ -137,6 +139,10 @@ def _html_lines(node, parts: list[str], pre: bool = False) -> None:  # type: ign
             _html_lines(child, parts, pre)
 
 
+class _NotAPage(Exception):
+    """A file of a supported type that holds no document: skipped with this reason."""
+
+
 def _main_content(soup):  # type: ignore[no-untyped-def]
     """The page's one main element (`<main>` or role="main") when it has one with text, else the whole page:
     what a documentation generator puts outside it is its template (mdBook's keyboard help and theme menu,
@@ -152,6 +158,9 @@ def _read_html(text: str) -> tuple[str, str]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
+    refresh = soup.find("meta", attrs={"http-equiv": re.compile(r"^refresh$", re.I)})
+    if refresh is not None and (to := re.search(r"url\s*=\s*['\"]?([^'\"]+)", refresh.get("content") or "", re.I)):
+        raise _NotAPage(f"a redirect page (to {to.group(1).strip()})")  # its text only says where to go
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template"]):
         tag.decompose()
     # page chrome marked by its ARIA role (a Sphinx page's "index | modules | next" bar, a search box)

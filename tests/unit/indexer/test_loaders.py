@@ -153,3 +153,14 @@ def test_a_page_with_one_main_element_is_read_from_it_alone(tmp_path):
     assert read("r.html").text == "Sphinx body."
     for name in ("two.html", "empty.html"):  # no single main element with text: the whole page
         assert "Keyboard shortcuts" in read(name).text
+
+
+def test_a_redirect_page_is_skipped_with_where_it_goes(tmp_path):
+    (tmp_path / "old.html").write_text('<html><head><title>Redirecting...</title><meta http-equiv="Refresh" '
+                                       'content="0; URL=new.html#passes"></head><body><p>Redirecting to... '
+                                       '<a href="new.html#passes">new.html</a>.</p></body></html>')
+    (tmp_path / "live.html").write_text('<html><head><meta http-equiv="refresh" content="300"></head>'
+                                        "<body><p>Scores, reloaded every five minutes.</p></body></html>")
+    old = load_file(tmp_path / "old.html", "old.html", MB)
+    assert old.documents == [] and [s.reason for s in old.skipped] == ["a redirect page (to new.html#passes)"]
+    assert load_file(tmp_path / "live.html", "live.html", MB).documents[0].text == "Scores, reloaded every five minutes."
