@@ -254,6 +254,12 @@ class DocStore:
             "h.doc_sha256 WHERE h.id = ?", (start + 1, max(0, end - start), chunk_id)).fetchone()
         return row[0] if row else ""
 
+    def document_lengths(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """The length of each chunk's document version, by chunk id."""
+        q = ("SELECT c.id, length(d.text) FROM chunks c JOIN documents d ON d.doc_id = c.doc_id AND "
+             "d.sha256 = c.doc_sha256 WHERE c.id IN (?*)")
+        return dict(self._rows_in(q, chunk_ids))
+
     def unenriched_ids(self, ids: Sequence[int]) -> set[int]:
         """Those of these chunks that have never been through NER (a resumed ingest skips the others)."""
         return {r[0] for r in self._rows_in("SELECT id FROM chunks WHERE enriched = 0 AND id IN (?*)", ids)}

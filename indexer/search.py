@@ -133,10 +133,10 @@ class Searcher:
     def _hits(self, ranked: Sequence[int], detail: dict[str, dict[int, tuple[int, float]]], k: int,
               exclude: set[str], mode: Mode) -> list[Hit]:
         """The first k ranked chunks not in an excluded document, each near-duplicate of a better hit folded into
-        it (`indexer.near_dup`, its document named in the hit's `also_in`)."""
+        it (`indexer.near_dup`)."""
         threshold = self.cfg.collapse_overlap
         batch = len(ranked) if exclude else k  # chunks read per docstore query: more only when some are skipped
-        kept: list[tuple[Hit, list[str]]] = []
+        groups: list[list[Hit]] = []  # one per slot: the best-ranked hit, then the copies folded into it
         grams: list[frozenset[int]] = []
         for first in range(0, len(ranked), batch):
             want = list(ranked[first:first + batch])
@@ -145,17 +145,33 @@ class Searcher:
                 c = chunks.get(cid)
                 if c is None or c.doc_id in exclude:
                     continue
-                if threshold > 0:
-                    g = trigrams(c.text)
-                    if (dup := duplicate_of(g, grams, threshold)) is not None:
-                        if c.doc_id != kept[dup][0].chunk.doc_id and c.doc_id not in kept[dup][1]:
-                            kept[dup][1].append(c.doc_id)
-                        continue
-                    grams.append(g)
                 ranks = {name: d[cid][0] for name, d in detail.items() if cid in d and name != FUSED}
                 scores = {name: float(d[cid][1]) for name, d in detail.items() if cid in d and name != FUSED}
                 score = detail[FUSED][cid][1] if FUSED in detail else scores.get(mode, 0.0)
-                kept.append((Hit(c, float(score), ranks, scores), []))
-                if len(kept) >= k:
-                    return [replace(h, also_in=tuple(a)) if a else h for h, a in kept]
-        return [replace(h, also_in=tuple(a)) if a else h for h, a in kept]
+                hit = Hit(c, float(score), ranks, scores)
+                if threshold > 0:
+                    g = trigrams(c.text)
+                    if (dup := duplicate_of(g, grams, threshold)) is not None:
+                        groups[dup].append(hit)
+                        continue
+                    grams.append(g)
+                groups.append([hit])
+                if len(groups) >= k:
+                    return self._represent(groups)
+        return self._represent(groups)
+
+    def _represent(self, groups: list[list[Hit]]) -> list[Hit]:
+        """One hit per slot. Copies of one passage are equally relevant, so the slot shows the one from the
+        shortest document (a chapter rather than the book's one-page print view), ranked and scored as the
+        group's best; the other documents go in its `also_in`."""
+        folded = [h.chunk.id for g in groups if len(g) > 1 for h in g]
+        sizes = self.store.document_lengths(folded) if folded else {}
+        out = []
+        for g in groups:
+            if len(g) == 1:
+                out.append(g[0])
+                continue
+            rep = min(g, key=lambda h: sizes.get(h.chunk.id, 0))  # ties: the best ranked
+            others = tuple(dict.fromkeys(h.chunk.doc_id for h in g if h.chunk.doc_id != rep.chunk.doc_id))
+            out.append(replace(rep, score=g[0].score, also_in=others))
+        return out

@@ -90,7 +90,8 @@ class HitOut(Response):
     text: str
     entities: list[EntityOut]
     also_in: list[str] = Field(default_factory=list, description="Other documents holding a near-duplicate of this "
-                               "chunk (indexer.collapse_overlap): folded into this hit instead of taking a slot.")
+                               "chunk (indexer.collapse_overlap): folded into this hit instead of taking a slot. The "
+                               "hit is the copy from the shortest document, at the best copy's rank and score.")
 
 
 class FacetValue(Response):

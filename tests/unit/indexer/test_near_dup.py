@@ -28,3 +28,24 @@ def test_a_threshold_of_zero_turns_folding_off_and_empty_texts_never_match():
     a = trigrams(PASSAGE)
     assert duplicate_of(a, [a], 0.0) is None and duplicate_of(a, [a], 1.0) == 0
     assert overlap(trigrams(""), a) == 0.0 and overlap(trigrams("two words"), trigrams("two words")) == 1.0
+
+
+def test_a_slot_shows_the_copy_from_the_shortest_document_at_the_groups_rank():
+    from types import SimpleNamespace
+
+    from indexer.search import Searcher
+    from indexer.types import Chunk, Hit
+
+    def hit(cid: int, doc: str, score: float) -> Hit:
+        return Hit(Chunk(cid, f"k{cid}", doc, 0, 0, 10, PASSAGE, doc), score, {"bm25": cid}, {"bm25": score})
+
+    class Store:  # document length by chunk id: print.html is the whole book
+        def document_lengths(self, ids):
+            return {i: {1: 138_000, 2: 9_000, 3: 9_000, 4: 500}[i] for i in ids}
+
+    book, chapter, mirror, other = hit(1, "print.html", 0.9), hit(2, "ch.html", 0.8), hit(3, "copy/ch.html", 0.7), \
+        hit(4, "other.html", 0.6)
+    out = Searcher._represent(SimpleNamespace(store=Store()), [[book, chapter, mirror], [other]])  # type: ignore[arg-type]
+    assert [h.chunk.doc_id for h in out] == ["ch.html", "other.html"]
+    assert out[0].score == 0.9 and out[0].ranks == {"bm25": 2}  # the group's rank score, the chunk's own ranks
+    assert out[0].also_in == ("print.html", "copy/ch.html") and out[1] is other
