@@ -135,7 +135,7 @@ class Searcher:
         """The first k ranked chunks not in an excluded document, each near-duplicate of a better hit folded into
         it (`indexer.near_dup`)."""
         threshold = self.cfg.collapse_overlap
-        batch = len(ranked) if exclude else k  # chunks read per docstore query: more only when some are skipped
+        batch = max(1, len(ranked) if exclude else k)  # chunks read per docstore query: all when some are skipped
         groups: list[list[Hit]] = []  # one per slot: the best-ranked hit, then the copies folded into it
         grams: list[frozenset[int]] = []
         for first in range(0, len(ranked), batch):

@@ -325,5 +325,7 @@ def test_a_passage_stored_in_two_documents_takes_one_slot(corpus_dir, settings_f
     docs = [h.chunk.doc_id for h in hits]
     assert len(docs) == 3 == len(set(docs)) and not {"space/mars.txt", "all-in-one.txt"} <= set(docs)
     assert set(hits[0].also_in) | {docs[0]} == {"space/mars.txt", "all-in-one.txt"}
+    searcher = Workspace.open(s).searcher()  # nothing ranked (no BM25 match), some documents excluded: no hits
+    assert searcher.search("zzqxv", k=3, mode="bm25", exclude_doc_ids={"space/mars.txt"}) == []
     off = service.search(settings_for(indexer={"collapse_overlap": 0}), "which planet is red because of iron oxide", k=3)
     assert {"space/mars.txt", "all-in-one.txt"} <= {h.chunk.doc_id for h in off} and not any(h.also_in for h in off)
