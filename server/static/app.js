@@ -80,7 +80,8 @@ function renderHits(hits) {
     list.append(el("li", { class: "hit", "data-doc": h.doc_id },
       el("div", {}, el("strong", {}, h.title || h.doc_id)),
       el("div", { class: "meta" }, `${h.doc_id} [${h.start}:${h.end}] score ${h.score.toFixed(4)} ` +
-        Object.entries(h.ranks).map(([k, v]) => `${k}#${v}`).join(" ")),
+        Object.entries(h.ranks).map(([k, v]) => `${k}#${v}`).join(" ") +
+        (h.also_in.length ? ` \u2014 also in ${h.also_in.join(", ")}` : "")),
       el("p", {}, highlighted(h.text, ents, "span", "ent"))));
   }
 }

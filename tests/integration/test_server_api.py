@@ -76,6 +76,7 @@ def test_search_returns_hits_with_offsets_ranks_entities_and_facets(client, home
     assert any(e["label"] == "GPE" and e["norm"] == "spain" for e in top["entities"])
     assert "GPE" in body["facets"] and body["facets"]["GPE"]["count"] >= 1
     assert len(body["hits"]) == 3 and body["took_ms"] > 0
+    assert all(h["also_in"] == [] for h in body["hits"])  # no document here repeats another's passage
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25"])
