@@ -14,7 +14,7 @@ folding them does to search.
         --beir scifact=../shared/datasets/scifact/corpus.jsonl \\
         --questions rustdoc=bench/data/rustdoc_questions.jsonl --out bench/results/near-dup.json
 
-The rustdoc workspace is bench/html_main.py's (the rustdoc book read from its main elements); the sample one any
+The rustdoc workspace is bench/loader_rules.py --rule html-main's (the rustdoc book read from its main elements); the sample one any
 ingest of samples/python-docs.
 """
 

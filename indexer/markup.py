@@ -233,14 +233,42 @@ def _rst_blocks(node: Any) -> list[str]:
 
 # ---- Markdown ----------------------------------------------------------------------------------
 
+_FRONT_KEY = re.compile(r"""^([A-Za-z_][\w-]*)\s*[:=]\s*(.*?)\s*$""")
+
+
+def front_matter(text: str) -> tuple[dict[str, str], str]:
+    """The top-level scalar fields of a Markdown file's front matter (YAML between `---` lines, or Hugo's TOML
+    between `+++` lines) and the text after it; ({}, text) when it has none. Static site generators (Jekyll,
+    Hugo, Docusaurus, npm's docs) keep a page's title and description there; read as Markdown, it became a
+    heading of "title: npm-install section: 1 description: Install a package"."""
+    lines = text.split("\n")
+    fence = lines[0].strip() if lines else ""
+    if fence not in ("---", "+++"):
+        return {}, text
+    end = next((i for i in range(1, min(len(lines), 200)) if lines[i].strip() == fence), None)
+    if end is None:
+        return {}, text
+    fields: dict[str, str] = {}
+    for ln in lines[1:end]:
+        if not ln.strip() or ln[0] in " \t-#":  # nested values, list items, comments
+            continue
+        m = _FRONT_KEY.match(ln)
+        if m is None:
+            return {}, text  # not key/value lines: a thematic break and a paragraph, not front matter
+        fields[m.group(1).lower()] = m.group(2).strip("'\"")
+    return (fields, "\n".join(lines[end + 1:])) if fields else ({}, text)
+
+
 def markdown_to_text(text: str) -> tuple[str, str]:
-    """(title, plain text) of a CommonMark/GFM document: the first heading is the title."""
+    """(title, plain text) of a CommonMark/GFM document: the front matter's title, else the first heading; the
+    front matter's description opens the text."""
     from markdown_it import MarkdownIt
 
+    fields, text = front_matter(text)
     md = MarkdownIt("commonmark").enable("table").enable("strikethrough")
     tokens = md.parse(text)
-    blocks: list[str] = []
-    title = ""
+    blocks: list[str] = [fields["description"]] if fields.get("description") else []
+    title = fields.get("title", "")
     row: list[str] = []
     rows: list[str] | None = None
     item_depth = 0

@@ -145,3 +145,18 @@ def test_code_blocks_are_marked_and_their_offsets_split_out():
     assert [text[a:b] for a, b in code] == ["kiln rotate --all"]
     assert split_code(f"a{CODE_OPEN}  x = 1\n{CODE_CLOSE}b{CODE_CLOSE}c{CODE_OPEN} {CODE_CLOSE}") == ("a  x = 1\nbc ", ((1, 8),))
     assert split_code(f"{CODE_OPEN}\n\n  if x:\n    y()\n{CODE_CLOSE}") == ("\n\n  if x:\n    y()\n", ((2, 17),))
+
+
+def test_front_matter_gives_the_title_and_description_and_never_reaches_the_text():
+    from indexer.markup import front_matter, markdown_to_text
+
+    page = ("---\ntitle: npm-install\nsection: 1\ndescription: Install a package\ntags:\n  - cli\n---\n\n"
+            "### Synopsis\n\nThis command installs a package.\n")
+    title, text = markdown_to_text(page)
+    assert title == "npm-install" and text == "Install a package\n\nSynopsis\n\nThis command installs a package."
+    hugo = '+++\ntitle = "Quick start"\ndraft = false\n+++\n# Heading\n\nBody.\n'
+    assert markdown_to_text(hugo) == ("Quick start", "Heading\n\nBody.")
+    # A thematic break, a paragraph and another break are content, not front matter.
+    prose = "---\nThis paragraph sits between two rules.\n---\n\nMore.\n"
+    assert front_matter(prose) == ({}, prose)
+    assert front_matter("---\nno closing fence: here\n\nBody") == ({}, "---\nno closing fence: here\n\nBody")

@@ -1,18 +1,21 @@
-"""HTML pages read whole or from their one main element: does dropping a generator's page template help search?
+"""A loader rule on and off: does reading a folder's pages this way help search on questions written for it?
 
-A folder of generated documentation (mdBook, Sphinx, MkDocs ...) repeats its template on every page: mdBook's
-keyboard-help popup and theme menu, Sphinx's copyright footer. `indexer.loaders` reads a page from its one
-`<main>` (or role="main") element when it has one. This ingests the same folder both ways, with the default
-settings, and asks questions written for it, each with the pages that answer it (never tuned on: the rule is
-HTML's own meaning of <main>, chosen before these questions were written). Reported: MRR@10 and Recall@5 over
-documents, in the mode search serves, and the chunks the index holds.
+  html-main     an HTML page is read from its one `<main>` (or role="main") element: a documentation generator's
+                template around it (mdBook's keyboard help and theme menu, Sphinx's copyright footer) is on every
+                page. Off: the whole page.
+  front-matter  a Markdown file's front matter (YAML `---` or TOML `+++`) gives the title and description and
+                never reaches the text. Off: it is read as Markdown (a heading "title: ... section: 1 ...").
 
-    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/html_main.py \\
+The same folder is ingested both ways with the default settings, and questions written for it (each with the pages
+that answer it; never tuned on) are searched: MRR@10 and Recall@5 over documents, in the mode search serves, and
+the chunks the index holds.
+
+    HF_HUB_OFFLINE=1 /tmp/ragkiln-cpu heavy .venv/bin/python bench/loader_rules.py --rule html-main \\
         --corpus ~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html/rustdoc \\
         --questions bench/data/rustdoc_questions.jsonl --work bench/work/html-main --out bench/results/html-main.json
 
-The rustdoc book ships with every Rust toolchain (rustup's `rust-docs` component): 26 HTML pages, one of them
-(print.html) the whole book on one page.
+The rustdoc book and the Embedded Rust Book ship with every Rust toolchain (rustup's `rust-docs` component); npm's
+own documentation (Markdown with front matter) with npm, under `node_modules/npm/docs/content`.
 """
 
 from __future__ import annotations
@@ -32,19 +35,28 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine  # noqa: E402
 
 
-def run(corpus: Path, home: Path, questions: list[dict[str, Any]], main_only: bool, k: int) -> dict[str, Any]:
-    import indexer.loaders as loaders
+RULES = {  # rule -> (module, function, what it is replaced by when the rule is off)
+    "html-main": ("indexer.loaders", "_main_content", lambda soup: soup),
+    "front-matter": ("indexer.markup", "front_matter", lambda text: ({}, text)),
+}
+
+
+def run(corpus: Path, home: Path, questions: list[dict[str, Any]], rule: str, on: bool, k: int) -> dict[str, Any]:
+    import importlib
+
     from common.settings import load_settings
     from indexer import service
 
-    whole = loaders._main_content
-    if not main_only:
-        loaders._main_content = lambda soup: soup
+    module, name, off = RULES[rule]
+    mod = importlib.import_module(module)
+    kept = getattr(mod, name)
+    if not on:
+        setattr(mod, name, off)
     try:
         settings = load_settings({"home": home, "ner": {"enabled": False}})
         report = service.ingest(settings, [corpus], progress=False)
     finally:
-        loaders._main_content = whole
+        setattr(mod, name, kept)
     rr, hit5, rows = [], [], []
     for q in questions:
         hits = service.search(settings, q["q"], k=k)
@@ -59,6 +71,7 @@ def run(corpus: Path, home: Path, questions: list[dict[str, Any]], main_only: bo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rule", choices=sorted(RULES), default="html-main")
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--questions", type=Path, required=True)
     ap.add_argument("--work", type=Path, required=True)
@@ -68,10 +81,11 @@ def main() -> None:
     questions = [json.loads(ln) for ln in a.questions.read_text().splitlines() if ln.strip()]
     if a.work.exists():
         shutil.rmtree(a.work)
-    result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(), "corpus": str(a.corpus),
-                              "questions": len(questions)}
-    for name, main_only in (("whole_page", False), ("main_element", True)):
-        result[name] = run(a.corpus.expanduser(), a.work / name, questions, main_only, a.k)
+    result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(), "rule": a.rule,
+                              "corpus": str(a.corpus), "questions": len(questions)}
+    names = {"html-main": ("whole_page", "main_element"), "front-matter": ("as_markdown", "front_matter")}[a.rule]
+    for name, on in zip(names, (False, True)):
+        result[name] = run(a.corpus.expanduser(), a.work / name, questions, a.rule, on, a.k)
         print(name, {k: v for k, v in result[name].items() if k != "questions"}, flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
