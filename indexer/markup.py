@@ -260,15 +260,18 @@ def front_matter(text: str) -> tuple[dict[str, str], str]:
 
 
 def markdown_to_text(text: str) -> tuple[str, str]:
-    """(title, plain text) of a CommonMark/GFM document: the front matter's title, else the first heading; the
-    front matter's description opens the text."""
+    """(title, plain text) of a CommonMark/GFM document: the front matter's title and description (as a rendered
+    page shows them at its top: "npm-version: Bump a package version"), else the first heading; the description
+    also opens the text. The title goes with every chunk, and a page's one-line summary is what tells its chunks
+    apart from other pages' (bench/loader_rules.py --rule front-matter: the title alone lost to the raw block)."""
     from markdown_it import MarkdownIt
 
     fields, text = front_matter(text)
     md = MarkdownIt("commonmark").enable("table").enable("strikethrough")
     tokens = md.parse(text)
-    blocks: list[str] = [fields["description"]] if fields.get("description") else []
-    title = fields.get("title", "")
+    about = fields.get("description", "")
+    blocks: list[str] = [about] if about else []
+    title = ": ".join(t for t in (fields.get("title", ""), about) if t)
     row: list[str] = []
     rows: list[str] | None = None
     item_depth = 0
