@@ -86,6 +86,25 @@ def export_dir(models: Path, base_id: str, backend: str) -> Path:
     return Path(models) / "exports" / f"{re.sub(r'[^A-Za-z0-9._@-]+', '_', base_id)}-{backend}-int8"
 
 
+def remove_exports_of(models: Path, model_dir: Path) -> list[Path]:
+    """Delete the exports made from the model in `model_dir`, which is about to be replaced: an export is named
+    by its model's id, so a retrained model gets new ones and the old ones would only take disk (about 47 MB a
+    rebuild). The caller makes sure no index searches with them."""
+    import shutil
+
+    target = Path(model_dir).expanduser().resolve()
+    removed = []
+    for d in sorted((Path(models) / "exports").glob("*-int8")):
+        try:
+            base = read_manifest(d, KIND, FORMAT_VERSION).get("base", {}).get("path")
+        except (NotFound, ArtifactCorrupt, ManifestMismatch):
+            continue
+        if base and Path(base).expanduser().resolve() == target:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Cosine of each candidate vector to its reference vector: mean, min and 5th percentile."""
     a = reference / np.clip(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12, None)

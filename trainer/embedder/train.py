@@ -30,6 +30,7 @@ from common.console import is_terminal
 from common.errors import InvalidInput, NotFound, TooLittleData
 from common.runs import prepared_under, stamp_run
 from common.settings import EmbedderTrainConfig, Settings
+from indexer.backends import remove_exports_of
 from indexer.beir_eval import selection_split
 from indexer.chunking import index_text
 from indexer.embedder import resolve_precision
@@ -522,6 +523,8 @@ def train_embedder(settings: Settings, out: Path | None = None, pairs_file: Path
     if out.expanduser().resolve() in ws.served_model_dirs():
         raise InvalidInput(f"{out} holds the embedder the active index searches with; training into it would leave "
                            "the index unable to search until a reindex: give another --out")
+    for gone in remove_exports_of(ws.models, out):
+        log.info("removed %s: an export of the model %s replaces", gone.name, out)
     run_dir = ws.home / "runs" / f"embedder-{out.name}"
     # The HF trainer prints its logs on stdout; stdout belongs to the front end (one JSON object).
     with contextlib.redirect_stdout(sys.stderr):

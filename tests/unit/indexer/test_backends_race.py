@@ -46,3 +46,19 @@ def test_auto_skips_openvino_without_vnni(monkeypatch):
     assert backends.auto_backends("avx512_vnni") == ["openvino", "onnx"]
     monkeypatch.setattr(backends, "available", lambda b: b == "openvino")
     assert backends.auto_backends("avx2") == [] and backends.auto_backends("avx512") == ["openvino"]
+
+
+def test_a_retrained_models_exports_are_removed_and_no_other(tmp_path):
+    from common.artifacts import atomic_artifact_dir, make_manifest
+    from indexer.exported import FORMAT_VERSION, KIND
+
+    models = tmp_path / "models"
+    for model, backend in (("embedder", "onnx"), ("embedder", "openvino"), ("embedder-b", "onnx")):
+        manifest = make_manifest(KIND, FORMAT_VERSION, base={"id": f"{model}@1", "path": str(models / model)})
+        with atomic_artifact_dir(backends.export_dir(models, f"{model}@1", backend), manifest):
+            pass
+    (models / "exports" / "notes").mkdir()  # not an export: left alone
+    gone = backends.remove_exports_of(models, models / "embedder")
+    assert sorted(p.name for p in gone) == ["embedder@1-onnx-int8", "embedder@1-openvino-int8"]
+    assert sorted(p.name for p in (models / "exports").iterdir()) == ["embedder-b@1-onnx-int8", "notes"]
+    assert backends.remove_exports_of(tmp_path / "empty", models / "embedder") == []
