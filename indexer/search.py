@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Literal
 
 import faiss
@@ -122,8 +122,9 @@ class Searcher:
         while True:
             ranked, detail = self.ranked_ids(query, mode, n, allowed, query_vec=query_vec)
             hits = self._hits(ranked, detail, k, exclude_doc_ids or set(), mode)
-            if len(hits) >= k or n >= self.size or not (exclude_doc_ids or self.cfg.collapse_overlap > 0):
-                break
+            skipping = bool(exclude_doc_ids) or self.cfg.collapse_overlap > 0
+            if len(hits) >= k or n >= self.size or len(ranked) < n or not skipping:
+                break  # enough hits, or the retrievers ran out (a wider search finds no more), or none was skipped
             n *= 4  # excluded documents or folded duplicates ate the candidates: widen and retry
         if with_entities and hits:
             ents = self.store.entities_for([h.chunk.id for h in hits])

@@ -327,5 +327,11 @@ def test_a_passage_stored_in_two_documents_takes_one_slot(corpus_dir, settings_f
     assert set(hits[0].also_in) | {docs[0]} == {"space/mars.txt", "all-in-one.txt"}
     searcher = Workspace.open(s).searcher()  # nothing ranked (no BM25 match), some documents excluded: no hits
     assert searcher.search("zzqxv", k=3, mode="bm25", exclude_doc_ids={"space/mars.txt"}) == []
+    shallow = Workspace.open(settings_for(indexer={"candidates": 1})).searcher()  # 2 candidates of 6 chunks
+    calls = []
+    ranked_ids = shallow.ranked_ids
+    shallow.ranked_ids = lambda *a, **kw: calls.append(a) or ranked_ids(*a, **kw)  # type: ignore[method-assign]
+    few = shallow.search("purrs", k=2, mode="bm25")  # one chunk matches: a deeper search would find no more
+    assert [h.chunk.doc_id for h in few] == ["pets/cats.txt"] and len(calls) == 1
     off = service.search(settings_for(indexer={"collapse_overlap": 0}), "which planet is red because of iron oxide", k=3)
     assert {"space/mars.txt", "all-in-one.txt"} <= {h.chunk.doc_id for h in off} and not any(h.also_in for h in off)
