@@ -98,8 +98,10 @@ def serving(settings: Settings) -> dict[str, Any]:
 
     section = Workspace.open(settings).active_embedder() or {}
     path = (section.get("base") or {}).get("path") or section.get("path")
-    manifest = Path(path) / "manifest.json" if path else None
-    kind = json.loads(manifest.read_text()).get("kind") if manifest is not None and manifest.is_file() else None
+    try:  # a model directory without our manifest (the packaged base, a user's model) is not an adapted one
+        kind = json.loads((Path(path) / "manifest.json").read_text()).get("kind") if path else None
+    except (OSError, ValueError, AttributeError):
+        kind = None
     return {"path": path, "name": section.get("name"), "adapted": kind == "embedder"}
 
 
