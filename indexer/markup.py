@@ -250,7 +250,7 @@ def front_matter(text: str) -> tuple[dict[str, str], str]:
         return {}, text
     fields: dict[str, str] = {}
     for ln in lines[1:end]:
-        if not ln.strip() or ln[0] in " \t-#":  # nested values, list items, comments
+        if not ln.strip() or ln[0] in " \t-#[":  # nested values, list items, comments, TOML tables
             continue
         m = _FRONT_KEY.match(ln)
         if m is None:

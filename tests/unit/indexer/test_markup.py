@@ -155,7 +155,7 @@ def test_front_matter_gives_the_title_and_description_and_never_reaches_the_text
     title, text = markdown_to_text(page)
     assert title == "npm-install: Install a package"
     assert text == "Install a package\n\nSynopsis\n\nThis command installs a package."
-    hugo = '+++\ntitle = "Quick start"\ndraft = false\n+++\n# Heading\n\nBody.\n'
+    hugo = '+++\ntitle = "Quick start"\ndraft = false\n[params]\n  weight = 2\n+++\n# Heading\n\nBody.\n'
     assert markdown_to_text(hugo) == ("Quick start", "Heading\n\nBody.")
     # A thematic break, a paragraph and another break are content, not front matter.
     prose = "---\nThis paragraph sits between two rules.\n---\n\nMore.\n"
