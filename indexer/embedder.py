@@ -110,6 +110,11 @@ def _weights_hash(path: Path) -> str:
     return sha256_text(json.dumps(sorted(str(p.relative_to(path)) for p in path.rglob("*"))))[:16]
 
 
+def model_id(path: Path) -> str:
+    """A torch model directory's id as its loaded embedder reports it (name and weights hash), without loading it."""
+    return f"{_display_name(path)}@{_weights_hash(path)}"
+
+
 def _weights_stamp(path: Path) -> tuple[int, int, int] | None:
     """Inode, size and mtime of the weights: cheap to read, and new when a model is retrained into the same
     directory (an atomic artifact swap writes a new file)."""
@@ -150,7 +155,7 @@ class SentenceTransformerEmbedder:
         self.path = str(path)
         self.name = _display_name(path)
         # The id depends on the weights only, never on how the model was named on the command line.
-        self.id = f"{self.name}@{_weights_hash(path)}"
+        self.id = model_id(path)
         self.backend, self.quantization = "torch", "fp32"
         self.base_id, self.base_path = self.id, self.path
         dim = self.model.get_embedding_dimension()

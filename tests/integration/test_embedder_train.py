@@ -208,6 +208,12 @@ def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws
         train_embedder(s, out=out, progress=False)
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     assert service.search(s, "owls hunt at night", k=3, mode="dense")
+    # Trained again (a rebuild), the new model starts from the base the served one was adapted from, not on top
+    # of it, and is judged against the one serving.
+    again = train_embedder(s, out=tmp_path / "again", progress=False)
+    assert again["base"]["id"] == base_id
+    spec = json.loads((ws / "runs" / "embedder-again" / "run.json").read_text())
+    assert spec["serving"]["path"] == str(out.resolve()) and spec["base"]["path"] == str(tiny["model"].resolve())
     # The model directory changes under the index, in this same process: refused, never silently served
     # (the process's loaded copy of the old weights is not reused).
     trained_id = load_embedder(str(out)).id

@@ -33,7 +33,7 @@ from common.settings import EmbedderTrainConfig, Settings
 from indexer.backends import remove_exports_of
 from indexer.beir_eval import selection_split
 from indexer.chunking import index_text
-from indexer.embedder import resolve_precision
+from indexer.embedder import model_id, resolve_precision
 from indexer.types import Chunk
 from indexer.workspace import Workspace
 from trainer.embedder import pairs as P
@@ -148,6 +148,27 @@ def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str], bm25_con
     return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed, bm25_context=bm25_context)
 
 
+def training_base(serving: dict[str, Any]) -> dict[str, Any]:
+    """The model training starts from: the one serving, or, when that is an adapted model (its manifest names the
+    model it was trained from, unchanged since), that model. The recipe's steps were chosen for one run from a
+    base; a rebuild that trained on top of the last adaptation ran it again on the same corpus, and
+    over-adaptation is what the label-free gate judges worst (docs/benchmarks.md)."""
+    current = serving
+    for _ in range(8):  # a chain of adaptations made before this rule
+        try:
+            manifest = json.loads((Path(current["path"]) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return current
+        base = manifest.get("base") if manifest.get("kind") == KIND else None
+        if not isinstance(base, dict) or not base.get("path") or not Path(base["path"]).is_dir():
+            return current
+        if model_id(Path(base["path"])) != base.get("id"):
+            return current  # retrained since: no longer the model this one was adapted from
+        current = {"name": base.get("name"), "id": base["id"], "path": base["path"],
+                   "max_seq_length": current["max_seq_length"]}
+    return current
+
+
 def check_inputs(pairs_file: Path | None, beir_train: Path | None, eval_beir: Path | None) -> None:
     """Fail on a missing input before any model is loaded."""
     if pairs_file is not None and not Path(pairs_file).is_file():
@@ -213,9 +234,14 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
             raise TooLittleData(
                 f"this corpus gives {misses} probe queries that BM25 alone misses, and without labels the build needs "
                 f"{MIN_QUERIES} to judge an adapted embedder; `ragkiln train embedder` trains one anyway")
+    emb = searcher.embedder
+    # an int8 index's embedder is an export: its torch model is the one serving
+    serving = {"name": emb.name, "id": getattr(emb, "base_id", emb.id), "path": getattr(emb, "base_path", emb.path),
+               "max_seq_length": emb.max_tokens}
+    base = training_base(serving)
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
     bf16 = resolve_precision(cfg.precision) == "bf16"
-    slowdown = measure_slowdown(step_timer(searcher.embedder.base_path, cfg.max_seq_length, bf16), sample,
+    slowdown = measure_slowdown(step_timer(base["path"], cfg.max_seq_length, bf16), sample,
                                 cfg.max_seq_length, bf16)
     dev_texts = min(len(dev), cfg.max_dev_pairs) + cfg.dev_distractors
     plan = plan_run(cfg, len(train), dev_texts=dev_texts, slowdown=slowdown)
@@ -253,11 +279,9 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     dev_set = _dev_set(dev, ws, cfg)
     atomic_write_text(run_dir / "dev.json", json.dumps(dev_set))
     atomic_write_text(run_dir / "probe.json", json.dumps(asdict(probe)))
-    emb = searcher.embedder
     spec = {
-        # an int8 index's embedder is an export: train from the torch model it was exported from
-        "base": {"name": emb.name, "id": getattr(emb, "base_id", emb.id), "path": getattr(emb, "base_path", emb.path),
-                 "max_seq_length": emb.max_tokens},
+        "base": base,  # trained from
+        "serving": serving,  # compared against: the probe and the labelled split decide whether the new one replaces it
         "config": cfg.model_dump(),
         "out": str(out),
         "eval_beir": str(eval_beir) if eval_beir else None,
@@ -431,6 +455,11 @@ def launch_ddp(run_dir: Path, nproc: int, resume: bool = False) -> dict[str, Any
 
 
 # ---- 3. evaluation, report and the model artifact ------------------------------------------------
+def _serving(spec: dict[str, Any]) -> dict[str, Any]:
+    """The model a new one must beat: the one the index searched with (runs from before it was recorded: the base)."""
+    return spec.get("serving") or spec["base"]
+
+
 def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Write the model directory atomically (with its manifest), report.json and curves.png."""
     spec = json.loads((run_dir / "run.json").read_text())
@@ -441,12 +470,12 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
         metrics["dev_after_unaveraged"] = summary["dev_after_unaveraged"]
     if (run_dir / "probe.json").is_file():  # the label-free gate: queries unlike the training pairs
         probe = Probe(**json.loads((run_dir / "probe.json").read_text()))
-        metrics["probe"] = run_probe(probe, spec["base"]["path"], str(run_dir / "final"), **spec.get("probe", {}))
+        metrics["probe"] = run_probe(probe, _serving(spec)["path"], str(run_dir / "final"), **spec.get("probe", {}))
     if spec.get("eval_beir") and eval_beir_fn is not None:
         beir = Path(spec["eval_beir"])
         select = selection_split(beir, Path(spec["beir_train"]) if spec.get("beir_train") else None)
         splits = ("test",) if select is None else (select, "test")
-        before = eval_beir_fn(spec["base"]["path"], beir, splits)
+        before = eval_beir_fn(_serving(spec)["path"], beir, splits)
         after = eval_beir_fn(str(run_dir / "final"), beir, splits)
         metrics["beir_before"], metrics["beir_after"] = before["test"], after["test"]  # reported, never chooses
         if select is not None:  # the labelled split `ragkiln build` decides on (docs/methodology.md)
