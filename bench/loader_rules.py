@@ -41,6 +41,12 @@ RULES = {  # rule -> (module, function, what it is replaced by when the rule is 
 }
 
 
+def page_rank(groups: list[set[str]], pages: list[str]) -> int | None:
+    """The 1-based rank (within 10) of the first result whose documents include a page that answers the question
+    (document ids end with the page's path under the corpus folder)."""
+    return next((i + 1 for i, g in enumerate(groups[:10]) if any(d.endswith(p) for d in g for p in pages)), None)
+
+
 def run(corpus: Path, home: Path, questions: list[dict[str, Any]], rule: str, on: bool, k: int) -> dict[str, Any]:
     import importlib
 
@@ -61,7 +67,7 @@ def run(corpus: Path, home: Path, questions: list[dict[str, Any]], rule: str, on
     for q in questions:
         hits = service.search(settings, q["q"], k=k)
         docs = list(dict.fromkeys(h.chunk.doc_id for h in hits))
-        rank = next((i + 1 for i, d in enumerate(docs[:10]) if any(d.endswith(p) for p in q["pages"])), None)
+        rank = page_rank([{d} for d in docs], q["pages"])
         rr.append(1 / rank if rank else 0.0)
         hit5.append(1.0 if rank and rank <= 5 else 0.0)
         rows.append({"q": q["q"], "rank": rank, "top": docs[:5]})

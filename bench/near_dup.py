@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loader_rules import page_rank  # noqa: E402
 from bench.machine import machine  # noqa: E402
 from indexer.near_dup import overlap, trigrams  # noqa: E402
 
@@ -83,9 +84,7 @@ def search_effect(home: Path, questions: list[dict[str, Any]]) -> dict[str, Any]
             for h in hits:
                 if not any(h.chunk.doc_id in g for g in groups):
                     groups.append({h.chunk.doc_id, *h.also_in})
-            ok = lambda d: any(d.endswith(p) for p in q["pages"])  # noqa: E731
-            r1 = next((i + 1 for i, d in enumerate(docs[:10]) if ok(d)), None)
-            r2 = next((i + 1 for i, g in enumerate(groups[:10]) if any(ok(d) for d in g)), None)
+            r1, r2 = page_rank([{d} for d in docs], q["pages"]), page_rank(groups, q["pages"])
             strict.append(1 / r1 if r1 else 0.0)
             folded.append(1 / r2 if r2 else 0.0)
             distinct.append(len({h.chunk.doc_id for h in hits[:5]}))

@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import platform
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -90,8 +91,6 @@ def remove_exports_of(models: Path, model_dir: Path) -> list[Path]:
     """Delete the exports made from the model in `model_dir`, which is about to be replaced: an export is named
     by its model's id, so a retrained model gets new ones and the old ones would only take disk (about 47 MB a
     rebuild). The caller makes sure no index searches with them."""
-    import shutil
-
     target = Path(model_dir).expanduser().resolve()
     removed = []
     for d in sorted((Path(models) / "exports").glob("*-int8")):

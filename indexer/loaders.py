@@ -147,8 +147,8 @@ def _main_content(soup):  # type: ignore[no-untyped-def]
     """The page's one main element (`<main>` or role="main") when it has one with text, else the whole page:
     what a documentation generator puts outside it is its template (mdBook's keyboard help and theme menu,
     a sidebar or banner without an ARIA role), repeated on every page."""
-    mains = soup.find_all("main") + soup.find_all(attrs={"role": "main"})
-    outer = [m for m in dict.fromkeys(mains) if not any(p in mains for p in m.parents)]
+    mains = {id(m): m for m in soup.find_all("main") + soup.find_all(attrs={"role": "main"})}  # Tags == by content
+    outer = [m for m in mains.values() if not any(id(p) in mains for p in m.parents)]
     if len(outer) == 1 and outer[0].get_text(strip=True):
         return outer[0]
     return soup
