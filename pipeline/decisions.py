@@ -22,7 +22,7 @@ def embedder_call(metrics: dict[str, Any], mode: str = "hybrid") -> tuple[bool, 
         if after >= before:
             return True, (f"it scores {mode} nDCG@10 {change(before, after)} on the BEIR {select.get('split')} split "
                           "(kept unless it scores lower)")
-        return False, (f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the base on the BEIR "
+        return False, (f"{mode} nDCG@10 {after} with the adapted embedder < {before} with the current one on the BEIR "
                        f"{select.get('split')} split")
     probe = metrics.get("probe")
     if probe is not None:
@@ -41,11 +41,11 @@ def embedder_call(metrics: dict[str, Any], mode: str = "hybrid") -> tuple[bool, 
                  f"probe queries about held-out documents (titles, keywords, questions; "
                  f"{probe.get('mode', 'dense')} search)")
         return False, (f"no labelled evaluation split, and on {which} the adapted embedder gained {probe['gain']:+.4f} "
-                       f"nDCG@10 against the base{noise}")
+                       f"nDCG@10 against the current one{noise}")
     dev_before, dev_after = (metrics.get(k, {}).get("ndcg@10") for k in ("dev_before", "dev_after"))
     if dev_before is not None and dev_after is not None and dev_after <= dev_before:
         return False, (f"no labelled evaluation split, and held-out dev nDCG@10 {dev_after} with the adapted "
-                       f"embedder did not improve on {dev_before} with the base")
+                       f"embedder did not improve on {dev_before} with the one it was trained from")
     return True, f"no labelled dev split; on held-out dev pairs it improved nDCG@10 {change(dev_before, dev_after)}"
 
 

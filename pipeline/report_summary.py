@@ -88,6 +88,9 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
     if ents:
         rows.append(("entities", f"{sum(ents.values()):,} mentions over {len(ents)} labels"))
     metrics = _out(stages, "embedder").get("metrics", {})
+    # the labelled splits compare with the model serving; the dev pairs with the one training started from
+    compared = ("earlier adapted → new adapted embedder" if (_out(stages, "embedder").get("serving") or {}).get("adapted")
+                else "base → adapted embedder")
     after = metrics.get("beir_after") or {}
     before = metrics.get("beir_before") or {}
     for m in ("bm25", "dense", "hybrid"):
@@ -95,13 +98,13 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
             rows.append((f"search, BEIR test split, {m}",
                          f"nDCG@10 {change((before.get(m) or {}).get('ndcg@10'), after[m].get('ndcg@10'))}; "
                          f"Recall@100 {change((before.get(m) or {}).get('recall@100'), after[m].get('recall@100'))} "
-                         "(base → adapted embedder)"))
+                         f"({compared})"))
     select = metrics.get("select") or {}
     for m in ("dense", "hybrid"):
         if m in (select.get("after") or {}):
             b, a = (select.get("before") or {}).get(m) or {}, select["after"][m]
             rows.append((f"search, BEIR {select.get('split')} split, {m} (decides the embedder)",
-                         f"nDCG@10 {change(b.get('ndcg@10'), a.get('ndcg@10'))} (base → adapted embedder)"))
+                         f"nDCG@10 {change(b.get('ndcg@10'), a.get('ndcg@10'))} ({compared})"))
     db, da = metrics.get("dev_before") or {}, metrics.get("dev_after") or {}
     if db and da:
         parts = [f"{k} {change(db.get(k), da.get(k))}" for k in ("ndcg@10", "mrr@10", "recall@100") if k in db]

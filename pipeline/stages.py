@@ -87,7 +87,8 @@ def stage_embedder(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:
     except TooLittleData as e:
         log.warning("embedder not trained: %s", e)
         return {"trained": False, "reason": str(e)}, []
-    keep = {k: report[k] for k in ("metrics", "training", "data", "plan", "loss_curve", "dev_curve") if k in report}
+    keep = {k: report[k] for k in ("metrics", "serving", "training", "data", "plan", "loss_curve", "dev_curve")
+            if k in report}
     return {"model": str(out), **keep}, [str(out)]
 
 
@@ -95,14 +96,11 @@ def serving(settings: Settings) -> dict[str, Any]:
     """The embedder the active index searches with, and whether it is an adapted one (an earlier build's or
     `train embedder`'s, whose directory holds our manifest), for a build that switched to none."""
     from indexer.workspace import Workspace
+    from trainer.embedder.train import is_adapted
 
     section = Workspace.open(settings).active_embedder() or {}
     path = (section.get("base") or {}).get("path") or section.get("path")
-    try:  # a model directory without our manifest (the packaged base, a user's model) is not an adapted one
-        kind = json.loads((Path(path) / "manifest.json").read_text()).get("kind") if path else None
-    except (OSError, ValueError, AttributeError):
-        kind = None
-    return {"path": path, "name": section.get("name"), "adapted": kind == "embedder"}
+    return {"path": path, "name": section.get("name"), "adapted": is_adapted(path)}
 
 
 def stage_reindex(ctx: StageContext) -> tuple[dict[str, Any], list[str]]:

@@ -214,6 +214,7 @@ def test_reindex_with_the_new_embedder_switches_and_mismatch_is_refused(tiny, ws
     assert again["base"]["id"] == base_id
     spec = json.loads((ws / "runs" / "embedder-again" / "run.json").read_text())
     assert spec["serving"]["path"] == str(out.resolve()) and spec["base"]["path"] == str(tiny["model"].resolve())
+    assert spec["serving"]["adapted"] and again["serving"]["adapted"]  # the report labels the comparison by it
     # The model directory changes under the index, in this same process: refused, never silently served
     # (the process's loaded copy of the old weights is not reused).
     trained_id = load_embedder(str(out)).id

@@ -148,6 +148,20 @@ def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str], bm25_con
     return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed, bm25_context=bm25_context)
 
 
+def read_manifest(model_dir: str | Path | None) -> dict[str, Any] | None:
+    """A model directory's manifest, or None for one without ours (the packaged base, a user's model)."""
+    try:
+        manifest = json.loads((Path(model_dir) / "manifest.json").read_text()) if model_dir else None
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def is_adapted(model_dir: str | Path | None) -> bool:
+    """Whether a model directory holds an embedder we trained (a build's or `train embedder`'s)."""
+    return (read_manifest(model_dir) or {}).get("kind") == KIND
+
+
 def training_base(serving: dict[str, Any]) -> dict[str, Any]:
     """The model training starts from: the one serving, or, when that is an adapted model (its manifest names the
     model it was trained from, unchanged since), that model. The recipe's steps were chosen for one run from a
@@ -155,9 +169,8 @@ def training_base(serving: dict[str, Any]) -> dict[str, Any]:
     over-adaptation is what the label-free gate judges worst (docs/benchmarks.md)."""
     current = serving
     for _ in range(8):  # a chain of adaptations made before this rule
-        try:
-            manifest = json.loads((Path(current["path"]) / "manifest.json").read_text())
-        except (OSError, ValueError):
+        manifest = read_manifest(current["path"])
+        if manifest is None:
             return current
         base = manifest.get("base") if manifest.get("kind") == KIND else None
         if not isinstance(base, dict) or not base.get("path") or not Path(base["path"]).is_dir():
@@ -238,6 +251,7 @@ def prepare_run(settings: Settings, run_dir: Path, out: Path, pairs_file: Path |
     # an int8 index's embedder is an export: its torch model is the one serving
     serving = {"name": emb.name, "id": getattr(emb, "base_id", emb.id), "path": getattr(emb, "base_path", emb.path),
                "max_seq_length": emb.max_tokens}
+    serving["adapted"] = is_adapted(serving["path"])
     base = training_base(serving)
     sample = [p.positive for p in random.Random(cfg.seed).sample(train, min(32, len(train)))]
     bf16 = resolve_precision(cfg.precision) == "bf16"
@@ -488,7 +502,7 @@ def finalize_run(run_dir: Path, summary: dict[str, Any], eval_beir_fn=None) -> d
     log.info("the trainer's dev pairs: nDCG@10 %s -> %s", before, after)
     report = {
         "improved_on_dev": improved,
-        "out": str(out), "base": spec["base"], "data": spec["data"], "metrics": metrics,
+        "out": str(out), "base": spec["base"], "serving": _serving(spec), "data": spec["data"], "metrics": metrics,
         "training": {k: summary[k] for k in ("train_seconds", "steps", "world_size", "train_loss", "pairs_per_second",
                                              "resumed_from", "precision")},
         "prepare_seconds": spec["prepare_seconds"],

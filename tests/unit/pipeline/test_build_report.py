@@ -225,6 +225,17 @@ def test_a_rebuild_that_keeps_an_earlier_adapted_embedder_says_so_not_the_base(t
     assert "the base embedder" not in md
 
 
+def test_a_rebuild_compared_with_an_earlier_adapted_embedder_labels_the_comparison_so(tmp_path):
+    stages = full_stages()
+    scores = {"hybrid": {"ndcg@10": 0.7}}
+    stages["embedder"]["outputs"]["metrics"]["select"] = {"split": "dev", "before": scores, "after": scores}
+    stages["embedder"]["outputs"]["serving"] = {"path": str(tmp_path / "models" / "embedder"), "adapted": True}
+    write_report(tmp_path, _State(stages), "tiny", ["/data/docs"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "(earlier adapted → new adapted embedder) |" in md
+    assert "(base → adapted embedder)" not in md
+
+
 def test_the_lm_check_is_summarised_and_a_plain_model_served_is_a_warning(tmp_path):
     from trainer.lm.gate import lm_served
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from indexer.embedder import model_id
-from trainer.embedder.train import training_base
+from trainer.embedder.train import is_adapted, training_base
 
 
 def _model(path: Path, weights: bytes, base: Path | None = None) -> dict:
@@ -26,6 +26,7 @@ def test_an_adapted_model_trains_again_from_its_base_and_a_plain_one_from_itself
     # a chain from before the rule (adapted on top of an adapted model) leads back to the first base
     second = _model(tmp_path / "embedder-b", b"adapted twice", base=tmp_path / "embedder")
     assert training_base(second)["path"] == str(tmp_path / "minilm")
+    assert [is_adapted(m["path"]) for m in (base, first, second)] == [False, True, True]
 
 
 def test_a_base_retrained_or_gone_since_is_not_followed(tmp_path):
@@ -38,3 +39,4 @@ def test_a_base_retrained_or_gone_since_is_not_followed(tmp_path):
     assert training_base(adapted) == adapted
     (tmp_path / "embedder" / "manifest.json").write_text("{not json")
     assert training_base(adapted) == adapted
+    assert not is_adapted(adapted["path"]) and not is_adapted(None)
