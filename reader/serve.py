@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,7 +30,9 @@ from reader.model import ReaderWeights, load_weights
 from reader.parse import Parsed, parse_texts
 from reader.read import Answer, Example, read
 from reader.sentences import Passage
-from trainer.lm.qa import QaExample
+
+if TYPE_CHECKING:
+    from trainer.lm.qa import QaExample
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

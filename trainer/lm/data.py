@@ -36,13 +36,15 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from common.errors import ArtifactCorrupt, InvalidInput, NotFound
 from trainer.lm.tokenizer import BOS_ID, Tokenizer
+
+if TYPE_CHECKING:  # torch is imported where a batch is made: what only reads or writes LM data loads a second sooner
+    import torch
 
 
 class ChunkLike(Protocol):
@@ -293,6 +295,8 @@ class LmDataset:
         The mask covers the target tokens; with `context_loss` also the prefix's neighbour tokens
         (not its `<ctx>` `</ctx>` markers; never for QA rows, whose loss_mask decides).
         """
+        import torch
+
         ctx = [with_context] * len(indices) if isinstance(with_context, bool) else list(with_context)
         rows: list[tuple[list[int], int]] = []
         for i, c in zip(indices, ctx):
