@@ -5,6 +5,9 @@
                 page. Off: the whole page.
   front-matter  a Markdown file's front matter (YAML `---` or TOML `+++`) gives the title and description and
                 never reaches the text. Off: it is read as Markdown (a heading "title: ... section: 1 ...").
+  code-block    Sphinx's `.. code-block:: LANG` (and `sourcecode`) is a code block kept line by line. Off: an
+                unknown directive, its argument and lines read as prose. The off run goes first: docutils'
+                directive registry is process-wide.
 
 The same folder is ingested both ways with the default settings, and questions written for it (each with the pages
 that answer it; never tuned on) are searched: MRR@10 and Recall@5 over documents, in the mode search serves, and
@@ -15,7 +18,8 @@ the chunks the index holds.
         --questions bench/data/rustdoc_questions.jsonl --work bench/work/html-main --out bench/results/html-main.json
 
 The rustdoc book and the Embedded Rust Book ship with every Rust toolchain (rustup's `rust-docs` component); npm's
-own documentation (Markdown with front matter) with npm, under `node_modules/npm/docs/content`.
+own documentation (Markdown with front matter) with npm, under `node_modules/npm/docs/content`; CMake's reST sources
+with Debian's cmake-data, under `/usr/share/cmake-3.25/Help`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from bench.machine import machine  # noqa: E402
 RULES = {  # rule -> (module, function, what it is replaced by when the rule is off)
     "html-main": ("indexer.loaders", "_main_content", lambda soup: soup),
     "front-matter": ("indexer.markup", "front_matter", lambda text: ({}, text)),
+    "code-block": ("indexer.markup", "CODE_DIRECTIVES", frozenset()),
 }
 
 
@@ -89,7 +94,8 @@ def main() -> None:
         shutil.rmtree(a.work)
     result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(), "rule": a.rule,
                               "corpus": str(a.corpus), "questions": len(questions)}
-    names = {"html-main": ("whole_page", "main_element"), "front-matter": ("as_markdown", "front_matter")}[a.rule]
+    names = {"html-main": ("whole_page", "main_element"), "front-matter": ("as_markdown", "front_matter"),
+             "code-block": ("as_prose", "as_code")}[a.rule]
     for name, on in zip(names, (False, True)):
         result[name] = run(a.corpus.expanduser(), a.work / name, questions, a.rule, on, a.k)
         print(name, {k: v for k, v in result[name].items() if k != "questions"}, flush=True)

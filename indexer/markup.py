@@ -24,6 +24,9 @@ NON_PROSE_DIRECTIVES = frozenset({
     "autoattribute", "autodata", "autoexception", "tabularcolumns", "testsetup", "testcleanup", "only",
     "audit-event", "impl-detail", "program", "opcode", "cmdoption", "pdbcommand", "module",
 })
+# Sphinx's names for docutils' `code` (the argument is the language, the body code to keep as written): read
+# like it, with any of Sphinx's options (caption, linenos, emphasize-lines), which docutils' own would refuse.
+CODE_DIRECTIVES = frozenset({"code-block", "sourcecode"})
 # Sphinx's own wording for version notes (their argument is only a version number).
 VERSION_NOTES = {"versionadded": "New in version {}.", "versionchanged": "Changed in version {}.",
                  "deprecated": "Deprecated since version {}.", "deprecated-removed": "Deprecated since version {}."}
@@ -143,6 +146,11 @@ def _register_unknown(text: str) -> None:
                 out.extend(box.children)
             return out
 
+    class CodeDirective(GenericDirective):
+        def run(self) -> list:
+            body = "\n".join(self.content).rstrip()
+            return [nodes.literal_block(body, body)] if body.strip() else []
+
     class ClassDirective(GenericDirective):
         """Sphinx's `.. class:: Name(args)` (an API entry) shares its name with docutils' own `class`
         directive (a class attribute for what follows), which keeps nothing of the signature: a
@@ -161,7 +169,9 @@ def _register_unknown(text: str) -> None:
         if lookup is None:
             roles.register_local_role(name, generic_role)
     for name in set(_DIRECTIVE.findall(text)):
-        if name not in directives._directives and name not in directives._directive_registry:
+        if name in CODE_DIRECTIVES:
+            directives.register_directive(name, CodeDirective)
+        elif name not in directives._directives and name not in directives._directive_registry:
             directives.register_directive(name, GenericDirective)
 
 

@@ -134,6 +134,21 @@ def test_a_sphinx_class_entry_keeps_its_signature():
                                   "A paragraph given a class attribute, as docutils means it."]
 
 
+def test_a_sphinx_code_block_is_code_kept_line_by_line_without_its_language():
+    """Sphinx's `code-block` was read as prose: its lines reflowed into a paragraph after a line "cmake"."""
+    rst = ("add_custom_command\n------------------\n\nAdd a custom build rule.\n\n.. code-block:: cmake\n"
+           "   :caption: the signature\n\n  add_custom_command(OUTPUT output1 [output2 ...]\n"
+           "                     COMMAND command1 [ARGS] [args1...])\n\nThis defines a command.\n\n"
+           ".. sourcecode::\n\n  set(X 1)\n")
+    _t, marked = rst_to_text(rst)
+    text, code = split_code(marked)
+    assert [text[a:b] for a, b in code] == [
+        "add_custom_command(OUTPUT output1 [output2 ...]\n                   COMMAND command1 [ARGS] [args1...])",
+        "set(X 1)"]
+    assert text.split("\n\n")[1:3] == ["Add a custom build rule.", code and text[code[0][0]:code[0][1]]]
+    assert "cmake" not in text.replace("add_custom_command", "") and "caption" not in text
+
+
 def test_code_blocks_are_marked_and_their_offsets_split_out():
     rst = "Title\n=====\n\nThe following command lists a bucket::\n\n    aws s3 ls s3://b\n\n>>> 1 + 1\n2\n\n| a verse\n"
     _t, marked = rst_to_text(rst)
