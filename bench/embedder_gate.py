@@ -32,6 +32,9 @@ hybrid nDCG@10 (the mode search serves) is at least the base's there. Dense is r
   awscli2  the dynamodb, sns, sqs, kms, ecr and cloudwatch pages of the same wheel with
            bench/data/awscli2_questions.jsonl's 40 questions (written for the how-to answers on 2026-12-07),
            added after the rule was fixed, counted as they come
+  cmake    CMake's reST help (/usr/share/cmake-3.25/Help, Debian's cmake-data: 1,962 pages) with
+           bench/data/cmake_questions.jsonl's 30 questions, written before any search of it (2026-12-07), each with
+           the pages that answer it (A/B by hash); the default recipe; counted as it comes
   demo     samples/python-docs with bench/data/python_docs_questions.jsonl and _2 (each question's expected module
            mapped to its page by hand below, those without a page left out; A/B by hash); the demo preset's sizes;
            a corpus the gate's rule was not developed on
@@ -59,6 +62,7 @@ from common.jsonlog import setup_logging  # noqa: E402
 from common.settings import DEFAULT_EMBEDDER, load_settings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
+CMAKE_HELP = Path("/usr/share/cmake-3.25/Help")
 # expected answers of the demo questions that are not a page name -> the page that answers them
 DEMO_PAGES = {"deepcopy": "copy", "hexlify": "binascii", "iskeyword": "keyword", "RobotFileParser": "urllib.robotparser",
               "setraw": "tty", "asyncio.Queue": "asyncio-queue", "asyncio.run": "asyncio-runner", "filedialog": "dialog",
@@ -72,6 +76,17 @@ DEMO_QUESTIONS = ("python_docs_questions.jsonl", "python_docs_questions_2.jsonl"
 
 def half(key: str, seed: int = 28) -> str:
     return "A" if hashlib.sha256(f"{seed}:{key}".encode()).digest()[0] < 128 else "B"
+
+
+def page_labels(questions: Path) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:
+    """Questions written for a folder, each with the pages (document ids: paths under the folder) that answer it."""
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, dict[str, int]]] = {"A": {}, "B": {}}
+    for i, line in enumerate(ln for ln in questions.read_text().splitlines() if ln.strip()):
+        q, qid = json.loads(line), f"q{i}"
+        queries[qid] = q["q"]
+        qrels[half(qid)][qid] = dict.fromkeys(q["pages"], 1)
+    return queries, qrels
 
 
 def squad_labels(squad_json: Path, corpus_dir: Path, n: int) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:
@@ -307,6 +322,9 @@ def main() -> None:
             return queries, qrels
 
         trained_case(aws, [corpus_dir(CORPORA[aws])], json.loads(a.train), aws_labels)
+    if "cmake" in corpora:  # a reST reference nobody tuned on, default recipe
+        trained_case("cmake", [CMAKE_HELP], json.loads(a.train),
+                     lambda s: page_labels(ROOT / "bench" / "data" / "cmake_questions.jsonl"))
     if "scifact" in corpora and a.choose.exists():
         ch = json.loads(a.choose.read_text())["choose"]
         home = a.work / "scifact"
