@@ -1,4 +1,6 @@
-"""Names' initials in the reader's sentences: what two changes do on SQuAD v1.1 dev.
+"""A rule of the reader's sentences, on and off, on SQuAD v1.1 dev (`--rule`).
+
+initials (-> final-letter-reader.json): names' initials in the reader's sentences, two changes:
 
 - The indexer's splitter cuts after every full stop, so "Lyndon B. Johnson" reached the reader as "... Lyndon
   B." and "Johnson ..."; `trainer.lm.qa_focus.passage_sentences` now rejoins a piece that ends in a name's
@@ -6,15 +8,19 @@
 - English tokenizers keep "B." whole (an initial), so a sentence ending "in zone B." offered "zone" but not
   "zone B" as an answer; the reader's tokenizer now ends such a sentence with "B" and "."
   (`reader.serve.split_final_letter`).
-Only a paragraph with a piece ending in a single letter and a full stop can change, so this reads each such
-question's gold paragraph (the reader alone, as `bench/reader.py`'s "gold" rows) both ways, on both halves
-of the articles (nothing is fitted here), and scores span EM / F1.
+abbreviation (-> abbreviation-reader.json): a piece ending in "e.g.", "i.e.", "cf.", "vs." or "viz." goes on
+  into the next, whatever its case (`qa_focus._ENDS_IN_ABBREVIATION`): "(e.g. Makefile Generators or Ninja)" had
+  ended a sentence at "(e.g.".
+Only a paragraph with a piece the rule reads (ending in a single letter and a full stop; in an abbreviation) can
+change, so this reads each such question's gold paragraph (the reader alone, as `bench/reader.py`'s "gold" rows)
+both ways, on both halves of the articles (nothing is fitted here), and scores span EM / F1.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/final_letter_reader.py   # -> bench/results/final-letter-reader.json
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/final_letter_reader.py --rule initials
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -39,31 +45,40 @@ from trainer.lm.qa_metrics import exact_match, token_f1  # noqa: E402
 import trainer.lm.qa_focus as qa_focus  # noqa: E402
 from indexer.chunking import sentence_spans  # noqa: E402
 
-OUT = ROOT / "bench" / "results" / "final-letter-reader.json"
 FINAL_LETTER = re.compile(r"(?<![\w.])[A-Za-z]\.\s*$")
+# rule -> (a piece the rule reads, the qa_focus name it lives in, what it is off, the tokenizer unwrapped off, out)
+RULES = {
+    "initials": (FINAL_LETTER, "_cut_in_a_name", lambda *_a: False, True, "final-letter-reader.json"),
+    "abbreviation": (qa_focus._ENDS_IN_ABBREVIATION, "_ENDS_IN_ABBREVIATION", re.compile(r"(?!)"), False,
+                     "abbreviation-reader.json"),
+}
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rule", choices=sorted(RULES), default="initials")
+    a = ap.parse_args()
+    piece, attr, off, unwrap, out = RULES[a.rule]
     squad = load_squad()
     fit, ev = article_halves(squad)
     qs = [dict(q, half="eval" if q["title"] in ev else "fit") for q in questions(squad, fit + ev)]
-    touched = [q for q in qs if any(FINAL_LETTER.search(q["context"][s:e]) for s, e in sentence_spans(q["context"]))]
+    touched = [q for q in qs if any(piece.search(q["context"][s:e]) for s, e in sentence_spans(q["context"]))]
     emb = load_embedder("all-MiniLM-L6-v2", 2)
     after = ReaderRuntime(load_weights(), DEFAULT_PIPELINE,
                           loader=lambda name: load_reader_pipeline(resolve_model_name(name)))
-    before = ReaderRuntime(load_weights(), DEFAULT_PIPELINE,
-                           loader=lambda name: _unwrapped(load_reader_pipeline(resolve_model_name(name))))
-    rejoin = qa_focus._cut_in_a_name
+    before = ReaderRuntime(load_weights(), DEFAULT_PIPELINE, loader=lambda name: (
+        _unwrapped if unwrap else (lambda nlp: nlp))(load_reader_pipeline(resolve_model_name(name))))
+    rule = getattr(qa_focus, attr)
     got: dict[str, list[str]] = {}
     for name, rt in (("before", before), ("after", after)):
-        qa_focus._cut_in_a_name = rejoin if name == "after" else (lambda *_a: False)
+        setattr(qa_focus, attr, rule if name == "after" else off)
         rt.nlp()
         got[name] = []
         for q in touched:
             ans = read(q["question"], [Passage(q["context"], "gold", 0, 1, 1.0, q["title"].replace("_", " "))], emb,
                        None, rt.weights, top_k=1, encode=lambda t, rt=rt: rt.sentence_vectors(emb, t), parse=rt.parse)
             got[name].append(ans[0].text if ans else "")
-    qa_focus._cut_in_a_name = rejoin
+    setattr(qa_focus, attr, rule)
     rows = [{"id": q["id"], "half": q["half"], "question": q["question"], "gold": q["answers"],
              "before": b, "after": a} for q, b, a in zip(touched, got["before"], got["after"])]
     summary = {}
@@ -72,10 +87,11 @@ def main() -> None:
         summary[half] = {"questions": len(rs), "answers_changed": sum(r["before"] != r["after"] for r in rs),
                          **{f"{m}_{k}": round(100 * sum(f(r[k], r["gold"]) for r in rs) / max(1, len(rs)), 2)
                             for m, f in (("em", exact_match), ("f1", token_f1)) for k in ("before", "after")}}
-    result = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/final_letter_reader.py", "machine": machine(),
+    result = {"command": f"HF_HUB_OFFLINE=1 .venv/bin/python bench/final_letter_reader.py --rule {a.rule}",
+              "machine": machine(),
               "questions_total": len(qs), "summary": summary,
               "changed": [r for r in rows if r["before"] != r["after"]]}
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / "bench" / "results" / out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=1))
 
 

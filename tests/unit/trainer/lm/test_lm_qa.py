@@ -328,6 +328,12 @@ def test_passage_sentences_keep_a_lone_line_with_the_sentence_it_introduces():
     ("J. F. D. Shrewsbury wrote it. Yes.", ["J. F. D. Shrewsbury wrote it.", "Yes."]),
     ("Wear hats in zone B. Gloves too.", ["Wear hats in zone B.", "Gloves too."]),  # not a name: a sentence end
     ("Take vitamin D. It helps.", ["Take vitamin D.", "It helps."]),
+    # a Latin abbreviation introduces what follows, whatever its case (CMake: "... generators (e.g. Makefile ...")
+    ("Build type on generators (e.g. Makefile Generators or Ninja). Typical values.",
+     ["Build type on generators (e.g. Makefile Generators or Ninja).", "Typical values."]),
+    ("Smokers vs. Non-smokers differ. I.e. They do.", ["Smokers vs. Non-smokers differ.", "I.e. They do."]),
+    ("As before, cf. Table 2. Then.", ["As before, cf. Table 2.", "Then."]),
+    ("It is a live.e. Next one.", ["It is a live.e.", "Next one."]),  # inside a word: not the abbreviation
 ])
 def test_passage_sentences_do_not_end_inside_a_names_initials(text, sentences):
     from trainer.lm.qa_focus import passage_sentences
