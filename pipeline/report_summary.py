@@ -87,9 +87,10 @@ def summary_rows(stages: dict[str, Any], base_name: str | None = None) -> list[t
     ents = ev.get("entity_labels") or {}
     if ents:
         rows.append(("entities", f"{sum(ents.values()):,} mentions over {len(ents)} labels"))
-    metrics = _out(stages, "embedder").get("metrics", {})
+    emb = _out(stages, "embedder")
+    metrics = emb.get("metrics", {})
     # the labelled splits compare with the model serving; the dev pairs with the one training started from
-    compared = ("earlier adapted → new adapted embedder" if (_out(stages, "embedder").get("serving") or {}).get("adapted")
+    compared = ("earlier adapted → new adapted embedder" if (emb.get("serving") or {}).get("adapted")
                 else "base → adapted embedder")
     after = metrics.get("beir_after") or {}
     before = metrics.get("beir_before") or {}
