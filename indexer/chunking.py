@@ -15,21 +15,62 @@ from indexer.types import Chunk, ChunkSpan
 
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a blank line.
 _SENT_END = re.compile(r"""(?<=[.!?])["')\]]*\s+|\n\s*\n""")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _MAX_SENTENCE_CHARS = 2000  # longer "sentences" (tables, code, no punctuation) are cut at whitespace
+# A cut the splitter makes but the sentence goes on across (never across a blank line): the next piece opens
+# lower-case ("et al. found", "approx. two"); the piece ends in a Latin abbreviation that introduces what follows
+# ("e.g. Makefile Generators", "i.e. The", "cf. Smith", "vs. Placebo"); or it ends inside a name's initials, after a
+# capitalised word ("Lyndon B."), two or more ("C. J.", "W. E. B."), the piece's only words, or one before a piece
+# that opens with another ("C." + "J. Anderson"). A citation, a sentence vector or a reader's sentence ending at
+# "(e.g." says nothing.
+_OPENS_LOWER = re.compile(r"[\"'(\[]?[a-z]")
+_ENDS_IN_ABBREVIATION = re.compile(r"(?:^|[^\w.])(?:e\.\s?g|i\.\s?e|cf|vs|viz)\.$", re.IGNORECASE)
+_INITIALS_END = re.compile(r"(?:^|[\s(])(?P<name>[A-Z][\w'’-]*\s+)?(?P<initials>(?:[A-Z]\.\s*)+)$")
+_OPENS_WITH_INITIAL = re.compile(r"[A-Z]\.\s")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Split text into sentence spans (start, end), trimmed of surrounding whitespace."""
+    spans: list[tuple[int, int]] = []
+    for s, e in _joined(text, _pieces(text)):
+        spans.extend(_split_long(text, s, e))
+    return spans
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """The splitter's cuts, before any is rejoined."""
     spans: list[tuple[int, int]] = []
     pos = 0
     for m in _SENT_END.finditer(text):
         _add_trimmed(text, pos, m.start() if m.group(0).startswith("\n") else m.end(), spans)
         pos = m.end()
     _add_trimmed(text, pos, len(text), spans)
+    return spans
+
+
+def _joined(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
-    for s, e in spans:
-        out.extend(_split_long(text, s, e))
+    for s, e in pieces:
+        if out and not _PARAGRAPH_BREAK.search(text, out[-1][1], s) and _goes_on(text, out[-1], s):
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
     return out
+
+
+def _goes_on(text: str, prev: tuple[int, int], s: int) -> bool:
+    """The sentence `prev` ends in goes on in the piece at `s`."""
+    piece = text[max(prev[0], prev[1] - 200):prev[1]]  # its end: a run of rejoined pieces stays linear
+    return bool(_OPENS_LOWER.match(text, s) or _ENDS_IN_ABBREVIATION.search(piece)) or _cut_in_a_name(piece, text, s)
+
+
+def _cut_in_a_name(piece: str, text: str, s: int) -> bool:
+    m = _INITIALS_END.search(piece)
+    if m is None:
+        return False
+    several = m.group("initials").count(".") > 1
+    alone = m.start("initials") == 0
+    return m.group("name") is not None or several or alone or bool(_OPENS_WITH_INITIAL.match(text, s))
 
 
 def _add_trimmed(text: str, s: int, e: int, spans: list[tuple[int, int]]) -> None:

@@ -41,7 +41,8 @@ QUEUE_DEPTH = 2  # batches waiting in front of each stage
 STAGES = (("load", "file", "doc"), ("chunk", "doc", "chunk"), ("ner", "doc", "chunk"), ("embed", "doc", "chunk"))
 
 
-CHUNKER_VERSION = 1
+# 2: sentences go on across "e.g.", a name's initials and a cut before a lower-case word (chunking._goes_on)
+CHUNKER_VERSION = 2
 
 
 def chunker_id(embedder: Any, chunk_tokens: int, overlap: int) -> str:

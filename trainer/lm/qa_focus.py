@@ -14,15 +14,9 @@ from collections.abc import Sequence
 from indexer.bm25 import tokenize as bm25_words
 from indexer.chunking import sentence_spans
 
+# a piece opening with anything but a capital, a digit or a quote goes on from the one before ("- item", "`x`");
+# the indexer's splitter has already rejoined pieces it cut in a name's initials or after "e.g." and the like
 _STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
-# a piece ending in a name's initials: after a capitalised word ("Lyndon B."), two or more ("C. J.",
-# "W. E. B."), the piece's only words, or one before a piece that opens with another ("C." + "J. Anderson"):
-# the indexer's splitter cuts there, a name does not end
-_INITIALS_END = re.compile(r"(?:^|[\s(])(?P<name>[A-Z][\w'’-]*\s+)?(?P<initials>(?:[A-Z]\.\s*)+)$")
-_OPENS_WITH_INITIAL = re.compile(r"[A-Z]\.\s")
-# a piece ending in a Latin abbreviation that introduces what follows ("e.g. Makefile Generators", "i.e. The",
-# "cf. Smith", "vs. Placebo"), which the indexer's splitter takes for a full stop
-_ENDS_IN_ABBREVIATION = re.compile(r"(?:^|[^\w.])(?:e\.\s?g|i\.\s?e|cf|vs|viz)\.$", re.IGNORECASE)
 
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -30,17 +24,15 @@ _ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*\s*$")
 
 
 def passage_sentences(text: str) -> list[tuple[int, int]]:
-    """The indexer's sentences, rejoined where a piece starts lower-case, follows "e.g." or the like, or goes on
-    with a name after its initials, but never across a blank line; a paragraph that is one unpunctuated line (a heading, a signature, a
-    term being defined) opens the sentence after it, which it introduces ("setraw(fd)" + "Change the
-    mode of fd to raw."), instead of trailing the sentence before it."""
+    """The indexer's sentences, rejoined where a piece opens with neither a capital nor a digit, but never across
+    a blank line; a paragraph that is one unpunctuated line (a heading, a signature, a term being defined) opens
+    the sentence after it, which it introduces ("setraw(fd)" + "Change the mode of fd to raw."), instead of
+    trailing the sentence before it."""
     merged: list[tuple[int, int]] = []
     heading: tuple[int, int] | None = None  # a lone line waiting for the sentence it introduces
     for s, e in sentence_spans(text):
         after_break = bool(merged or heading) and bool(_PARAGRAPH_BREAK.search(text, (heading or merged[-1])[1], s))
-        if merged and heading is None and not after_break and (
-                not _STARTS_SENTENCE.match(text, s) or _cut_in_a_name(text, merged[-1], s)
-                or _ENDS_IN_ABBREVIATION.search(text[merged[-1][0]:merged[-1][1]])):
+        if merged and heading is None and not after_break and not _STARTS_SENTENCE.match(text, s):
             merged[-1] = (merged[-1][0], e)
             continue
         if heading is not None:
@@ -58,17 +50,6 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
     if heading is not None:
         merged.append(heading)
     return merged
-
-
-def _cut_in_a_name(text: str, prev: tuple[int, int], s: int) -> bool:
-    """The piece `prev` ends inside a name's initials, so the piece at `s` goes on with the name."""
-    piece = text[prev[0]:prev[1]]
-    m = _INITIALS_END.search(piece)
-    if m is None:
-        return False
-    several = m.group("initials").count(".") > 1
-    alone = m.start("initials") == 0
-    return m.group("name") is not None or several or alone or bool(_OPENS_WITH_INITIAL.match(text, s))
 
 
 def _is_heading(text: str, s: int, e: int) -> bool:

