@@ -125,6 +125,18 @@ def read_manifest(directory: Path, kind: str | None = None, format_version: int 
     return manifest
 
 
+def manifest_if_any(directory: str | Path | None) -> dict[str, Any] | None:
+    """A directory's manifest, or None where there is no readable one of ours (the packaged base model, a user's
+    model, a stage not run yet): for what only reports or follows a history, never for what loads the artifact."""
+    if not directory:
+        return None
+    try:
+        manifest = read_manifest(Path(directory))
+    except (NotFound, ArtifactCorrupt):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
     """Check every file listed in the manifest exists with its recorded hash."""
     for rel, digest in manifest.get("files", {}).items():

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import atomic_write_text
+from common.artifacts import atomic_write_text, manifest_if_any
 from pipeline.report_figures import Figure, draw, plan_figures
 from pipeline.report_format import Table, human_duration, tables_of
 from pipeline.report_summary import summary_rows, warnings
@@ -37,13 +36,6 @@ Block = tuple[str, Any]  # ("h2" | "p" | "warn" | "table" | "fig", payload)
 def _gb(mb: Any) -> str:
     """A stage process's peak resident memory; '–' for a stage run inside the build's own process."""
     return f"{float(mb) / 1024:.1f} GB" if mb is not None else "–"
-
-
-def _manifest(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _relative(obj: Any, home: str) -> Any:
@@ -73,9 +65,10 @@ def unchanged_notes(stage: str, outputs: dict[str, Any], figs: list[Figure]) -> 
 
 def plan_report(home: Path, stages: dict[str, Any], command: str) -> tuple[list[Block], list[Figure]]:
     """The page as blocks, and the figures it shows (not drawn yet)."""
-    emb = _manifest(Path((stages.get("embedder", {}).get("outputs") or {}).get("model") or home / "models" / "embedder"))
+    served = (stages.get("embedder", {}).get("outputs") or {}).get("model") or home / "models" / "embedder"
+    emb = manifest_if_any(served) or {}
     base_name = (emb.get("base") or {}).get("name") if isinstance(emb.get("base"), dict) else None
-    vocab = {k: (_manifest(home / "models" / d).get("model_args") or {}).get("vocab_size")
+    vocab = {k: ((manifest_if_any(home / "models" / d) or {}).get("model_args") or {}).get("vocab_size")
              for k, d in (("retrieval_lm", "lm-base"), ("plain_lm", "lm-plain"), ("qa_lm", "lm"))}
     figs = plan_figures(stages, home)
     blocks: list[Block] = [("p", f"Produced by: `{command}`"), ("h2", "Summary"),

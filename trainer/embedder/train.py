@@ -25,9 +25,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest, read_manifest
+from common.artifacts import atomic_artifact_dir, atomic_write_text, make_manifest, manifest_if_any
 from common.console import is_terminal
-from common.errors import ArtifactCorrupt, InvalidInput, NotFound, TooLittleData
+from common.errors import InvalidInput, NotFound, TooLittleData
 from common.runs import prepared_under, stamp_run
 from common.settings import EmbedderTrainConfig, Settings
 from indexer.backends import remove_exports_of
@@ -148,21 +148,9 @@ def _probe(ws: Workspace, cfg: EmbedderTrainConfig, held_out: set[str], bm25_con
     return build_probe(held, held_out, others[: cfg.dev_distractors], cfg.seed, bm25_context=bm25_context)
 
 
-def _model_manifest(model_dir: str | Path | None) -> dict[str, Any] | None:
-    """A model directory's manifest, or None for one without a readable one of ours (the packaged base, a user's
-    model): the model still serves, it only has no training history to follow."""
-    if not model_dir:
-        return None
-    try:
-        manifest = read_manifest(Path(model_dir))
-    except (NotFound, ArtifactCorrupt):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
 def is_adapted(model_dir: str | Path | None) -> bool:
     """Whether a model directory holds an embedder we trained (a build's or `train embedder`'s)."""
-    return (_model_manifest(model_dir) or {}).get("kind") == KIND
+    return (manifest_if_any(model_dir) or {}).get("kind") == KIND
 
 
 def training_base(serving: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +160,7 @@ def training_base(serving: dict[str, Any]) -> dict[str, Any]:
     over-adaptation is what the label-free gate judges worst (docs/benchmarks.md)."""
     current = serving
     for _ in range(8):  # a chain of adaptations made before this rule
-        manifest = _model_manifest(current["path"])
+        manifest = manifest_if_any(current["path"])
         if manifest is None:
             return current
         base = manifest.get("base") if manifest.get("kind") == KIND else None

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from common.artifacts import atomic_artifact_dir, make_manifest, read_manifest, verify_files
+from common.artifacts import atomic_artifact_dir, make_manifest, manifest_if_any, read_manifest, verify_files
 from common.errors import ArtifactCorrupt, InvalidInput, ManifestMismatch
 from common.settings import load_settings
 
@@ -32,6 +32,18 @@ def test_atomic_dir_and_manifest(tmp_path):
         verify_files(final, m)
     with pytest.raises(ManifestMismatch):
         read_manifest(final, "other")
+
+
+def test_manifest_if_any_is_none_without_a_readable_manifest(tmp_path):
+    final = tmp_path / "art"
+    with atomic_artifact_dir(final, make_manifest("thing", 1, answer=42)) as d:
+        (d / "data.bin").write_bytes(b"abc")
+    assert manifest_if_any(final)["answer"] == 42
+    (tmp_path / "user-model").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{not json")
+    for d in (None, "", tmp_path / "missing", tmp_path / "user-model", tmp_path / "broken"):
+        assert manifest_if_any(d) is None
 
 
 def test_failed_write_leaves_previous(tmp_path):
