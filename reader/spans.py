@@ -59,6 +59,10 @@ def subtree_edges(p: Parsed) -> tuple[list[int], list[int]]:
     return lo, hi
 
 
+def _has_alnum(text: str) -> bool:
+    return any(c.isalnum() for c in text)
+
+
 def candidate_spans(p: Parsed, max_tokens: int = MAX_TOKENS) -> dict[tuple[int, int], frozenset[str]]:
     """Token ranges [i, j) that may answer, each with the kinds of unit it is (ent, np, num, sub, left, tok)."""
     found: dict[tuple[int, int], set[str]] = {}
@@ -73,8 +77,8 @@ def candidate_spans(p: Parsed, max_tokens: int = MAX_TOKENS) -> dict[tuple[int, 
             return
         if j - i > 1 and toks[i].pos in _CUT_FRONT:  # "the Broncos" -> "Broncos", "in 1990" -> "1990"
             add(i + 1, j, kind if kind.endswith("-cut") else kind + "-cut")
-        if j - i > max_tokens or all(t.is_stop or t.is_punct for t in toks[i:j]):
-            return
+        if j - i > max_tokens or all(t.is_stop or t.is_punct or not _has_alnum(t.text) for t in toks[i:j]):
+            return  # nothing to name: stop words, punctuation, symbols alone ("|" of "[STATIC | SHARED]")
         if j - i == 1 and toks[i].pos not in _SINGLE and not toks[i].like_num:
             return
         found.setdefault((i, j), set()).add(kind)

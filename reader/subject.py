@@ -102,11 +102,12 @@ def signature_role(sentence: str, start: int, end: int) -> str | None:
 
 def qualified_name(span: str, sentence: str, span_start: int, subject: str) -> str | None:
     """`subject.span` when the span is the name that opens the sentence's signature line (`signature_role`)
-    and the subject is a module-like identifier (lower case or code-shaped); None otherwise. A name
-    already under the subject stays as it is."""
+    and the subject is a module-like identifier (lower case or code-shaped, but not all capitals: CMAKE_BUILD_TYPE or
+    CXX_STANDARD names a variable or a property, whose page shows calls that use it, not members); None otherwise.
+    A name already under the subject stays as it is."""
     if signature_role(sentence, span_start, span_start + len(span)) != "name" or not subject:
         return None
-    if not _IDENTIFIER.fullmatch(subject) or not (subject.islower() or is_code(subject)):
+    if not _IDENTIFIER.fullmatch(subject) or subject.isupper() or not (subject.islower() or is_code(subject)):
         return None
     if span == subject or span.startswith(subject + "."):
         return None

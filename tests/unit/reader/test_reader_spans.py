@@ -66,6 +66,17 @@ def test_candidates_never_split_words():
     assert not {"state", "art", "the", "-"} & texts  # pieces of a hyphenated word, lone function words
 
 
+def test_a_symbol_alone_is_never_a_candidate():
+    text = "add_library(name [STATIC | SHARED] C++)"
+    p = _parse(text, [("add_library", "NOUN", "ROOT", 0, ""), ("(", "PUNCT", "punct", 0, ""),
+                      ("name", "NOUN", "dobj", 0, ""), ("[", "PUNCT", "punct", 4, ""), ("STATIC", "PROPN", "appos", 2, ""),
+                      ("|", "SYM", "punct", 4, ""), ("SHARED", "PROPN", "conj", 4, ""), ("]", "PUNCT", "punct", 4, ""),
+                      ("C", "PROPN", "appos", 0, ""), ("++", "SYM", "punct", 8, ""), (")", "PUNCT", "punct", 0, "")])
+    texts = {p.span_text(i, j) for i, j in candidate_spans(p)}
+    assert "SHARED" in texts and "C++" in texts
+    assert not {"|", "++"} & texts
+
+
 def test_candidate_kinds():
     spans = candidate_spans(SENTENCE)
     assert "ent" in spans[(3, 4)] and "num" in spans[(3, 4)]

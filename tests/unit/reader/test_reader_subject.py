@@ -144,6 +144,8 @@ def test_qualified_name_of_a_signature_member():
     assert qualified_name("Example", "Example\nThe example below shows ...", 0, "copyreg") is None  # a heading
     assert qualified_name("TimeoutError", "TimeoutError\nA deprecated alias.", 0, "Exceptions") is None  # not a module
     assert qualified_name("spawn", sent, 0, "Super Bowl 50") is None
+    use = "set_property(TARGET tgt PROPERTY CXX_STANDARD 11)\nwith a compiler which does not support it."
+    assert qualified_name("set_property", use, 0, "CXX_STANDARD") is None  # a property's page: a call using it
     assert qualified_name("pty.spawn", "pty.spawn(argv)\nSpawn.", 0, "pty") is None  # already qualified
     subject = title_subject("py_compile --- Compile Python source files", keep_underscores=True)
     assert qualified_name("compile", "compile(file)\nCompile.", 0, subject) == "py_compile.compile"
