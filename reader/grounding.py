@@ -17,11 +17,12 @@ from the BM25 index (no model call):
   against a passage on the Rhine: rivers, seas and countries match, the Danube does not).
 
 The question's own function words (who, which, did, how many, the adjective of any "how <kind>": how
-often, how long, ...; BM25 keeps them, its stop list is short) are left out: they say how a question is
+often, how long, ...; the asker's my, our, your; BM25 keeps them, its stop list is short) are left out: they say how a question is
 asked, not what about. A manual that says "every Monday" and never "often" made "How often is the
 forklift inspected?" miss its heaviest term and be refused. In a small corpus that never says
 "who" it would be the heaviest term every passage lacks; and an encyclopedia rarely says "should" or
-"do", which made the style of a how-to question pass for evidence that it is off-topic.
+"do", which made the style of a how-to question pass for evidence that it is off-topic. A reference manual rarely
+says "my": "How do I link a library into my target?" was refused with the right page first.
 
 A passage supports the question when `bias + w_dense * dense + w_coverage * coverage + w_sentence *
 sentence_coverage - w_missing * missing >= 0`; without a dense score (BM25-only retrieval) when
@@ -48,10 +49,12 @@ from indexer.types import Hit
 from reader.question import HOW_KINDS
 
 
-# Interrogatives, auxiliaries and request words: how a question is asked, not what it is about (English).
+# Interrogatives, auxiliaries, request words and the asker's pronouns: how a question is asked, not what it is about
+# (English).
 QUESTION_WORDS = ("who whom whose what which when where why how whichever whatever "
                   "do does did done doing has have had having am were been being can could shall should will would "
-                  "may might must many much tell explain describe")
+                  "may might must many much tell explain describe "
+                  "me my mine myself we us our ours ourselves you your yours yourself yourselves")
 
 
 @cache

@@ -165,3 +165,7 @@ def test_question_words_are_not_terms_of_the_signal():
     ev = passage_evidence(hit(1, "Joseph Strauss was the chief engineer of the bridge.", 0.6), weights)
     assert ev.missing == 0.0 and ev.coverage == pytest.approx(1.0) and ev.sentence_coverage == pytest.approx(1.0)
     assert passage_evidence(hit(2, "anything", 0.9), {"who": 3.0, "did": 2.0}).coverage == 0.0  # nothing else asked
+    # a reference manual never says "my": the asker's pronoun is not what the question is about
+    page = hit(3, "Specify libraries to use when linking a given target.", 0.6, title="target_link_libraries")
+    ev = passage_evidence(page, {"link": 1.7, "librari": 1.5, "my": 5.3, "target": 0.7})
+    assert ev.missing == 0.0 and ev.coverage == pytest.approx(1.0)
