@@ -2,8 +2,10 @@
 `/v1/answer` answer): does the answer name what the question needs?
 
 Each question (`bench/data/cmake_questions.jsonl`: written before any search of CMake's help) lists the pages that
-answer it; a reference names its pages after their subject (`command/add_executable.rst` documents
-add_executable), so the expected names are the pages' file stems. Counted: the expected name in the answer span,
+answer it and may list the names an answer should show (`expected`); without them, the pages' file stems (a
+reference names its pages after their subject: `command/add_executable.rst` documents add_executable). A name is
+found as written, case-sensitive, as a whole word (a qualified `fs.readFile` shows readFile) unless it holds
+punctuation itself (`once(`, `recursive: true`), which is found anywhere. Counted: the expected name in the answer span,
 in the span or its sentence, in those or the example; the answering page among the expected ones; refusals.
 Nothing is fitted on these questions.
 
@@ -29,7 +31,9 @@ from bench.machine import machine  # noqa: E402
 
 
 def names(name: str, text: str) -> bool:
-    return re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text) is not None
+    if not re.fullmatch(r"[\w.]+", name):
+        return name in text
+    return re.search(r"(?<!\w)" + re.escape(name) + r"(?![\w])", text) is not None
 
 
 def main() -> None:
@@ -50,7 +54,7 @@ def main() -> None:
     answers = []
     for r in rows:
         g = ask(searcher, runtime, r["q"], settings)
-        expected = [Path(p).stem for p in r["pages"]]
+        expected = r.get("expected") or [Path(p).stem for p in r["pages"]]
         span, sentence = g.text, g.sentence or ""
         example = g.example.text if g.example else ""
         doc = g.hit.chunk.doc_id if g.hit else None
