@@ -110,10 +110,12 @@ def answer_to_dict(question: str, a: Any) -> dict[str, Any]:
 
 
 def render_answer(d: dict[str, Any]) -> str:
-    lines = [d["answer"]]
+    whole = bool(d["sentence"]) and d["answer"] == d["sentence"]["text"]  # a how-to answer given as its sentence
+    lines = [" ".join(d["answer"].split()) if whole else d["answer"]]
     if d["sentence"]:
         s, c = d["sentence"], d["citations"][0]
-        lines.append(f"  \"{' '.join(s['text'].split())}\"")
+        if not whole:
+            lines.append(f"  \"{' '.join(s['text'].split())}\"")
         lines.append(f"  {c['doc_id']} [{c['start']}:{c['end']}]" + (f" ({c['title']})" if c["title"] else ""))
     if d["example"]:
         lines.append("  example:")

@@ -17,12 +17,13 @@ from the BM25 index (no model call):
   against a passage on the Rhine: rivers, seas and countries match, the Danube does not).
 
 The question's own function words (who, which, did, how many, the adjective of any "how <kind>": how
-often, how long, ...; the asker's my, our, your; BM25 keeps them, its stop list is short) are left out: they say how a question is
-asked, not what about. A manual that says "every Monday" and never "often" made "How often is the
-forklift inspected?" miss its heaviest term and be refused. In a small corpus that never says
-"who" it would be the heaviest term every passage lacks; and an encyclopedia rarely says "should" or
-"do", which made the style of a how-to question pass for evidence that it is off-topic. A reference manual rarely
-says "my": "How do I link a library into my target?" was refused with the right page first.
+often, how long, ...; the asker's my, our, your; BM25 keeps them, its stop list is short) are left out:
+they say how a question is asked, not what about. A manual that says "every Monday" and never "often"
+made "How often is the forklift inspected?" miss its heaviest term and be refused. In a small corpus
+that never says "who" it would be the heaviest term every passage lacks; an encyclopedia rarely says
+"should" or "do", which made the style of a how-to question pass for evidence that it is off-topic; and a
+reference manual rarely says "my": "How do I link a library into my target?" was refused with the right
+page first.
 
 A passage supports the question when `bias + w_dense * dense + w_coverage * coverage + w_sentence *
 sentence_coverage - w_missing * missing >= 0`; without a dense score (BM25-only retrieval) when

@@ -35,7 +35,7 @@ from reader.parse import Parsed, parse_texts
 from reader.question import QuestionInfo, question_info
 from reader.sentences import Passage, Sentence, sentence_features, split_sentences
 from reader.spans import char_span, sentence_candidates
-from reader.subject import qualified_name, title_subject
+from reader.subject import names_a_means, qualified_name, title_subject
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,8 @@ def read(question: str, passages: Sequence[Passage], embedder: Any, nlp: Any, we
     for ci, s, e, lp in rank_spans(q, chosen, w):
         sent = sents[order[ci]]
         text = sent.text[s:e]
+        if q.wh == "how_to" and not names_a_means(text, sent.text, s, modules[sent.passage]):
+            s, e, text = 0, len(sent.text), sent.text  # a fragment answers no "How do I ...?": its sentence does
         if text.lower() in seen:
             continue
         seen.add(text.lower())

@@ -7,6 +7,9 @@
   which paraphrase a description and rarely repeat the name.
 - A *code-shaped* word: an identifier no prose word looks like (`snake_case`, dotted `sys.argv`,
   a call `f()`, an inner capital `RobotFileParser`).
+- Whether a span *names a means*: a code-shaped word, a call ("range" in "range()"), or its document's
+  subject. A how-to question is answered by one (`make_parser`, `add_executable`); a span that names none
+  ("typically", "a readable", "Example") says less than the sentence it was cut from.
 - A member's *qualified name*: an answer naming the function or class that a signature line defines,
   on a page whose subject is a module ("spawn" from "spawn(argv[, ...])" on the pty page), is given as
   "pty.spawn": the name a user can import, and the answer to "how do I ...?" and "which module ...?" at once.
@@ -112,3 +115,13 @@ def qualified_name(span: str, sentence: str, span_start: int, subject: str) -> s
     if span == subject or span.startswith(subject + "."):
         return None
     return f"{subject}.{span}"
+
+
+def names_a_means(span: str, sentence: str, span_start: int, subject: str) -> bool:
+    """Whether a span names what a how-to question can be answered with (see the module docstring)."""
+    if code_words(span):
+        return True
+    end = span_start + len(span)
+    if sentence[end:end + 1] == "(":
+        return True
+    return bool(subject) and span.strip().lower() == subject.lower()

@@ -1,8 +1,8 @@
-"""The CLI's text rendering of an ingest report."""
+"""The CLI's text rendering of an ingest report and of an answer."""
 
 from __future__ import annotations
 
-from cli.render import SKIPPED_SHOWN, render_report
+from cli.render import SKIPPED_SHOWN, render_answer, render_report
 
 
 def report(skipped: int) -> dict:
@@ -28,3 +28,18 @@ def test_files_of_a_type_nothing_reads_take_one_line_per_type():
     assert lines[3:] == ["skipped 11 input(s):", "  unsupported file type .js: 8 files (e.g. site/0.js)",
                          "  unsupported file type .png: site/logo.png", "  corpus.jsonl:2: invalid JSON",
                          "  corpus.jsonl:3: invalid JSON"]
+
+
+def answer(text: str, sentence: str) -> dict:
+    return {"answer": text, "sentence": {"text": sentence}, "example": None, "notice": None,
+            "citations": [{"doc_id": "fs.md", "start": 10, "end": 10 + len(text), "title": "File system"}]}
+
+
+def test_an_answer_shows_its_sentence_once():
+    sentence = "Calling fs.mkdir() when path is a directory\nthat exists results in an error."
+    assert render_answer(answer("fs.mkdir", sentence)).splitlines() == [
+        "fs.mkdir", '  "Calling fs.mkdir() when path is a directory that exists results in an error."',
+        "  fs.md [10:18] (File system)"]
+    assert render_answer(answer(sentence, sentence)).splitlines() == [  # a how-to answer given as its sentence
+        "Calling fs.mkdir() when path is a directory that exists results in an error.",
+        f"  fs.md [10:{10 + len(sentence)}] (File system)"]

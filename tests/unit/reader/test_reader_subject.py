@@ -6,7 +6,7 @@ from reader.parse import Parsed, Token
 from reader.question import question_class, question_info
 from reader.sentences import Passage, sentence_features, split_sentences
 from reader.spans import sentence_candidates
-from reader.subject import code_words, is_code, mentions, qualified_name, signature_role, title_subject
+from reader.subject import code_words, is_code, mentions, names_a_means, qualified_name, signature_role, title_subject
 from reader.synth import corpus_questions, exception_questions, module_question, signature_questions, title_question
 
 
@@ -159,3 +159,12 @@ def test_signature_roles():
     assert signature_role(sent, sent.index("Spawn"), sent.index("Spawn") + 5) is None  # the description
     assert signature_role("Spawn a process.", 0, 5) is None  # no signature line
     assert signature_role("NannyNag\nRaised by process_tokens().", 0, 8) == "name"  # a lone code-shaped name
+
+
+def test_names_a_means():
+    sent = "Therefore, list.sort() sorts the list in place, and range() counts."
+    assert names_a_means("list.sort", sent, sent.index("list.sort"), "")  # code-shaped
+    assert names_a_means("range", sent, sent.index("range"), "")  # a call
+    assert names_a_means("foreach", "Evaluate a group of commands.", 0, "foreach")  # the page's subject
+    assert not names_a_means("place", sent, sent.index("place"), "")
+    assert not names_a_means("typically", "Files are typically installed.", 10, "find_package")
