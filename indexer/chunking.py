@@ -15,7 +15,7 @@ from indexer.types import Chunk, ChunkSpan
 
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a blank line.
 _SENT_END = re.compile(r"""(?<=[.!?])["')\]]*\s+|\n\s*\n""")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")  # a blank line, which no sentence crosses
 _MAX_SENTENCE_CHARS = 2000  # longer "sentences" (tables, code, no punctuation) are cut at whitespace
 # A cut the splitter makes but the sentence goes on across (never across a blank line): the next piece opens
 # lower-case ("et al. found", "approx. two"); the piece ends in a Latin abbreviation that introduces what follows
@@ -51,7 +51,7 @@ def _pieces(text: str) -> list[tuple[int, int]]:
 def _joined(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for s, e in pieces:
-        if out and not _PARAGRAPH_BREAK.search(text, out[-1][1], s) and _goes_on(text, out[-1], s):
+        if out and not PARAGRAPH_BREAK.search(text, out[-1][1], s) and _goes_on(text, out[-1], s):
             out[-1] = (out[-1][0], e)
         else:
             out.append((s, e))
@@ -65,6 +65,7 @@ def _goes_on(text: str, prev: tuple[int, int], s: int) -> bool:
 
 
 def _cut_in_a_name(piece: str, text: str, s: int) -> bool:
+    """The piece (the end of a sentence) stops inside a name's initials, so the piece at `s` goes on with it."""
     m = _INITIALS_END.search(piece)
     if m is None:
         return False

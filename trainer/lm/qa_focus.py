@@ -12,14 +12,11 @@ from collections import Counter
 from collections.abc import Sequence
 
 from indexer.bm25 import tokenize as bm25_words
-from indexer.chunking import sentence_spans
+from indexer.chunking import PARAGRAPH_BREAK, sentence_spans
 
 # a piece opening with anything but a capital, a digit or a quote goes on from the one before ("- item", "`x`");
 # the indexer's splitter has already rejoined pieces it cut in a name's initials or after "e.g." and the like
 _STARTS_SENTENCE = re.compile(r"[\"'(\[]?[A-Z0-9]")
-
-
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*\s*$")
 
 
@@ -31,7 +28,7 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     heading: tuple[int, int] | None = None  # a lone line waiting for the sentence it introduces
     for s, e in sentence_spans(text):
-        after_break = bool(merged or heading) and bool(_PARAGRAPH_BREAK.search(text, (heading or merged[-1])[1], s))
+        after_break = bool(merged or heading) and bool(PARAGRAPH_BREAK.search(text, (heading or merged[-1])[1], s))
         if merged and heading is None and not after_break and not _STARTS_SENTENCE.match(text, s):
             merged[-1] = (merged[-1][0], e)
             continue
@@ -43,7 +40,7 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
                 merged.append((heading[0], e))
                 heading = None
             continue
-        if _is_heading(text, s, e) and _PARAGRAPH_BREAK.match(text, e):
+        if _is_heading(text, s, e) and PARAGRAPH_BREAK.match(text, e):
             heading = (s, e)
         else:
             merged.append((s, e))
