@@ -31,7 +31,8 @@ _STREAM_DOC = sse_openapi(["token", "citations", "done", "error"],
                         503: {"model": ErrorResponse}})
 async def answer(req: AnswerRequest, request: Request, state: ServerState = READ):  # noqa: ANN201
     """Retrieve, answer from the relevant passages (the extractive reader's span and its sentence, with the code
-    example a how-to answer's sentence introduces, or the GGUF model's own words), cite the supporting spans. When nothing relevant is found the answer says so
+    example a how-to answer's sentence introduces; a how-to span that names nothing is given as its whole sentence;
+    or the GGUF model's own words), cite the supporting spans. When nothing relevant is found the answer says so
     (grounded: false) instead of inventing one."""
     if req.model is not None and not state.reads_for(req.model):  # an unknown model is 404 before any work
         state.require_generator(req.model)
