@@ -27,7 +27,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine  # noqa: E402
+from bench.page_answers import ask_each  # noqa: E402
 from bench.refusal import half_of  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "awscli"
@@ -132,25 +132,18 @@ def main() -> None:
         return
 
     from common.settings import load_settings
-    from indexer.workspace import Workspace
-    from reader.answer import ask, make_reader_runtime
 
     rows = [json.loads(line) for line in c.questions.read_text().splitlines() if line.strip()]
     want = {"dev": "fit", "held-out": "eval"}.get(a.half)
     rows = [r for r in rows if want is None or half_of(r["question"]) == want]
-    settings = load_settings({"home": home, "ner": {"enabled": False}})
-    searcher = Workspace.existing(settings).searcher()
-    runtime = make_reader_runtime(settings)
-    t0 = time.perf_counter()
+    asked, seconds = ask_each(load_settings({"home": home, "ner": {"enabled": False}}), [r["question"] for r in rows])
     answers = []
-    for r in rows:
-        g = ask(searcher, runtime, r["question"], settings)
-        span, sentence = g.text, g.sentence or ""
-        example = g.example.text if g.example else ""
+    for r, g in zip(rows, asked):
+        span, sentence, example = g.answer, g.sentence, g.example
         in_span = any(names(e, span) for e in r["expected"])
         in_sentence = in_span or any(names(e, sentence) for e in r["expected"])
         answers.append({"question": r["question"], "expected": r["expected"], "answer": span, "sentence": sentence,
-                        "example": example, "doc": g.hit.chunk.doc_id if g.hit else None, "grounded": g.grounded,
+                        "example": example, "doc": g.doc, "grounded": g.grounded,
                         "span": in_span, "sentence_or_span": in_sentence,
                         "shown": in_sentence or any(names(e, example) for e in r["expected"]),
                         "runnable": any(runnable(e, f"{span}\n{sentence}\n{example}") for e in r["expected"]),
@@ -161,7 +154,7 @@ def main() -> None:
                "shown": sum(x["shown"] for x in answers), "runnable": sum(x["runnable"] for x in answers),
                "runnable_without_example": sum(x["runnable_without_example"] for x in answers),
                "refused": sum(not x["grounded"] for x in answers),
-               "seconds": round(time.perf_counter() - t0, 1)}
+               "seconds": seconds}
     print(json.dumps(summary))
     if a.out:
         a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/awscli_answers.py "

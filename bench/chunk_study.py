@@ -82,6 +82,26 @@ def corpora(split: str) -> dict[str, tuple[Path, Any]]:
     return out
 
 
+def ingest_and_score(s: Any, path: Path, labels: Any, what: str) -> dict[str, Any]:
+    """Ingest `path` into the workspace of settings `s`, then score it as `ragkiln eval retrieval` does (documents
+    ranked as served): nDCG@10, Recall@100 and MRR@10 per mode, with the chunks, embedder and ingest time."""
+    from indexer import service
+    from indexer.beir_eval import evaluate_searcher
+    from indexer.workspace import Workspace
+
+    t0 = time.perf_counter()
+    service.ingest(s, [path], progress=False)
+    ingest_s = time.perf_counter() - t0
+    searcher = Workspace.open(s).searcher()
+    queries, qrels = labels(s)
+    metrics = evaluate_searcher(searcher, queries, qrels, ["bm25", "dense", "hybrid"])
+    print(f"{what}: " + ", ".join(f"{m} {r['ndcg@10']:.4f}" for m, r in metrics.items())
+          + f" ({searcher.size} chunks, ingest {ingest_s:.0f} s)", file=sys.stderr, flush=True)
+    return {**{m: {k: v for k, v in r.items() if k in ("ndcg@10", "recall@100", "mrr@10", "queries")}
+               for m, r in metrics.items()},
+            "chunks": searcher.size, "embedder": searcher.embedder.id, "ingest_seconds": round(ingest_s, 1)}
+
+
 def choose(rows: dict[str, dict[str, Any]], candidates: tuple[str, ...] = CANDIDATES, incumbent: str = DEFAULT
            ) -> dict[str, Any]:
     """The rule, applied to {corpus: {label: metrics}}: each candidate's mean hybrid nDCG@10 and the winner, which
@@ -105,10 +125,6 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated corpora (default: all of the split's)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    from indexer import service
-    from indexer.beir_eval import evaluate_searcher
-    from indexer.workspace import Workspace
-
     out = a.out or ROOT / "bench" / "results" / f"chunk-study-{a.split}.json"
     sizes: tuple[str, ...] = CANDIDATES if a.round == 1 else ROUND2
     if a.split == "test":
@@ -137,18 +153,7 @@ def main() -> None:
             s = load_settings({"home": home, "ner": {"enabled": False},
                                "indexer": {"chunk_tokens": tokens, "chunk_overlap": tokens // 8,
                                            "bm25_context_chunks": context}})
-            t0 = time.perf_counter()
-            service.ingest(s, [path], progress=False)
-            ingest_s = time.perf_counter() - t0
-            searcher = Workspace.open(s).searcher()
-            queries, qrels = labels(s)
-            metrics = evaluate_searcher(searcher, queries, qrels, ["bm25", "dense", "hybrid"])
-            rows.setdefault(name, {})[label] = {
-                **{m: {k: v for k, v in r.items() if k in ("ndcg@10", "recall@100", "mrr@10", "queries")}
-                   for m, r in metrics.items()},
-                "chunks": searcher.size, "embedder": searcher.embedder.id, "ingest_seconds": round(ingest_s, 1)}
-            print(f"{name} {label}: " + ", ".join(f"{m} {r['ndcg@10']:.4f}" for m, r in metrics.items())
-                  + f" ({searcher.size} chunks, ingest {ingest_s:.0f} s)", file=sys.stderr, flush=True)
+            rows.setdefault(name, {})[label] = ingest_and_score(s, path, labels, f"{name} {label}")
             if a.split == "dev" and a.round == 1 and all(all(t in v for t in CANDIDATES) for v in rows.values()):
                 res["choice"] = choose(rows)
             if a.split == "dev" and a.round == 2 and all(all(t in v for t in ROUND2) for v in rows.values()):

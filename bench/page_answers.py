@@ -21,7 +21,9 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,34 @@ def names(name: str, text: str) -> bool:
     return re.search(r"(?<!\w)" + re.escape(name) + r"(?![\w])", text) is not None
 
 
+@dataclass(frozen=True)
+class Asked:
+    """One question as `ragkiln ask` answers it."""
+
+    question: str
+    answer: str
+    sentence: str
+    example: str
+    doc: str | None
+    grounded: bool
+
+
+def ask_each(settings: Any, questions: list[str]) -> tuple[list[Asked], float]:
+    """Each question through `reader.answer.ask` on the workspace of `settings`, and the seconds the answers took."""
+    from indexer.workspace import Workspace
+    from reader.answer import ask, make_reader_runtime
+
+    searcher = Workspace.existing(settings).searcher()
+    runtime = make_reader_runtime(settings)
+    t0 = time.perf_counter()
+    out = []
+    for q in questions:
+        g = ask(searcher, runtime, q, settings)
+        out.append(Asked(q, g.text, g.sentence or "", g.example.text if g.example else "",
+                         g.hit.chunk.doc_id if g.hit else None, g.grounded))
+    return out, round(time.perf_counter() - t0, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", type=Path, required=True)
@@ -43,21 +73,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     from common.settings import load_settings
-    from indexer.workspace import Workspace
-    from reader.answer import ask, make_reader_runtime
 
     rows = [json.loads(line) for line in a.questions.read_text().splitlines() if line.strip()]
-    settings = load_settings({"home": a.workspace})
-    searcher = Workspace.existing(settings).searcher()
-    runtime = make_reader_runtime(settings)
-    t0 = time.perf_counter()
+    asked, seconds = ask_each(load_settings({"home": a.workspace}), [r["q"] for r in rows])
     answers = []
-    for r in rows:
-        g = ask(searcher, runtime, r["q"], settings)
+    for r, g in zip(rows, asked):
         expected = r.get("expected") or [Path(p).stem for p in r["pages"]]
-        span, sentence = g.text, g.sentence or ""
-        example = g.example.text if g.example else ""
-        doc = g.hit.chunk.doc_id if g.hit else None
+        span, sentence, example, doc = g.answer, g.sentence, g.example, g.doc
         answers.append({"question": r["q"], "expected": expected, "answer": span, "sentence": sentence,
                         "example": example, "doc": doc, "grounded": g.grounded,
                         "page": bool(doc) and any(doc.endswith(p) for p in r["pages"]),
@@ -66,7 +88,7 @@ def main() -> None:
                         "shown": any(names(e, f"{span}\n{sentence}\n{example}") for e in expected)})
     summary = {"questions": len(rows), **{k: sum(x[k] for x in answers) for k in
                                           ("page", "span", "span_or_sentence", "shown")},
-               "refused": sum(not x["grounded"] for x in answers), "seconds": round(time.perf_counter() - t0, 1)}
+               "refused": sum(not x["grounded"] for x in answers), "seconds": seconds}
     print(json.dumps(summary))
     if a.out:
         a.out.write_text(json.dumps({"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/page_answers.py "

@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +61,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated cases (default: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sentence-join.json")
     a = ap.parse_args()
-    from indexer import chunking, service
-    from indexer.beir_eval import evaluate_searcher
-    from indexer.workspace import Workspace
+    from indexer import chunking
 
     res: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
     res["commands"] = [*res.get("commands", []), " ".join(["python"] + sys.argv)]
@@ -84,18 +81,7 @@ def main() -> None:
             if label == "on" and not home.exists() and off_exports.is_dir():
                 shutil.copytree(off_exports, home / "models" / "exports")  # the same int8 embedder both ways
             s = load_settings({"home": home, "ner": {"enabled": False}})
-            t0 = time.perf_counter()
-            service.ingest(s, [path], progress=False)
-            ingest_s = time.perf_counter() - t0
-            searcher = Workspace.open(s).searcher()
-            queries, qrels = labels(s)
-            metrics = evaluate_searcher(searcher, queries, qrels, ["bm25", "dense", "hybrid"])
-            rows.setdefault(name, {})[label] = {
-                **{m: {k: v for k, v in r.items() if k in ("ndcg@10", "recall@100", "mrr@10", "queries")}
-                   for m, r in metrics.items()},
-                "chunks": searcher.size, "ingest_seconds": round(ingest_s, 1)}
-            print(f"{name} {label}: " + ", ".join(f"{m} {r['ndcg@10']:.4f}" for m, r in metrics.items())
-                  + f" ({searcher.size} chunks, ingest {ingest_s:.0f} s)", file=sys.stderr, flush=True)
+            rows.setdefault(name, {})[label] = cs.ingest_and_score(s, path, labels, f"{name} {label}")
             res["verdict"] = verdict(rows)
             a.out.write_text(json.dumps(res, indent=2))
     chunking._goes_on = goes_on
